@@ -1,0 +1,115 @@
+//! `ferry-api`: the thin HTTP front. Authenticates, streams chunks to the staging
+//! volume, records uploads and files in PostgreSQL, enqueues jobs through the outbox,
+//! and redirects downloads to the nearest healthy node.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod form;
+pub mod heartbeats;
+pub mod nearest;
+pub mod notify;
+pub mod routes;
+pub mod state;
+pub mod upload;
+pub mod uploads;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use ferry_shared::config::Config;
+use ferry_shared::db::{self, DbError};
+use ferry_shared::ops;
+use ferry_shared::outbox::{self, RelayWaker};
+use ferry_shared::queue::Publisher;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Keys;
+use crate::error::ApiError;
+use crate::heartbeats::HeartbeatTable;
+use crate::state::{AppState, SharedState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the router over `state` (public so tests can drive it in-process).
+pub fn router(state: SharedState) -> Router {
+    let ready_state = state.clone();
+    let ready: ops::ReadyCheck = Arc::new(move || {
+        let state = ready_state.clone();
+        Box::pin(async move {
+            db::ping(&state.pool).await.map_err(|e| format!("database: {e}"))?;
+            state.publisher.ping().await.map_err(|e| format!("broker: {e}"))
+        })
+    });
+    Router::new()
+        .merge(routes::token::router())
+        .merge(routes::upload::router())
+        .merge(routes::files::router())
+        .merge(routes::download::router())
+        .merge(routes::admin::router())
+        .fallback(|| async { ApiError::NotFound { what: "Resource" } })
+        // Bodies are streamed with limits of our own (chunk, file, quota, form).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+        .merge(ops::routes(ready))
+}
+
+/// Runs the API on `listener` until `shutdown`.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let pool = db::pool(&config.database)?;
+    migrate_with_retry(&pool, &shutdown).await?;
+    tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
+    let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-api publisher", config.broker.heartbeat_secs));
+    let (completions, _) = broadcast::channel(1024);
+    let state = Arc::new(AppState {
+        keys: Keys::new(config.auth.jwt_secret.expose().as_bytes(), config.auth.token_ttl_secs),
+        pool: pool.clone(),
+        publisher: publisher.clone(),
+        relay: RelayWaker::default(),
+        heartbeats: HeartbeatTable::new(Duration::from_secs(config.api.heartbeat_stale_secs)),
+        completions: completions.clone(),
+        intake: Semaphore::new(config.api.max_concurrent_uploads),
+        config,
+    });
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(outbox::run_relay(pool, publisher, state.relay.clone(), shutdown.clone()));
+    tasks.spawn(heartbeats::run_consumer(
+        state.config.broker.url.expose().to_owned(),
+        state.config.broker.heartbeat_secs,
+        state.heartbeats.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(notify::run_listener(db::pg_config(&state.config.database)?, completions, shutdown.clone()));
+    tasks.close();
+    tracing::info!(listen = %listener.local_addr()?, "ferry-api serving");
+    ops::serve(listener, router(state), shutdown).await?;
+    tasks.wait().await;
+    Ok(())
+}
+
+/// Migrations at start-up, retried while the database is still coming up.
+pub async fn migrate_with_retry(pool: &deadpool_postgres::Pool, shutdown: &CancellationToken) -> Result<(), DbError> {
+    let mut attempt = 0;
+    loop {
+        match db::migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_unavailable() && attempt < 30 && !shutdown.is_cancelled() => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying migrations");
+                tokio::time::sleep(ferry_shared::backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(2))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `ferry-api` binary: parses the command line and hands over to the library.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry_shared::config::Config;
+
+/// Ferry's HTTP API: chunked uploads, file listings, download redirects, admin API.
+///
+/// Configuration comes from the TOML file given with --config, then FERRY_* environment
+/// variables (FERRY_<SECTION>__<KEY>, e.g. FERRY_DATABASE__URL, FERRY_API__LISTEN).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides api.listen).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create a user, or reset an existing user's password and admin flag.
+    UserAdd {
+        username: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input (the only way:
+        /// passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ferry_shared::telemetry::init();
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(listen) = cli.listen {
+        config.api.listen = listen;
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let shutdown = ferry_shared::shutdown::on_signals()?;
+            let listener = tokio::net::TcpListener::bind(config.api.listen)
+                .await
+                .with_context(|| format!("binding {}", config.api.listen))?;
+            ferry_api::run(config, listener, shutdown).await?;
+        }
+        Command::Migrate => {
+            let pool = ferry_shared::db::pool(&config.database)?;
+            ferry_api::migrate_with_retry(&pool, &Default::default()).await?;
+        }
+        Command::UserAdd { username, admin, password_stdin: _ } => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let pool = ferry_shared::db::pool(&config.database)?;
+            ferry_api::migrate_with_retry(&pool, &Default::default()).await?;
+            let id = ferry_api::users::upsert(&pool, &username, password, admin).await?;
+            println!("user {username} (id {id}) saved{}", if admin { " as admin" } else { "" });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `GET /storage/download/<id>/`: 302 to the nearest healthy node holding a verified
+//! copy, with a signed, expiring URL the node agent checks (the client's JWT does not
+//! survive a redirect to another host or port).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use ferry_shared::signing;
+use ferry_shared::types::{FileId, NodeId};
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::nearest::{self, Candidate};
+use crate::state::SharedState;
+use crate::uploads::{Upload, UploadState};
+
+pub fn router() -> Router<SharedState> {
+    Router::new().route("/storage/download/{id}/", get(download))
+}
+
+async fn download(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> ApiResult<Response> {
+    let id: FileId = id.parse().map_err(|_| ApiError::NotFound { what: "File" })?;
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT f.id, n.id, n.public_url, n.lat, n.lon
+             FROM files f
+             LEFT JOIN replicas r ON r.file_id = f.id AND r.state = 'present'
+             LEFT JOIN nodes n ON n.id = r.node_id AND n.state <> 'disabled'
+             WHERE f.id = $1 AND f.user_id = $2 AND f.deleted_at IS NULL",
+            &[&id.0, &user.id],
+        )
+        .await?;
+    if rows.is_empty() {
+        // Not a file (yet)? An upload still in progress answers 409 with its state.
+        return match Upload::load(&client, id, user.id, false).await {
+            Ok(upload) if upload.state != UploadState::Complete => Err(ApiError::Conflict {
+                code: "not_ready",
+                detail: format!("The file is not ready for download (state {}).", upload.effective_state().as_str()),
+                state: Some(upload.effective_state().as_str()),
+            }),
+            _ => Err(ApiError::NotFound { what: "File" }),
+        };
+    }
+    let candidates: Vec<Candidate> = rows
+        .iter()
+        .filter_map(|row| {
+            let node = NodeId(row.get::<_, Option<i32>>(1)?);
+            let beat = state.heartbeats.healthy(node)?;
+            Some(Candidate { public_url: row.get(2), lat: row.get(3), lon: row.get(4), rtt_ms: beat.rtt_ms })
+        })
+        .collect();
+    let client_at = nearest::locate(peer.ip(), &state.config.api.client_locations);
+    let node = nearest::choose(&candidates, client_at).ok_or(ApiError::Unavailable {
+        detail: "No healthy storage node holds a verified copy of this file right now.",
+        retry_after: 5,
+    })?;
+    let expires = chrono::Utc::now().timestamp() + state.config.signing.url_ttl_secs as i64;
+    let location = format!(
+        "{}{}",
+        node.public_url.trim_end_matches('/'),
+        signing::signed_path(state.config.signing.secret.expose().as_bytes(), id, expires)
+    );
+    Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())]).into_response())
+}

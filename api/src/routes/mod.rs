@@ -1,0 +1,7 @@
+//! The HTTP surface, one file per resource.
+
+pub mod admin;
+pub mod download;
+pub mod files;
+pub mod token;
+pub mod upload;

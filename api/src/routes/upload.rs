@@ -1,0 +1,435 @@
+//! The chunked upload protocol (drf-chunked-upload compatible):
+//! `PUT /storage/tmp-upload/` (first chunk), `PUT /storage/tmp-upload/<id>/` (next
+//! chunks), `GET|HEAD` (resume point), `POST` (complete with md5), and the
+//! single-request `POST /storage/tmp-upload/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use axum::{Json, Router};
+use deadpool_postgres::GenericClient;
+use ferry_shared::outbox;
+use ferry_shared::queue::Job;
+use ferry_shared::types::{FileId, FileName, Md5};
+use serde::Deserialize;
+use tokio::sync::SemaphorePermit;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::extract::Query;
+use crate::error::{ApiError, ApiResult};
+use crate::form::small_form;
+use crate::state::SharedState;
+use crate::upload::content_range::{self, ChunkRange};
+use crate::upload::intake::{self, Limits, Received};
+use crate::upload::staging::{part_path, upload_dir};
+use crate::uploads::{Upload, UploadState};
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/storage/tmp-upload/", put(create_chunk).post(create_whole))
+        .route("/storage/tmp-upload/{id}/", put(append_chunk).post(complete).get(show))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UploadQuery {
+    filename: Option<String>,
+    parent: Option<String>,
+    md5: Option<String>,
+    /// Seconds the completing POST waits for the workers' verdict.
+    wait: Option<u64>,
+}
+
+fn parse_id(raw: &str) -> ApiResult<FileId> {
+    raw.parse().map_err(|_| ApiError::NotFound { what: "Upload" })
+}
+
+fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| ApiError::bad_request("invalid_content_range", "Content-Range is not ASCII."))?;
+    content_range::parse(text).map(Some).map_err(|e| ApiError::bad_request("invalid_content_range", e.to_string()))
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+fn intake_permit(state: &SharedState) -> ApiResult<SemaphorePermit<'_>> {
+    state.intake.try_acquire().map_err(|_| ApiError::Unavailable {
+        detail: "Too many uploads in progress on this server; retry shortly.",
+        retry_after: 1,
+    })
+}
+
+/// Removes a new upload's staging directory unless the upload was recorded.
+struct NewDirGuard(Option<PathBuf>);
+
+impl NewDirGuard {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for NewDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Bytes the user may still store: quota minus live files and open uploads.
+async fn quota_left(client: &impl GenericClient, state: &SharedState, user: i64) -> ApiResult<u64> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(u.quota_bytes, $2),
+                    (SELECT COALESCE(SUM(size), 0)::BIGINT FROM files WHERE user_id = u.id AND deleted_at IS NULL)
+                  + (SELECT COALESCE(SUM(COALESCE(total_size, \"offset\")), 0)::BIGINT FROM uploads
+                     WHERE user_id = u.id AND status IN ('uploading', 'assembling'))
+             FROM users u WHERE u.id = $1",
+            &[&user, &(state.config.storage.default_quota_bytes as i64)],
+        )
+        .await?;
+    let (quota, used): (i64, i64) = (row.get(0), row.get(1));
+    Ok(quota.saturating_sub(used).max(0) as u64)
+}
+
+/// Checks a new file's declared size against the file size limit and the quota.
+async fn check_new_file_size(client: &impl GenericClient, state: &SharedState, user: i64, total: u64) -> ApiResult<()> {
+    let max = state.config.storage.max_file_bytes;
+    if total > max {
+        return Err(ApiError::TooLarge { detail: format!("Files are limited to {max} bytes."), limit: max });
+    }
+    let left = quota_left(client, state, user).await?;
+    if total > left {
+        return Err(ApiError::TooLarge { detail: format!("This upload would exceed your quota ({left} bytes left)."), limit: left });
+    }
+    Ok(())
+}
+
+fn chunk_limit(state: &SharedState, range: &ChunkRange) -> ApiResult<Limits> {
+    let max = state.config.storage.max_chunk_bytes;
+    if range.len() > max {
+        return Err(ApiError::TooLarge { detail: format!("Chunks are limited to {max} bytes."), limit: max });
+    }
+    Ok(Limits { expected: Some(range.len()), max, max_is_limit: true })
+}
+
+fn resolve_filename(fields: &Option<String>, query: &UploadQuery, headers: &HeaderMap) -> ApiResult<FileName> {
+    let raw = fields
+        .clone()
+        .or_else(|| query.filename.clone())
+        .or_else(|| headers.get("x-filename").and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .ok_or_else(|| ApiError::bad_request("filename_required", "The first chunk must carry a 'filename'."))?;
+    FileName::parse(&raw).map_err(|e| ApiError::bad_request("invalid_filename", e.to_string()))
+}
+
+/// The root of `parent`'s version chain, which must be a live file of the same user.
+async fn resolve_parent(client: &impl GenericClient, user: i64, raw: Option<&str>) -> ApiResult<Option<Uuid>> {
+    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
+    let not_found = || ApiError::bad_request("parent_not_found", "The parent file does not exist.");
+    let id: Uuid = raw.parse().map_err(|_| not_found())?;
+    let row = client
+        .query_opt(
+            "SELECT COALESCE(parent_id, id) FROM files WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+            &[&id, &user],
+        )
+        .await?;
+    row.map(|r| Some(r.get(0))).ok_or_else(not_found)
+}
+
+fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::seconds(state.config.storage.upload_expiry_secs as i64)
+}
+
+/// Records a new upload and its first chunk, moving the chunk into place inside the
+/// transaction (a crash before commit leaves only an orphan part file, never a row
+/// without its bytes).
+#[allow(clippy::too_many_arguments)]
+async fn insert_upload(
+    state: &SharedState,
+    id: FileId,
+    user: i64,
+    filename: &FileName,
+    parent: Option<Uuid>,
+    received: Received,
+    total: u64,
+    md5: Option<Md5>,
+) -> ApiResult<Upload> {
+    let part = received.part.ok_or_else(file_required)?;
+    let size = received.size as i64;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let status = if md5.is_some() { "assembling" } else { "uploading" };
+    tx.execute(
+        "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &id.0,
+            &user,
+            &filename.as_str(),
+            &parent,
+            &(total as i64),
+            &size,
+            &md5.map(|m| m.to_string()),
+            &status,
+            &expires_at(state),
+        ],
+    )
+    .await?;
+    if size > 0 {
+        tx.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)", &[&id.0, &size]).await?;
+    }
+    if md5.is_some() {
+        outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
+    }
+    let dir = upload_dir(&state.config.storage.staging_dir, id);
+    part.persist(part_path(&dir, 0)).await.map_err(ApiError::internal)?;
+    let upload = Upload::load(&tx, id, user, false).await?;
+    tx.commit().await?;
+    if md5.is_some() {
+        state.relay.wake();
+    }
+    Ok(upload)
+}
+
+fn file_required() -> ApiError {
+    ApiError::bad_request("file_required", "No chunk file was found in the request (field 'file', or a raw body).")
+}
+
+/// `PUT /storage/tmp-upload/`: a new upload from its first chunk.
+async fn create_chunk(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let range = content_range(&headers)?
+        .ok_or_else(|| ApiError::bad_request("content_range_required", "Chunks need a Content-Range header."))?;
+    if range.start != 0 {
+        return Err(ApiError::OffsetMismatch { offset: 0 });
+    }
+    let limits = chunk_limit(&state, &range)?;
+    check_new_file_size(&state.pool.get().await?, &state, user.id, range.total).await?;
+    let _permit = intake_permit(&state)?;
+    let id = FileId::new();
+    let dir = upload_dir(&state.config.storage.staging_dir, id);
+    let guard = NewDirGuard(Some(dir.clone()));
+    let received = intake::receive(body, content_type(&headers), &dir, limits).await?;
+    let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
+    let parent_raw = received.fields.parent.clone().or(query.parent.clone());
+    let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
+    let upload = insert_upload(&state, id, user.id, &filename, parent, received, range.total, None).await?;
+    guard.keep();
+    tracing::info!(upload.id = %id, upload.total_bytes = range.total, "upload created");
+    Ok(Json(upload.to_json(&state.base_url(&headers))).into_response())
+}
+
+/// `POST /storage/tmp-upload/`: a whole file with its md5 in one request.
+async fn create_whole(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let range = content_range(&headers)?;
+    if let Some(range) = range {
+        if range.start != 0 || range.end != range.total {
+            return Err(ApiError::bad_request(
+                "incomplete_upload",
+                "A single-request upload must carry the whole file; use PUT for chunks.",
+            ));
+        }
+    }
+    let left = quota_left(&state.pool.get().await?, &state, user.id).await?;
+    let max = state.config.storage.max_file_bytes.min(left);
+    let limits = Limits { expected: range.map(|r| r.len()), max, max_is_limit: true };
+    let _permit = intake_permit(&state)?;
+    let id = FileId::new();
+    let dir = upload_dir(&state.config.storage.staging_dir, id);
+    let guard = NewDirGuard(Some(dir.clone()));
+    let received = intake::receive(body, content_type(&headers), &dir, limits).await?;
+    let md5 = parse_md5(received.fields.md5.clone().or(query.md5.clone()))?;
+    let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
+    let parent_raw = received.fields.parent.clone().or(query.parent.clone());
+    let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
+    let size = received.size;
+    insert_upload(&state, id, user.id, &filename, parent, received, size, Some(md5)).await?;
+    guard.keep();
+    tracing::info!(upload.id = %id, upload.total_bytes = size, "single-request upload received");
+    verdict(&state, id, user.id, wait(&state, &query), &headers).await
+}
+
+/// `PUT /storage/tmp-upload/<id>/`: the next chunk.
+async fn append_chunk(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let range = content_range(&headers)?
+        .ok_or_else(|| ApiError::bad_request("content_range_required", "Chunks need a Content-Range header."))?;
+    let limits = chunk_limit(&state, &range)?;
+    // Cheap checks before reading the body; repeated under the row lock below.
+    let upload = Upload::load(&state.pool.get().await?, id, user.id, false).await?;
+    check_appendable(&upload, &range)?;
+    let _permit = intake_permit(&state)?;
+    let dir = upload_dir(&state.config.storage.staging_dir, id);
+    let received = intake::receive(body, content_type(&headers), &dir, limits).await?;
+    let part = received.part.ok_or_else(file_required)?;
+
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    // The row lock makes concurrent PUTs to one upload take turns: the first to
+    // commit advances the offset, the other then fails the offset check.
+    let upload = Upload::load(&tx, id, user.id, true).await?;
+    check_appendable(&upload, &range)?;
+    tx.execute(
+        "INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, $2, $3)",
+        &[&id.0, &(range.start as i64), &(received.size as i64)],
+    )
+    .await?;
+    tx.execute("UPDATE uploads SET \"offset\" = \"offset\" + $2 WHERE id = $1", &[&id.0, &(received.size as i64)]).await?;
+    part.persist(part_path(&dir, range.start)).await.map_err(ApiError::internal)?;
+    let upload = Upload::load(&tx, id, user.id, false).await?;
+    tx.commit().await?;
+    Ok(Json(upload.to_json(&state.base_url(&headers))).into_response())
+}
+
+fn check_appendable(upload: &Upload, range: &ChunkRange) -> ApiResult<()> {
+    match upload.effective_state() {
+        UploadState::Uploading => {}
+        UploadState::Expired => return Err(ApiError::Expired),
+        other => {
+            return Err(ApiError::bad_request(
+                "upload_closed",
+                format!("This upload no longer accepts chunks (state {}).", other.as_str()),
+            ))
+        }
+    }
+    if upload.total_size != Some(range.total as i64) {
+        return Err(ApiError::bad_request("total_mismatch", "Content-Range TOTAL must not change between chunks."));
+    }
+    if upload.offset != range.start as i64 {
+        return Err(ApiError::OffsetMismatch { offset: upload.offset });
+    }
+    Ok(())
+}
+
+/// `GET|HEAD /storage/tmp-upload/<id>/`: where to resume.
+async fn show(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let upload = Upload::load(&state.pool.get().await?, parse_id(&id)?, user.id, false).await?;
+    let mut response = Json(upload.to_json(&state.base_url(&headers))).into_response();
+    response.headers_mut().insert("upload-offset", HeaderValue::from(upload.offset));
+    response.headers_mut().insert(
+        "upload-state",
+        HeaderValue::from_static(upload.effective_state().as_str()),
+    );
+    Ok(response)
+}
+
+fn parse_md5(raw: Option<String>) -> ApiResult<Md5> {
+    let raw = raw
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("md5_required", "The completing request must include the file's md5 (hex)."))?;
+    raw.parse().map_err(|_| ApiError::bad_request("invalid_md5", "md5 must be 32 hexadecimal digits."))
+}
+
+fn wait(state: &SharedState, query: &UploadQuery) -> Duration {
+    let default = state.config.api.complete_wait_secs;
+    Duration::from_secs(query.wait.unwrap_or(default).min(default.max(300)))
+}
+
+/// `POST /storage/tmp-upload/<id>/` with `md5`: hands the upload to the workers and
+/// waits (bounded) for their verdict.
+async fn complete(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let form = small_form(body, content_type(&headers)).await?;
+    let md5 = parse_md5(form.get("md5").cloned().or(query.md5.clone()))?;
+
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let upload = Upload::load(&tx, id, user.id, true).await?;
+    match upload.effective_state() {
+        UploadState::Uploading => {
+            let total = upload.total_size.unwrap_or(upload.offset);
+            if upload.offset != total {
+                return Err(ApiError::bad_request(
+                    "upload_incomplete",
+                    format!("Only {} of {total} bytes have been received.", upload.offset),
+                ));
+            }
+            tx.execute(
+                "UPDATE uploads SET status = 'assembling', md5 = $2 WHERE id = $1",
+                &[&id.0, &md5.to_string()],
+            )
+            .await?;
+            outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
+            tx.commit().await?;
+            state.relay.wake();
+            tracing::info!(upload.id = %id, "upload completing");
+        }
+        UploadState::Expired => return Err(ApiError::Expired),
+        // A repeated POST (a client retrying after a timeout) just waits again.
+        UploadState::Assembling | UploadState::Complete | UploadState::Failed => drop(tx),
+    }
+    verdict(&state, id, user.id, wait(&state, &query), &headers).await
+}
+
+/// Waits up to `wait` for the upload to leave `assembling`, then answers: 200 when
+/// verified, 400 checksum_mismatch, 409 for another failure, 202 while assembling.
+async fn verdict(state: &SharedState, id: FileId, user: i64, wait: Duration, headers: &HeaderMap) -> ApiResult<Response> {
+    let mut completions = state.completions.subscribe();
+    let deadline = Instant::now() + wait;
+    loop {
+        // A pooled connection per look, not one held across the wait.
+        let upload = Upload::load(&state.pool.get().await?, id, user, false).await?;
+        let body = upload.to_json(&state.base_url(headers));
+        match upload.state {
+            UploadState::Complete => return Ok((StatusCode::OK, Json(body)).into_response()),
+            UploadState::Failed => {
+                let error = upload.error.unwrap_or_default();
+                return Err(if error.starts_with("checksum_mismatch") {
+                    ApiError::bad_request("checksum_mismatch", "md5 checksum does not match the uploaded file.")
+                } else {
+                    ApiError::Conflict { code: "upload_failed", detail: format!("The upload failed: {error}"), state: Some("failed") }
+                });
+            }
+            _ if Instant::now() >= deadline => return Ok((StatusCode::ACCEPTED, Json(body)).into_response()),
+            _ => {}
+        }
+        // Woken by the worker's NOTIFY; the periodic look covers a missed one.
+        let next_look = (Instant::now() + Duration::from_millis(500)).min(deadline);
+        loop {
+            tokio::select! {
+                done = completions.recv() => match done {
+                    Ok(done) if done != id.0 => continue,
+                    _ => break,
+                },
+                _ = tokio::time::sleep_until(next_look) => break,
+            }
+        }
+    }
+}

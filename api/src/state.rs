@@ -1,0 +1,46 @@
+//! Shared state of one API process.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use deadpool_postgres::Pool;
+use ferry_shared::config::Config;
+use ferry_shared::outbox::RelayWaker;
+use ferry_shared::queue::Publisher;
+use tokio::sync::{broadcast, Semaphore};
+use uuid::Uuid;
+
+use crate::auth::Keys;
+use crate::heartbeats::HeartbeatTable;
+
+pub struct AppState {
+    pub config: Config,
+    pub pool: Pool,
+    pub keys: Keys,
+    pub publisher: Arc<Publisher>,
+    pub relay: RelayWaker,
+    pub heartbeats: HeartbeatTable,
+    /// Upload ids whose assembly finished (from PostgreSQL `NOTIFY`).
+    pub completions: broadcast::Sender<Uuid>,
+    /// Bounds chunk bodies streamed at once by this process.
+    pub intake: Semaphore,
+}
+
+impl AppState {
+    /// Base URL for links in responses: the configured public URL, else the request's
+    /// Host (the original answered with absolute URLs built the same way).
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if !self.config.api.public_url.is_empty() {
+            return self.config.api.public_url.trim_end_matches('/').to_owned();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)))
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.config.api.listen.to_string());
+        format!("http://{host}")
+    }
+}
+
+pub type SharedState = Arc<AppState>;

@@ -1,0 +1,139 @@
+//! Reads an upload request's body: either `multipart/form-data` (the original's
+//! clients: fields `file`, `filename`, `parent`, `md5`, in any order) or a raw body
+//! (the fast path). The file bytes are streamed to a staging temp file as they
+//! arrive, with limits enforced before each frame hits the disk; the small text
+//! fields are kept in memory with a cap.
+
+use std::path::Path;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::staging::{PartWriter, TempPart};
+use crate::error::ApiError;
+
+/// Cap on a text field (filename, parent, md5).
+const MAX_FIELD_BYTES: usize = 4096;
+/// Cap on the number of multipart fields, so a body of empty parts cannot spin.
+const MAX_FIELDS: usize = 16;
+
+/// Text fields that came with the body.
+#[derive(Debug, Default)]
+pub struct Fields {
+    pub filename: Option<String>,
+    pub parent: Option<String>,
+    pub md5: Option<String>,
+}
+
+/// The received chunk: on disk, fsynced, not yet in place.
+pub struct Received {
+    pub part: Option<TempPart>,
+    pub size: u64,
+    pub fields: Fields,
+}
+
+/// Limits for one body.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Exact size the chunk must have (from Content-Range), if known.
+    pub expected: Option<u64>,
+    /// Most bytes accepted, whatever `expected` says (chunk size, file size, quota).
+    pub max: u64,
+    /// 413 when `max` is exceeded, else 400 size mismatch.
+    pub max_is_limit: bool,
+}
+
+pub async fn receive(body: Body, content_type: Option<&str>, dir: &Path, limits: Limits) -> Result<Received, ApiError> {
+    let stream = body.into_data_stream();
+    match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
+        Some(boundary) => receive_multipart(multer::Multipart::new(stream, boundary), dir, limits).await,
+        None => {
+            let (part, size) = write_stream(stream, dir, limits).await?;
+            Ok(Received { part: Some(part), size, fields: Fields::default() })
+        }
+    }
+}
+
+async fn receive_multipart(mut multipart: multer::Multipart<'static>, dir: &Path, limits: Limits) -> Result<Received, ApiError> {
+    let mut received = Received { part: None, size: 0, fields: Fields::default() };
+    for _ in 0..MAX_FIELDS {
+        let Some(field) = multipart.next_field().await.map_err(malformed)? else {
+            return Ok(received);
+        };
+        match field.name().unwrap_or_default() {
+            "file" => {
+                if received.part.is_some() {
+                    return Err(ApiError::bad_request("duplicate_file", "Send exactly one 'file' field."));
+                }
+                let (part, size) = write_stream(field, dir, limits).await?;
+                received.part = Some(part);
+                received.size = size;
+            }
+            name => {
+                let slot = match name {
+                    "filename" => &mut received.fields.filename,
+                    "parent" => &mut received.fields.parent,
+                    "md5" => &mut received.fields.md5,
+                    // Unknown fields are read and dropped (bounded), like the original.
+                    _ => &mut None,
+                };
+                *slot = Some(read_text(field).await?);
+            }
+        }
+    }
+    Err(ApiError::bad_request("too_many_fields", format!("At most {MAX_FIELDS} form fields are accepted.")))
+}
+
+async fn read_text(mut field: multer::Field<'static>) -> Result<String, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = field.chunk().await.map_err(malformed)? {
+        if buf.len() + frame.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::bad_request("field_too_long", format!("Form fields are limited to {MAX_FIELD_BYTES} bytes.")));
+        }
+        buf.extend_from_slice(&frame);
+    }
+    String::from_utf8(buf).map_err(|_| ApiError::bad_request("invalid_field", "Form fields must be UTF-8."))
+}
+
+async fn write_stream<S, E>(mut stream: S, dir: &Path, limits: Limits) -> Result<(TempPart, u64), ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut writer = PartWriter::create(dir).await.map_err(ApiError::internal)?;
+    let mut size: u64 = 0;
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|e| ApiError::bad_request("incomplete_body", format!("The request body could not be read: {e}")))?;
+        size += frame.len() as u64;
+        if size > limits.max {
+            return Err(if limits.max_is_limit {
+                ApiError::TooLarge { detail: format!("The upload exceeds the limit of {} bytes.", limits.max), limit: limits.max }
+            } else {
+                size_mismatch(limits.expected.unwrap_or(limits.max))
+            });
+        }
+        if limits.expected.is_some_and(|expected| size > expected) {
+            return Err(size_mismatch(limits.expected.unwrap_or_default()));
+        }
+        writer.write(frame).await.map_err(ApiError::internal)?;
+    }
+    if let Some(expected) = limits.expected {
+        if size != expected {
+            return Err(size_mismatch(expected));
+        }
+    }
+    let part = writer.finish().await.map_err(ApiError::internal)?;
+    Ok((part, size))
+}
+
+fn size_mismatch(expected: u64) -> ApiError {
+    ApiError::bad_request(
+        "size_mismatch",
+        format!("File size doesn't match headers: the chunk must be exactly {expected} bytes as Content-Range says."),
+    )
+}
+
+fn malformed(e: multer::Error) -> ApiError {
+    ApiError::bad_request("malformed_body", format!("The multipart body is malformed: {e}"))
+}

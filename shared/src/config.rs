@@ -1,0 +1,381 @@
+//! One typed configuration for every Ferry process.
+//!
+//! Read once at start-up from an optional TOML file, then `FERRY_*` environment
+//! variables (`FERRY_<SECTION>__<KEY>`, e.g. `FERRY_DATABASE__URL`). Secrets may also
+//! come from a file named by `<KEY>_FILE` (e.g. `FERRY_AUTH__JWT_SECRET_FILE`), so they
+//! never have to sit in the environment or in the TOML itself. Each process reads only
+//! the sections it needs; defaults suit `deploy/dev up`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Secret value: never printed by `Debug` or `Serialize`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `production` refuses development defaults for secrets.
+    pub mode: Mode,
+    pub database: DatabaseConfig,
+    pub broker: BrokerConfig,
+    pub auth: AuthConfig,
+    pub signing: SigningConfig,
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
+    pub worker: WorkerConfig,
+    pub monitor: MonitorConfig,
+    pub node: NodeConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// libpq-style URL, e.g. `postgres://ferry@127.0.0.1:5432/ferry`.
+    pub url: Secret,
+    pub url_file: Option<PathBuf>,
+    pub pool_size: usize,
+    /// How long a request waits for a pooled connection before answering 503.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrokerConfig {
+    /// AMQP URL including the vhost, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: Secret,
+    pub url_file: Option<PathBuf>,
+    /// RabbitMQ management UI base URL, shown to operators.
+    pub management_url: String,
+    /// Heartbeat interval negotiated with the broker.
+    pub heartbeat_secs: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    pub jwt_secret: Secret,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SigningConfig {
+    /// Shared by the API (signs download URLs) and every node agent (verifies them).
+    pub secret: Secret,
+    pub secret_file: Option<PathBuf>,
+    /// Lifetime of a signed download URL.
+    pub url_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// Staging volume shared by the API (writes chunks) and assemble workers.
+    pub staging_dir: PathBuf,
+    /// Number of distinct nodes that must hold a verified copy of each file.
+    pub replication_factor: u32,
+    /// Uploads not completed within this many seconds expire.
+    pub upload_expiry_secs: u64,
+    pub max_chunk_bytes: u64,
+    pub max_file_bytes: u64,
+    /// Per-user quota used when a user has none of their own.
+    pub default_quota_bytes: u64,
+    /// Free space a node must keep beyond a file to be chosen as a target.
+    pub node_reserve_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Base URL clients reach this API at; used in `url` and `download_url` fields.
+    /// Empty: derived from the request's Host header.
+    pub public_url: String,
+    /// Default for how long the completing POST waits for the workers' verdict.
+    pub complete_wait_secs: u64,
+    /// Uploads receiving chunks at once per API process; more get 503.
+    pub max_concurrent_uploads: usize,
+    /// A node whose last heartbeat is older than this is not redirected to.
+    pub heartbeat_stale_secs: u64,
+    /// `CIDR = "lat,lon"` table locating clients for nearest-node choice.
+    pub client_locations: Vec<ClientLocation>,
+    pub page_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientLocation {
+    /// IPv4 or IPv6 prefix, e.g. `10.0.0.0/8`.
+    pub prefix: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Operations endpoint: `/healthz`, `/readyz`, `/metrics`.
+    pub listen: SocketAddr,
+    pub queues: Vec<String>,
+    /// Jobs handled at once (the consumer prefetch) per queue.
+    pub concurrency: u16,
+    pub ssh_key: PathBuf,
+    pub ssh_known_hosts: PathBuf,
+    /// Directory for ssh control sockets; keep the path short (`sun_path` is 108 bytes).
+    pub ssh_control_dir: PathBuf,
+    /// Passed to ssh `-c`; empty keeps OpenSSH's default.
+    pub ssh_cipher: String,
+    pub rsync_timeout_secs: u64,
+    /// Hard limit for one job; below RabbitMQ's consumer timeout.
+    pub job_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MonitorConfig {
+    pub listen: SocketAddr,
+    pub interval_ms: u64,
+    pub probe_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    /// Storage root; every served path is confined below it.
+    pub root: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Development,
+            database: DatabaseConfig::default(),
+            broker: BrokerConfig::default(),
+            auth: AuthConfig::default(),
+            signing: SigningConfig::default(),
+            storage: StorageConfig::default(),
+            api: ApiConfig::default(),
+            worker: WorkerConfig::default(),
+            monitor: MonitorConfig::default(),
+            node: NodeConfig::default(),
+        }
+    }
+}
+
+const DEV_SECRET: &str = "ferry-development-secret-do-not-use-in-production";
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: Secret::new("postgres://ferry@127.0.0.1:5432/ferry"),
+            url_file: None,
+            pool_size: 16,
+            acquire_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url_file: None,
+            management_url: "http://127.0.0.1:15672".into(),
+            heartbeat_secs: 15,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { jwt_secret: Secret::new(DEV_SECRET), jwt_secret_file: None, token_ttl_secs: 86_400 }
+    }
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        SigningConfig { secret: Secret::new(DEV_SECRET), secret_file: None, url_ttl_secs: 3600 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            staging_dir: PathBuf::from("/var/lib/ferry/staging"),
+            replication_factor: 2,
+            upload_expiry_secs: 86_400,
+            max_chunk_bytes: 256 << 20,
+            max_file_bytes: 64 << 30,
+            default_quota_bytes: 1 << 40,
+            node_reserve_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: ([127, 0, 0, 1], 8000).into(),
+            public_url: String::new(),
+            complete_wait_secs: 30,
+            max_concurrent_uploads: 256,
+            heartbeat_stale_secs: 10,
+            client_locations: Vec::new(),
+            page_size: 50,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            queues: vec!["assemble".into(), "replicate".into(), "delete".into()],
+            concurrency: 4,
+            ssh_key: PathBuf::from("/etc/ferry/ssh/id_ed25519"),
+            ssh_known_hosts: PathBuf::from("/etc/ferry/ssh/known_hosts"),
+            ssh_control_dir: PathBuf::from("/tmp/ferry-ssh"),
+            ssh_cipher: "aes128-gcm@openssh.com".into(),
+            rsync_timeout_secs: 60,
+            job_timeout_secs: 20 * 60,
+        }
+    }
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig { listen: ([127, 0, 0, 1], 0).into(), interval_ms: 2000, probe_timeout_ms: 1500 }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { listen: ([127, 0, 0, 1], 9001).into(), root: PathBuf::from("/srv/ferry") }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("cannot read secret file {path}: {source}")]
+    SecretFile { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if any), then `FERRY_*` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        // Defaults come from the `#[serde(default)]` impls, not a serialized provider:
+        // `Secret` serializes masked, which would overwrite the real defaults.
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("FERRY_").split("__"));
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.resolve_secret_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        fn read(slot: &mut Secret, file: &Option<PathBuf>) -> Result<(), ConfigError> {
+            if let Some(path) = file {
+                let value = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::SecretFile { path: path.clone(), source })?;
+                *slot = Secret::new(value.trim_end_matches(['\n', '\r']));
+            }
+            Ok(())
+        }
+        read(&mut self.database.url, &self.database.url_file)?;
+        read(&mut self.broker.url, &self.broker.url_file)?;
+        read(&mut self.auth.jwt_secret, &self.auth.jwt_secret_file)?;
+        read(&mut self.signing.secret, &self.signing.secret_file)?;
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.mode == Mode::Production {
+            for (name, secret) in [("auth.jwt_secret", &self.auth.jwt_secret), ("signing.secret", &self.signing.secret)] {
+                if secret.expose() == DEV_SECRET || secret.expose().len() < 32 {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} must be set to a random value of at least 32 bytes in production mode"
+                    )));
+                }
+            }
+        }
+        if self.storage.replication_factor == 0 {
+            return Err(ConfigError::Invalid("storage.replication_factor must be at least 1".into()));
+        }
+        if self.worker.concurrency == 0 {
+            return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn upload_expiry(&self) -> Duration {
+        Duration::from_secs(self.storage.upload_expiry_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_when_serialized_and_debugged() {
+        let config = Config::default();
+        let text = serde_json::to_string(&config).expect("serializes");
+        assert!(!text.contains(DEV_SECRET));
+        assert!(!format!("{config:?}").contains(DEV_SECRET));
+    }
+
+    #[test]
+    fn production_mode_rejects_the_development_secret() {
+        let config = Config { mode: Mode::Production, ..Config::default() };
+        assert!(matches!(config.validate(), Err(ConfigError::Invalid(_))));
+    }
+}

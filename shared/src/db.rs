@@ -1,0 +1,110 @@
+//! PostgreSQL: the pool every process uses and the migrations run at start-up.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseConfig;
+
+pub use deadpool_postgres::{Object as Client, Transaction};
+
+/// Arbitrary but fixed key for the migration advisory lock: two processes starting
+/// together serialise here instead of racing on `CREATE TABLE`.
+const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_7901;
+
+/// Migrations embedded in the binary, applied in order, each in its own transaction.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] PoolError),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl DbError {
+    /// True when the database could not be reached at all (as opposed to a query
+    /// failing): callers answer 503 and retry later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            DbError::Config(_) => false,
+        }
+    }
+}
+
+/// Parses the URL into a driver config (no connection is made yet).
+pub fn pg_config(config: &DatabaseConfig) -> Result<tokio_postgres::Config, DbError> {
+    let mut pg = tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| DbError::Config(e.to_string()))?;
+    pg.connect_timeout(Duration::from_secs(5));
+    Ok(pg)
+}
+
+/// Builds the connection pool. Connections are made lazily, so this succeeds while
+/// the database is down; `wait_timeout` bounds how long a caller waits for one.
+pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        pg_config(config)?,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    let timeout = Duration::from_millis(config.acquire_timeout_ms);
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// Applies pending migrations under an advisory lock.
+pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    let result = apply(&mut client).await;
+    // Unlock even when a migration failed; the session would drop it on close anyway.
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+    result?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply(client: &mut Client) -> Result<(), DbError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    for (version, name, sql) in MIGRATIONS {
+        let done = client
+            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+            .await?
+            .is_some();
+        if done {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name]).await?;
+        tx.commit().await?;
+        tracing::info!(migration.version = version, migration.name = name, "applied migration");
+    }
+    Ok(())
+}
+
+/// Readiness: one round trip through the pool.
+pub async fn ping(pool: &Pool) -> Result<(), DbError> {
+    pool.get().await?.execute("SELECT 1", &[]).await?;
+    Ok(())
+}

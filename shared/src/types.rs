@@ -1,0 +1,183 @@
+//! Newtypes parsed once at the edge (HTTP, queue message, config) and trusted inside.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Id of an upload and of the file it becomes: the id a client gets from its first
+/// chunk is the one it lists, downloads and deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FileId(pub Uuid);
+
+impl FileId {
+    pub fn new() -> Self {
+        FileId(Uuid::new_v4())
+    }
+
+    /// Path of this file relative to a node's storage root: `<2 hex>/<uuid>`.
+    /// Built only from the parsed UUID, so it cannot leave the root.
+    pub fn node_relpath(&self) -> String {
+        let s = self.0.as_hyphenated().to_string();
+        format!("{}/{}", &s[..2], s)
+    }
+}
+
+impl Default for FileId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for FileId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(FileId)
+    }
+}
+
+/// A storage node's id (`nodes.id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub i32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A user's id (`users.id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+/// An md5 digest, parsed from 32 hex digits (either case).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Md5(pub [u8; 16]);
+
+/// A sha256 digest, parsed from 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256(pub [u8; 32]);
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected} hexadecimal digits")]
+pub struct DigestParseError {
+    expected: usize,
+}
+
+macro_rules! digest_impls {
+    ($t:ident, $n:expr) => {
+        impl FromStr for $t {
+            type Err = DigestParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut out = [0u8; $n];
+                hex::decode_to_slice(s.trim(), &mut out).map_err(|_| DigestParseError { expected: $n * 2 })?;
+                Ok($t(out))
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($t), self)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+digest_impls!(Md5, 16);
+digest_impls!(Sha256, 32);
+
+/// A file name as the client gave it, checked once: 1..=255 bytes of UTF-8, no NUL,
+/// no control characters, no path separators, not `.` or `..`. It is only ever
+/// metadata (storage paths are built from ids), but a name that would be dangerous
+/// wherever a client saves it is refused rather than stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FileName(String);
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FileNameError {
+    #[error("filename must not be empty")]
+    Empty,
+    #[error("filename must be at most 255 bytes")]
+    TooLong,
+    #[error("filename must not contain path separators, NUL or control characters")]
+    BadCharacter,
+    #[error("filename must not be '.' or '..'")]
+    DotName,
+}
+
+impl FileName {
+    pub fn parse(raw: &str) -> Result<FileName, FileNameError> {
+        if raw.is_empty() {
+            return Err(FileNameError::Empty);
+        }
+        if raw.len() > 255 {
+            return Err(FileNameError::TooLong);
+        }
+        if raw.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+            return Err(FileNameError::BadCharacter);
+        }
+        if raw == "." || raw == ".." {
+            return Err(FileNameError::DotName);
+        }
+        Ok(FileName(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_parses_hex_only() {
+        let m: Md5 = "D41D8CD98F00B204E9800998ECF8427E".parse().expect("valid");
+        assert_eq!(m.to_string(), "d41d8cd98f00b204e9800998ecf8427e");
+        assert!("d41d8cd98f00b204e9800998ecf8427".parse::<Md5>().is_err());
+        assert!("zz1d8cd98f00b204e9800998ecf8427e".parse::<Md5>().is_err());
+    }
+
+    #[test]
+    fn file_names_refuse_traversal_and_nul() {
+        assert!(FileName::parse("some-image.png").is_ok());
+        assert!(FileName::parse("..").is_err());
+        assert!(FileName::parse("../etc/passwd").is_err());
+        assert!(FileName::parse("a\0b").is_err());
+        assert!(FileName::parse("").is_err());
+        assert!(FileName::parse(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn node_relpath_is_sharded_by_uuid_prefix() {
+        let id: FileId = "0b6f1c1e-2f4e-4b7a-9d0e-1a2b3c4d5e6f".parse().expect("uuid");
+        assert_eq!(id.node_relpath(), "0b/0b6f1c1e-2f4e-4b7a-9d0e-1a2b3c4d5e6f");
+    }
+}
