@@ -50,17 +50,24 @@ abs_path() {
 
 # --- processes -------------------------------------------------------------------------
 
+# pid_alive PID: true while PID runs. A zombie counts as gone: PID 1 of a container may
+# take its time to reap the daemons re-parented to it.
+pid_alive() {
+	local state
+	kill -0 "$1" 2>/dev/null || return 1
+	state=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+	[[ $state != Z ]]
+}
+
 # pid_of PIDFILE [PATTERN]: print the pid recorded in PIDFILE if that process is alive
 # (and not a zombie) and, when PATTERN is given, its command line contains PATTERN, which
 # guards against a stale pid file whose pid was reused by something else.
 pid_of() {
-	local file=$1 pattern=${2:-} pid="" state cmdline
+	local file=$1 pattern=${2:-} pid="" cmdline
 	[[ -s $file ]] || return 1
 	read -r pid <"$file" || true
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	kill -0 "$pid" 2>/dev/null || return 1
-	state=$(awk '/^State:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || return 1
-	[[ $state != Z ]] || return 1
+	pid_alive "$pid" || return 1
 	if [[ -n $pattern ]]; then
 		cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
 		[[ $cmdline == *"$pattern"* ]] || return 1
@@ -102,7 +109,7 @@ stop_pidfile() {
 	fi
 	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < deadline * 10; i++)); do
-		if ! kill -0 "$pid" 2>/dev/null; then
+		if ! pid_alive "$pid"; then
 			log "$name stopped (pid $pid)"
 			rm -f "$pidfile"
 			return 0

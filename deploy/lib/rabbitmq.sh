@@ -54,8 +54,20 @@ rabbit_ctl() {
 	env "${RMQ_ENV[@]}" timeout 120 "$RABBITMQ_LIB_BIN/rabbitmqctl" -q -n "$RMQ_NODE" "$@"
 }
 
+# rabbit_pid: the node's beam process. The pid file appears only a few seconds into boot,
+# so fall back to the beam whose command line carries our private HOME (`-home DIR`).
 rabbit_pid() {
-	pid_of "$RMQ_PIDFILE" beam
+	local cmdline f pid
+	pid_of "$RMQ_PIDFILE" beam && return 0
+	for f in /proc/[0-9]*/cmdline; do
+		cmdline=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+		if [[ $cmdline == *beam*" -home $RMQ_DIR/home "* ]]; then
+			pid=${f#/proc/}
+			echo "${pid%/cmdline}"
+			return 0
+		fi
+	done
+	return 1
 }
 
 # rabbit_start: launch the node detached; returns at once (boot takes ~10 s, see
@@ -74,7 +86,6 @@ rabbit_start() {
 	fi
 	printf '\n=== %s: starting rabbitmq %s ===\n' "$(date -Is)" "$RMQ_NODE" >>"$RMQ_LOGFILE"
 	rm -f "$RMQ_PIDFILE"
-	: >"$RMQ_DIR/launched"
 	env "${RMQ_ENV[@]}" "$RABBITMQ_LIB_BIN/rabbitmq-server" -detached >>"$RMQ_LOGFILE" 2>&1 ||
 		{
 			show_log_tail "$RMQ_LOGFILE"
@@ -105,23 +116,20 @@ rabbit_admin_user() {
 	rabbit_ctl set_permissions -p / "$user" '.*' '.*' '.*' >/dev/null
 }
 
-# rabbit_stop: `rabbitmqctl stop` (waits for the pid to exit), SIGKILL as the fallback;
-# then epmd, if we started it and no Erlang node is registered with it any more.
+# rabbit_stop [--kill]: `rabbitmqctl stop` (a graceful shutdown, ~8 s; waits for the
+# process to exit), SIGKILL as the fallback, or at once with --kill (throw-away test
+# nodes); then epmd, if we started it and no Erlang node is registered with it any more.
 rabbit_stop() {
 	local pid i
-	# Stopped while still booting (the node writes its pid file a few seconds in): wait
-	# for the pid file rather than leave an orphan node behind.
-	if [[ -f $RMQ_DIR/launched && ! -e $RMQ_PIDFILE ]]; then
-		wait_until 30 "the RabbitMQ pid file" test -s "$RMQ_PIDFILE" || true
-	fi
-	rm -f "$RMQ_DIR/launched"
 	if pid=$(rabbit_pid); then
-		if ! rabbit_ctl stop "$RMQ_PIDFILE" >/dev/null 2>&1; then
+		if [[ ${1:-} == --kill ]]; then
+			kill -KILL "$pid" 2>/dev/null || true
+		elif ! rabbit_ctl stop >/dev/null 2>&1; then
 			warn "rabbitmqctl stop failed; terminating pid $pid"
 			kill -TERM "$pid" 2>/dev/null || true
 		fi
 		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
+			pid_alive "$pid" || break
 			sleep 0.1
 		done
 		kill -KILL "$pid" 2>/dev/null || true

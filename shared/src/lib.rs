@@ -16,5 +16,6 @@ pub mod outbox;
 pub mod queue;
 pub mod shutdown;
 pub mod signing;
+pub mod staging;
 pub mod telemetry;
 pub mod types;

@@ -101,6 +101,7 @@ async fn relay_batch(pool: &Pool, publisher: &Publisher) -> Result<usize, RelayE
             routing_key,
             message_id: *message_id,
             payload: payload.as_bytes(),
+            attempt: 0,
         })
         .collect();
     publisher.publish_confirmed(&messages).await?;

@@ -256,7 +256,10 @@ impl Publisher {
         let channel = self.channel().await?;
         let mut confirms = Vec::with_capacity(messages.len());
         for m in messages {
+            let mut headers = FieldTable::default();
+            headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(m.attempt));
             let props = BasicProperties::default()
+                .with_headers(headers)
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
                 .with_message_id(m.message_id.to_string().as_str().into());
@@ -318,4 +321,25 @@ pub struct OutgoingMessage<'a> {
     pub routing_key: &'a str,
     pub message_id: Uuid,
     pub payload: &'a [u8],
+    /// Earlier failed attempts of this job (0 for a new job).
+    pub attempt: u32,
+}
+
+/// Header carrying the number of earlier attempts of a retried job.
+pub const ATTEMPT_HEADER: &str = "x-ferry-attempt";
+
+/// Attempts recorded on a delivery (0 when absent).
+pub fn attempt_of(properties: &BasicProperties) -> u32 {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ATTEMPT_HEADER))
+        .and_then(|v| match v {
+            AMQPValue::LongUInt(n) => Some(*n),
+            AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::ShortUInt(n) => Some(u32::from(*n)),
+            _ => None,
+        })
+        .unwrap_or(0)
 }

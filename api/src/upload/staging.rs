@@ -13,15 +13,7 @@ use tokio::sync::mpsc;
 /// frames of at most a few hundred KiB this bounds a request's memory.
 const WRITE_QUEUE: usize = 8;
 
-/// Directory of one upload's chunks.
-pub fn upload_dir(staging: &Path, upload: ferry_shared::types::FileId) -> PathBuf {
-    staging.join(upload.to_string())
-}
-
-/// Final name of the chunk that starts at `offset`.
-pub fn part_path(dir: &Path, offset: u64) -> PathBuf {
-    dir.join(format!("{offset:020}.part"))
-}
+pub use ferry_shared::staging::{part_path, upload_dir};
 
 /// A temp file being filled; removed on drop unless [`TempPart::persist`] ran.
 pub struct TempPart {

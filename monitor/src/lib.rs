@@ -1,0 +1,161 @@
+//! `ferry-monitor`: probes every node agent, writes `node_status`, publishes
+//! heartbeats on the fanout exchange, expires abandoned uploads and tops up
+//! under-replicated files. One instance is active (leader by advisory lock); a second
+//! one waits and takes over if the first dies.
+
+pub mod leader;
+pub mod probe;
+pub mod sweep;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use ferry_shared::config::Config;
+use ferry_shared::db::{self, DbError};
+use ferry_shared::ops;
+use ferry_shared::outbox::{self, RelayWaker};
+use ferry_shared::queue::{Heartbeat, Publisher};
+use ferry_shared::types::NodeId;
+use futures::future::join_all;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::leader::Leadership;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let pool = db::pool(&config.database)?;
+    db::migrate(&pool).await?;
+    let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-monitor", config.broker.heartbeat_secs));
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_millis(config.monitor.probe_timeout_ms)).build()?;
+    let tasks = TaskTracker::new();
+    let relay = RelayWaker::default();
+    tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), relay.clone(), shutdown.clone()));
+    tasks.spawn(lead(Arc::new(config), pool.clone(), publisher.clone(), http, relay, shutdown.clone()));
+    tasks.close();
+
+    let ready: ops::ReadyCheck = Arc::new(move || {
+        let (pool, publisher) = (pool.clone(), publisher.clone());
+        Box::pin(async move {
+            db::ping(&pool).await.map_err(|e| format!("database: {e}"))?;
+            publisher.ping().await.map_err(|e| format!("broker: {e}"))
+        })
+    });
+    tracing::info!(listen = %listener.local_addr()?, "ferry-monitor running");
+    ops::serve(listener, ops::routes(ready), shutdown).await?;
+    tasks.wait().await;
+    Ok(())
+}
+
+/// Waits for leadership, then runs rounds every interval while it lasts.
+async fn lead(config: Arc<Config>, pool: Pool, publisher: Arc<Publisher>, http: reqwest::Client, relay: RelayWaker, shutdown: CancellationToken) {
+    let interval = Duration::from_millis(config.monitor.interval_ms);
+    let pg = match db::pg_config(&config.database) {
+        Ok(pg) => pg,
+        Err(error) => {
+            tracing::error!(%error, "monitor cannot parse the database URL");
+            return;
+        }
+    };
+    let mut leadership: Option<Leadership> = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let held = match &leadership {
+            Some(l) => l.still_held().await,
+            None => false,
+        };
+        if !held {
+            if leadership.take().is_some() {
+                tracing::warn!("lost monitor leadership");
+            }
+            match Leadership::try_acquire(&pg).await {
+                Ok(Some(l)) => {
+                    tracing::info!("became the active monitor");
+                    leadership = Some(l);
+                }
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach the database for leadership");
+                    continue;
+                }
+            }
+        }
+        round += 1;
+        probe_round(&config, &pool, &publisher, &http).await;
+        // Bookkeeping is cheaper to do less often than probing.
+        if round % 5 == 1 {
+            let expired = sweep::expire_uploads(&pool).await;
+            let topped = sweep::top_up_replicas(&pool, &config).await;
+            for error in [expired.err(), topped.err()].into_iter().flatten() {
+                tracing::warn!(%error, "sweep failed; will retry next round");
+            }
+            relay.wake();
+        }
+    }
+}
+
+/// Probes all nodes concurrently, records and publishes the results.
+async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: &reqwest::Client) {
+    let nodes = match pool.get().await {
+        Ok(client) => match client.query("SELECT id, public_url FROM nodes ORDER BY id", &[]).await {
+            Ok(rows) => rows,
+            Err(error) => return tracing::warn!(%error, "cannot list nodes"),
+        },
+        Err(error) => return tracing::warn!(%error, "cannot list nodes"),
+    };
+    let timeout = Duration::from_millis(config.monitor.probe_timeout_ms);
+    let probes = nodes.iter().map(|row| {
+        let (id, url): (i32, String) = (row.get(0), row.get(1));
+        async move { (NodeId(id), probe::probe(http, &url, timeout).await) }
+    });
+    let results = join_all(probes).await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for (node, result) in results {
+        if let Ok(client) = pool.get().await {
+            let written = client
+                .execute(
+                    "INSERT INTO node_status (node_id, up, free_bytes, total_bytes, rtt_ms, error, checked_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, now())
+                     ON CONFLICT (node_id) DO UPDATE SET up = $2, free_bytes = $3, total_bytes = $4,
+                        rtt_ms = $5, error = $6, checked_at = now()",
+                    &[&node.0, &result.up, &result.free_bytes, &result.total_bytes, &result.rtt_ms, &result.error],
+                )
+                .await;
+            if let Err(error) = written {
+                tracing::warn!(%error, node.id = %node, "cannot record node status");
+            }
+        }
+        if !result.up {
+            tracing::debug!(node.id = %node, error = ?result.error, "node down");
+        }
+        let beat = Heartbeat {
+            node,
+            up: result.up,
+            free_bytes: result.free_bytes,
+            total_bytes: result.total_bytes,
+            rtt_ms: result.rtt_ms,
+            at_ms: now_ms,
+        };
+        if let Err(error) = publisher.publish_heartbeat(&beat).await {
+            tracing::warn!(%error, "cannot publish heartbeat");
+            break;
+        }
+    }
+}

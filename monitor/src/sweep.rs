@@ -1,0 +1,89 @@
+//! Periodic bookkeeping done by the active monitor: expiring abandoned uploads and
+//! topping up under-replicated files.
+
+use deadpool_postgres::Pool;
+use ferry_shared::config::Config;
+use ferry_shared::db::DbError;
+use ferry_shared::outbox;
+use ferry_shared::queue::Job;
+use ferry_shared::types::{FileId, NodeId};
+use uuid::Uuid;
+
+/// Uploads past their expiry become `expired` (further chunks get 410) and a delete
+/// job reclaims their staging bytes. Completed files are never touched.
+pub async fn expire_uploads(pool: &Pool) -> Result<usize, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "UPDATE uploads SET status = 'expired', error = 'expired before completion'
+             WHERE id IN (SELECT id FROM uploads WHERE status = 'uploading' AND expires_at <= now()
+                          ORDER BY expires_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[],
+        )
+        .await?;
+    for row in &rows {
+        outbox::enqueue(&tx, &Job::Delete { file: FileId(row.get(0)) }).await?;
+    }
+    tx.commit().await?;
+    if !rows.is_empty() {
+        tracing::info!(uploads.expired = rows.len(), "expired abandoned uploads");
+    }
+    Ok(rows.len())
+}
+
+/// Files with fewer live replicas (pending, copying or present) than the replication
+/// factor get new targets among eligible nodes, and replicate jobs for them.
+pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbError> {
+    let want = i64::from(config.storage.replication_factor);
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let files = tx
+        .query(
+            "SELECT f.id, f.size, COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IS NOT NULL), '{}')
+             FROM files f LEFT JOIN replicas r ON r.file_id = f.id
+             WHERE f.deleted_at IS NULL
+             GROUP BY f.id
+             HAVING count(r.node_id) FILTER (WHERE r.state IN ('pending', 'copying', 'present')) < $1
+             LIMIT 200",
+            &[&want],
+        )
+        .await?;
+    let mut added = 0;
+    for file in &files {
+        let (id, size, existing): (Uuid, i64, Vec<i32>) = (file.get(0), file.get(1), file.get(2));
+        let live: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM replicas WHERE file_id = $1 AND state IN ('pending', 'copying', 'present')",
+                &[&id],
+            )
+            .await?
+            .get(0);
+        let nodes = tx
+            .query(
+                "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
+                 WHERE n.state = 'active' AND s.up AND s.checked_at > now() - make_interval(secs => $3)
+                   AND s.free_bytes >= $2 AND NOT (n.id = ANY($4))
+                 ORDER BY s.free_bytes::float8 * (0.9 + random() * 0.2) DESC LIMIT $1",
+                &[
+                    &(want - live),
+                    &(size + config.storage.node_reserve_bytes as i64),
+                    &(config.api.heartbeat_stale_secs as f64),
+                    &existing,
+                ],
+            )
+            .await?;
+        for node in &nodes {
+            let node = NodeId(node.get(0));
+            tx.execute("INSERT INTO replicas (file_id, node_id) VALUES ($1, $2)", &[&id, &node.0]).await?;
+            outbox::enqueue(&tx, &Job::Replicate { file: FileId(id), node }).await?;
+            added += 1;
+        }
+    }
+    tx.commit().await?;
+    if added > 0 {
+        tracing::info!(replicas.added = added, "topped up under-replicated files");
+    }
+    Ok(added)
+}

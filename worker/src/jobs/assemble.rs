@@ -1,0 +1,227 @@
+//! Assemble: concatenate an upload's chunks into one staging file, hashing md5 and
+//! sha256 while reading, compare with the client's md5, then record the file, its
+//! replica targets and their replicate jobs in one transaction.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deadpool_postgres::GenericClient;
+use ferry_shared::outbox;
+use ferry_shared::queue::Job;
+use ferry_shared::staging::{data_path, part_path, upload_dir};
+use ferry_shared::types::FileId;
+use md5::Digest;
+
+use super::{Ctx, JobError};
+use crate::placement;
+
+const NOTIFY_CHANNEL: &str = "ferry_upload";
+const READ_BUF: usize = 1 << 20;
+
+pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
+    let client = ctx.pool.get().await?;
+    let Some(row) = client
+        .query_opt("SELECT status, md5, total_size FROM uploads WHERE id = $1", &[&id.0])
+        .await?
+    else {
+        tracing::warn!(upload.id = %id, "assemble job for an unknown upload; dropping");
+        return Ok(());
+    };
+    let (status, md5, total): (String, Option<String>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    if status != "assembling" {
+        // Redelivery after the work was committed.
+        return Ok(());
+    }
+    let expected_md5 = md5.ok_or_else(|| JobError::Permanent("upload has no md5".into()))?;
+    let total = total.unwrap_or(0);
+    let chunks = client
+        .query("SELECT \"offset\", size FROM upload_chunks WHERE upload_id = $1 ORDER BY \"offset\"", &[&id.0])
+        .await?;
+    drop(client);
+
+    let dir = upload_dir(&ctx.config.storage.staging_dir, id);
+    let mut parts = Vec::with_capacity(chunks.len());
+    let mut next = 0i64;
+    for chunk in &chunks {
+        let (offset, size): (i64, i64) = (chunk.get(0), chunk.get(1));
+        if offset != next {
+            return fail(ctx, id, &format!("missing_chunk: bytes {next}..{offset} were never recorded")).await;
+        }
+        parts.push((part_path(&dir, offset as u64), size as u64));
+        next += size;
+    }
+    if next != total {
+        return fail(ctx, id, &format!("incomplete: {next} of {total} bytes recorded")).await;
+    }
+
+    let started = std::time::Instant::now();
+    let out = data_path(&dir);
+    let digests = tokio::task::spawn_blocking(move || concat_and_hash(&parts, &out))
+        .await
+        .map_err(|e| JobError::Retry(format!("assembly thread: {e}")))?;
+    let (md5, sha256) = match digests {
+        Ok(d) => d,
+        // A part whose bytes are gone cannot come back: fail visibly.
+        Err(AssembleError::Missing(detail)) => return fail(ctx, id, &format!("missing_chunk: {detail}")).await,
+        Err(AssembleError::Io(e)) => return Err(e.into()),
+    };
+    tracing::info!(
+        upload.id = %id,
+        size_bytes = total,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "assembled"
+    );
+    if !md5.eq_ignore_ascii_case(&expected_md5) {
+        fail(ctx, id, &format!("checksum_mismatch: client sent {expected_md5}, file has {md5}")).await?;
+        remove_dir(&dir).await;
+        return Ok(());
+    }
+    record_file(ctx, id, total, &md5, &sha256).await?;
+    // Chunks are no longer needed; `data` stays until the replicas are verified.
+    for chunk in &chunks {
+        let _ = tokio::fs::remove_file(part_path(&dir, chunk.get::<_, i64>(0) as u64)).await;
+    }
+    Ok(())
+}
+
+/// Files row, replica rows and replicate jobs, and the upload's completion, at once.
+async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &str) -> Result<(), JobError> {
+    let mut client = ctx.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt("SELECT status, user_id, filename, parent_id FROM uploads WHERE id = $1 FOR UPDATE", &[&id.0])
+        .await?;
+    let Some(row) = row.filter(|r| r.get::<_, String>(0) == "assembling") else {
+        return Ok(());
+    };
+    let (user, filename, parent): (i64, String, Option<uuid::Uuid>) = (row.get(1), row.get(2), row.get(3));
+    // The parent may have been deleted meanwhile: the file then stands alone.
+    let parent = match parent {
+        Some(p) => tx
+            .query_opt("SELECT id FROM files WHERE id = $1 AND deleted_at IS NULL", &[&p])
+            .await?
+            .map(|r| r.get::<_, uuid::Uuid>(0)),
+        None => None,
+    };
+    let version: i32 = match parent {
+        Some(p) => tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 1) + 1 FROM files WHERE id = $1 OR parent_id = $1",
+                &[&p],
+            )
+            .await?
+            .get(0),
+        None => 1,
+    };
+    tx.execute(
+        "INSERT INTO files (id, user_id, filename, size, md5, sha256, parent_id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        &[&id.0, &user, &filename, &size, &md5, &sha256, &parent, &version],
+    )
+    .await?;
+    let targets = choose_targets(ctx, &tx, size).await?;
+    for node in &targets {
+        tx.execute(
+            "INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id.0, &node.0],
+        )
+        .await?;
+        outbox::enqueue(&tx, &Job::Replicate { file: id, node: *node }).await?;
+    }
+    tx.execute(
+        "UPDATE uploads SET status = 'complete', completed_at = now(), error = NULL WHERE id = $1",
+        &[&id.0],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &id.to_string()]).await?;
+    tx.commit().await?;
+    ctx.relay.wake();
+    if (targets.len() as u32) < ctx.config.storage.replication_factor {
+        tracing::warn!(
+            file.id = %id,
+            replicas.targets = targets.len(),
+            replicas.wanted = ctx.config.storage.replication_factor,
+            "not enough eligible nodes; the monitor's repair will add replicas when nodes are available"
+        );
+    }
+    Ok(())
+}
+
+async fn choose_targets(
+    ctx: &Arc<Ctx>,
+    client: &impl GenericClient,
+    size: i64,
+) -> Result<Vec<ferry_shared::types::NodeId>, JobError> {
+    Ok(placement::choose_nodes(
+        client,
+        i64::from(ctx.config.storage.replication_factor),
+        size,
+        ctx.config.storage.node_reserve_bytes as i64,
+        ctx.config.api.heartbeat_stale_secs as f64,
+        &[],
+    )
+    .await?)
+}
+
+/// Marks the upload failed with `error` (visible to the client) and wakes its waiter.
+pub async fn fail(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobError> {
+    let client = ctx.pool.get().await?;
+    client
+        .execute(
+            "UPDATE uploads SET status = 'failed', error = $2 WHERE id = $1 AND status = 'assembling'",
+            &[&id.0, &error],
+        )
+        .await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &id.to_string()]).await?;
+    tracing::info!(upload.id = %id, error, "upload failed");
+    Ok(())
+}
+
+async fn remove_dir(dir: &Path) {
+    if let Err(e) = tokio::fs::remove_dir_all(dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(error = %e, dir = %dir.display(), "could not remove staging directory");
+        }
+    }
+}
+
+#[derive(Debug)]
+enum AssembleError {
+    Missing(String),
+    Io(std::io::Error),
+}
+
+/// Writes the parts in order to `out` (via a temp file, fsynced, renamed) and returns
+/// the hex md5 and sha256 of the whole. Runs on a blocking thread.
+fn concat_and_hash(parts: &[(PathBuf, u64)], out: &Path) -> Result<(String, String), AssembleError> {
+    let tmp = out.with_extension("tmp");
+    let mut writer = std::fs::File::create(&tmp).map_err(AssembleError::Io)?;
+    let mut md5 = md5::Md5::new();
+    let mut sha = sha2::Sha256::new();
+    let mut buf = vec![0u8; READ_BUF];
+    for (path, size) in parts {
+        let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => AssembleError::Missing(format!("{} is gone", path.display())),
+            _ => AssembleError::Io(e),
+        })?;
+        let mut left = *size;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = file.read(&mut buf[..want]).map_err(AssembleError::Io)?;
+            if n == 0 {
+                return Err(AssembleError::Missing(format!("{} is shorter than recorded", path.display())));
+            }
+            md5.update(&buf[..n]);
+            sha.update(&buf[..n]);
+            writer.write_all(&buf[..n]).map_err(AssembleError::Io)?;
+            left -= n as u64;
+        }
+    }
+    writer.sync_all().map_err(AssembleError::Io)?;
+    std::fs::rename(&tmp, out).map_err(AssembleError::Io)?;
+    if let Some(dir) = out.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(AssembleError::Io)?;
+    }
+    Ok((hex::encode(md5.finalize()), hex::encode(sha.finalize())))
+}

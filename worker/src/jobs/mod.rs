@@ -1,0 +1,90 @@
+//! Job handlers, one file each. Every handler is idempotent: it re-reads the state
+//! from PostgreSQL, does only what is still to do, and commits before the consumer
+//! acks, so a redelivered job finds its work done and acks.
+
+pub mod assemble;
+pub mod delete;
+pub mod replicate;
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use ferry_shared::config::Config;
+use ferry_shared::db::DbError;
+use ferry_shared::outbox::RelayWaker;
+use ferry_shared::queue::Job;
+
+use crate::ssh::{Ssh, SshError};
+
+/// What a handler needs, shared by all jobs of one worker process.
+pub struct Ctx {
+    pub config: Config,
+    pub pool: Pool,
+    pub ssh: Ssh,
+    pub relay: RelayWaker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth trying again later (node down, DB or broker blip, transient rsync error).
+    #[error("{0}")]
+    Retry(String),
+    /// Retrying cannot help; the job is marked failed and dead-lettered.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<DbError> for JobError {
+    fn from(e: DbError) -> Self {
+        JobError::Retry(format!("database: {e}"))
+    }
+}
+
+impl From<tokio_postgres::Error> for JobError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for JobError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<SshError> for JobError {
+    fn from(e: SshError) -> Self {
+        if e.is_permanent() {
+            JobError::Permanent(e.to_string())
+        } else {
+            JobError::Retry(e.to_string())
+        }
+    }
+}
+
+impl From<std::io::Error> for JobError {
+    fn from(e: std::io::Error) -> Self {
+        JobError::Retry(format!("i/o: {e}"))
+    }
+}
+
+pub async fn handle(ctx: &Arc<Ctx>, job: &Job) -> Result<(), JobError> {
+    match job {
+        Job::Assemble { upload } => assemble::run(ctx, *upload).await,
+        Job::Replicate { file, node } => replicate::run(ctx, *file, *node).await,
+        Job::Delete { file } => delete::run(ctx, *file).await,
+    }
+}
+
+/// Records in PostgreSQL that `job` will not be retried any more, so the failure is
+/// visible there and not only in the dead-letter queue.
+pub async fn give_up(ctx: &Arc<Ctx>, job: &Job, reason: &str) -> Result<(), JobError> {
+    match job {
+        Job::Assemble { upload } => assemble::fail(ctx, *upload, &format!("assembly_failed: {reason}")).await,
+        Job::Replicate { file, node } => replicate::fail(ctx, *file, *node, reason).await,
+        Job::Delete { file } => {
+            tracing::error!(file.id = %file, reason, "delete job gave up; replicas may remain on nodes");
+            Ok(())
+        }
+    }
+}

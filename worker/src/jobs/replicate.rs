@@ -1,0 +1,117 @@
+//! Replicate: copy a file from staging to one node with rsync over SSH, verify its
+//! sha256 on the node, and only then record the replica as present. When every
+//! wanted replica is present the staging copy is released.
+
+use std::sync::Arc;
+
+use ferry_shared::staging::{data_path, upload_dir};
+use ferry_shared::types::{FileId, NodeId};
+
+use super::{Ctx, JobError};
+use crate::ssh::NodeAddr;
+
+pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
+    let client = ctx.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT r.state, f.sha256, f.deleted_at IS NOT NULL, n.state, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
+             FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
+             WHERE r.file_id = $1 AND r.node_id = $2",
+            &[&file.0, &node.0],
+        )
+        .await?;
+    let Some(row) = row else {
+        // Replica row gone (file deleted and cleaned): nothing to do.
+        return Ok(());
+    };
+    let (state, sha256, deleted, node_state): (String, String, bool, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    if state == "present" || state == "deleting" || deleted {
+        return Ok(());
+    }
+    if node_state == "disabled" {
+        return Err(JobError::Permanent(format!("node {node} is disabled")));
+    }
+    let addr = NodeAddr { host: row.get(4), port: row.get(5), user: row.get(6), root: row.get(7) };
+    client
+        .execute(
+            "UPDATE replicas SET state = 'copying', attempts = attempts + 1, updated_at = now()
+             WHERE file_id = $1 AND node_id = $2 AND state IN ('pending', 'copying', 'failed')",
+            &[&file.0, &node.0],
+        )
+        .await?;
+    drop(client);
+
+    let source = data_path(&upload_dir(&ctx.config.storage.staging_dir, file));
+    if !tokio::fs::try_exists(&source).await? {
+        return Err(JobError::Permanent(format!(
+            "staging copy {} is gone and no repair source is configured",
+            source.display()
+        )));
+    }
+    let relpath = file.node_relpath();
+    let started = std::time::Instant::now();
+    ctx.ssh.push(&addr, &source, &relpath).await?;
+    let remote = ctx.ssh.remote_sha256(&addr, &relpath).await?;
+    if !remote.eq_ignore_ascii_case(&sha256) {
+        // Never leave a bad copy where a redirect could find it.
+        let _ = ctx.ssh.remove(&addr, &relpath).await;
+        return Err(JobError::Retry(format!("sha256 on node {node} is {remote}, expected {sha256}")));
+    }
+
+    let mut client = ctx.pool.get().await?;
+    let tx = client.transaction().await?;
+    let updated = tx
+        .execute(
+            "UPDATE replicas r SET state = 'present', last_error = NULL, updated_at = now()
+             FROM files f
+             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = 'copying'
+               AND f.id = r.file_id AND f.deleted_at IS NULL",
+            &[&file.0, &node.0],
+        )
+        .await?;
+    if updated == 0 {
+        // Deleted (or reassigned) while we copied: take the copy back.
+        tx.commit().await?;
+        ctx.ssh.remove(&addr, &relpath).await?;
+        return Ok(());
+    }
+    let missing: i64 = tx
+        .query_one("SELECT count(*) FROM replicas WHERE file_id = $1 AND state <> 'present'", &[&file.0])
+        .await?
+        .get(0);
+    let present: i64 = tx
+        .query_one("SELECT count(*) FROM replicas WHERE file_id = $1 AND state = 'present'", &[&file.0])
+        .await?
+        .get(0);
+    tx.commit().await?;
+    tracing::info!(
+        file.id = %file,
+        node.id = %node,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "replica verified"
+    );
+    if missing == 0 && present >= i64::from(ctx.config.storage.replication_factor) {
+        let dir = upload_dir(&ctx.config.storage.staging_dir, file);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, "could not release staging copy");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks the replica failed with its last error, for the repair to replace.
+pub async fn fail(ctx: &Arc<Ctx>, file: FileId, node: NodeId, reason: &str) -> Result<(), JobError> {
+    ctx.pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE replicas SET state = 'failed', last_error = $3, updated_at = now()
+             WHERE file_id = $1 AND node_id = $2 AND state IN ('pending', 'copying')",
+            &[&file.0, &node.0, &reason],
+        )
+        .await?;
+    tracing::warn!(file.id = %file, node.id = %node, reason, "replica failed");
+    Ok(())
+}

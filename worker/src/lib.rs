@@ -1,0 +1,70 @@
+//! `ferry-worker`: consumes the job queues (assemble, replicate, delete) and does the
+//! heavy lifting: assembling and verifying uploads, copying them to storage nodes
+//! with rsync over SSH, removing deleted files. Run as many replicas as the queues
+//! need; each handles `--concurrency` jobs per queue at once.
+
+pub mod consumer;
+pub mod jobs;
+pub mod placement;
+pub mod ssh;
+
+use std::sync::Arc;
+
+use ferry_shared::config::Config;
+use ferry_shared::db::{self, DbError};
+use ferry_shared::ops;
+use ferry_shared::outbox::{self, RelayWaker};
+use ferry_shared::queue::{JobKind, Publisher};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::consumer::QueueConsumer;
+use crate::jobs::Ctx;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let kinds: Vec<JobKind> = config
+        .worker
+        .queues
+        .iter()
+        .map(|q| q.parse())
+        .collect::<Result<_, _>>()
+        .map_err(RunError::Config)?;
+    let pool = db::pool(&config.database)?;
+    db::migrate(&pool).await?;
+    tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
+    let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-worker publisher", config.broker.heartbeat_secs));
+    let ctx = Arc::new(Ctx { ssh: ssh::Ssh::new(&config.worker)?, pool: pool.clone(), relay: RelayWaker::default(), config });
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), ctx.relay.clone(), shutdown.clone()));
+    for kind in kinds {
+        let consumer = QueueConsumer { ctx: ctx.clone(), publisher: publisher.clone(), kind, concurrency: ctx.config.worker.concurrency };
+        tasks.spawn(consumer.run(shutdown.clone()));
+    }
+    tasks.close();
+
+    let ready_pool = pool.clone();
+    let ready_publisher = publisher.clone();
+    let ready: ops::ReadyCheck = Arc::new(move || {
+        let (pool, publisher) = (ready_pool.clone(), ready_publisher.clone());
+        Box::pin(async move {
+            db::ping(&pool).await.map_err(|e| format!("database: {e}"))?;
+            publisher.ping().await.map_err(|e| format!("broker: {e}"))
+        })
+    });
+    tracing::info!(listen = %listener.local_addr()?, "ferry-worker running");
+    ops::serve(listener, ops::routes(ready), shutdown).await?;
+    tasks.wait().await;
+    Ok(())
+}
