@@ -4,7 +4,9 @@
 # the scripts under /usr/lib/rabbitmq/bin are called directly with every path in the
 # environment. rabbitmqctl must see the same HOME (it holds the Erlang cookie).
 
-# Set by rabbit_vars, used by the other functions.
+# Set by rabbit_vars, used by the other functions (and by callers: RMQ_LAUNCHED tells
+# whether rabbit_start launched the node or found it running).
+# shellcheck disable=SC2034
 RMQ_DIR=""
 RMQ_NODE=""
 RMQ_MGMT_PORT=""
@@ -12,6 +14,7 @@ RMQ_AMQP_PORT=""
 RMQ_PIDFILE=""
 RMQ_LOGFILE=""
 RMQ_ENV=()
+RMQ_LAUNCHED=0
 
 # rabbit_vars DIR NODENAME AMQP_PORT MGMT_PORT DIST_PORT LOGFILE PIDFILE: describe the node
 # (no side effects, so `down` can call it to find a running node).
@@ -91,6 +94,7 @@ rabbit_start() {
 			show_log_tail "$RMQ_LOGFILE"
 			die "rabbitmq-server -detached failed"
 		}
+	RMQ_LAUNCHED=1
 	log "rabbitmq $RMQ_NODE starting (AMQP 127.0.0.1:$RMQ_AMQP_PORT, management 127.0.0.1:$RMQ_MGMT_PORT)"
 }
 

@@ -63,7 +63,7 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
         let nodes = tx
             .query(
                 "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
-                 WHERE n.state = 'active' AND s.up AND s.checked_at > now() - make_interval(secs => $3)
+                 WHERE n.state = 'active' AND s.up AND s.checked_at > now() - make_interval(secs => $3::float8)
                    AND s.free_bytes >= $2 AND NOT (n.id = ANY($4))
                  ORDER BY s.free_bytes::float8 * (0.9 + random() * 0.2) DESC LIMIT $1",
                 &[

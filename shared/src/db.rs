@@ -23,8 +23,17 @@ pub enum DbError {
     Config(String),
     #[error("database unavailable: {0}")]
     Pool(#[from] PoolError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
+}
+
+/// tokio-postgres' Display says only "db error" for server errors; keep the server's
+/// message (for logs; it never reaches an HTTP body).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 impl DbError {

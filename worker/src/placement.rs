@@ -19,8 +19,8 @@ pub async fn choose_nodes(
         .query(
             "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
              WHERE n.state = 'active' AND s.up
-               AND s.checked_at > now() - make_interval(secs => $4)
-               AND s.free_bytes >= $2 + $3
+               AND s.checked_at > now() - make_interval(secs => $4::float8)
+               AND s.free_bytes >= $2::bigint + $3::bigint
                AND NOT (n.id = ANY($5))
              ORDER BY s.free_bytes::float8 * (0.9 + random() * 0.2) DESC
              LIMIT $1",

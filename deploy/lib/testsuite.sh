@@ -1,0 +1,113 @@
+# shellcheck shell=bash
+# `deploy/dev test`: fmt, clippy, debug build, then the whole cargo test suite against ONE
+# throw-away PostgreSQL cluster and ONE RabbitMQ node on free loopback ports (the harness
+# makes a database and a vhost per test, and starts its own sshd instances per test).
+# Everything lives in a mktemp dir and is torn down on exit, whatever happens.
+
+TEST_TMP=""
+TEST_PG_DIR=""
+
+test_main() {
+	local rc=0 pg_port amqp_port mgmt_port dist_port
+
+	phase packages
+	ensure_packages
+	ensure_rust_tools
+
+	TEST_TMP=$(mktemp -d -t ferry-test.XXXXXX)
+	# The postgres user must be able to traverse into its data dir below.
+	chmod 711 "$TEST_TMP"
+	trap test_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	RUN_DIR=$TEST_TMP/run
+	LOG_DIR=$TEST_TMP/logs
+	mkdir -p "$RUN_DIR" "$LOG_DIR"
+	TARGET_DIR=$(cd "$REPO" && abs_path "${CARGO_TARGET_DIR:-target}")
+
+	pg_port=$(free_port)
+	amqp_port=$(free_port "$pg_port")
+	mgmt_port=$(free_port "$pg_port" "$amqp_port")
+	dist_port=$(free_port "$pg_port" "$amqp_port" "$mgmt_port")
+
+	# RabbitMQ boots (5-11 s) in the background while fmt, clippy and the build run.
+	rabbit_vars "$TEST_TMP/rabbitmq" "ferry-test-$$@localhost" "$amqp_port" "$mgmt_port" "$dist_port" \
+		"$LOG_DIR/rabbitmq.log" "$RUN_DIR/rabbitmq.pid"
+	rabbit_start
+
+	cd "$REPO" || die "cannot cd to $REPO"
+	phase fmt
+	cargo fmt --all -- --check || die "formatting differs: run 'cargo fmt --all'"
+	phase clippy
+	cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems"
+	phase build
+	cargo build --workspace --bins || die "cargo build failed"
+
+	phase services
+	TEST_PG_DIR=$TEST_TMP/postgres
+	# Durability is pointless for a throw-away cluster; many tests open pools at once.
+	pg_start "$TEST_PG_DIR" "$pg_port" "$LOG_DIR/postgres.log" \
+		-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300
+	rabbit_wait 120
+	# The harness creates a vhost per test and grants itself on it through the
+	# management API, so its user must be an administrator.
+	rabbit_admin_user ferry ferry
+	ssh_gen_material "$TEST_TMP/ssh"
+	mkdir -p /run/sshd
+
+	export FERRY_TEST_PG_URL="postgres://ferry@127.0.0.1:$pg_port/postgres"
+	export FERRY_TEST_AMQP_URL="amqp://ferry:ferry@127.0.0.1:$amqp_port"
+	export FERRY_TEST_RABBIT_MGMT_URL="http://127.0.0.1:$mgmt_port"
+	export FERRY_TEST_SSH_DIR="$TEST_TMP/ssh"
+	export FERRY_TEST_BIN_DIR="$TARGET_DIR/debug"
+	log "FERRY_TEST_PG_URL=$FERRY_TEST_PG_URL"
+	log "FERRY_TEST_AMQP_URL=$FERRY_TEST_AMQP_URL"
+	log "FERRY_TEST_RABBIT_MGMT_URL=$FERRY_TEST_RABBIT_MGMT_URL"
+	log "FERRY_TEST_SSH_DIR=$FERRY_TEST_SSH_DIR"
+	log "FERRY_TEST_BIN_DIR=$FERRY_TEST_BIN_DIR"
+
+	phase tests
+	cargo test --workspace "$@" || rc=$?
+	if ((rc)); then
+		log "cargo test failed (exit $rc)"
+	fi
+	exit "$rc"
+}
+
+# test_cleanup: EXIT trap. Stops what test_main started, removes the temp dir, prints the
+# timings and keeps the exit status.
+test_cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	((rc == 0)) || phase_fail
+	phase_end
+	local t0
+	t0=$(now_ms)
+	rabbit_stop --kill
+	[[ -n $TEST_PG_DIR ]] && pg_stop "$TEST_PG_DIR"
+	test_kill_strays
+	rm -rf "$TEST_TMP"
+	PHASE_REPORT+=("$(printf '  %-12s %8s' teardown "$(fmt_ms $(($(now_ms) - t0)))")")
+	printf '\n'
+	phase_print
+	printf 'deploy/dev test: %s\n' "$( ((rc == 0)) && echo PASSED || echo "FAILED (exit $rc)")"
+	exit "$rc"
+}
+
+# test_kill_strays: processes whose command line names our temp dir (e.g. an sshd the
+# harness left behind after a crash), never anything else.
+test_kill_strays() {
+	local f pid cmdline
+	[[ -n $TEST_TMP ]] || return 0
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		[[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+		cmdline=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+		if [[ $cmdline == *"$TEST_TMP/"* ]]; then
+			log "stopping stray process $pid: ${cmdline:0:120}"
+			kill -TERM "$pid" 2>/dev/null || true
+		fi
+	done
+}
