@@ -16,6 +16,8 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("You do not have permission to perform this action.")]
     Forbidden,
+    #[error("Method not allowed.")]
+    MethodNotAllowed,
     #[error("{what} not found.")]
     NotFound { what: &'static str },
     /// A request the client must change: 400 with a stable code.
@@ -52,6 +54,7 @@ impl ApiError {
             }
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Expired => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden => "permission_denied",
             ApiError::NotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::OffsetMismatch { .. } => "offset_mismatch",
             ApiError::Expired => "upload_expired",

@@ -59,6 +59,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(routes::download::router())
         .merge(routes::admin::router())
         .fallback(|| async { ApiError::NotFound { what: "Resource" } })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Bodies are streamed with limits of our own (chunk, file, quota, form).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
