@@ -15,7 +15,10 @@ pub use deadpool_postgres::{Object as Client, Transaction};
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_7901;
 
 /// Migrations embedded in the binary, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (2, "running_digest", include_str!("../migrations/0002_running_digest.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

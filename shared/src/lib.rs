@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod config;
 pub mod db;
+pub mod hashing;
 pub mod ops;
 pub mod outbox;
 pub mod queue;

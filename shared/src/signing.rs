@@ -5,7 +5,7 @@
 //! client's JWT. Instead the API signs `(file id, expiry)` with a secret it shares with
 //! every node agent, and the node checks the signature and the expiry.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 

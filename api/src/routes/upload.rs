@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::{Json, Router};
 use deadpool_postgres::GenericClient;
+use ferry_shared::hashing::RunningDigest;
 use ferry_shared::outbox;
 use ferry_shared::queue::Job;
 use ferry_shared::types::{FileId, FileName, Md5};
@@ -162,14 +163,16 @@ async fn insert_upload(
     total: u64,
     md5: Option<Md5>,
 ) -> ApiResult<Upload> {
-    let part = received.part.ok_or_else(file_required)?;
+    let (part, digest) = received.part.ok_or_else(file_required)?;
+    let (md5_state, sha256_state) = digest.to_bytes();
     let size = received.size as i64;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let status = if md5.is_some() { "assembling" } else { "uploading" };
     tx.execute(
-        "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
+                              md5_state, sha256_state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             &id.0,
             &user,
@@ -180,6 +183,8 @@ async fn insert_upload(
             &md5.map(|m| m.to_string()),
             &status,
             &expires_at(state),
+            &md5_state,
+            &sha256_state,
         ],
     )
     .await?;
@@ -222,7 +227,7 @@ async fn create_chunk(
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let received = intake::receive(body, content_type(&headers), &dir, limits).await?;
+    let received = intake::receive(body, content_type(&headers), &dir, limits, RunningDigest::default()).await?;
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
@@ -256,7 +261,7 @@ async fn create_whole(
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let received = intake::receive(body, content_type(&headers), &dir, limits).await?;
+    let received = intake::receive(body, content_type(&headers), &dir, limits, RunningDigest::default()).await?;
     let md5 = parse_md5(received.fields.md5.clone().or(query.md5.clone()))?;
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
@@ -285,8 +290,12 @@ async fn append_chunk(
     check_appendable(&upload, &range)?;
     let _permit = intake_permit(&state)?;
     let dir = upload_dir(&state.config.storage.staging_dir, id);
-    let received = intake::receive(body, content_type(&headers), &dir, limits).await?;
-    let part = received.part.ok_or_else(file_required)?;
+    // The digest as of this offset: valid for the commit below only if the offset is
+    // still the same then, which the locked re-check guarantees.
+    let digest = upload.running_digest()?;
+    let received = intake::receive(body, content_type(&headers), &dir, limits, digest).await?;
+    let (part, digest) = received.part.ok_or_else(file_required)?;
+    let (md5_state, sha256_state) = digest.to_bytes();
 
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -299,7 +308,11 @@ async fn append_chunk(
         &[&id.0, &(range.start as i64), &(received.size as i64)],
     )
     .await?;
-    tx.execute("UPDATE uploads SET \"offset\" = \"offset\" + $2 WHERE id = $1", &[&id.0, &(received.size as i64)]).await?;
+    tx.execute(
+        "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4 WHERE id = $1",
+        &[&id.0, &(received.size as i64), &md5_state, &sha256_state],
+    )
+    .await?;
     part.persist(part_path(&dir, range.start)).await.map_err(ApiError::internal)?;
     let upload = Upload::load(&tx, id, user.id, false).await?;
     tx.commit().await?;

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use axum::body::Body;
 use bytes::Bytes;
+use ferry_shared::hashing::RunningDigest;
 use futures::{Stream, StreamExt};
 
 use super::staging::{PartWriter, TempPart};
@@ -26,9 +27,10 @@ pub struct Fields {
     pub md5: Option<String>,
 }
 
-/// The received chunk: on disk, fsynced, not yet in place.
+/// The received chunk: on disk, fsynced, not yet in place, with the upload's
+/// running digest advanced over it.
 pub struct Received {
-    pub part: Option<TempPart>,
+    pub part: Option<(TempPart, RunningDigest)>,
     pub size: u64,
     pub fields: Fields,
 }
@@ -44,18 +46,30 @@ pub struct Limits {
     pub max_is_limit: bool,
 }
 
-pub async fn receive(body: Body, content_type: Option<&str>, dir: &Path, limits: Limits) -> Result<Received, ApiError> {
+pub async fn receive(
+    body: Body,
+    content_type: Option<&str>,
+    dir: &Path,
+    limits: Limits,
+    digest: RunningDigest,
+) -> Result<Received, ApiError> {
     let stream = body.into_data_stream();
     match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
-        Some(boundary) => receive_multipart(multer::Multipart::new(stream, boundary), dir, limits).await,
+        Some(boundary) => receive_multipart(multer::Multipart::new(stream, boundary), dir, limits, digest).await,
         None => {
-            let (part, size) = write_stream(stream, dir, limits).await?;
+            let (part, size) = write_stream(stream, dir, limits, digest).await?;
             Ok(Received { part: Some(part), size, fields: Fields::default() })
         }
     }
 }
 
-async fn receive_multipart(mut multipart: multer::Multipart<'static>, dir: &Path, limits: Limits) -> Result<Received, ApiError> {
+async fn receive_multipart(
+    mut multipart: multer::Multipart<'static>,
+    dir: &Path,
+    limits: Limits,
+    digest: RunningDigest,
+) -> Result<Received, ApiError> {
+    let mut digest = Some(digest);
     let mut received = Received { part: None, size: 0, fields: Fields::default() };
     for _ in 0..MAX_FIELDS {
         let Some(field) = multipart.next_field().await.map_err(malformed)? else {
@@ -63,10 +77,10 @@ async fn receive_multipart(mut multipart: multer::Multipart<'static>, dir: &Path
         };
         match field.name().unwrap_or_default() {
             "file" => {
-                if received.part.is_some() {
+                let Some(digest) = digest.take() else {
                     return Err(ApiError::bad_request("duplicate_file", "Send exactly one 'file' field."));
-                }
-                let (part, size) = write_stream(field, dir, limits).await?;
+                };
+                let (part, size) = write_stream(field, dir, limits, digest).await?;
                 received.part = Some(part);
                 received.size = size;
             }
@@ -96,12 +110,17 @@ async fn read_text(mut field: multer::Field<'static>) -> Result<String, ApiError
     String::from_utf8(buf).map_err(|_| ApiError::bad_request("invalid_field", "Form fields must be UTF-8."))
 }
 
-async fn write_stream<S, E>(mut stream: S, dir: &Path, limits: Limits) -> Result<(TempPart, u64), ApiError>
+async fn write_stream<S, E>(
+    mut stream: S,
+    dir: &Path,
+    limits: Limits,
+    digest: RunningDigest,
+) -> Result<((TempPart, RunningDigest), u64), ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut writer = PartWriter::create(dir).await.map_err(ApiError::internal)?;
+    let mut writer = PartWriter::create(dir, digest).await.map_err(ApiError::internal)?;
     let mut size: u64 = 0;
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|e| ApiError::bad_request("incomplete_body", format!("The request body could not be read: {e}")))?;

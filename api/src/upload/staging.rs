@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use ferry_shared::hashing::RunningDigest;
 use tokio::sync::mpsc;
 
 /// Frames buffered between the network and the disk writer thread; with hyper's
@@ -44,26 +45,29 @@ impl Drop for TempPart {
     }
 }
 
-/// Sink that writes frames on a blocking thread so disk latency never stalls the
-/// runtime. `finish` fsyncs and returns the temp file.
+/// Sink that writes frames on a blocking thread, hashing them on the way (md5 and
+/// sha256, continuing the upload's running digest), so neither disk latency nor
+/// hashing stalls the runtime. `finish` fsyncs and returns the temp file and digest.
 pub struct PartWriter {
     tx: mpsc::Sender<Bytes>,
-    join: tokio::task::JoinHandle<std::io::Result<()>>,
+    join: tokio::task::JoinHandle<std::io::Result<RunningDigest>>,
     part: TempPart,
 }
 
 impl PartWriter {
-    pub async fn create(dir: &Path) -> std::io::Result<PartWriter> {
+    pub async fn create(dir: &Path, digest: RunningDigest) -> std::io::Result<PartWriter> {
         tokio::fs::create_dir_all(dir).await?;
         let path = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
         let file = tokio::fs::File::create(&path).await?.into_std().await;
         let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let join = tokio::task::spawn_blocking(move || {
-            let mut file = file;
+            let (mut file, mut digest) = (file, digest);
             while let Some(frame) = rx.blocking_recv() {
+                digest.update(&frame);
                 file.write_all(&frame)?;
             }
-            file.sync_data()
+            file.sync_data()?;
+            Ok(digest)
         });
         Ok(PartWriter { tx, join, part: TempPart { path: Some(path) } })
     }
@@ -76,10 +80,11 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Waits for every byte to be on disk (fsync) and hands over the temp file.
-    pub async fn finish(self) -> std::io::Result<TempPart> {
+    /// Waits for every byte to be on disk (fsync) and hands over the temp file and
+    /// the digest advanced over its bytes.
+    pub async fn finish(self) -> std::io::Result<(TempPart, RunningDigest)> {
         drop(self.tx);
-        self.join.await.map_err(std::io::Error::other)??;
-        Ok(self.part)
+        let digest = self.join.await.map_err(std::io::Error::other)??;
+        Ok((self.part, digest))
     }
 }

@@ -1,6 +1,11 @@
-//! Assemble: concatenate an upload's chunks into one staging file, hashing md5 and
-//! sha256 while reading, compare with the client's md5, then record the file, its
-//! replica targets and their replicate jobs in one transaction.
+//! Assemble: concatenate an upload's chunks into one staging file, compare the md5
+//! with the client's, then record the file, its replica targets and their replicate
+//! jobs in one transaction.
+//!
+//! The API hashed every chunk as it arrived (the running digest in the upload row), so
+//! the fast path only concatenates, in the kernel (`copy_file_range` through
+//! `std::io::copy`), without reading the bytes into user space. Without a stored
+//! digest (an upload recorded by an older version) the parts are hashed here.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +16,8 @@ use ferry_shared::outbox;
 use ferry_shared::queue::Job;
 use ferry_shared::staging::{data_path, part_path, upload_dir};
 use ferry_shared::types::FileId;
-use md5::Digest;
+use ferry_shared::hashing::RunningDigest;
+use ferry_shared::types::{Md5, Sha256};
 
 use super::{Ctx, JobError};
 use crate::placement;
@@ -22,7 +28,10 @@ const READ_BUF: usize = 1 << 20;
 pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
     let Some(row) = client
-        .query_opt("SELECT status, md5, total_size FROM uploads WHERE id = $1", &[&id.0])
+        .query_opt(
+            "SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1",
+            &[&id.0],
+        )
         .await?
     else {
         tracing::warn!(upload.id = %id, "assemble job for an unknown upload; dropping");
@@ -35,6 +44,10 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
     }
     let expected_md5 = md5.ok_or_else(|| JobError::Permanent("upload has no md5".into()))?;
     let total = total.unwrap_or(0);
+    let stored: Option<RunningDigest> = match (row.get::<_, Option<Vec<u8>>>(3), row.get::<_, Option<Vec<u8>>>(4)) {
+        (Some(md5), Some(sha)) => RunningDigest::from_bytes(&md5, &sha).ok(),
+        _ => None,
+    };
     let chunks = client
         .query("SELECT \"offset\", size FROM upload_chunks WHERE upload_id = $1 ORDER BY \"offset\"", &[&id.0])
         .await?;
@@ -57,7 +70,7 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
 
     let started = std::time::Instant::now();
     let out = data_path(&dir);
-    let digests = tokio::task::spawn_blocking(move || concat_and_hash(&parts, &out))
+    let digests = tokio::task::spawn_blocking(move || concat(&parts, &out, stored))
         .await
         .map_err(|e| JobError::Retry(format!("assembly thread: {e}")))?;
     let (md5, sha256) = match digests {
@@ -72,6 +85,7 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
         duration_ms = started.elapsed().as_millis() as u64,
         "assembled"
     );
+    let (md5, sha256) = (md5.to_string(), sha256.to_string());
     if !md5.eq_ignore_ascii_case(&expected_md5) {
         fail(ctx, id, &format!("checksum_mismatch: client sent {expected_md5}, file has {md5}")).await?;
         remove_dir(&dir).await;
@@ -193,29 +207,26 @@ enum AssembleError {
 }
 
 /// Writes the parts in order to `out` (via a temp file, fsynced, renamed) and returns
-/// the hex md5 and sha256 of the whole. Runs on a blocking thread.
-fn concat_and_hash(parts: &[(PathBuf, u64)], out: &Path) -> Result<(String, String), AssembleError> {
+/// the md5 and sha256 of the whole: `stored` when the API already hashed the bytes
+/// (then the copy stays in the kernel), else hashed here. Runs on a blocking thread.
+fn concat(parts: &[(PathBuf, u64)], out: &Path, stored: Option<RunningDigest>) -> Result<(Md5, Sha256), AssembleError> {
     let tmp = out.with_extension("tmp");
     let mut writer = std::fs::File::create(&tmp).map_err(AssembleError::Io)?;
-    let mut md5 = md5::Md5::new();
-    let mut sha = sha2::Sha256::new();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut hashing = match stored {
+        Some(_) => None,
+        None => Some((RunningDigest::default(), vec![0u8; READ_BUF])),
+    };
     for (path, size) in parts {
-        let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => AssembleError::Missing(format!("{} is gone", path.display())),
             _ => AssembleError::Io(e),
         })?;
-        let mut left = *size;
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            let n = file.read(&mut buf[..want]).map_err(AssembleError::Io)?;
-            if n == 0 {
-                return Err(AssembleError::Missing(format!("{} is shorter than recorded", path.display())));
-            }
-            md5.update(&buf[..n]);
-            sha.update(&buf[..n]);
-            writer.write_all(&buf[..n]).map_err(AssembleError::Io)?;
-            left -= n as u64;
+        let copied = match hashing.as_mut() {
+            None => std::io::copy(&mut file.take(*size), &mut writer).map_err(AssembleError::Io)?,
+            Some((digest, buf)) => copy_hashing(file.take(*size), &mut writer, digest, buf)?,
+        };
+        if copied != *size {
+            return Err(AssembleError::Missing(format!("{} is shorter than recorded", path.display())));
         }
     }
     writer.sync_all().map_err(AssembleError::Io)?;
@@ -223,5 +234,19 @@ fn concat_and_hash(parts: &[(PathBuf, u64)], out: &Path) -> Result<(String, Stri
     if let Some(dir) = out.parent() {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(AssembleError::Io)?;
     }
-    Ok((hex::encode(md5.finalize()), hex::encode(sha.finalize())))
+    // Exactly one of the two is set.
+    Ok(stored.or(hashing.map(|(digest, _)| digest)).unwrap_or_default().finalize())
+}
+
+fn copy_hashing(mut from: impl Read, to: &mut impl Write, digest: &mut RunningDigest, buf: &mut [u8]) -> Result<u64, AssembleError> {
+    let mut copied = 0u64;
+    loop {
+        let n = from.read(buf).map_err(AssembleError::Io)?;
+        if n == 0 {
+            return Ok(copied);
+        }
+        digest.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(AssembleError::Io)?;
+        copied += n as u64;
+    }
 }

@@ -1,0 +1,73 @@
+//! md5 + sha256 of an upload, computed while its bytes arrive.
+//!
+//! Chunks of one upload may reach different API replicas, so the running state is
+//! serialised into the upload's row after each chunk (in the same transaction that
+//! advances the offset) and resumed by whichever process takes the next chunk. At
+//! completion the digests are known without re-reading the file.
+
+use md5::digest::common::hazmat::SerializableState;
+use md5::Digest;
+
+use crate::types::{Md5, Sha256};
+
+#[derive(Clone, Default)]
+pub struct RunningDigest {
+    md5: md5::Md5,
+    sha256: sha2::Sha256,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stored hash state is corrupt")]
+pub struct CorruptState;
+
+impl RunningDigest {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.md5.update(bytes);
+        self.sha256.update(bytes);
+    }
+
+    /// The state as two byte strings (md5, sha256) for the database.
+    pub fn to_bytes(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.md5.serialize().to_vec(), self.sha256.serialize().to_vec())
+    }
+
+    pub fn from_bytes(md5_state: &[u8], sha256_state: &[u8]) -> Result<RunningDigest, CorruptState> {
+        let md5 = md5::Md5::deserialize(md5_state.try_into().map_err(|_| CorruptState)?).map_err(|_| CorruptState)?;
+        let sha256 =
+            sha2::Sha256::deserialize(sha256_state.try_into().map_err(|_| CorruptState)?).map_err(|_| CorruptState)?;
+        Ok(RunningDigest { md5, sha256 })
+    }
+
+    pub fn finalize(self) -> (Md5, Sha256) {
+        (Md5(self.md5.finalize().into()), Sha256(self.sha256.finalize().into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumed_state_gives_the_same_digest_as_one_pass() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut whole = RunningDigest::default();
+        whole.update(&data);
+        let mut first = RunningDigest::default();
+        first.update(&data[..33_333]);
+        let (a, b) = first.to_bytes();
+        let mut resumed = RunningDigest::from_bytes(&a, &b).expect("valid state");
+        resumed.update(&data[33_333..]);
+        assert_eq!(resumed.finalize(), whole.finalize());
+    }
+
+    #[test]
+    fn empty_input_has_the_well_known_md5() {
+        let (md5, _) = RunningDigest::default().finalize();
+        assert_eq!(md5.to_string(), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn garbage_state_is_rejected() {
+        assert_eq!(RunningDigest::from_bytes(b"short", b"x").err(), Some(CorruptState));
+    }
+}
