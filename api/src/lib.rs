@@ -9,6 +9,7 @@ pub mod form;
 pub mod heartbeats;
 pub mod nearest;
 pub mod notify;
+pub mod replica_cache;
 pub mod routes;
 pub mod state;
 pub mod upload;
@@ -80,6 +81,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         relay: RelayWaker::default(),
         heartbeats: HeartbeatTable::new(Duration::from_secs(config.api.heartbeat_stale_secs)),
         completions: completions.clone(),
+        replicas: replica_cache::ReplicaCache::new(Duration::from_millis(config.api.replica_cache_ms), 100_000),
         intake: Semaphore::new(config.api.max_concurrent_uploads),
         config,
     });

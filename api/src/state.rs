@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::Keys;
 use crate::heartbeats::HeartbeatTable;
+use crate::replica_cache::ReplicaCache;
 
 pub struct AppState {
     pub config: Config,
@@ -20,6 +21,7 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub relay: RelayWaker,
     pub heartbeats: HeartbeatTable,
+    pub replicas: ReplicaCache,
     /// Upload ids whose assembly finished (from PostgreSQL `NOTIFY`).
     pub completions: broadcast::Sender<Uuid>,
     /// Bounds chunk bodies streamed at once by this process.

@@ -141,6 +141,9 @@ pub struct ApiConfig {
     /// `CIDR = "lat,lon"` table locating clients for nearest-node choice.
     pub client_locations: Vec<ClientLocation>,
     pub page_size: u32,
+    /// How long a file's replica locations are cached for download redirects
+    /// (0 disables the cache).
+    pub replica_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,6 +266,7 @@ impl Default for ApiConfig {
             heartbeat_stale_secs: 10,
             client_locations: Vec::new(),
             page_size: 50,
+            replica_cache_ms: 2000,
         }
     }
 }

@@ -167,6 +167,9 @@ async fn remove(State(state): State<SharedState>, user: AuthUser, Path(id): Path
         outbox::enqueue(&tx, &Job::Delete { file: FileId(*file) }).await?;
     }
     tx.commit().await?;
+    for file in &deleted {
+        state.replicas.invalidate(FileId(*file));
+    }
     state.relay.wake();
     tracing::info!(file.id = %id, files.deleted = deleted.len(), "file deleted");
     Ok(StatusCode::NO_CONTENT)

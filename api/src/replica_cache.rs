@@ -1,0 +1,91 @@
+//! A short-lived cache of where a file's verified replicas are, so the download
+//! redirect — the hottest path — needs no database round trip on repeated requests.
+//!
+//! Safe because a stale entry can only point at a node that held a verified copy a
+//! moment ago: node health is still checked on every request from the live
+//! heartbeats, a node agent only serves bytes it has, and this replica drops the
+//! entry at once when it deletes the file (other API replicas within `ttl`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_shared::types::{FileId, NodeId};
+
+#[derive(Debug, Clone)]
+pub struct ReplicaLocation {
+    pub node: NodeId,
+    pub public_url: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+type Entry = (Instant, Arc<Vec<ReplicaLocation>>);
+
+pub struct ReplicaCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<(FileId, i64), Entry>>,
+}
+
+impl ReplicaCache {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        ReplicaCache { ttl, capacity, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// The cached replicas of `file` owned by `user`, if fresh.
+    pub fn get(&self, file: FileId, user: i64) -> Option<Arc<Vec<ReplicaLocation>>> {
+        let entries = self.entries.lock().ok()?;
+        let (at, replicas) = entries.get(&(file, user))?;
+        (at.elapsed() < self.ttl).then(|| replicas.clone())
+    }
+
+    pub fn insert(&self, file: FileId, user: i64, replicas: Arc<Vec<ReplicaLocation>>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if entries.len() >= self.capacity {
+            // Bounded: drop what has expired, and everything if that was not enough.
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert((file, user), (Instant::now(), replicas));
+    }
+
+    pub fn invalidate(&self, file: FileId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|(f, _), _| *f != file);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc() -> Arc<Vec<ReplicaLocation>> {
+        Arc::new(vec![ReplicaLocation { node: NodeId(1), public_url: "http://n1".into(), lat: 0.0, lon: 0.0 }])
+    }
+
+    #[test]
+    fn entries_are_per_owner_expire_and_are_bounded() {
+        let cache = ReplicaCache::new(Duration::from_secs(60), 2);
+        let (a, b, c) = (FileId::new(), FileId::new(), FileId::new());
+        cache.insert(a, 1, loc());
+        assert!(cache.get(a, 1).is_some());
+        assert!(cache.get(a, 2).is_none(), "another user's request never hits");
+        cache.insert(b, 1, loc());
+        cache.insert(c, 1, loc());
+        assert!(cache.entries.lock().expect("lock").len() <= 2);
+        cache.invalidate(c);
+        assert!(cache.get(c, 1).is_none());
+        let expired = ReplicaCache::new(Duration::from_nanos(1), 10);
+        expired.insert(a, 1, loc());
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(expired.get(a, 1).is_none());
+    }
+}
