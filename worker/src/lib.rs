@@ -4,6 +4,7 @@
 //! need; each handles `--concurrency` jobs per queue at once.
 
 pub mod consumer;
+pub mod fetch;
 pub mod jobs;
 pub mod placement;
 pub mod ssh;
@@ -44,7 +45,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     db::migrate(&pool).await?;
     tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
     let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-worker publisher", config.broker.heartbeat_secs));
-    let ctx = Arc::new(Ctx { ssh: ssh::Ssh::new(&config.worker)?, pool: pool.clone(), relay: RelayWaker::default(), config });
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| RunError::Config(format!("http client: {e}")))?;
+    let ctx = Arc::new(Ctx {
+        ssh: ssh::Ssh::new(&config.worker)?,
+        pool: pool.clone(),
+        relay: RelayWaker::default(),
+        http,
+        config,
+    });
 
     let tasks = TaskTracker::new();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), ctx.relay.clone(), shutdown.clone()));

@@ -22,6 +22,8 @@ pub struct Ctx {
     pub pool: Pool,
     pub ssh: Ssh,
     pub relay: RelayWaker,
+    /// For fetching a copy back from a node agent (repair without staging).
+    pub http: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -43,10 +43,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
 
     let source = data_path(&upload_dir(&ctx.config.storage.staging_dir, file));
     if !tokio::fs::try_exists(&source).await? {
-        return Err(JobError::Permanent(format!(
-            "staging copy {} is gone and no repair source is configured",
-            source.display()
-        )));
+        restore_staging(ctx, file, &sha256, &source).await?;
     }
     let relpath = file.node_relpath();
     let started = std::time::Instant::now();
@@ -114,4 +111,33 @@ pub async fn fail(ctx: &Arc<Ctx>, file: FileId, node: NodeId, reason: &str) -> R
         .await?;
     tracing::warn!(file.id = %file, node.id = %node, reason, "replica failed");
     Ok(())
+}
+
+/// Brings the file back to staging from a healthy node holding a verified copy.
+async fn restore_staging(ctx: &Arc<Ctx>, file: FileId, sha256: &str, dest: &std::path::Path) -> Result<(), JobError> {
+    let expected: ferry_shared::types::Sha256 =
+        sha256.parse().map_err(|_| JobError::Permanent(format!("stored sha256 {sha256:?} is malformed")))?;
+    let sources = ctx
+        .pool
+        .get()
+        .await?
+        .query(
+            "SELECT n.public_url FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN node_status s ON s.node_id = n.id
+             WHERE r.file_id = $1 AND r.state = 'present' AND n.state <> 'disabled' AND s.up
+             ORDER BY s.rtt_ms NULLS LAST",
+            &[&file.0],
+        )
+        .await?;
+    let mut last = JobError::Retry(format!("no healthy node holds a verified copy of {file} to repair from"));
+    for row in &sources {
+        let url: String = row.get(0);
+        match crate::fetch::from_node(&ctx.http, ctx.config.signing.secret.expose().as_bytes(), &url, file, expected, dest).await {
+            Ok(()) => {
+                tracing::info!(file.id = %file, source = %url, "restored staging copy from a replica");
+                return Ok(());
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
