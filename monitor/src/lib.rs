@@ -103,7 +103,8 @@ async fn lead(config: Arc<Config>, pool: Pool, publisher: Arc<Publisher>, http: 
         if round % 5 == 1 {
             let expired = sweep::expire_uploads(&pool).await;
             let topped = sweep::top_up_replicas(&pool, &config).await;
-            for error in [expired.err(), topped.err()].into_iter().flatten() {
+            let retired = sweep::retire_drained(&pool, &config).await;
+            for error in [expired.err(), topped.err(), retired.err()].into_iter().flatten() {
                 tracing::warn!(%error, "sweep failed; will retry next round");
             }
             relay.wake();

@@ -33,8 +33,10 @@ pub async fn expire_uploads(pool: &Pool) -> Result<usize, DbError> {
     Ok(rows.len())
 }
 
-/// Files with fewer live replicas (pending, copying or present) than the replication
-/// factor get new targets among eligible nodes, and replicate jobs for them.
+/// Files with fewer live replicas (pending, copying or present, on active nodes) than
+/// the replication factor get new targets among eligible nodes, and replicate jobs.
+/// Replicas on draining or disabled nodes do not count, so draining a node copies its
+/// files elsewhere first.
 pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbError> {
     let want = i64::from(config.storage.replication_factor);
     let mut client = pool.get().await?;
@@ -42,10 +44,10 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
     let files = tx
         .query(
             "SELECT f.id, f.size, COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IS NOT NULL), '{}')
-             FROM files f LEFT JOIN replicas r ON r.file_id = f.id
+             FROM files f LEFT JOIN replicas r ON r.file_id = f.id LEFT JOIN nodes n ON n.id = r.node_id
              WHERE f.deleted_at IS NULL
              GROUP BY f.id
-             HAVING count(r.node_id) FILTER (WHERE r.state IN ('pending', 'copying', 'present')) < $1
+             HAVING count(r.node_id) FILTER (WHERE r.state IN ('pending', 'copying', 'present') AND n.state = 'active') < $1
              LIMIT 200",
             &[&want],
         )
@@ -55,7 +57,8 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
         let (id, size, existing): (Uuid, i64, Vec<i32>) = (file.get(0), file.get(1), file.get(2));
         let live: i64 = tx
             .query_one(
-                "SELECT count(*) FROM replicas WHERE file_id = $1 AND state IN ('pending', 'copying', 'present')",
+                "SELECT count(*) FROM replicas r JOIN nodes n ON n.id = r.node_id
+                 WHERE r.file_id = $1 AND r.state IN ('pending', 'copying', 'present') AND n.state = 'active'",
                 &[&id],
             )
             .await?
@@ -86,4 +89,32 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
         tracing::info!(replicas.added = added, "topped up under-replicated files");
     }
     Ok(added)
+}
+
+/// Replicas on draining nodes whose file already has R present replicas on active
+/// nodes are marked `deleting` and handed to the delete workers; once a draining node
+/// holds nothing it can be removed with nothing lost.
+pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, DbError> {
+    let want = i64::from(config.storage.replication_factor);
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "UPDATE replicas r SET state = 'deleting', updated_at = now()
+             FROM nodes n
+             WHERE n.id = r.node_id AND n.state = 'draining' AND r.state = 'present'
+               AND (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
+                    WHERE r2.file_id = r.file_id AND r2.state = 'present' AND n2.state = 'active') >= $1
+             RETURNING r.file_id, r.node_id",
+            &[&want],
+        )
+        .await?;
+    for row in &rows {
+        outbox::enqueue(&tx, &Job::DropReplica { file: FileId(row.get(0)), node: NodeId(row.get(1)) }).await?;
+    }
+    tx.commit().await?;
+    if !rows.is_empty() {
+        tracing::info!(replicas.retired = rows.len(), "retiring replicas from draining nodes");
+    }
+    Ok(rows.len())
 }

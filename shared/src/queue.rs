@@ -92,6 +92,9 @@ pub enum Job {
     Replicate { file: FileId, node: NodeId },
     /// Remove a deleted file's replicas and staging bytes.
     Delete { file: FileId },
+    /// Remove one surplus replica (its node is draining and the file has enough
+    /// replicas elsewhere). Travels on the delete queue.
+    DropReplica { file: FileId, node: NodeId },
 }
 
 impl Job {
@@ -99,7 +102,7 @@ impl Job {
         match self {
             Job::Assemble { .. } => JobKind::Assemble,
             Job::Replicate { .. } => JobKind::Replicate,
-            Job::Delete { .. } => JobKind::Delete,
+            Job::Delete { .. } | Job::DropReplica { .. } => JobKind::Delete,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ferry_shared::staging::upload_dir;
-use ferry_shared::types::FileId;
+use ferry_shared::types::{FileId, NodeId};
 
 use super::{Ctx, JobError};
 use crate::ssh::NodeAddr;
@@ -45,5 +45,39 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId) -> Result<(), JobError> {
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
+}
+
+/// Removes a surplus replica from a draining node, but only while the file still has
+/// enough present replicas on active nodes (re-checked under the row lock, so a
+/// concurrent failure elsewhere cannot leave the file short).
+pub async fn drop_replica(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
+    let mut client = ctx.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT n.ssh_host, n.ssh_port, n.ssh_user, n.root_path,
+                    (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
+                     WHERE r2.file_id = r.file_id AND r2.state = 'present' AND n2.state = 'active')
+             FROM replicas r JOIN nodes n ON n.id = r.node_id
+             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = 'deleting'
+             FOR UPDATE OF r",
+            &[&file.0, &node.0],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let elsewhere: i64 = row.get(4);
+    if elsewhere < i64::from(ctx.config.storage.replication_factor) {
+        // Not safe any more: keep the copy and count it again.
+        tx.execute("UPDATE replicas SET state = 'present' WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0])
+            .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let addr = NodeAddr { host: row.get(0), port: row.get(1), user: row.get(2), root: row.get(3) };
+    ctx.ssh.remove(&addr, &file.node_relpath()).await?;
+    tx.execute("DELETE FROM replicas WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0]).await?;
+    tx.commit().await?;
+    tracing::info!(file.id = %file, node.id = %node, "surplus replica removed from draining node");
     Ok(())
 }

@@ -75,6 +75,7 @@ pub async fn handle(ctx: &Arc<Ctx>, job: &Job) -> Result<(), JobError> {
         Job::Assemble { upload } => assemble::run(ctx, *upload).await,
         Job::Replicate { file, node } => replicate::run(ctx, *file, *node).await,
         Job::Delete { file } => delete::run(ctx, *file).await,
+        Job::DropReplica { file, node } => delete::drop_replica(ctx, *file, *node).await,
     }
 }
 
@@ -84,8 +85,8 @@ pub async fn give_up(ctx: &Arc<Ctx>, job: &Job, reason: &str) -> Result<(), JobE
     match job {
         Job::Assemble { upload } => assemble::fail(ctx, *upload, &format!("assembly_failed: {reason}")).await,
         Job::Replicate { file, node } => replicate::fail(ctx, *file, *node, reason).await,
-        Job::Delete { file } => {
-            tracing::error!(file.id = %file, reason, "delete job gave up; replicas may remain on nodes");
+        Job::Delete { file } | Job::DropReplica { file, .. } => {
+            tracing::error!(file.id = %file, reason, "delete job gave up; a copy may remain on a node");
             Ok(())
         }
     }
