@@ -63,6 +63,7 @@ pub fn router(state: SharedState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Bodies are streamed with limits of our own (chunk, file, quota, form).
         .layer(DefaultBodyLimit::disable())
+        .route_layer(axum::middleware::from_fn(ops::track))
         .with_state(state)
         .merge(ops::routes(ready))
 }

@@ -143,6 +143,9 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
                 tracing::warn!(%error, node.id = %node, "cannot record node status");
             }
         }
+        let label = node.to_string();
+        ferry_shared::metrics::NODE_UP.with_label_values(&[&label]).set(i64::from(result.up));
+        ferry_shared::metrics::NODE_FREE_BYTES.with_label_values(&[&label]).set(result.free_bytes);
         if !result.up {
             tracing::debug!(node.id = %node, error = ?result.error, "node down");
         }

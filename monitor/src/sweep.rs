@@ -52,6 +52,7 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
             &[&want],
         )
         .await?;
+    ferry_shared::metrics::UNDER_REPLICATED.set(files.len() as i64);
     let mut added = 0;
     for file in &files {
         let (id, size, existing): (Uuid, i64, Vec<i32>) = (file.get(0), file.get(1), file.get(2));

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod hashing;
+pub mod metrics;
 pub mod ops;
 pub mod outbox;
 pub mod queue;

@@ -14,10 +14,15 @@ use tokio_util::sync::CancellationToken;
 /// A readiness probe: `Ok` when every dependency the process needs answers.
 pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// `/healthz` (the process is up) and `/readyz` (its dependencies answer).
+/// `/healthz` (the process is up), `/readyz` (its dependencies answer) and
+/// `/metrics` (Prometheus text).
 pub fn routes(ready: ReadyCheck) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/metrics",
+            get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render()) }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -45,4 +50,21 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Middleware counting requests by matched route, method and status, with latency.
+/// Routes are the templates (`/files/{id}`), never raw paths, so cardinality stays
+/// bounded.
+pub async fn track(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::HTTP_REQUESTS.with_label_values(&[&route, &method, response.status().as_str()]).inc();
+    crate::metrics::observe(&crate::metrics::HTTP_DURATION, &[&route, &method], started.elapsed());
+    response
 }

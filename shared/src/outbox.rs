@@ -89,8 +89,10 @@ async fn relay_batch(pool: &Pool, publisher: &Publisher) -> Result<usize, RelayE
         )
         .await?;
     if rows.is_empty() {
+        crate::metrics::OUTBOX_BACKLOG.set(0);
         return Ok(0);
     }
+    crate::metrics::OUTBOX_BACKLOG.set(rows.len() as i64);
     let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     let owned: Vec<(String, String, Uuid, String)> =
         rows.iter().map(|r| (r.get(1), r.get(2), r.get(3), r.get(4))).collect();

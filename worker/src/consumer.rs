@@ -110,6 +110,14 @@ impl QueueConsumer {
             Ok(result) => result,
             Err(_) => Err(JobError::Retry(format!("job exceeded its {} s time limit", limit.as_secs()))),
         };
+        let queue_name = self.kind.queue();
+        ferry_shared::metrics::observe(&ferry_shared::metrics::JOB_DURATION, &[&queue_name], started.elapsed());
+        let outcome_label = match &outcome {
+            Ok(()) => "done",
+            Err(JobError::Retry(_)) if attempt + 1 < MAX_ATTEMPTS => "retried",
+            Err(_) => "failed",
+        };
+        ferry_shared::metrics::JOBS.with_label_values(&[&queue_name, outcome_label]).inc();
         let settled = match outcome {
             Ok(()) => {
                 tracing::debug!(?job, duration_ms = started.elapsed().as_millis() as u64, "job done");

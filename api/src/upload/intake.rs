@@ -135,6 +135,7 @@ where
         if limits.expected.is_some_and(|expected| size > expected) {
             return Err(size_mismatch(limits.expected.unwrap_or_default()));
         }
+        ferry_shared::metrics::BYTES_RECEIVED.with_label_values(&["upload"]).inc_by(frame.len() as u64);
         writer.write(frame).await.map_err(ApiError::internal)?;
     }
     if let Some(expected) = limits.expected {

@@ -81,9 +81,14 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         .await?
         .get(0);
     tx.commit().await?;
+    let node_label = node.to_string();
+    ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
+    let size = tokio::fs::metadata(&source).await.map(|m| m.len()).unwrap_or(0);
+    ferry_shared::metrics::RSYNC_BYTES.with_label_values(&[&node_label]).inc_by(size);
     tracing::info!(
         file.id = %file,
         node.id = %node,
+        size_bytes = size,
         duration_ms = started.elapsed().as_millis() as u64,
         "replica verified"
     );

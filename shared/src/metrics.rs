@@ -1,0 +1,58 @@
+//! Prometheus metrics for every process, served as text at `/metrics`.
+//!
+//! One registry per process (the crate's default registry); each process registers
+//! the families it uses on first touch through the lazily built statics below.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Encoder,
+    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const JOB_BUCKETS: &[f64] = &[0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+macro_rules! metric {
+    ($name:ident: $t:ty = $e:expr) => {
+        pub static $name: LazyLock<$t> = LazyLock::new(|| $e.unwrap_or_else(|e| panic!("metric registration: {e}")));
+    };
+}
+
+metric!(HTTP_REQUESTS: IntCounterVec = register_int_counter_vec!(
+    "ferry_http_requests_total", "HTTP requests by route, method and status.", &["route", "method", "status"]));
+metric!(HTTP_DURATION: HistogramVec = register_histogram_vec!(
+    "ferry_http_request_duration_seconds", "HTTP request latency by route.", &["route", "method"], LATENCY_BUCKETS.to_vec()));
+metric!(BYTES_RECEIVED: IntCounterVec = register_int_counter_vec!(
+    "ferry_bytes_received_total", "Upload bytes written to staging.", &["kind"]));
+metric!(BYTES_SERVED: IntCounterVec = register_int_counter_vec!(
+    "ferry_bytes_served_total", "File bytes sent to clients.", &["kind"]));
+metric!(JOBS: IntCounterVec = register_int_counter_vec!(
+    "ferry_jobs_total", "Jobs settled by queue and outcome (done, retried, failed).", &["queue", "outcome"]));
+metric!(JOB_DURATION: HistogramVec = register_histogram_vec!(
+    "ferry_job_duration_seconds", "Job handling time by queue.", &["queue"], JOB_BUCKETS.to_vec()));
+metric!(RSYNC_BYTES: IntCounterVec = register_int_counter_vec!(
+    "ferry_rsync_bytes_total", "Bytes copied to nodes with rsync.", &["node"]));
+metric!(RSYNC_DURATION: HistogramVec = register_histogram_vec!(
+    "ferry_rsync_duration_seconds", "rsync + remote verification time per replica.", &["node"], JOB_BUCKETS.to_vec()));
+metric!(OUTBOX_BACKLOG: IntGauge = register_int_gauge!(
+    "ferry_outbox_backlog", "Jobs written to the outbox and not yet confirmed by the broker (last relay look)."));
+metric!(NODE_UP: IntGaugeVec = register_int_gauge_vec!(
+    "ferry_node_up", "1 when the node's last probe succeeded.", &["node"]));
+metric!(NODE_FREE_BYTES: IntGaugeVec = register_int_gauge_vec!(
+    "ferry_node_free_bytes", "Free bytes under the node's storage root.", &["node"]));
+metric!(UNDER_REPLICATED: IntGauge = register_int_gauge!(
+    "ferry_under_replicated_files", "Live files with fewer present replicas on active nodes than wanted."));
+
+pub fn observe(histogram: &HistogramVec, labels: &[&str], elapsed: Duration) {
+    histogram.with_label_values(labels).observe(elapsed.as_secs_f64());
+}
+
+/// The registry in Prometheus text format.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail for text output.
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
