@@ -8,6 +8,7 @@ pub mod extract;
 pub mod form;
 pub mod heartbeats;
 pub mod nearest;
+pub mod nodes;
 pub mod notify;
 pub mod replica_cache;
 pub mod routes;

@@ -38,3 +38,18 @@ pub async fn upsert(pool: &Pool, username: &str, password: &str, admin: bool) ->
         .map_err(ferry_shared::db::DbError::from)?;
     Ok(row.get(0))
 }
+
+/// Sets a new password for an existing user, keeping their admin flag. Returns false
+/// when there is no such user.
+pub async fn set_password(pool: &Pool, username: &str, password: &str) -> Result<bool, UserError> {
+    if password.chars().count() < 8 {
+        return Err(UserError::ShortPassword);
+    }
+    let hash = crate::auth::hash_password(password).map_err(|e| UserError::Hash(e.to_string()))?;
+    let client = pool.get().await.map_err(ferry_shared::db::DbError::from)?;
+    let updated = client
+        .execute("UPDATE users SET password_hash = $2 WHERE username = $1", &[&username, &hash])
+        .await
+        .map_err(ferry_shared::db::DbError::from)?;
+    Ok(updated == 1)
+}

@@ -9,12 +9,12 @@ use axum::{Json, Router};
 
 use crate::extract::Json as JsonBody;
 use ferry_shared::types::NodeId;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ApiResult};
+use crate::nodes::{self, NodeError, NodeInput};
 use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
@@ -22,66 +22,6 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/api/nodes", get(list_nodes).post(add_node))
         .route("/admin/api/nodes/{id}", get(show_node).patch(edit_node))
         .route("/admin/api/files/{id}", get(show_file))
-}
-
-/// A node as submitted. Every field is optional so PATCH can reuse it; POST checks
-/// the required ones.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeInput {
-    name: Option<String>,
-    ssh_host: Option<String>,
-    ssh_port: Option<i32>,
-    ssh_user: Option<String>,
-    root_path: Option<String>,
-    public_url: Option<String>,
-    region: Option<String>,
-    lat: Option<f64>,
-    lon: Option<f64>,
-    state: Option<String>,
-}
-
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_node", detail)
-}
-
-impl NodeInput {
-    fn validate(&self) -> ApiResult<()> {
-        let simple = |s: &str| !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b));
-        if let Some(name) = &self.name {
-            if !(1..=63).contains(&name.len()) || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-                return Err(invalid("name must be 1-63 letters, digits, '.', '_' or '-'."));
-            }
-        }
-        if self.ssh_host.as_deref().is_some_and(|h| !simple(h)) {
-            return Err(invalid("ssh_host must be a host name or IP address."));
-        }
-        if self.ssh_port.is_some_and(|p| !(1..=65535).contains(&p)) {
-            return Err(invalid("ssh_port must be 1-65535."));
-        }
-        if self.ssh_user.as_deref().is_some_and(|u| {
-            u.is_empty() || u.len() > 32 || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) || u.starts_with('-')
-        }) {
-            return Err(invalid("ssh_user must be a plain user name."));
-        }
-        if self.root_path.as_deref().is_some_and(|p| {
-            !p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") || p.bytes().any(|b| b.is_ascii_control() || b == b' ')
-        }) {
-            return Err(invalid("root_path must be an absolute path without '.' or '..' components or spaces."));
-        }
-        if self.public_url.as_deref().is_some_and(|u| {
-            !(u.starts_with("http://") || u.starts_with("https://")) || u.bytes().any(|b| b.is_ascii_control() || b == b' ')
-        }) {
-            return Err(invalid("public_url must be an http(s) URL."));
-        }
-        if self.lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || self.lon.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
-            return Err(invalid("lat must be within ±90 and lon within ±180."));
-        }
-        if self.state.as_deref().is_some_and(|s| !["active", "draining", "disabled"].contains(&s)) {
-            return Err(invalid("state must be active, draining or disabled."));
-        }
-        Ok(())
-    }
 }
 
 const NODE_SELECT: &str = "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
@@ -140,8 +80,19 @@ async fn show_node(State(state): State<SharedState>, _admin: AdminUser, Path(id)
     Ok(Json(load_node(&state, parse_node_id(&id)?).await?))
 }
 
-fn unique_violation(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Invalid(detail) => ApiError::bad_request("invalid_node", detail),
+            NodeError::Exists => ApiError::Conflict {
+                code: "node_exists",
+                detail: "A node with that name already exists.".into(),
+                state: None,
+            },
+            NodeError::NotFound => ApiError::NotFound { what: "Node" },
+            NodeError::Db(e) => e.into(),
+        }
+    }
 }
 
 async fn add_node(
@@ -149,42 +100,8 @@ async fn add_node(
     _admin: AdminUser,
     JsonBody(input): JsonBody<NodeInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    input.validate()?;
-    let required = |v: &Option<String>, name: &str| v.clone().ok_or_else(|| invalid(format!("{name} is required.")));
-    let name = required(&input.name, "name")?;
-    let result = state
-        .pool
-        .get()
-        .await?
-        .query_one(
-            "INSERT INTO nodes (name, ssh_host, ssh_port, ssh_user, root_path, public_url, region, lat, lon, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            &[
-                &name,
-                &required(&input.ssh_host, "ssh_host")?,
-                &input.ssh_port.unwrap_or(22),
-                &required(&input.ssh_user, "ssh_user")?,
-                &required(&input.root_path, "root_path")?,
-                &required(&input.public_url, "public_url")?,
-                &input.region.clone().unwrap_or_default(),
-                &input.lat.unwrap_or(0.0),
-                &input.lon.unwrap_or(0.0),
-                &input.state.clone().unwrap_or_else(|| "active".into()),
-            ],
-        )
-        .await;
-    let id: i32 = match result {
-        Ok(row) => row.get(0),
-        Err(e) if unique_violation(&e) => {
-            return Err(ApiError::Conflict {
-                code: "node_exists",
-                detail: format!("A node named {name:?} already exists."),
-                state: None,
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    tracing::info!(node.id = id, node.name = %name, "node added");
+    let id = nodes::insert(&state.pool.get().await?, &input).await?;
+    tracing::info!(node.id = id, node.name = ?input.name, "node added");
     Ok((StatusCode::CREATED, Json(load_node(&state, id).await?)))
 }
 
@@ -195,41 +112,7 @@ async fn edit_node(
     JsonBody(input): JsonBody<NodeInput>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_node_id(&id)?;
-    input.validate()?;
-    let result = state
-        .pool
-        .get()
-        .await?
-        .execute(
-            "UPDATE nodes SET name = COALESCE($2, name), ssh_host = COALESCE($3, ssh_host),
-                ssh_port = COALESCE($4, ssh_port), ssh_user = COALESCE($5, ssh_user),
-                root_path = COALESCE($6, root_path), public_url = COALESCE($7, public_url),
-                region = COALESCE($8, region), lat = COALESCE($9, lat), lon = COALESCE($10, lon),
-                state = COALESCE($11, state)
-             WHERE id = $1",
-            &[
-                &id,
-                &input.name,
-                &input.ssh_host,
-                &input.ssh_port,
-                &input.ssh_user,
-                &input.root_path,
-                &input.public_url,
-                &input.region,
-                &input.lat,
-                &input.lon,
-                &input.state,
-            ],
-        )
-        .await;
-    match result {
-        Ok(0) => return Err(ApiError::NotFound { what: "Node" }),
-        Ok(_) => {}
-        Err(e) if unique_violation(&e) => {
-            return Err(ApiError::Conflict { code: "node_exists", detail: "Another node has that name.".into(), state: None })
-        }
-        Err(e) => return Err(e.into()),
-    }
+    nodes::update(&state.pool.get().await?, id, &input).await?;
     tracing::info!(node.id = id, node.state = ?input.state, "node edited");
     Ok(Json(load_node(&state, id).await?))
 }
