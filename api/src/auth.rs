@@ -45,8 +45,13 @@ impl Keys {
 
     pub fn issue(&self, user_id: i64, username: &str) -> Result<String, ApiError> {
         let now = chrono::Utc::now().timestamp();
-        let claims =
-            Claims { sub: user_id.to_string(), user_id, username: username.to_owned(), exp: now + self.ttl_secs, iat: now };
+        let claims = Claims {
+            sub: user_id.to_string(),
+            user_id,
+            username: username.to_owned(),
+            exp: now + self.ttl_secs,
+            iat: now,
+        };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
     }
 

@@ -11,12 +11,13 @@ use crate::error::ApiError;
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 pub async fn small_form(body: Body, content_type: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| ApiError::bad_request("body_too_large", format!("This request body is limited to {MAX_FORM_BYTES} bytes.")))?;
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
+        ApiError::bad_request("body_too_large", format!("This request body is limited to {MAX_FORM_BYTES} bytes."))
+    })?;
     let ct = content_type.unwrap_or_default().to_ascii_lowercase();
     if ct.starts_with("application/json") {
-        let value: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("invalid_json", "The body is not valid JSON."))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::bad_request("invalid_json", "The body is not valid JSON."))?;
         let Value::Object(map) = value else {
             return Err(ApiError::bad_request("invalid_json", "The body must be a JSON object."));
         };

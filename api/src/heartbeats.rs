@@ -83,7 +83,13 @@ async fn consume(
         )
         .await?;
     channel
-        .queue_bind(q.name().clone(), HEARTBEAT_EXCHANGE.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            q.name().clone(),
+            HEARTBEAT_EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     let mut deliveries = channel
         .basic_consume(

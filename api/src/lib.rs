@@ -10,6 +10,7 @@ pub mod heartbeats;
 pub mod nearest;
 pub mod nodes;
 pub mod notify;
+pub mod openapi;
 pub mod replica_cache;
 pub mod routes;
 pub mod state;
@@ -60,6 +61,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(routes::files::router())
         .merge(routes::download::router())
         .merge(routes::admin::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound { what: "Resource" } })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Bodies are streamed with limits of our own (chunk, file, quota, form).
@@ -74,7 +76,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let pool = db::pool(&config.database)?;
     migrate_with_retry(&pool, &shutdown).await?;
     tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
-    let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-api publisher", config.broker.heartbeat_secs));
+    let publisher =
+        Arc::new(Publisher::new(config.broker.url.expose(), "ferry-api publisher", config.broker.heartbeat_secs));
     let (completions, _) = broadcast::channel(1024);
     let state = Arc::new(AppState {
         keys: Keys::new(config.auth.jwt_secret.expose().as_bytes(), config.auth.token_ttl_secs),
@@ -111,7 +114,12 @@ pub async fn migrate_with_retry(pool: &deadpool_postgres::Pool, shutdown: &Cance
             Ok(()) => return Ok(()),
             Err(e) if e.is_unavailable() && attempt < 30 && !shutdown.is_cancelled() => {
                 tracing::warn!(error = %e, "database not reachable yet; retrying migrations");
-                tokio::time::sleep(ferry_shared::backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(2))).await;
+                tokio::time::sleep(ferry_shared::backoff::delay(
+                    attempt,
+                    Duration::from_millis(200),
+                    Duration::from_secs(2),
+                ))
+                .await;
                 attempt += 1;
             }
             Err(e) => return Err(e),

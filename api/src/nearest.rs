@@ -54,14 +54,12 @@ fn prefix_len_if_match(ip: IpAddr, prefix: &str) -> Option<u8> {
 }
 
 /// The nearest candidate to `client`, else the one with the lowest RTT.
-pub fn choose<'a>(candidates: &'a [Candidate], client: Option<(f64, f64)>) -> Option<&'a Candidate> {
+pub fn choose(candidates: &[Candidate], client: Option<(f64, f64)>) -> Option<&Candidate> {
     match client {
-        Some(at) => candidates
-            .iter()
-            .min_by(|a, b| distance_km(at, (a.lat, a.lon)).total_cmp(&distance_km(at, (b.lat, b.lon)))),
-        None => candidates
-            .iter()
-            .min_by(|a, b| a.rtt_ms.unwrap_or(f64::MAX).total_cmp(&b.rtt_ms.unwrap_or(f64::MAX))),
+        Some(at) => {
+            candidates.iter().min_by(|a, b| distance_km(at, (a.lat, a.lon)).total_cmp(&distance_km(at, (b.lat, b.lon))))
+        }
+        None => candidates.iter().min_by(|a, b| a.rtt_ms.unwrap_or(f64::MAX).total_cmp(&b.rtt_ms.unwrap_or(f64::MAX))),
     }
 }
 

@@ -49,9 +49,13 @@ fn invalid(detail: impl Into<String>) -> NodeError {
 
 impl NodeInput {
     pub fn validate(&self) -> Result<(), NodeError> {
-        let simple = |s: &str| !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b));
+        let simple = |s: &str| {
+            !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b))
+        };
         if let Some(name) = &self.name {
-            if !(1..=63).contains(&name.len()) || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            if !(1..=63).contains(&name.len())
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
                 return Err(invalid("name must be 1-63 letters, digits, '.', '_' or '-'."));
             }
         }
@@ -62,21 +66,29 @@ impl NodeInput {
             return Err(invalid("ssh_port must be 1-65535."));
         }
         if self.ssh_user.as_deref().is_some_and(|u| {
-            u.is_empty() || u.len() > 32 || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) || u.starts_with('-')
+            u.is_empty()
+                || u.len() > 32
+                || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+                || u.starts_with('-')
         }) {
             return Err(invalid("ssh_user must be a plain user name."));
         }
         if self.root_path.as_deref().is_some_and(|p| {
-            !p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") || p.bytes().any(|b| b.is_ascii_control() || b == b' ')
+            !p.starts_with('/')
+                || p.split('/').any(|c| c == ".." || c == ".")
+                || p.bytes().any(|b| b.is_ascii_control() || b == b' ')
         }) {
             return Err(invalid("root_path must be an absolute path without '.' or '..' components or spaces."));
         }
         if self.public_url.as_deref().is_some_and(|u| {
-            !(u.starts_with("http://") || u.starts_with("https://")) || u.bytes().any(|b| b.is_ascii_control() || b == b' ')
+            !(u.starts_with("http://") || u.starts_with("https://"))
+                || u.bytes().any(|b| b.is_ascii_control() || b == b' ')
         }) {
             return Err(invalid("public_url must be an http(s) URL."));
         }
-        if self.lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || self.lon.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+        if self.lat.is_some_and(|v| !(-90.0..=90.0).contains(&v))
+            || self.lon.is_some_and(|v| !(-180.0..=180.0).contains(&v))
+        {
             return Err(invalid("lat must be within ±90 and lon within ±180."));
         }
         if self.state.as_deref().is_some_and(|s| !["active", "draining", "disabled"].contains(&s)) {
@@ -85,7 +97,6 @@ impl NodeInput {
         Ok(())
     }
 }
-
 
 /// Inserts a validated node and returns its id.
 pub async fn insert(client: &impl GenericClient, input: &NodeInput) -> Result<i32, NodeError> {

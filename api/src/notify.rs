@@ -33,7 +33,11 @@ pub async fn run_listener(config: tokio_postgres::Config, tx: broadcast::Sender<
     }
 }
 
-async fn listen(config: &tokio_postgres::Config, tx: &broadcast::Sender<Uuid>, attempt: &mut u32) -> Result<(), tokio_postgres::Error> {
+async fn listen(
+    config: &tokio_postgres::Config,
+    tx: &broadcast::Sender<Uuid>,
+    attempt: &mut u32,
+) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let tx = tx.clone();
     let mut forward = tokio::spawn(async move {

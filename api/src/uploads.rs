@@ -66,7 +66,8 @@ pub struct Upload {
     sha256_state: Option<Vec<u8>>,
 }
 
-const COLUMNS: &str = "id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at, \
+const COLUMNS: &str =
+    "id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at, \
                        completed_at, md5_state, sha256_state";
 
 impl Upload {

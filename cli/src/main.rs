@@ -154,10 +154,26 @@ async fn main() -> anyhow::Result<()> {
             println!("{:>6}  {:<24} {:<6} created", "id", "username", "admin");
             for row in client.query("SELECT id, username, is_admin, created_at FROM users ORDER BY id", &[]).await? {
                 let created: chrono::DateTime<chrono::Utc> = row.get(3);
-                println!("{:>6}  {:<24} {:<6} {}", row.get::<_, i64>(0), row.get::<_, String>(1), row.get::<_, bool>(2), created.format("%F %T"));
+                println!(
+                    "{:>6}  {:<24} {:<6} {}",
+                    row.get::<_, i64>(0),
+                    row.get::<_, String>(1),
+                    row.get::<_, bool>(2),
+                    created.format("%F %T")
+                );
             }
         }
-        Command::Nodes(NodesCmd::Add { name, ssh_host, ssh_port, ssh_user, root_path, public_url, region, lat, lon }) => {
+        Command::Nodes(NodesCmd::Add {
+            name,
+            ssh_host,
+            ssh_port,
+            ssh_user,
+            root_path,
+            public_url,
+            region,
+            lat,
+            lon,
+        }) => {
             let input = NodeInput {
                 name: Some(name.clone()),
                 ssh_host: Some(ssh_host),
@@ -174,7 +190,10 @@ async fn main() -> anyhow::Result<()> {
             println!("added node {name} (id {id})");
         }
         Command::Nodes(NodesCmd::List) => {
-            println!("{:>4}  {:<16} {:<9} {:<5} {:>14} {:>14}  public_url", "id", "name", "state", "up", "free", "total");
+            println!(
+                "{:>4}  {:<16} {:<9} {:<5} {:>14} {:>14}  public_url",
+                "id", "name", "state", "up", "free", "total"
+            );
             let rows = client
                 .query(
                     "SELECT n.id, n.name, n.state, s.up, s.free_bytes, s.total_bytes, n.public_url

@@ -69,7 +69,7 @@ pid_of() {
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	pid_alive "$pid" || return 1
 	if [[ -n $pattern ]]; then
-		cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+		cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
 		[[ $cmdline == *"$pattern"* ]] || return 1
 	fi
 	echo "$pid"
@@ -119,6 +119,65 @@ stop_pidfile() {
 	warn "$name (pid $pid) still running ${deadline}s after SIGTERM; sending SIGKILL"
 	kill -KILL "$pid" 2>/dev/null || true
 	rm -f "$pidfile"
+}
+
+# child_pids PID: PID's direct children.
+child_pids() {
+	local file pid ppid key value
+	if compgen -G "/proc/$1/task/*/children" >/dev/null; then
+		cat "/proc/$1"/task/*/children 2>/dev/null || true
+		return 0
+	fi
+	# Kernels without CONFIG_PROC_CHILDREN: scan every process's parent.
+	for file in /proc/[0-9]*/status; do
+		ppid=""
+		while read -r key value; do
+			if [[ $key == PPid: ]]; then
+				ppid=$value
+				break
+			fi
+		done 2>/dev/null <"$file" || continue
+		if [[ $ppid == "$1" ]]; then
+			pid=${file#/proc/}
+			echo "${pid%/status}"
+		fi
+	done
+}
+
+# kill_tree PID [SIGNAL]: signal PID and all its descendants (children first collected,
+# then the parent signalled, so nobody is re-parented away before we see it).
+kill_tree() {
+	local pid=$1 signal=${2:-TERM} child
+	for child in $(child_pids "$pid"); do
+		kill_tree "$child" "$signal"
+	done
+	kill "-$signal" "$pid" 2>/dev/null || true
+}
+
+# run_child CMD...: run CMD as a background child and wait for it. A trapped signal then
+# interrupts the `wait` at once (bash runs traps only after a foreground command ends),
+# and the EXIT trap can stop the child's tree through CHILD_PID.
+CHILD_PID=""
+run_child() {
+	local rc=0
+	"$@" &
+	CHILD_PID=$!
+	wait "$CHILD_PID" || rc=$?
+	CHILD_PID=""
+	return "$rc"
+}
+
+# stop_child: end the tree started by run_child, if one is still running.
+stop_child() {
+	[[ -n $CHILD_PID ]] || return 0
+	kill_tree "$CHILD_PID" TERM
+	local i
+	for ((i = 0; i < 50; i++)); do
+		pid_alive "$CHILD_PID" || break
+		sleep 0.1
+	done
+	kill_tree "$CHILD_PID" KILL
+	CHILD_PID=""
 }
 
 # show_log_tail FILE [LINES]: the end of a log, for error messages.

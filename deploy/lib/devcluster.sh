@@ -99,6 +99,8 @@ dev_service_env() {
 		if [[ $var == FERRY_DEV_* ]]; then SERVICE_ENV+=(-u "$var"); fi
 	done
 	SERVICE_ENV+=(
+		# Output goes to log files: no ANSI colours in them.
+		"NO_COLOR=1"
 		"FERRY_DATABASE__URL=postgres://ferry@127.0.0.1:$PG_PORT/ferry"
 		"FERRY_BROKER__URL=amqp://ferry:$rabbit_password@127.0.0.1:$AMQP_PORT/%2f"
 		"FERRY_BROKER__MANAGEMENT_URL=http://127.0.0.1:$MGMT_PORT"
@@ -342,6 +344,7 @@ dev_down() {
 		[[ -f $STATE/$DEV_MARKER ]] || die "refusing to delete $STATE: no $DEV_MARKER in it"
 		if [[ -L $STATE/postgres ]]; then
 			rm -rf "$(dirname "$(readlink "$STATE/postgres")")"
+			rmdir /var/lib/ferry-dev 2>/dev/null || true
 		fi
 		rm -rf "$STATE"
 		log "deleted $STATE"

@@ -17,7 +17,7 @@ phase_end() {
 	local now
 	now=$(now_ms)
 	if [[ -n $PHASE_NAME ]]; then
-		PHASE_REPORT+=("$(printf '  %-12s %8s' "$PHASE_NAME" "$(fmt_ms $((now - PHASE_T0)))")")
+		PHASE_REPORT+=("$(printf '  %-18s %8s' "$PHASE_NAME" "$(fmt_ms $((now - PHASE_T0)))")")
 	fi
 	PHASE_NAME=""
 	PHASE_T0=$now

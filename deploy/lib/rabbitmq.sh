@@ -63,7 +63,7 @@ rabbit_pid() {
 	local cmdline f pid
 	pid_of "$RMQ_PIDFILE" beam && return 0
 	for f in /proc/[0-9]*/cmdline; do
-		cmdline=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+		cmdline=$(tr '\0' ' ' 2>/dev/null <"$f") || continue
 		if [[ $cmdline == *beam*" -home $RMQ_DIR/home "* ]]; then
 			pid=${f#/proc/}
 			echo "${pid%/cmdline}"

@@ -37,11 +37,11 @@ test_main() {
 
 	cd "$REPO" || die "cannot cd to $REPO"
 	phase fmt
-	cargo fmt --all -- --check || die "formatting differs: run 'cargo fmt --all'"
+	run_child cargo fmt --all -- --check || die "formatting differs: run 'cargo fmt --all'"
 	phase clippy
-	cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems"
+	run_child cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems"
 	phase build
-	cargo build --workspace --bins || die "cargo build failed"
+	run_child cargo build --workspace --bins || die "cargo build failed"
 
 	phase services
 	TEST_PG_DIR=$TEST_TMP/postgres
@@ -67,7 +67,7 @@ test_main() {
 	log "FERRY_TEST_BIN_DIR=$FERRY_TEST_BIN_DIR"
 
 	phase tests
-	cargo test --workspace "$@" || rc=$?
+	run_child cargo test --workspace "$@" || rc=$?
 	if ((rc)); then
 		log "cargo test failed (exit $rc)"
 	fi
@@ -84,11 +84,12 @@ test_cleanup() {
 	phase_end
 	local t0
 	t0=$(now_ms)
+	stop_child
 	rabbit_stop --kill
 	[[ -n $TEST_PG_DIR ]] && pg_stop "$TEST_PG_DIR"
 	test_kill_strays
 	rm -rf "$TEST_TMP"
-	PHASE_REPORT+=("$(printf '  %-12s %8s' teardown "$(fmt_ms $(($(now_ms) - t0)))")")
+	PHASE_REPORT+=("$(printf '  %-18s %8s' teardown "$(fmt_ms $(($(now_ms) - t0)))")")
 	printf '\n'
 	phase_print
 	printf 'deploy/dev test: %s\n' "$( ((rc == 0)) && echo PASSED || echo "FAILED (exit $rc)")"
@@ -104,7 +105,7 @@ test_kill_strays() {
 		pid=${f#/proc/}
 		pid=${pid%/cmdline}
 		[[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-		cmdline=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+		cmdline=$(tr '\0' ' ' 2>/dev/null <"$f") || continue
 		if [[ $cmdline == *"$TEST_TMP/"* ]]; then
 			log "stopping stray process $pid: ${cmdline:0:120}"
 			kill -TERM "$pid" 2>/dev/null || true

@@ -34,7 +34,9 @@ impl Leadership {
     /// Still leader: the lock's connection is alive (checked with a round trip).
     pub async fn still_held(&self) -> bool {
         !self.connection.is_finished()
-            && tokio::time::timeout(Duration::from_secs(5), self.client.simple_query("SELECT 1")).await.is_ok_and(|r| r.is_ok())
+            && tokio::time::timeout(Duration::from_secs(5), self.client.simple_query("SELECT 1"))
+                .await
+                .is_ok_and(|r| r.is_ok())
     }
 }
 

@@ -38,7 +38,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let pool = db::pool(&config.database)?;
     db::migrate(&pool).await?;
     let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-monitor", config.broker.heartbeat_secs));
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_millis(config.monitor.probe_timeout_ms)).build()?;
+    let http =
+        reqwest::Client::builder().connect_timeout(Duration::from_millis(config.monitor.probe_timeout_ms)).build()?;
     let tasks = TaskTracker::new();
     let relay = RelayWaker::default();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), relay.clone(), shutdown.clone()));
@@ -59,7 +60,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 }
 
 /// Waits for leadership, then runs rounds every interval while it lasts.
-async fn lead(config: Arc<Config>, pool: Pool, publisher: Arc<Publisher>, http: reqwest::Client, relay: RelayWaker, shutdown: CancellationToken) {
+async fn lead(
+    config: Arc<Config>,
+    pool: Pool,
+    publisher: Arc<Publisher>,
+    http: reqwest::Client,
+    relay: RelayWaker,
+    shutdown: CancellationToken,
+) {
     let interval = Duration::from_millis(config.monitor.interval_ms);
     let pg = match db::pg_config(&config.database) {
         Ok(pg) => pg,

@@ -22,7 +22,8 @@ struct Health {
 pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) -> ProbeResult {
     let url = format!("{}/health", public_url.trim_end_matches('/'));
     let started = Instant::now();
-    let down = |error: String| ProbeResult { up: false, free_bytes: 0, total_bytes: 0, rtt_ms: None, error: Some(error) };
+    let down =
+        |error: String| ProbeResult { up: false, free_bytes: 0, total_bytes: 0, rtt_ms: None, error: Some(error) };
     let response = match http.get(&url).timeout(timeout).send().await {
         Ok(r) => r,
         Err(e) => return down(format!("unreachable: {e}")),
@@ -32,7 +33,13 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
         return down(format!("health answered {}", response.status()));
     }
     match response.json::<Health>().await {
-        Ok(h) => ProbeResult { up: true, free_bytes: h.free_bytes, total_bytes: h.total_bytes, rtt_ms: Some(rtt_ms), error: None },
+        Ok(h) => ProbeResult {
+            up: true,
+            free_bytes: h.free_bytes,
+            total_bytes: h.total_bytes,
+            rtt_ms: Some(rtt_ms),
+            error: None,
+        },
         Err(e) => down(format!("malformed health answer: {e}")),
     }
 }

@@ -144,6 +144,9 @@ pub struct ApiConfig {
     /// How long a file's replica locations are cached for download redirects
     /// (0 disables the cache).
     pub replica_cache_ms: u64,
+    /// Redoc's standalone bundle (from the `redoc` npm package), served at
+    /// `/docs/redoc.standalone.js` so the docs render with no network.
+    pub redoc_bundle: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,6 +270,7 @@ impl Default for ApiConfig {
             client_locations: Vec::new(),
             page_size: 50,
             replica_cache_ms: 2000,
+            redoc_bundle: PathBuf::from("/usr/share/ferry/redoc.standalone.js"),
         }
     }
 }
@@ -343,7 +347,8 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.mode == Mode::Production {
-            for (name, secret) in [("auth.jwt_secret", &self.auth.jwt_secret), ("signing.secret", &self.signing.secret)] {
+            for (name, secret) in [("auth.jwt_secret", &self.auth.jwt_secret), ("signing.secret", &self.signing.secret)]
+            {
                 if secret.expose() == DEV_SECRET || secret.expose().len() < 32 {
                     return Err(ConfigError::Invalid(format!(
                         "{name} must be set to a random value of at least 32 bytes in production mode"

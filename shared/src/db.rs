@@ -61,11 +61,8 @@ pub fn pg_config(config: &DatabaseConfig) -> Result<tokio_postgres::Config, DbEr
 /// Builds the connection pool. Connections are made lazily, so this succeeds while
 /// the database is down; `wait_timeout` bounds how long a caller waits for one.
 pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
-    let manager = Manager::from_config(
-        pg_config(config)?,
-        NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    );
+    let manager =
+        Manager::from_config(pg_config(config)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let timeout = Duration::from_millis(config.acquire_timeout_ms);
     Pool::builder(manager)
         .max_size(config.pool_size)
@@ -99,10 +96,7 @@ async fn apply(client: &mut Client) -> Result<(), DbError> {
         )
         .await?;
     for (version, name, sql) in MIGRATIONS {
-        let done = client
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
-            .await?
-            .is_some();
+        let done = client.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version]).await?.is_some();
         if done {
             continue;
         }

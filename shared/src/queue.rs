@@ -168,13 +168,25 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
             )
             .await?;
         channel
-            .queue_bind(kind.queue().as_str().into(), JOBS_EXCHANGE.into(), rk.into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                kind.queue().as_str().into(),
+                JOBS_EXCHANGE.into(),
+                rk.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         channel
             .queue_declare(kind.dead_queue().as_str().into(), durable_q, table(&[("x-queue-type", text("quorum"))]))
             .await?;
         channel
-            .queue_bind(kind.dead_queue().as_str().into(), DEAD_EXCHANGE.into(), rk.into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                kind.dead_queue().as_str().into(),
+                DEAD_EXCHANGE.into(),
+                rk.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         for (tier, delay) in RETRY_TIERS {
             channel
@@ -195,7 +207,12 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
 
 pub async fn declare_heartbeat_exchange(channel: &Channel) -> lapin::Result<()> {
     channel
-        .exchange_declare(HEARTBEAT_EXCHANGE.into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())
+        .exchange_declare(
+            HEARTBEAT_EXCHANGE.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await
 }
 

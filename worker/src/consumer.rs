@@ -5,6 +5,7 @@
 //! - transient failure: republish (with confirm) to the next delay tier, then ack;
 //! - permanent failure, or retries exhausted: record it in PostgreSQL, then nack
 //!   without requeue, which dead-letters it (at-least-once) to `ferry.<kind>.dead`.
+//!
 //! On shutdown it stops consuming and gives in-flight jobs until the drain deadline;
 //! whatever is still unacked then is requeued by the broker when the channel closes.
 
@@ -62,7 +63,12 @@ impl QueueConsumer {
         // Per-consumer prefetch (global QoS is an error on quorum queues).
         channel.basic_qos(self.concurrency, BasicQosOptions { global: false }).await?;
         let mut deliveries = channel
-            .basic_consume(self.kind.queue().as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                self.kind.queue().as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         *attempt = 0;
         tracing::info!(queue = %self.kind.queue(), concurrency = self.concurrency, "consuming");

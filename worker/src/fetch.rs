@@ -52,7 +52,9 @@ pub async fn from_node(
     let (_, sha256) = digest.finalize();
     if sha256 != expected {
         let _ = std::fs::remove_file(&tmp);
-        return Err(JobError::Retry(format!("copy fetched from {public_url} has sha256 {sha256}, expected {expected}")));
+        return Err(JobError::Retry(format!(
+            "copy fetched from {public_url} has sha256 {sha256}, expected {expected}"
+        )));
     }
     tokio::task::block_in_place(|| {
         out.sync_all()?;

@@ -34,17 +34,13 @@ pub enum RunError {
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let kinds: Vec<JobKind> = config
-        .worker
-        .queues
-        .iter()
-        .map(|q| q.parse())
-        .collect::<Result<_, _>>()
-        .map_err(RunError::Config)?;
+    let kinds: Vec<JobKind> =
+        config.worker.queues.iter().map(|q| q.parse()).collect::<Result<_, _>>().map_err(RunError::Config)?;
     let pool = db::pool(&config.database)?;
     db::migrate(&pool).await?;
     tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
-    let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-worker publisher", config.broker.heartbeat_secs));
+    let publisher =
+        Arc::new(Publisher::new(config.broker.url.expose(), "ferry-worker publisher", config.broker.heartbeat_secs));
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .read_timeout(std::time::Duration::from_secs(60))
@@ -61,7 +57,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let tasks = TaskTracker::new();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), ctx.relay.clone(), shutdown.clone()));
     for kind in kinds {
-        let consumer = QueueConsumer { ctx: ctx.clone(), publisher: publisher.clone(), kind, concurrency: ctx.config.worker.concurrency };
+        let consumer = QueueConsumer {
+            ctx: ctx.clone(),
+            publisher: publisher.clone(),
+            kind,
+            concurrency: ctx.config.worker.concurrency,
+        };
         tasks.spawn(consumer.run(shutdown.clone()));
     }
     tasks.close();

@@ -24,7 +24,8 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/api/files/{id}", get(show_file))
 }
 
-const NODE_SELECT: &str = "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
+const NODE_SELECT: &str =
+    "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
         n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.error,
         (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = 'present')
      FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id";
@@ -76,7 +77,11 @@ fn parse_node_id(raw: &str) -> ApiResult<i32> {
     raw.parse().map_err(|_| ApiError::NotFound { what: "Node" })
 }
 
-async fn show_node(State(state): State<SharedState>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn show_node(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(load_node(&state, parse_node_id(&id)?).await?))
 }
 
@@ -118,7 +123,11 @@ async fn edit_node(
 }
 
 /// A file (any user's) with its checksums and where its replicas are.
-async fn show_file(State(state): State<SharedState>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn show_file(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound { what: "File" })?;
     let client = state.pool.get().await?;
     let file = client

@@ -16,8 +16,8 @@ use ferry_shared::types::{FileId, NodeId};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::nearest::{self, Candidate};
-use crate::state::SharedState;
 use crate::replica_cache::ReplicaLocation;
+use crate::state::SharedState;
 use crate::uploads::{Upload, UploadState};
 
 pub fn router() -> Router<SharedState> {
@@ -57,7 +57,8 @@ async fn download(
         node.public_url.trim_end_matches('/'),
         signing::signed_path(state.config.signing.secret.expose().as_bytes(), id, expires)
     );
-    Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())]).into_response())
+    Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())])
+        .into_response())
 }
 
 /// The caller's live file's present replicas on nodes that are not disabled. A file

@@ -14,14 +14,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::extract::Query;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route("/storage/files/", get(list))
-        .route("/storage/files/{id}/", get(show).delete(remove))
+    Router::new().route("/storage/files/", get(list)).route("/storage/files/{id}/", get(show).delete(remove))
 }
 
 const COLUMNS: &str = "id, filename, size, md5, sha256, created_at, parent_id, version";
@@ -43,7 +41,12 @@ fn file_json(row: &tokio_postgres::Row, base: &str) -> Value {
 }
 
 /// Attaches each root's live versions (oldest first) as `versions`.
-async fn with_versions(client: &deadpool_postgres::Client, roots: Vec<Value>, user: i64, base: &str) -> ApiResult<Vec<Value>> {
+async fn with_versions(
+    client: &deadpool_postgres::Client,
+    roots: Vec<Value>,
+    user: i64,
+    base: &str,
+) -> ApiResult<Vec<Value>> {
     let ids: Vec<Uuid> = roots.iter().filter_map(|r| r["id"].as_str()?.parse().ok()).collect();
     let rows = client
         .query(
@@ -162,7 +165,8 @@ async fn remove(State(state): State<SharedState>, user: AuthUser, Path(id): Path
     if !deleted.contains(&id.0) {
         return Err(ApiError::NotFound { what: "File" });
     }
-    tx.execute("UPDATE replicas SET state = 'deleting', updated_at = now() WHERE file_id = ANY($1)", &[&deleted]).await?;
+    tx.execute("UPDATE replicas SET state = 'deleting', updated_at = now() WHERE file_id = ANY($1)", &[&deleted])
+        .await?;
     for file in &deleted {
         outbox::enqueue(&tx, &Job::Delete { file: FileId(*file) }).await?;
     }

@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::extract::Query;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::form::small_form;
 use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
@@ -53,7 +53,8 @@ fn parse_id(raw: &str) -> ApiResult<FileId> {
 
 fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
-    let text = value.to_str().map_err(|_| ApiError::bad_request("invalid_content_range", "Content-Range is not ASCII."))?;
+    let text =
+        value.to_str().map_err(|_| ApiError::bad_request("invalid_content_range", "Content-Range is not ASCII."))?;
     content_range::parse(text).map(Some).map_err(|e| ApiError::bad_request("invalid_content_range", e.to_string()))
 }
 
@@ -109,7 +110,10 @@ async fn check_new_file_size(client: &impl GenericClient, state: &SharedState, u
     }
     let left = quota_left(client, state, user).await?;
     if total > left {
-        return Err(ApiError::TooLarge { detail: format!("This upload would exceed your quota ({left} bytes left)."), limit: left });
+        return Err(ApiError::TooLarge {
+            detail: format!("This upload would exceed your quota ({left} bytes left)."),
+            limit: left,
+        });
     }
     Ok(())
 }
@@ -189,7 +193,8 @@ async fn insert_upload(
     )
     .await?;
     if size > 0 {
-        tx.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)", &[&id.0, &size]).await?;
+        tx.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)", &[&id.0, &size])
+            .await?;
     }
     if md5.is_some() {
         outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
@@ -349,17 +354,14 @@ async fn show(
     let upload = Upload::load(&state.pool.get().await?, parse_id(&id)?, user.id, false).await?;
     let mut response = Json(upload.to_json(&state.base_url(&headers))).into_response();
     response.headers_mut().insert("upload-offset", HeaderValue::from(upload.offset));
-    response.headers_mut().insert(
-        "upload-state",
-        HeaderValue::from_static(upload.effective_state().as_str()),
-    );
+    response.headers_mut().insert("upload-state", HeaderValue::from_static(upload.effective_state().as_str()));
     Ok(response)
 }
 
 fn parse_md5(raw: Option<String>) -> ApiResult<Md5> {
-    let raw = raw
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("md5_required", "The completing request must include the file's md5 (hex)."))?;
+    let raw = raw.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+        ApiError::bad_request("md5_required", "The completing request must include the file's md5 (hex).")
+    })?;
     raw.parse().map_err(|_| ApiError::bad_request("invalid_md5", "md5 must be 32 hexadecimal digits."))
 }
 
@@ -394,11 +396,8 @@ async fn complete(
                     format!("Only {} of {total} bytes have been received.", upload.offset),
                 ));
             }
-            tx.execute(
-                "UPDATE uploads SET status = 'assembling', md5 = $2 WHERE id = $1",
-                &[&id.0, &md5.to_string()],
-            )
-            .await?;
+            tx.execute("UPDATE uploads SET status = 'assembling', md5 = $2 WHERE id = $1", &[&id.0, &md5.to_string()])
+                .await?;
             outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
             tx.commit().await?;
             state.relay.wake();
@@ -413,7 +412,13 @@ async fn complete(
 
 /// Waits up to `wait` for the upload to leave `assembling`, then answers: 200 when
 /// verified, 400 checksum_mismatch, 409 for another failure, 202 while assembling.
-async fn verdict(state: &SharedState, id: FileId, user: i64, wait: Duration, headers: &HeaderMap) -> ApiResult<Response> {
+async fn verdict(
+    state: &SharedState,
+    id: FileId,
+    user: i64,
+    wait: Duration,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let mut completions = state.completions.subscribe();
     let deadline = Instant::now() + wait;
     loop {
@@ -427,7 +432,11 @@ async fn verdict(state: &SharedState, id: FileId, user: i64, wait: Duration, hea
                 return Err(if error.starts_with("checksum_mismatch") {
                     ApiError::bad_request("checksum_mismatch", "md5 checksum does not match the uploaded file.")
                 } else {
-                    ApiError::Conflict { code: "upload_failed", detail: format!("The upload failed: {error}"), state: Some("failed") }
+                    ApiError::Conflict {
+                        code: "upload_failed",
+                        detail: format!("The upload failed: {error}"),
+                        state: Some("failed"),
+                    }
                 });
             }
             _ if Instant::now() >= deadline => return Ok((StatusCode::ACCEPTED, Json(body)).into_response()),

@@ -13,6 +13,8 @@ pub struct ChunkRange {
 }
 
 impl ChunkRange {
+    /// Bytes in the chunk; never zero (END >= START is enforced by the parser).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.end - self.start
     }
@@ -73,7 +75,9 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        for bad in ["", "bytes", "bytes 1-2", "bytes -1-2/3", "items 0-1/2", "bytes 0-1/x", "bytes 0-1/+2", "bytes */10"] {
+        for bad in
+            ["", "bytes", "bytes 1-2", "bytes -1-2/3", "items 0-1/2", "bytes 0-1/x", "bytes 0-1/+2", "bytes */10"]
+        {
             assert_eq!(parse(bad), Err(ContentRangeError::Malformed), "{bad:?}");
         }
         assert_eq!(parse("bytes 5-4/10"), Err(ContentRangeError::OutOfBounds));

@@ -103,7 +103,10 @@ async fn read_text(mut field: multer::Field<'static>) -> Result<String, ApiError
     let mut buf = Vec::new();
     while let Some(frame) = field.chunk().await.map_err(malformed)? {
         if buf.len() + frame.len() > MAX_FIELD_BYTES {
-            return Err(ApiError::bad_request("field_too_long", format!("Form fields are limited to {MAX_FIELD_BYTES} bytes.")));
+            return Err(ApiError::bad_request(
+                "field_too_long",
+                format!("Form fields are limited to {MAX_FIELD_BYTES} bytes."),
+            ));
         }
         buf.extend_from_slice(&frame);
     }
@@ -123,11 +126,16 @@ where
     let mut writer = PartWriter::create(dir, digest).await.map_err(ApiError::internal)?;
     let mut size: u64 = 0;
     while let Some(frame) = stream.next().await {
-        let frame = frame.map_err(|e| ApiError::bad_request("incomplete_body", format!("The request body could not be read: {e}")))?;
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("incomplete_body", format!("The request body could not be read: {e}"))
+        })?;
         size += frame.len() as u64;
         if size > limits.max {
             return Err(if limits.max_is_limit {
-                ApiError::TooLarge { detail: format!("The upload exceeds the limit of {} bytes.", limits.max), limit: limits.max }
+                ApiError::TooLarge {
+                    detail: format!("The upload exceeds the limit of {} bytes.", limits.max),
+                    limit: limits.max,
+                }
             } else {
                 size_mismatch(limits.expected.unwrap_or(limits.max))
             });

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
+use ferry_shared::hashing::RunningDigest;
 use ferry_shared::outbox;
 use ferry_shared::queue::Job;
 use ferry_shared::staging::{data_path, part_path, upload_dir};
 use ferry_shared::types::FileId;
-use ferry_shared::hashing::RunningDigest;
 use ferry_shared::types::{Md5, Sha256};
 
 use super::{Ctx, JobError};
@@ -28,10 +28,7 @@ const READ_BUF: usize = 1 << 20;
 pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
     let Some(row) = client
-        .query_opt(
-            "SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1",
-            &[&id.0],
-        )
+        .query_opt("SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0])
         .await?
     else {
         tracing::warn!(upload.id = %id, "assemble job for an unknown upload; dropping");
@@ -120,10 +117,7 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &
     };
     let version: i32 = match parent {
         Some(p) => tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 1) + 1 FROM files WHERE id = $1 OR parent_id = $1",
-                &[&p],
-            )
+            .query_one("SELECT COALESCE(MAX(version), 1) + 1 FROM files WHERE id = $1 OR parent_id = $1", &[&p])
             .await?
             .get(0),
         None => 1,
@@ -136,18 +130,12 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &
     .await?;
     let targets = choose_targets(ctx, &tx, size).await?;
     for node in &targets {
-        tx.execute(
-            "INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&id.0, &node.0],
-        )
-        .await?;
+        tx.execute("INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&id.0, &node.0])
+            .await?;
         outbox::enqueue(&tx, &Job::Replicate { file: id, node: *node }).await?;
     }
-    tx.execute(
-        "UPDATE uploads SET status = 'complete', completed_at = now(), error = NULL WHERE id = $1",
-        &[&id.0],
-    )
-    .await?;
+    tx.execute("UPDATE uploads SET status = 'complete', completed_at = now(), error = NULL WHERE id = $1", &[&id.0])
+        .await?;
     tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &id.to_string()]).await?;
     tx.commit().await?;
     ctx.relay.wake();
@@ -238,7 +226,12 @@ fn concat(parts: &[(PathBuf, u64)], out: &Path, stored: Option<RunningDigest>) -
     Ok(stored.or(hashing.map(|(digest, _)| digest)).unwrap_or_default().finalize())
 }
 
-fn copy_hashing(mut from: impl Read, to: &mut impl Write, digest: &mut RunningDigest, buf: &mut [u8]) -> Result<u64, AssembleError> {
+fn copy_hashing(
+    mut from: impl Read,
+    to: &mut impl Write,
+    digest: &mut RunningDigest,
+    buf: &mut [u8],
+) -> Result<u64, AssembleError> {
     let mut copied = 0u64;
     loop {
         let n = from.read(buf).map_err(AssembleError::Io)?;

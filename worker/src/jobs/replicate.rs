@@ -24,7 +24,8 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         // Replica row gone (file deleted and cleaned): nothing to do.
         return Ok(());
     };
-    let (state, sha256, deleted, node_state): (String, String, bool, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (state, sha256, deleted, node_state): (String, String, bool, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     if state == "present" || state == "deleting" || deleted {
         return Ok(());
     }
@@ -136,7 +137,16 @@ async fn restore_staging(ctx: &Arc<Ctx>, file: FileId, sha256: &str, dest: &std:
     let mut last = JobError::Retry(format!("no healthy node holds a verified copy of {file} to repair from"));
     for row in &sources {
         let url: String = row.get(0);
-        match crate::fetch::from_node(&ctx.http, ctx.config.signing.secret.expose().as_bytes(), &url, file, expected, dest).await {
+        match crate::fetch::from_node(
+            &ctx.http,
+            ctx.config.signing.secret.expose().as_bytes(),
+            &url,
+            file,
+            expected,
+            dest,
+        )
+        .await
+        {
             Ok(()) => {
                 tracing::info!(file.id = %file, source = %url, "restored staging copy from a replica");
                 return Ok(());

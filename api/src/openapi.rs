@@ -1,0 +1,271 @@
+//! The OpenAPI 3.0 description of the public API, served at `/docs/openapi.json`,
+//! and the Redoc page at `/docs/redoc/` that renders it with a bundle served from
+//! this process (no CDN). The spec is written here beside the routes it describes;
+//! the test suite validates it with openapi-spec-validator and runs schemathesis
+//! against the live API, so a drift between the two fails a test.
+
+use std::sync::LazyLock;
+
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::state::SharedState;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/docs/openapi.json", get(|| async { Json(SPEC.clone()) }))
+        .route("/docs/redoc/", get(redoc_page))
+        .route("/docs/redoc.standalone.js", get(redoc_bundle))
+}
+
+async fn redoc_page() -> Html<&'static str> {
+    Html(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Ferry API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><redoc spec-url="/docs/openapi.json"></redoc>
+<script src="/docs/redoc.standalone.js"></script></body></html>"#,
+    )
+}
+
+/// The Redoc bundle, from the npm package installed at build time (`api.redoc_bundle`).
+async fn redoc_bundle(axum::extract::State(state): axum::extract::State<SharedState>) -> Response {
+    match tokio::fs::read(&state.config.api.redoc_bundle).await {
+        Ok(bytes) => {
+            ([(header::CONTENT_TYPE, "application/javascript"), (header::CACHE_CONTROL, "max-age=3600")], bytes)
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"detail": "The Redoc bundle is not installed (run deploy/dev up).", "code": "not_found"})),
+        )
+            .into_response(),
+    }
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn json_response(description: &str, schema: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn id_param(description: &str) -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": description, "schema": {"type": "string", "format": "uuid"}})
+}
+
+fn content_range(required: bool) -> Value {
+    json!({
+        "name": "Content-Range", "in": "header", "required": required,
+        "description": "`bytes START-END/TOTAL`, 0-based inclusive (RFC 9110), or the original's 1-based `bytes 1-N/N`.",
+        "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"}
+    })
+}
+
+fn chunk_body() -> Value {
+    json!({
+        "required": true,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "filename": {"type": "string"},
+                "parent": {"type": "string", "format": "uuid"}
+            }}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+        }
+    })
+}
+
+fn auth_errors(mut responses: Value) -> Value {
+    if let Value::Object(map) = &mut responses {
+        map.insert("401".into(), error_response("Missing, invalid or expired token."));
+        map.insert("503".into(), error_response("A dependency is unavailable; retry after `Retry-After`."));
+    }
+    responses
+}
+
+static SPEC: LazyLock<Value> = LazyLock::new(|| {
+    let upload_query = json!([
+        {"name": "filename", "in": "query", "required": false, "schema": {"type": "string"}, "description": "File name for raw bodies."},
+        {"name": "parent", "in": "query", "required": false, "schema": {"type": "string", "format": "uuid"}},
+    ]);
+    let upload_ok = json_response("The upload.", "Upload");
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Ferry",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Large-file storage: chunked uploads, verified replication to storage nodes, download redirects. Compatible with the original drf-chunked-upload protocol."
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"jwt": []}],
+        "paths": {
+            "/api-token-auth/": {"post": {
+                "summary": "Obtain a JWT", "operationId": "obtainToken", "security": [],
+                "requestBody": {"required": true, "content": {
+                    "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Credentials"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Credentials"}}
+                }},
+                "responses": {
+                    "200": json_response("A token.", "Token"),
+                    "400": error_response("Bad credentials (`invalid_credentials`) or a malformed body."),
+                    "503": error_response("The database is unavailable.")
+                }
+            }},
+            "/storage/tmp-upload/": {
+                "put": {
+                    "summary": "Start an upload with its first chunk", "operationId": "createUpload",
+                    "parameters": [content_range(true), upload_query[0], upload_query[1]],
+                    "requestBody": chunk_body(),
+                    "responses": auth_errors(json!({
+                        "200": upload_ok,
+                        "400": error_response("Bad Content-Range, size mismatch, offset mismatch (`offset`), bad filename or parent."),
+                        "413": error_response("Chunk, file or quota limit exceeded (`limit`).")
+                    }))
+                },
+                "post": {
+                    "summary": "Upload a whole file in one request", "operationId": "uploadWhole",
+                    "parameters": [upload_query[0], upload_query[1],
+                        {"name": "md5", "in": "query", "required": false, "schema": {"type": "string"}},
+                        {"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}],
+                    "requestBody": {"required": true, "content": {
+                        "multipart/form-data": {"schema": {"type": "object", "required": ["file", "md5"], "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "filename": {"type": "string"},
+                            "md5": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+                            "parent": {"type": "string", "format": "uuid"}
+                        }}},
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                    }},
+                    "responses": auth_errors(json!({
+                        "200": json_response("Stored and verified.", "Upload"),
+                        "202": json_response("Still assembling; poll the upload.", "Upload"),
+                        "400": error_response("Missing or wrong md5 (`md5_required`, `checksum_mismatch`), bad filename."),
+                        "409": error_response("Assembly failed."),
+                        "413": error_response("File or quota limit exceeded.")
+                    }))
+                }
+            },
+            "/storage/tmp-upload/{id}/": {
+                "parameters": [id_param("Upload id (the future file id).")],
+                "get": {
+                    "summary": "Upload state and offset (to resume)", "operationId": "getUpload",
+                    "responses": auth_errors(json!({"200": upload_ok, "404": error_response("No such upload of yours.")}))
+                },
+                "put": {
+                    "summary": "Append the next chunk", "operationId": "appendChunk",
+                    "parameters": [content_range(true)],
+                    "requestBody": chunk_body(),
+                    "responses": auth_errors(json!({
+                        "200": upload_ok,
+                        "400": error_response("Bad Content-Range, size mismatch, TOTAL changed, offset mismatch (`offset`), upload closed."),
+                        "404": error_response("No such upload of yours."),
+                        "410": error_response("The upload expired."),
+                        "413": error_response("Chunk limit exceeded.")
+                    }))
+                },
+                "post": {
+                    "summary": "Complete the upload with its md5", "operationId": "completeUpload",
+                    "parameters": [{"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0},
+                        "description": "Seconds to wait for the verdict (default 30)."}],
+                    "requestBody": {"required": false, "content": {
+                        "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Md5"}},
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Md5"}}
+                    }},
+                    "responses": auth_errors(json!({
+                        "200": json_response("Verified.", "Upload"),
+                        "202": json_response("Still assembling; poll GET.", "Upload"),
+                        "400": error_response("`md5_required`, `invalid_md5`, `checksum_mismatch`, `upload_incomplete`."),
+                        "404": error_response("No such upload of yours."),
+                        "409": error_response("Assembly failed."),
+                        "410": error_response("The upload expired.")
+                    }))
+                }
+            },
+            "/storage/files/": {"get": {
+                "summary": "Your files, newest first, with their versions", "operationId": "listFiles",
+                "parameters": [{"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}}],
+                "responses": auth_errors(json!({
+                    "200": json_response("A page of files.", "FilePage"),
+                    "400": error_response("Malformed query."),
+                    "404": error_response("No such page.")
+                }))
+            }},
+            "/storage/files/{id}/": {
+                "parameters": [id_param("File id.")],
+                "get": {"summary": "One file", "operationId": "getFile",
+                    "responses": auth_errors(json!({"200": json_response("The file.", "File"), "404": error_response("No such file of yours.")}))},
+                "delete": {"summary": "Delete a file (and a root's versions)", "operationId": "deleteFile",
+                    "responses": auth_errors(json!({"204": {"description": "Deleted."}, "404": error_response("No such file of yours.")}))}
+            },
+            "/storage/download/{id}/": {"get": {
+                "parameters": [id_param("File id.")],
+                "summary": "Redirect to the nearest healthy node holding a verified copy", "operationId": "download",
+                "responses": auth_errors(json!({
+                    "302": {"description": "Signed, expiring node URL.", "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "404": error_response("No such file of yours."),
+                    "409": error_response("Not ready yet (`state`).")
+                }))
+            }},
+            "/healthz": {"get": {"summary": "Process is up", "operationId": "healthz", "security": [],
+                "responses": {"200": {"description": "Up.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/readyz": {"get": {"summary": "Database and broker reachable", "operationId": "readyz", "security": [],
+                "responses": {"200": {"description": "Ready.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                              "503": error_response("Not ready.")}}}
+        },
+        "components": {
+            "securitySchemes": {"jwt": {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`JWT <token>` (or `Bearer <token>`) from /api-token-auth/."}},
+            "schemas": {
+                "Credentials": {"type": "object", "required": ["username", "password"],
+                    "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
+                "Token": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
+                "Md5": {"type": "object", "properties": {"md5": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}}},
+                "Error": {"type": "object", "required": ["detail", "code"], "properties": {
+                    "detail": {"type": "string"}, "code": {"type": "string"},
+                    "offset": {"type": "integer"}, "limit": {"type": "integer"},
+                    "retry_after": {"type": "integer"}, "state": {"type": "string"}}},
+                "Upload": {"type": "object", "required": ["id", "url", "filename", "offset", "status", "state", "created_at", "expires", "user"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "url": {"type": "string"},
+                        "file": {"type": "string", "nullable": true},
+                        "filename": {"type": "string"},
+                        "offset": {"type": "integer"},
+                        "total_size": {"type": "integer", "nullable": true},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "expires": {"type": "string", "format": "date-time"},
+                        "status": {"type": "integer", "enum": [1, 2, 3], "description": "1 uploading, 2 complete, 3 failed/expired"},
+                        "state": {"type": "string", "enum": ["uploading", "assembling", "complete", "failed", "expired"]},
+                        "error": {"type": "string", "nullable": true},
+                        "completed_at": {"type": "string", "format": "date-time", "nullable": true},
+                        "user": {"type": "integer"},
+                        "parent": {"type": "string", "format": "uuid", "nullable": true}
+                    }},
+                "File": {"type": "object", "required": ["id", "filename", "size", "md5", "created_at", "download_url", "versions"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "filename": {"type": "string"},
+                        "size": {"type": "integer"},
+                        "md5": {"type": "string"},
+                        "sha256": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "parent": {"type": "string", "format": "uuid", "nullable": true},
+                        "version": {"type": "integer"},
+                        "download_url": {"type": "string"},
+                        "versions": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}
+                    }},
+                "FilePage": {"type": "object", "required": ["count", "next", "previous", "results"], "properties": {
+                    "count": {"type": "integer"},
+                    "next": {"type": "string", "nullable": true},
+                    "previous": {"type": "string", "nullable": true},
+                    "results": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}
+                }}
+            }
+        }
+    })
+});
