@@ -109,6 +109,7 @@ dev_service_env() {
 		"FERRY_STORAGE__STAGING_DIR=$STATE/staging"
 		"FERRY_API__LISTEN=127.0.0.1:$API_PORT"
 		"FERRY_API__PUBLIC_URL=$API_URL"
+		"FERRY_API__REDOC_BUNDLE=$(redoc_bundle)"
 		"FERRY_WORKER__SSH_KEY=$STATE/ssh/id_ed25519"
 		"FERRY_WORKER__SSH_KNOWN_HOSTS=$STATE/ssh/known_hosts"
 		"FERRY_WORKER__SSH_CONTROL_DIR=$CONTROL_DIR"
@@ -166,6 +167,8 @@ dev_up() {
 	for name in ferry-api ferry-worker ferry-monitor ferry-node; do
 		[[ -x $BIN_DIR/$name ]] || die "$BIN_DIR/$name was not built"
 	done
+	phase assets
+	docs_assets
 
 	phase nodes
 	dev_service_env
@@ -411,4 +414,19 @@ dev_logs() {
 		exec tail -n "$lines" "${follow[@]}" "$file"
 	fi
 	exec tail -n "$lines" "${follow[@]}" "$LOG_DIR"/*.log
+}
+
+# redoc_bundle: where the Redoc standalone bundle lands (deploy/docs, npm ci).
+redoc_bundle() {
+	echo "$REPO/deploy/docs/node_modules/redoc/bundles/redoc.standalone.js"
+}
+
+# docs_assets: installs the pinned front-end assets (Redoc) from the npm registry
+# once; the API serves them itself, so the docs render with no network at run time.
+docs_assets() {
+	[[ -s $(redoc_bundle) ]] && return 0
+	command -v npm >/dev/null || die "npm is needed for the docs assets (install nodejs + npm)"
+	log "installing docs assets (npm ci in deploy/docs)"
+	(cd "$REPO/deploy/docs" && npm ci --legacy-peer-deps --no-audit --no-fund >/dev/null) ||
+		die "npm ci in deploy/docs failed"
 }
