@@ -2,6 +2,7 @@
 //! volume, records uploads and files in PostgreSQL, enqueues jobs through the outbox,
 //! and redirects downloads to the nearest healthy node.
 
+pub mod admin_ui;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -62,6 +63,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(routes::download::router())
         .merge(routes::admin::router())
         .merge(openapi::router())
+        .merge(admin_ui::router())
         .fallback(|| async { ApiError::NotFound { what: "Resource" } })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Bodies are streamed with limits of our own (chunk, file, quota, form).
