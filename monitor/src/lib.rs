@@ -112,7 +112,8 @@ async fn lead(
             let expired = sweep::expire_uploads(&pool).await;
             let topped = sweep::top_up_replicas(&pool, &config).await;
             let retired = sweep::retire_drained(&pool, &config).await;
-            for error in [expired.err(), topped.err(), retired.err()].into_iter().flatten() {
+            let scrubbed = sweep::schedule_scrub(&pool, &config).await;
+            for error in [expired.err(), topped.err(), retired.err(), scrubbed.err()].into_iter().flatten() {
                 tracing::warn!(%error, "sweep failed; will retry next round");
             }
             relay.wake();

@@ -43,7 +43,8 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
     let tx = client.transaction().await?;
     let files = tx
         .query(
-            "SELECT f.id, f.size, COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IS NOT NULL), '{}')
+            "SELECT f.id, f.size,
+                    COALESCE(array_agg(r.node_id) FILTER (WHERE r.state IN ('pending', 'copying', 'present', 'deleting')), '{}')
              FROM files f LEFT JOIN replicas r ON r.file_id = f.id LEFT JOIN nodes n ON n.id = r.node_id
              WHERE f.deleted_at IS NULL
              GROUP BY f.id
@@ -80,7 +81,13 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
             .await?;
         for node in &nodes {
             let node = NodeId(node.get(0));
-            tx.execute("INSERT INTO replicas (file_id, node_id) VALUES ($1, $2)", &[&id, &node.0]).await?;
+            // A node whose earlier copy failed may be chosen again: reset that row.
+            tx.execute(
+                "INSERT INTO replicas (file_id, node_id) VALUES ($1, $2)
+                 ON CONFLICT (file_id, node_id) DO UPDATE SET state = 'pending', last_error = NULL, updated_at = now()",
+                &[&id, &node.0],
+            )
+            .await?;
             outbox::enqueue(&tx, &Job::Replicate { file: FileId(id), node }).await?;
             added += 1;
         }
@@ -116,6 +123,34 @@ pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, DbErr
     tx.commit().await?;
     if !rows.is_empty() {
         tracing::info!(replicas.retired = rows.len(), "retiring replicas from draining nodes");
+    }
+    Ok(rows.len())
+}
+
+/// Schedules a sha256 re-check of present replicas not verified within the scrub
+/// interval (on nodes that are up), a bounded batch per round.
+pub async fn schedule_scrub(pool: &Pool, config: &Config) -> Result<usize, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "UPDATE replicas SET verified_at = now()
+             WHERE (file_id, node_id) IN (
+                 SELECT r.file_id, r.node_id FROM replicas r JOIN node_status s ON s.node_id = r.node_id
+                 WHERE r.state = 'present' AND s.up
+                   AND COALESCE(r.verified_at, r.updated_at) < now() - make_interval(secs => $1::float8)
+                 ORDER BY COALESCE(r.verified_at, r.updated_at) LIMIT 100
+                 FOR UPDATE OF r SKIP LOCKED)
+             RETURNING file_id, node_id",
+            &[&(config.monitor.scrub_interval_secs as f64)],
+        )
+        .await?;
+    for row in &rows {
+        outbox::enqueue(&tx, &Job::Verify { file: FileId(row.get(0)), node: NodeId(row.get(1)) }).await?;
+    }
+    tx.commit().await?;
+    if !rows.is_empty() {
+        tracing::info!(replicas.scrubbing = rows.len(), "scheduled replica scrub");
     }
     Ok(rows.len())
 }

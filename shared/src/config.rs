@@ -182,6 +182,8 @@ pub struct MonitorConfig {
     pub listen: SocketAddr,
     pub interval_ms: u64,
     pub probe_timeout_ms: u64,
+    /// Each present replica's sha256 is re-checked on its node at least this often.
+    pub scrub_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -293,7 +295,12 @@ impl Default for WorkerConfig {
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        MonitorConfig { listen: ([127, 0, 0, 1], 0).into(), interval_ms: 2000, probe_timeout_ms: 1500 }
+        MonitorConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            interval_ms: 2000,
+            probe_timeout_ms: 1500,
+            scrub_interval_secs: 7 * 86_400,
+        }
     }
 }
 

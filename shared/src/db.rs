@@ -18,6 +18,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_7901;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "running_digest", include_str!("../migrations/0002_running_digest.sql")),
+    (3, "scrub", include_str!("../migrations/0003_scrub.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -57,3 +57,6 @@ pub fn render() -> String {
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
+
+metric!(CORRUPT_REPLICAS: IntCounterVec = register_int_counter_vec!(
+    "ferry_corrupt_replicas_total", "Replicas found corrupt or missing by a scrub, moved aside and repaired.", &["node"]));

@@ -92,6 +92,9 @@ pub enum Job {
     Replicate { file: FileId, node: NodeId },
     /// Remove a deleted file's replicas and staging bytes.
     Delete { file: FileId },
+    /// Re-check one present replica's sha256 on its node (scrub). Travels on the
+    /// replicate queue.
+    Verify { file: FileId, node: NodeId },
     /// Remove one surplus replica (its node is draining and the file has enough
     /// replicas elsewhere). Travels on the delete queue.
     DropReplica { file: FileId, node: NodeId },
@@ -101,7 +104,7 @@ impl Job {
     pub fn kind(&self) -> JobKind {
         match self {
             Job::Assemble { .. } => JobKind::Assemble,
-            Job::Replicate { .. } => JobKind::Replicate,
+            Job::Replicate { .. } | Job::Verify { .. } => JobKind::Replicate,
             Job::Delete { .. } | Job::DropReplica { .. } => JobKind::Delete,
         }
     }

@@ -5,6 +5,7 @@
 pub mod assemble;
 pub mod delete;
 pub mod replicate;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -76,6 +77,7 @@ pub async fn handle(ctx: &Arc<Ctx>, job: &Job) -> Result<(), JobError> {
         Job::Replicate { file, node } => replicate::run(ctx, *file, *node).await,
         Job::Delete { file } => delete::run(ctx, *file).await,
         Job::DropReplica { file, node } => delete::drop_replica(ctx, *file, *node).await,
+        Job::Verify { file, node } => verify::run(ctx, *file, *node).await,
     }
 }
 
@@ -85,6 +87,10 @@ pub async fn give_up(ctx: &Arc<Ctx>, job: &Job, reason: &str) -> Result<(), JobE
     match job {
         Job::Assemble { upload } => assemble::fail(ctx, *upload, &format!("assembly_failed: {reason}")).await,
         Job::Replicate { file, node } => replicate::fail(ctx, *file, *node, reason).await,
+        Job::Verify { file, node } => {
+            tracing::warn!(file.id = %file, node.id = %node, reason, "scrub gave up; will be scheduled again");
+            Ok(())
+        }
         Job::Delete { file } | Job::DropReplica { file, .. } => {
             tracing::error!(file.id = %file, reason, "delete job gave up; a copy may remain on a node");
             Ok(())

@@ -60,7 +60,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     let tx = client.transaction().await?;
     let updated = tx
         .execute(
-            "UPDATE replicas r SET state = 'present', last_error = NULL, updated_at = now()
+            "UPDATE replicas r SET state = 'present', last_error = NULL, updated_at = now(), verified_at = now()
              FROM files f
              WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = 'copying'
                AND f.id = r.file_id AND f.deleted_at IS NULL",

@@ -1,0 +1,64 @@
+//! Verify (scrub): re-check a present replica's sha256 on its node. A copy that is
+//! missing or differs is moved aside on the node (kept for inspection, never served:
+//! the node agent only serves `<2 hex>/<uuid>`), counted, and marked failed, so the
+//! monitor's top-up copies the file again from a good replica.
+
+use std::sync::Arc;
+
+use ferry_shared::types::{FileId, NodeId};
+
+use super::{Ctx, JobError};
+use crate::ssh::{NodeAddr, SshError};
+
+pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
+    let row = ctx
+        .pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT f.sha256, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
+             FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
+             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = 'present' AND f.deleted_at IS NULL",
+            &[&file.0, &node.0],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let expected: String = row.get(0);
+    let addr = NodeAddr { host: row.get(1), port: row.get(2), user: row.get(3), root: row.get(4) };
+    let relpath = file.node_relpath();
+    let verdict = match ctx.ssh.remote_sha256(&addr, &relpath).await {
+        Ok(actual) if actual.eq_ignore_ascii_case(&expected) => None,
+        Ok(actual) => Some(format!("scrub: sha256 on node is {actual}, expected {expected}")),
+        // sha256sum's own failure (exit 1) means the file is unreadable or gone;
+        // anything else (ssh 255, timeouts) is the node being unreachable: retry.
+        Err(SshError::Failed { program: "ssh", code: Some(1), stderr }) => Some(format!("scrub: {stderr}")),
+        Err(e) => return Err(e.into()),
+    };
+    let client = ctx.pool.get().await?;
+    match verdict {
+        None => {
+            client
+                .execute(
+                    "UPDATE replicas SET verified_at = now() WHERE file_id = $1 AND node_id = $2",
+                    &[&file.0, &node.0],
+                )
+                .await?;
+        }
+        Some(reason) => {
+            let path = addr.path(&relpath);
+            let aside = format!("{path}.corrupt-{}", chrono::Utc::now().timestamp());
+            // Best effort: a missing file has nothing to move.
+            let _ = ctx.ssh.exec(&addr, &["mv", "-f", "--", &path, &aside]).await;
+            client
+                .execute(
+                    "UPDATE replicas SET state = 'failed', last_error = $3, updated_at = now()
+                     WHERE file_id = $1 AND node_id = $2 AND state = 'present'",
+                    &[&file.0, &node.0, &reason],
+                )
+                .await?;
+            ferry_shared::metrics::CORRUPT_REPLICAS.with_label_values(&[&node.to_string()]).inc();
+            tracing::error!(file.id = %file, node.id = %node, reason, "corrupt replica moved aside; it will be repaired");
+        }
+    }
+    Ok(())
+}
