@@ -5,6 +5,7 @@
 
 pub mod consumer;
 pub mod fetch;
+pub mod gc;
 pub mod jobs;
 pub mod placement;
 pub mod ssh;
@@ -56,6 +57,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
     let tasks = TaskTracker::new();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), ctx.relay.clone(), shutdown.clone()));
+    tasks.spawn(gc::run(ctx.config.clone(), pool.clone(), shutdown.clone()));
     for kind in kinds {
         let consumer = QueueConsumer {
             ctx: ctx.clone(),
