@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::Router;
 use ferry_shared::config::Config;
 use ferry_shared::db::{self, DbError};
@@ -71,6 +72,10 @@ pub fn router(state: SharedState) -> Router {
         .route_layer(axum::middleware::from_fn(ops::track))
         .with_state(state)
         .merge(ops::routes(ready))
+        // A bug must cost one request a 500, never the connection or the process.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
 }
 
 /// Runs the API on `listener` until `shutdown`.

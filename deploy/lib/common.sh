@@ -261,3 +261,19 @@ free_port() {
 	done
 	die "no free TCP port found in 20000-31999"
 }
+
+# free_port_block N [EXCLUDE...]: a base port B such that B+1..B+N are all free (for
+# the dev cluster's per-node ports, which are BASE+node number).
+free_port_block() {
+	local n=$1 base tries i
+	shift
+	for ((tries = 0; tries < 200; tries++)); do
+		base=$(free_port "$@")
+		for ((i = 1; i <= n; i++)); do
+			port_in_use $((base + i)) && continue 2
+		done
+		echo "$base"
+		return 0
+	done
+	die "no block of $n free ports found"
+}

@@ -71,6 +71,17 @@ test_main() {
 	if ((rc)); then
 		log "cargo test failed (exit $rc)"
 	fi
+
+	# Only the whole suite runs the system phase; `deploy/dev test <filter>` is for
+	# iterating on cargo tests.
+	if (($# == 0)); then
+		phase system
+		system_main "$TEST_TMP/cluster" || {
+			log "system checks failed"
+			rc=1
+		}
+		system_down
+	fi
 	exit "$rc"
 }
 
@@ -85,6 +96,7 @@ test_cleanup() {
 	local t0
 	t0=$(now_ms)
 	stop_child
+	system_down
 	rabbit_stop --kill
 	[[ -n $TEST_PG_DIR ]] && pg_stop "$TEST_PG_DIR"
 	test_kill_strays

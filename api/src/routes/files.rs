@@ -99,7 +99,9 @@ async fn list(
         )
         .await?
         .get(0);
-    if page > 1 && (page - 1) * size >= count {
+    // Checked: a huge `page` must be "no such page", not an overflow.
+    let offset = (page - 1).checked_mul(size).ok_or_else(invalid_page)?;
+    if page > 1 && offset >= count {
         return Err(invalid_page());
     }
     let rows = client
@@ -108,7 +110,7 @@ async fn list(
                 "SELECT {COLUMNS} FROM files WHERE user_id = $1 AND deleted_at IS NULL AND parent_id IS NULL
                  ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
             ),
-            &[&user.id, &size, &((page - 1) * size)],
+            &[&user.id, &size, &offset],
         )
         .await?;
     let base = state.base_url(&headers);
@@ -117,7 +119,7 @@ async fn list(
     let link = |p: i64| format!("{base}/storage/files/?page={p}");
     Ok(Json(json!({
         "count": count,
-        "next": (page * size < count).then(|| link(page + 1)),
+        "next": (offset + size < count).then(|| link(page + 1)),
         "previous": (page > 1).then(|| link(page - 1)),
         "results": results,
     })))

@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# The system phase of `deploy/dev test`: the quick start itself (`deploy/dev up`, with
+# the debug binaries just built) on its own state dir and free ports, then end-to-end
+# checks through real HTTP against it, then `down --purge`:
+#   e2e/readme-curl.sh   the original README's curl sequence, typed as written there
+#   e2e/openapi.sh       openapi-spec-validator + schemathesis against the live API
+#   e2e/admin            the admin page in headless Chromium (when present)
+
+system_main() {
+	local state=$1 rc=0 pg amqp mgmt dist api ssh_base agent_base
+	pg=$(free_port)
+	amqp=$(free_port "$pg")
+	mgmt=$(free_port "$pg" "$amqp")
+	dist=$(free_port "$pg" "$amqp" "$mgmt")
+	api=$(free_port "$pg" "$amqp" "$mgmt" "$dist")
+	ssh_base=$(free_port_block 3 "$pg" "$amqp" "$mgmt" "$dist" "$api")
+	agent_base=$(free_port_block 3 "$pg" "$amqp" "$mgmt" "$dist" "$api" $((ssh_base + 1)) $((ssh_base + 2)) $((ssh_base + 3)))
+	local -a cluster_env=(
+		"FERRY_DEV_STATE=$state" "FERRY_DEV_BIN_DIR=$TARGET_DIR/debug"
+		"FERRY_DEV_PG_PORT=$pg" "FERRY_DEV_AMQP_PORT=$amqp" "FERRY_DEV_MGMT_PORT=$mgmt"
+		"FERRY_DEV_DIST_PORT=$dist" "FERRY_DEV_API_PORT=$api"
+		"FERRY_DEV_SSH_BASE_PORT=$ssh_base" "FERRY_DEV_AGENT_BASE_PORT=$agent_base"
+	)
+	SYSTEM_DOWN=("${cluster_env[@]}")
+	env "${cluster_env[@]}" "$REPO/deploy/dev" up --no-build || return 1
+
+	local base=http://127.0.0.1:$api
+	# A user of its own for schemathesis, which deletes what it finds.
+	(
+		set -a
+		# shellcheck disable=SC1091
+		. "$state/env"
+		set +a
+		echo schemathesis-pass | "$TARGET_DIR/debug/ferry-api" user-add schemathesis --password-stdin >/dev/null
+		echo bobbobbob | "$TARGET_DIR/debug/ferry-api" user-add bob --password-stdin >/dev/null
+	) || return 1
+	BASE=$base "$REPO/e2e/readme-curl.sh" || rc=1
+	BASE=$base E2E_USER=schemathesis E2E_PASSWORD=schemathesis-pass "$REPO/e2e/openapi.sh" || rc=1
+	if [[ -x $REPO/e2e/admin/run.sh ]]; then
+		FERRY_E2E_BASE_URL=$base FERRY_E2E_ADMIN=admin:adminadmin FERRY_E2E_USER=bob:bobbobbob \
+			FERRY_E2E_NODE_JSON="{\"name\":\"node-e2e\",\"ssh_host\":\"127.0.0.1\",\"ssh_port\":$((ssh_base + 1)),\"ssh_user\":\"$(id -un)\",\"root_path\":\"$state/nodes/node1/data\",\"public_url\":\"http://127.0.0.1:$((agent_base + 1))\"}" \
+			FERRY_E2E_ARTIFACTS=${FERRY_TEST_ARTIFACTS:-$REPO/target/test-artifacts} \
+			"$REPO/e2e/admin/run.sh" || rc=1
+	fi
+	return "$rc"
+}
+
+# system_down: stops the system cluster (EXIT-safe; a no-op when it never started).
+system_down() {
+	((${#SYSTEM_DOWN[@]})) || return 0
+	env "${SYSTEM_DOWN[@]}" "$REPO/deploy/dev" down --purge >/dev/null 2>&1 || true
+	SYSTEM_DOWN=()
+}
+SYSTEM_DOWN=()
