@@ -1,0 +1,103 @@
+//! Every bad input in the HTTP contract gets a clear JSON error, changes nothing, and
+//! never reaches another user's data.
+
+use ferry_tests::{md5_hex, random_bytes, Cluster};
+
+#[tokio::test]
+async fn malformed_chunks_are_refused_without_side_effects() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let data = random_bytes(1000);
+    let new = "/storage/tmp-upload/";
+
+    for (range, code) in [
+        (Some("bytes 0-9"), "invalid_content_range"),
+        (Some("items 0-9/10"), "invalid_content_range"),
+        (Some("bytes 9-0/10"), "invalid_content_range"),
+        (Some("bytes 0-20/10"), "invalid_content_range"),
+        (None, "content_range_required"),
+    ] {
+        let res = api.put_multipart(new, range, &data[..10], Some("x.bin"), None).await?;
+        assert_eq!((res.status, res.code()), (400, code.to_owned()), "{range:?}: {}", res.text());
+        assert!(res.json()["detail"].is_string());
+    }
+    // Size disagreeing with the header, both ways.
+    let res = api.put_multipart(new, Some("bytes 0-99/1000"), &data[..50], Some("x.bin"), None).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "size_mismatch"));
+    let res = api.put_multipart(new, Some("bytes 0-9/1000"), &data[..50], Some("x.bin"), None).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "size_mismatch"));
+    // A first chunk that does not start at 0.
+    let res = api.put_multipart(new, Some("bytes 10-19/1000"), &data[10..20], Some("x.bin"), None).await?;
+    assert_eq!((res.status, res.code().as_str(), res.json()["offset"].as_i64()), (400, "offset_mismatch", Some(0)));
+    // Dangerous file names.
+    for name in ["../etc/passwd", "a\0b", "..", ""] {
+        let res = api.put_multipart(new, Some("bytes 0-9/1000"), &data[..10], Some(name), None).await?;
+        assert_eq!(res.status, 400, "{name:?}: {}", res.text());
+    }
+    // Nothing above created an upload or left bytes in staging.
+    let db = cluster.db().await?;
+    let uploads: i64 = db.query_one("SELECT count(*) FROM uploads", &[]).await?.get(0);
+    assert_eq!(uploads, 0);
+    let leftovers = std::fs::read_dir(&cluster.staging).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "staging must be empty");
+
+    // A real upload, then wrong offsets, a changing TOTAL, and bad completions.
+    let res = api.put_multipart(new, Some("bytes 0-99/1000"), &data[..100], Some("x.bin"), None).await?;
+    assert_eq!(res.status, 200);
+    let url = res.json()["url"].as_str().unwrap_or_default().to_owned();
+    let res = api.put_multipart(&url, Some("bytes 200-299/1000"), &data[200..300], None, None).await?;
+    assert_eq!((res.status, res.code().as_str(), res.json()["offset"].as_i64()), (400, "offset_mismatch", Some(100)));
+    let res = api.put_multipart(&url, Some("bytes 100-199/2000"), &data[100..200], None, None).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "total_mismatch"));
+    let res = api.put_multipart(&url, None, &data[100..200], None, None).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "content_range_required"));
+    let res = api.post_form(&url, &[]).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "md5_required"));
+    let res = api.post_form(&url, &[("md5", "not-hex")]).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_md5"));
+    let res = api.complete(&url, &md5_hex(&data)).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "upload_incomplete"));
+    let res = api.put_multipart(&url, Some("bytes 100-999/1000"), &data[100..], None, None).await?;
+    assert_eq!(res.status, 200);
+
+    // Wrong md5: 400 checksum_mismatch and the upload is visibly failed.
+    let res = api.complete(&url, &md5_hex(b"something else")).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "checksum_mismatch"), "{}", res.text());
+    let state = api.get(&url).await?.json();
+    assert_eq!(state["state"], "failed");
+    assert_eq!(api.get("/storage/files/").await?.json()["count"], 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn other_users_uploads_and_files_are_not_found() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let alice = cluster.client("alice", "alicealice").await?;
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    let data = random_bytes(5000);
+    let done = alice.upload("alice.txt", &data, 4096, None).await?;
+    let file = done.json()["id"].as_str().unwrap_or_default().to_owned();
+    let res = alice.put_raw("/storage/tmp-upload/?filename=open.bin", "bytes 0-9/100", data[..10].to_vec()).await?;
+    let open = res.json()["url"].as_str().unwrap_or_default().to_owned();
+
+    // Bob sees none of it: 404 everywhere, never 403.
+    assert_eq!(bob.get(&open).await?.status, 404);
+    assert_eq!(bob.put_raw(&open, "bytes 10-19/100", data[10..20].to_vec()).await?.status, 404);
+    assert_eq!(bob.complete(&open, &md5_hex(&data)).await?.status, 404);
+    assert_eq!(bob.get(&format!("/storage/files/{file}/")).await?.status, 404);
+    assert_eq!(bob.get(&format!("/storage/download/{file}/")).await?.status, 404);
+    assert_eq!(bob.delete(&format!("/storage/files/{file}/")).await?.status, 404);
+    assert_eq!(bob.get("/storage/files/").await?.json()["count"], 0);
+    // Nor can he hang a version on Alice's file.
+    let res =
+        bob.put_multipart("/storage/tmp-upload/", Some("bytes 0-9/10"), &data[..10], Some("v2"), Some(&file)).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "parent_not_found"));
+    // Unknown ids are 404 too; Alice's file is untouched.
+    assert_eq!(bob.get(&format!("/storage/tmp-upload/{}/", uuid::Uuid::new_v4())).await?.status, 404);
+    assert_eq!(bob.get("/storage/tmp-upload/not-a-uuid/").await?.status, 404);
+    assert_eq!(alice.get(&format!("/storage/files/{file}/")).await?.status, 200);
+    assert_eq!(alice.get(&open).await?.json()["offset"], 10);
+    // Non-admins cannot reach the admin API.
+    assert_eq!(bob.get("/admin/api/nodes").await?.status, 403);
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Listing, pagination and deletion.
+
+use ferry_tests::{random_bytes, Cluster};
+
+#[tokio::test]
+async fn delete_hides_at_once_and_removes_the_replicas() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(ferry_tests::Options {
+        env: vec![("FERRY_API__PAGE_SIZE".into(), "2".into())],
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let res = api.upload(&format!("f{i}"), &random_bytes(2000 + i), 1024, None).await?;
+        ids.push(res.json()["id"].as_str().unwrap_or_default().to_owned());
+    }
+    // Newest first, two per page.
+    let page1 = api.get("/storage/files/").await?.json();
+    assert_eq!(page1["count"], 3);
+    assert_eq!(page1["results"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page1["results"][0]["id"], ids[2].as_str());
+    assert!(page1["previous"].is_null());
+    let next = page1["next"].as_str().unwrap_or_default().to_owned();
+    let page2 = api.get(&next).await?.json();
+    assert_eq!(page2["results"][0]["id"], ids[0].as_str());
+    assert!(page2["next"].is_null());
+    assert_eq!(api.get("/storage/files/?page=3").await?.status, 404);
+    assert_eq!(api.get("/storage/files/?page=18446744073709551615").await?.status, 404);
+
+    let victim = ids[1].clone();
+    cluster.wait_replicas(&victim, 2).await?;
+    assert_eq!(cluster.nodes_holding(&victim).len(), 2);
+    assert_eq!(api.delete(&format!("/storage/files/{victim}/")).await?.status, 204);
+    assert_eq!(api.get("/storage/files/").await?.json()["count"], 2);
+    assert_eq!(api.get(&format!("/storage/files/{victim}/")).await?.status, 404);
+    assert_eq!(api.get(&format!("/storage/download/{victim}/")).await?.status, 404);
+    assert_eq!(api.delete(&format!("/storage/files/{victim}/")).await?.status, 404);
+    ferry_tests::eventually("replicas removed from the nodes", std::time::Duration::from_secs(30), || {
+        let holding = cluster.nodes_holding(&victim);
+        async move { Ok(holding.is_empty().then_some(())) }
+    })
+    .await?;
+    Ok(())
+}

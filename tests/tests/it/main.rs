@@ -1,0 +1,9 @@
+//! Ferry's integration tests: every test runs against its own cluster of real
+//! processes (see `ferry_tests::Cluster`). Run them with `deploy/dev test`.
+
+mod auth;
+mod bad_input;
+mod download;
+mod files;
+mod nodes;
+mod upload;

@@ -1,0 +1,55 @@
+//! Nodes at runtime: added, drained and disabled through the admin API, no restart.
+
+use ferry_tests::{random_bytes, Cluster, Options};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_node_added_at_runtime_takes_the_next_upload_and_draining_moves_replicas() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let first = api.upload("before", &random_bytes(4000), 4096, None).await?.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    cluster.wait_replicas(&first, 1).await?;
+    assert_eq!(cluster.nodes_holding(&first), vec![0]);
+
+    // Bad node definitions are refused.
+    let mut bad = cluster.node_json(0);
+    bad["root_path"] = json!("relative/../path");
+    let res = admin.post_json("/admin/api/nodes", &bad).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_node"));
+    assert_eq!(admin.post_json("/admin/api/nodes", &cluster.node_json(0)).await?.status, 409);
+
+    // A second node, then node1 drained: new files go to node2 only.
+    let i = cluster.add_node("node2")?;
+    let id2 = cluster.register_node(i).await?;
+    cluster.wait_nodes_up().await?;
+    let node1 = cluster.nodes[0].id.unwrap_or_default();
+    let res = admin.patch_json(&format!("/admin/api/nodes/{node1}"), &json!({"state": "draining"})).await?;
+    assert_eq!((res.status, res.json()["state"].as_str()), (200, Some("draining")));
+    let second = api.upload("after", &random_bytes(4000), 4096, None).await?.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(cluster.wait_replicas(&second, 1).await?, vec![id2]);
+    assert_eq!(cluster.nodes_holding(&second), vec![1]);
+
+    // Draining moves the old file's replica to node2 and then off node1.
+    ferry_tests::eventually("the drained node emptied", std::time::Duration::from_secs(60), || {
+        let holding = cluster.nodes_holding(&first);
+        async move { Ok((holding == vec![1]).then_some(())) }
+    })
+    .await?;
+    let location = api.wait_download(&first).await?;
+    assert!(location.starts_with(&cluster.nodes[1].public_url()), "{location}");
+
+    // The listing shows live status for the operator.
+    let nodes = admin.get("/admin/api/nodes").await?.json();
+    let n2 = nodes.as_array().into_iter().flatten().find(|n| n["id"] == id2).cloned().unwrap_or_default();
+    assert_eq!(n2["up"], true);
+    assert!(n2["free_bytes"].as_i64().unwrap_or(0) > 0);
+    assert!(n2["total_bytes"].as_i64().unwrap_or(0) >= n2["free_bytes"].as_i64().unwrap_or(0));
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The upload protocol end to end: the original README's sequence, multi-chunk
+//! uploads with versions, resuming, single-request uploads, concurrent chunks.
+
+use ferry_tests::{md5_hex, random_bytes, Cluster};
+
+#[tokio::test]
+async fn the_original_readme_sequence_round_trips_through_the_nodes() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("admin", "adminadmin").await?;
+    let bytes = random_bytes(32634);
+
+    // Exactly the original's first chunk: legacy 1-based Content-Range, multipart.
+    let res = api
+        .put_multipart("/storage/tmp-upload/", Some("bytes 1-32634/32634"), &bytes, Some("some-image.png"), None)
+        .await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let upload = res.json();
+    assert_eq!(upload["offset"], 32634);
+    assert_eq!(upload["status"], 1);
+    assert_eq!(upload["filename"], "some-image.png");
+    let id = upload["id"].as_str().unwrap_or_default().to_owned();
+    let url = upload["url"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(url, format!("{}/storage/tmp-upload/{id}/", cluster.api));
+
+    let done = api.complete(&url, &md5_hex(&bytes)).await?;
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(done.json()["status"], 2);
+    assert_eq!(done.json()["state"], "complete");
+
+    let list = api.get("/storage/files/").await?.json();
+    assert_eq!(list["count"], 1);
+    assert_eq!(list["results"][0]["id"], id.as_str());
+    assert_eq!(list["results"][0]["download_url"], format!("{}/storage/download/{id}/", cluster.api));
+
+    api.wait_download(&id).await?;
+    let part1 = api.download(&id, Some("bytes=0-29999")).await?;
+    let part2 = api.download(&id, Some("bytes=30000-32634")).await?;
+    assert_eq!((part1.status, part2.status), (206, 206));
+    assert_eq!([part1.body, part2.body].concat(), bytes);
+
+    // Exactly R=2 of the 3 nodes hold a byte-identical copy, and staging is released.
+    let present = cluster.wait_replicas(&id, 2).await?;
+    assert_eq!(present.len(), 2);
+    let holders = cluster.nodes_holding(&id);
+    assert_eq!(holders.len(), 2, "copies on {holders:?}");
+    for i in holders {
+        assert_eq!(ferry_tests::read(&cluster.nodes[i].path_of(&id)), bytes);
+    }
+    ferry_tests::eventually("staging released", std::time::Duration::from_secs(20), || {
+        let gone = !cluster.staging.join(&id).exists();
+        async move { Ok(gone.then_some(())) }
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn multi_chunk_uploads_with_versions_and_raw_chunks() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let first = random_bytes(5 * 65536 + 1234);
+    let res = api.upload("report.pdf", &first, 65536, None).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let root = res.json()["id"].as_str().unwrap_or_default().to_owned();
+
+    // The next version: raw-body chunks this time, with `parent` in the query.
+    let second = random_bytes(200_000);
+    let res = api
+        .put_raw(
+            &format!("/storage/tmp-upload/?filename=report.pdf&parent={root}"),
+            "bytes 0-99999/200000",
+            second[..100_000].to_vec(),
+        )
+        .await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["parent"], root.as_str());
+    let url = res.json()["url"].as_str().unwrap_or_default().to_owned();
+    let res = api.put_raw(&url, "bytes 100000-199999/200000", second[100_000..].to_vec()).await?;
+    assert_eq!(res.json()["offset"], 200000);
+    let res = api.complete(&url, &md5_hex(&second)).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let version = res.json()["id"].as_str().unwrap_or_default().to_owned();
+
+    let list = api.get("/storage/files/").await?.json();
+    assert_eq!(list["count"], 1, "versions are listed under their root: {list}");
+    let versions = list["results"][0]["versions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0]["id"], version.as_str());
+    assert_eq!(versions[0]["version"], 2);
+    assert_eq!(versions[0]["size"], 200000);
+
+    api.wait_download(&version).await?;
+    assert_eq!(api.download(&version, None).await?.body, second);
+    api.wait_download(&root).await?;
+    assert_eq!(api.download(&root, None).await?.body, first);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_interrupted_chunk_is_not_recorded_and_the_client_resumes() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(300_000);
+    let res =
+        api.put_raw("/storage/tmp-upload/?filename=big.bin", "bytes 0-99999/300000", bytes[..100_000].to_vec()).await?;
+    let url = res.json()["url"].as_str().unwrap_or_default().to_owned();
+
+    // The second chunk arrives cut short: the server must not record any of it.
+    let res = api.put_raw(&url, "bytes 100000-199999/300000", bytes[100_000..150_000].to_vec()).await?;
+    assert_eq!(res.status, 400);
+    assert_eq!(res.code(), "size_mismatch");
+    let head = api.head(&url).await?;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("upload-offset").as_deref(), Some("100000"));
+    assert_eq!(api.get(&url).await?.json()["offset"], 100000);
+
+    // Resume from the reported offset.
+    for (start, end) in [(100_000, 200_000), (200_000, 300_000)] {
+        let res = api.put_raw(&url, &format!("bytes {start}-{}/300000", end - 1), bytes[start..end].to_vec()).await?;
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    let res = api.complete(&url, &md5_hex(&bytes)).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    api.wait_download(&id).await?;
+    assert_eq!(api.download(&id, None).await?.body, bytes);
+    Ok(())
+}
+
+#[tokio::test]
+async fn single_request_upload_and_concurrent_chunks() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("bob", "bobbobbob").await?;
+
+    // The whole file in one POST, md5 in the form, no Content-Range.
+    let bytes = random_bytes(70_000);
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name("one.bin"))
+        .text("filename", "one.bin")
+        .text("md5", md5_hex(&bytes));
+    let res = reqwest::Client::new()
+        .post(format!("{}/storage/tmp-upload/", cluster.api))
+        .header("Authorization", format!("JWT {}", api.token.clone().unwrap_or_default()))
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 200);
+    let body: serde_json::Value = res.json().await?;
+    assert_eq!(body["status"], 2);
+
+    // Two PUTs racing for the same offset: exactly one wins.
+    let data = random_bytes(200_000);
+    let res =
+        api.put_raw("/storage/tmp-upload/?filename=race.bin", "bytes 0-99999/200000", data[..100_000].to_vec()).await?;
+    let url = res.json()["url"].as_str().unwrap_or_default().to_owned();
+    let (a, b) = tokio::join!(
+        api.put_raw(&url, "bytes 100000-199999/200000", data[100_000..].to_vec()),
+        api.put_raw(&url, "bytes 100000-199999/200000", data[100_000..].to_vec()),
+    );
+    let mut statuses = [a?, b?].map(|r| (r.status, r.code()));
+    statuses.sort();
+    assert_eq!(statuses, [(200, String::new()), (400, "offset_mismatch".to_owned())]);
+    let db = cluster.db().await?;
+    let chunks: i64 = db
+        .query_one(
+            "SELECT count(*) FROM upload_chunks WHERE upload_id = $1::text::uuid",
+            &[&url.trim_end_matches('/').rsplit('/').next().unwrap_or_default()],
+        )
+        .await?
+        .get(0);
+    assert_eq!(chunks, 2);
+    let res = api.complete(&url, &md5_hex(&data)).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    Ok(())
+}
