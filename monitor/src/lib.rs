@@ -141,10 +141,11 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
         if let Ok(client) = pool.get().await {
             let written = client
                 .execute(
-                    "INSERT INTO node_status (node_id, up, free_bytes, total_bytes, rtt_ms, error, checked_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, now())
+                    "INSERT INTO node_status (node_id, up, free_bytes, total_bytes, rtt_ms, error, checked_at, down_since)
+                     VALUES ($1, $2, $3, $4, $5, $6, now(), CASE WHEN $2 THEN NULL ELSE now() END)
                      ON CONFLICT (node_id) DO UPDATE SET up = $2, free_bytes = $3, total_bytes = $4,
-                        rtt_ms = $5, error = $6, checked_at = now()",
+                        rtt_ms = $5, error = $6, checked_at = now(),
+                        down_since = CASE WHEN $2 THEN NULL ELSE COALESCE(node_status.down_since, now()) END",
                     &[&node.0, &result.up, &result.free_bytes, &result.total_bytes, &result.rtt_ms, &result.error],
                 )
                 .await;

@@ -35,8 +35,9 @@ pub async fn expire_uploads(pool: &Pool) -> Result<usize, DbError> {
 
 /// Files with fewer live replicas (pending, copying or present, on active nodes) than
 /// the replication factor get new targets among eligible nodes, and replicate jobs.
-/// Replicas on draining or disabled nodes do not count, so draining a node copies its
-/// files elsewhere first.
+/// Replicas on draining or disabled nodes, or on nodes down for longer than
+/// `monitor.node_grace_secs`, do not count, so draining a node or losing one copies its
+/// files elsewhere.
 pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbError> {
     let want = i64::from(config.storage.replication_factor);
     let mut client = pool.get().await?;
@@ -46,11 +47,13 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
             "SELECT f.id, f.size,
                     COALESCE(array_agg(r.node_id) FILTER (WHERE r.state IN ('pending', 'copying', 'present', 'deleting')), '{}')
              FROM files f LEFT JOIN replicas r ON r.file_id = f.id LEFT JOIN nodes n ON n.id = r.node_id
+             LEFT JOIN node_status s ON s.node_id = r.node_id
              WHERE f.deleted_at IS NULL
              GROUP BY f.id
-             HAVING count(r.node_id) FILTER (WHERE r.state IN ('pending', 'copying', 'present') AND n.state = 'active') < $1
+             HAVING count(r.node_id) FILTER (WHERE r.state IN ('pending', 'copying', 'present') AND n.state = 'active'
+                        AND (s.down_since IS NULL OR s.down_since > now() - make_interval(secs => $2::float8))) < $1
              LIMIT 200",
-            &[&want],
+            &[&want, &(config.monitor.node_grace_secs as f64)],
         )
         .await?;
     ferry_shared::metrics::UNDER_REPLICATED.set(files.len() as i64);
@@ -60,8 +63,10 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
         let live: i64 = tx
             .query_one(
                 "SELECT count(*) FROM replicas r JOIN nodes n ON n.id = r.node_id
-                 WHERE r.file_id = $1 AND r.state IN ('pending', 'copying', 'present') AND n.state = 'active'",
-                &[&id],
+                 LEFT JOIN node_status s ON s.node_id = r.node_id
+                 WHERE r.file_id = $1 AND r.state IN ('pending', 'copying', 'present') AND n.state = 'active'
+                   AND (s.down_since IS NULL OR s.down_since > now() - make_interval(secs => $2::float8))",
+                &[&id, &(config.monitor.node_grace_secs as f64)],
             )
             .await?
             .get(0);
@@ -100,13 +105,14 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
 }
 
 /// Replicas on draining nodes whose file already has R present replicas on active
-/// nodes are marked `deleting` and handed to the delete workers; once a draining node
-/// holds nothing it can be removed with nothing lost.
+/// nodes, and copies beyond R on healthy nodes, are marked `deleting` and handed to the
+/// delete workers; once a draining node holds nothing it can be removed with nothing
+/// lost.
 pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, DbError> {
     let want = i64::from(config.storage.replication_factor);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let rows = tx
+    let mut rows = tx
         .query(
             "UPDATE replicas r SET state = 'deleting', updated_at = now()
              FROM nodes n
@@ -117,6 +123,24 @@ pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, DbErr
             &[&want],
         )
         .await?;
+    // Copies beyond R on healthy active nodes (a node came back after its files were
+    // repaired elsewhere): keep the R on the nodes with most room, retire the rest.
+    rows.extend(
+        tx.query(
+            "WITH live AS (
+                 SELECT r.file_id, r.node_id,
+                        row_number() OVER (PARTITION BY r.file_id ORDER BY s.free_bytes DESC, r.node_id) AS rank
+                 FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN node_status s ON s.node_id = r.node_id
+                 JOIN files f ON f.id = r.file_id
+                 WHERE r.state = 'present' AND n.state = 'active' AND s.up AND f.deleted_at IS NULL)
+             UPDATE replicas r SET state = 'deleting', updated_at = now()
+             FROM live
+             WHERE live.file_id = r.file_id AND live.node_id = r.node_id AND live.rank > $1 AND r.state = 'present'
+             RETURNING r.file_id, r.node_id",
+            &[&want],
+        )
+        .await?,
+    );
     for row in &rows {
         outbox::enqueue(&tx, &Job::DropReplica { file: FileId(row.get(0)), node: NodeId(row.get(1)) }).await?;
     }

@@ -184,6 +184,9 @@ pub struct MonitorConfig {
     pub probe_timeout_ms: u64,
     /// Each present replica's sha256 is re-checked on its node at least this often.
     pub scrub_interval_secs: u64,
+    /// A node down for longer than this no longer counts towards its files' replicas:
+    /// they are copied to other nodes.
+    pub node_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +303,7 @@ impl Default for MonitorConfig {
             interval_ms: 2000,
             probe_timeout_ms: 1500,
             scrub_interval_secs: 7 * 86_400,
+            node_grace_secs: 300,
         }
     }
 }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "running_digest", include_str!("../migrations/0002_running_digest.sql")),
     (3, "scrub", include_str!("../migrations/0003_scrub.sql")),
+    (4, "node_down_since", include_str!("../migrations/0004_node_down_since.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

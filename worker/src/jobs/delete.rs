@@ -48,17 +48,20 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Removes a surplus replica from a draining node, but only while the file still has
-/// enough present replicas on active nodes (re-checked under the row lock, so a
+/// Removes a surplus replica (on a draining node, or one too many after a node came
+/// back), but only while the file still has enough present replicas on other active nodes (re-checked under the row lock, so a
 /// concurrent failure elsewhere cannot leave the file short).
 pub async fn drop_replica(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
+    // One drop per file at a time: two surplus drops must not both count the other.
+    tx.execute("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", &[&file.0]).await?;
     let row = tx
         .query_opt(
             "SELECT n.ssh_host, n.ssh_port, n.ssh_user, n.root_path,
                     (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
-                     WHERE r2.file_id = r.file_id AND r2.state = 'present' AND n2.state = 'active')
+                     WHERE r2.file_id = r.file_id AND r2.node_id <> r.node_id
+                       AND r2.state = 'present' AND n2.state = 'active')
              FROM replicas r JOIN nodes n ON n.id = r.node_id
              WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = 'deleting'
              FOR UPDATE OF r",
@@ -78,6 +81,6 @@ pub async fn drop_replica(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<
     ctx.ssh.remove(&addr, &file.node_relpath()).await?;
     tx.execute("DELETE FROM replicas WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0]).await?;
     tx.commit().await?;
-    tracing::info!(file.id = %file, node.id = %node, "surplus replica removed from draining node");
+    tracing::info!(file.id = %file, node.id = %node, "surplus replica removed");
     Ok(())
 }
