@@ -95,6 +95,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         completions: completions.clone(),
         replicas: replica_cache::ReplicaCache::new(Duration::from_millis(config.api.replica_cache_ms), 100_000),
         intake: Semaphore::new(config.api.max_concurrent_uploads),
+        shutdown: shutdown.clone(),
         config,
     });
     let tasks = tokio_util::task::TaskTracker::new();

@@ -26,6 +26,9 @@ pub struct AppState {
     pub completions: broadcast::Sender<Uuid>,
     /// Bounds chunk bodies streamed at once by this process.
     pub intake: Semaphore,
+    /// Fires on SIGTERM: long waits (the completing POST) answer at once instead of
+    /// holding the shutdown up.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {

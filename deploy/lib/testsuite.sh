@@ -60,6 +60,11 @@ test_main() {
 	export FERRY_TEST_RABBIT_MGMT_URL="http://127.0.0.1:$mgmt_port"
 	export FERRY_TEST_SSH_DIR="$TEST_TMP/ssh"
 	export FERRY_TEST_BIN_DIR="$TARGET_DIR/debug"
+	# The fault suite restarts the run's PostgreSQL and RabbitMQ (its test binary runs
+	# alone: cargo runs test binaries one after another).
+	test_write_restart_scripts "$(pg_bindir)"
+	export FERRY_TEST_RESTART_PG="$TEST_TMP/restart-postgres"
+	export FERRY_TEST_RESTART_RABBIT="$TEST_TMP/restart-rabbitmq"
 	log "FERRY_TEST_PG_URL=$FERRY_TEST_PG_URL"
 	log "FERRY_TEST_AMQP_URL=$FERRY_TEST_AMQP_URL"
 	log "FERRY_TEST_RABBIT_MGMT_URL=$FERRY_TEST_RABBIT_MGMT_URL"
@@ -123,4 +128,27 @@ test_kill_strays() {
 			kill -TERM "$pid" 2>/dev/null || true
 		fi
 	done
+}
+
+# test_write_restart_scripts PG_BINDIR: scripts the fault suite calls to restart the
+# run's PostgreSQL (fast shutdown, start with the same options) and RabbitMQ (the
+# broker application stops and starts: every connection drops, queues recover from
+# disk), each returning once the service answers again.
+test_write_restart_scripts() {
+	local bin=$1 ctl
+	cat >"$TEST_TMP/restart-postgres" <<-EOF
+		#!/usr/bin/env bash
+		set -euo pipefail
+		cd /
+		runuser -u postgres -- "$bin/pg_ctl" -D "$TEST_PG_DIR" -m fast -w -t 60 -l "$TEST_PG_DIR/restart.log" restart >/dev/null
+	EOF
+	ctl=$(printf '%q ' env "${RMQ_ENV[@]}" "$RABBITMQ_LIB_BIN/rabbitmqctl" -q -n "$RMQ_NODE")
+	cat >"$TEST_TMP/restart-rabbitmq" <<-EOF
+		#!/usr/bin/env bash
+		set -euo pipefail
+		$ctl stop_app
+		$ctl start_app
+		$ctl await_startup
+	EOF
+	chmod +x "$TEST_TMP/restart-postgres" "$TEST_TMP/restart-rabbitmq"
 }

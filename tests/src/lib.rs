@@ -129,8 +129,17 @@ pub struct Cluster {
     bin_dir: PathBuf,
     ssh_dir: PathBuf,
     procs: HashMap<String, Proc>,
+    specs: HashMap<String, Spec>,
     worker_ports: Vec<u16>,
     keep: bool,
+}
+
+/// How a process was started, to start it again after a fault.
+#[derive(Clone)]
+struct Spec {
+    binary: String,
+    args: Vec<String>,
+    extra: Vec<(String, String)>,
 }
 
 fn random_name() -> String {
@@ -212,6 +221,7 @@ impl Cluster {
             bin_dir: env.bin_dir.clone(),
             ssh_dir: env.ssh_dir.clone(),
             procs: HashMap::new(),
+            specs: HashMap::new(),
             worker_ports: Vec::new(),
             keep: std::env::var_os("FERRY_TEST_KEEP").is_some(),
             dir,
@@ -260,12 +270,84 @@ impl Cluster {
 
     /// Starts `binary` as process `name` with the cluster's environment plus `extra`.
     pub fn spawn(&mut self, name: &str, binary: &str, args: &[&str], extra: &[(&str, String)]) -> Result<()> {
-        let mut cmd = std::process::Command::new(self.bin(binary));
-        cmd.args(args).envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
+        let spec = Spec {
+            binary: binary.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            extra: extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        };
+        self.specs.insert(name.to_owned(), spec);
+        self.respawn(name)
+    }
+
+    /// Starts process `name` again as it was first started (after a kill or SIGTERM).
+    pub fn respawn(&mut self, name: &str) -> Result<()> {
+        let spec = self.specs.get(name).cloned().with_context(|| format!("no process {name}"))?;
+        let mut cmd = std::process::Command::new(self.bin(&spec.binary));
+        cmd.args(&spec.args).envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.envs(spec.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let proc = Proc::spawn(name, cmd, &self.log_path(name))?;
         self.procs.insert(name.to_owned(), proc);
         Ok(())
+    }
+
+    /// Names of the processes currently running (api, workerN, monitor).
+    pub fn process_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.procs.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// SIGTERM to node `i`'s agent; its exit code.
+    pub fn terminate_agent(&mut self, i: usize) -> Result<Option<i32>> {
+        match self.nodes[i].agent.take() {
+            Some(mut proc) => proc.terminate(Duration::from_secs(30)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts node `i`'s agent again.
+    pub fn restart_agent(&mut self, i: usize) -> Result<()> {
+        let mut node = std::mem::replace(
+            &mut self.nodes[i],
+            Node {
+                name: String::new(),
+                id: None,
+                root: PathBuf::new(),
+                ssh_port: 0,
+                agent_port: 0,
+                sshd: None,
+                agent: None,
+            },
+        );
+        let result = self.start_agent(&mut node);
+        self.nodes[i] = node;
+        result
+    }
+
+    /// Kills node `i`'s sshd only (the agent keeps serving).
+    pub fn kill_sshd(&mut self, i: usize) {
+        if let Some(mut proc) = self.nodes[i].sshd.take() {
+            proc.kill();
+        }
+    }
+
+    /// Starts node `i`'s sshd again.
+    pub fn restart_sshd(&mut self, i: usize) -> Result<()> {
+        let mut node = std::mem::replace(
+            &mut self.nodes[i],
+            Node {
+                name: String::new(),
+                id: None,
+                root: PathBuf::new(),
+                ssh_port: 0,
+                agent_port: 0,
+                sshd: None,
+                agent: None,
+            },
+        );
+        let result = self.start_sshd(&mut node);
+        self.nodes[i] = node;
+        result
     }
 
     /// Adds one more worker process; returns its name.

@@ -439,7 +439,9 @@ async fn verdict(
                     }
                 });
             }
-            _ if Instant::now() >= deadline => return Ok((StatusCode::ACCEPTED, Json(body)).into_response()),
+            _ if Instant::now() >= deadline || state.shutdown.is_cancelled() => {
+                return Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+            }
             _ => {}
         }
         // Woken by the worker's NOTIFY; the periodic look covers a missed one.
@@ -451,6 +453,7 @@ async fn verdict(
                     _ => break,
                 },
                 _ = tokio::time::sleep_until(next_look) => break,
+                _ = state.shutdown.cancelled() => break,
             }
         }
     }

@@ -74,7 +74,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         return Ok(());
     }
     let missing: i64 = tx
-        .query_one("SELECT count(*) FROM replicas WHERE file_id = $1 AND state <> 'present'", &[&file.0])
+        .query_one("SELECT count(*) FROM replicas WHERE file_id = $1 AND state IN ('pending', 'copying')", &[&file.0])
         .await?
         .get(0);
     let present: i64 = tx
