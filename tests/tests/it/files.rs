@@ -43,3 +43,40 @@ async fn delete_hides_at_once_and_removes_the_replicas() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn expiry_reclaims_abandoned_uploads_and_never_touches_files() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(ferry_tests::Options {
+        nodes: 1,
+        replication: 1,
+        env: vec![("FERRY_STORAGE__UPLOAD_EXPIRY_SECS".into(), "2".into())],
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let kept = random_bytes(3000);
+    let file = api.upload("kept", &kept, 4096, None).await?.json()["id"].as_str().unwrap_or_default().to_owned();
+    let res = api.put_raw("/storage/tmp-upload/?filename=abandoned", "bytes 0-9/20", random_bytes(10)).await?;
+    let url = res.json()["url"].as_str().unwrap_or_default().to_owned();
+    let abandoned = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert!(cluster.staging.join(&abandoned).exists());
+
+    ferry_tests::eventually("the upload to expire", std::time::Duration::from_secs(30), || {
+        let api = api.clone();
+        let url = url.clone();
+        async move { Ok((api.get(&url).await?.json()["state"] == "expired").then_some(())) }
+    })
+    .await?;
+    let res = api.put_raw(&url, "bytes 10-19/20", random_bytes(10)).await?;
+    assert_eq!((res.status, res.code().as_str()), (410, "upload_expired"));
+    ferry_tests::eventually("its staging bytes reclaimed", std::time::Duration::from_secs(30), || {
+        let gone = !cluster.staging.join(&abandoned).exists();
+        async move { Ok(gone.then_some(())) }
+    })
+    .await?;
+    // The completed file is untouched.
+    api.wait_download(&file).await?;
+    assert_eq!(api.download(&file, None).await?.body, kept);
+    assert_eq!(api.get("/storage/files/").await?.json()["count"], 1);
+    Ok(())
+}
