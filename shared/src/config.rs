@@ -174,6 +174,10 @@ pub struct WorkerConfig {
     pub rsync_timeout_secs: u64,
     /// Hard limit for one job; below RabbitMQ's consumer timeout.
     pub job_timeout_secs: u64,
+    /// How often a worker sweeps staging and node garbage.
+    pub gc_interval_secs: u64,
+    /// Garbage younger than this is left alone.
+    pub gc_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -292,6 +296,8 @@ impl Default for WorkerConfig {
             ssh_cipher: "aes128-gcm@openssh.com".into(),
             rsync_timeout_secs: 60,
             job_timeout_secs: 20 * 60,
+            gc_interval_secs: 600,
+            gc_grace_secs: 3600,
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
     let tasks = TaskTracker::new();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), ctx.relay.clone(), shutdown.clone()));
-    tasks.spawn(gc::run(ctx.config.clone(), pool.clone(), shutdown.clone()));
+    tasks.spawn(gc::run(ctx.clone(), shutdown.clone()));
     for kind in kinds {
         let consumer = QueueConsumer {
             ctx: ctx.clone(),

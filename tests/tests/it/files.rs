@@ -80,3 +80,50 @@ async fn expiry_reclaims_abandoned_uploads_and_never_touches_files() -> anyhow::
     assert_eq!(api.get("/storage/files/").await?.json()["count"], 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn garbage_on_nodes_and_in_staging_is_reclaimed_after_the_grace() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(ferry_tests::Options {
+        nodes: 1,
+        replication: 1,
+        env: vec![
+            ("FERRY_WORKER__GC_INTERVAL_SECS".into(), "1".into()),
+            ("FERRY_WORKER__GC_GRACE_SECS".into(), "120".into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let data = random_bytes(5000);
+    let live = api.upload("live", &data, 4096, None).await?.json()["id"].as_str().unwrap_or_default().to_owned();
+    cluster.wait_replicas(&live, 1).await?;
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let plant = |path: &std::path::Path, age: Option<std::time::SystemTime>| -> anyhow::Result<()> {
+        std::fs::create_dir_all(path.parent().unwrap_or(path))?;
+        let file = std::fs::File::create(path)?;
+        if let Some(at) = age {
+            file.set_modified(at)?;
+        }
+        Ok(())
+    };
+    let node = &cluster.nodes[0];
+    let orphan = uuid::Uuid::new_v4().to_string();
+    let young = uuid::Uuid::new_v4().to_string();
+    plant(&node.path_of(&orphan), Some(old))?;
+    plant(&node.path_of(&young), None)?;
+    // Make the live copy look old too: it has a row, so it must stay.
+    std::fs::File::options().append(true).open(node.path_of(&live))?.set_modified(old)?;
+    let stray = cluster.staging.join(uuid::Uuid::new_v4().to_string());
+    std::fs::create_dir_all(&stray)?;
+    std::fs::File::open(&stray)?.set_modified(old)?;
+
+    ferry_tests::eventually("the old orphans removed", std::time::Duration::from_secs(30), || {
+        let done = !node.path_of(&orphan).exists() && !stray.exists();
+        async move { Ok(done.then_some(())) }
+    })
+    .await?;
+    assert!(node.path_of(&young).exists(), "a young file is left alone");
+    assert!(node.path_of(&live).exists(), "a file with a replica row is never touched");
+    assert_eq!(api.download(&live, None).await?.body, data);
+    Ok(())
+}
