@@ -49,14 +49,7 @@ pub enum RunError {
 
 /// Builds the router over `state` (public so tests can drive it in-process).
 pub fn router(state: SharedState) -> Router {
-    let ready_state = state.clone();
-    let ready: ops::ReadyCheck = Arc::new(move || {
-        let state = ready_state.clone();
-        Box::pin(async move {
-            db::ping(&state.pool).await.map_err(|e| format!("database: {e}"))?;
-            state.publisher.ping().await.map_err(|e| format!("broker: {e}"))
-        })
-    });
+    let ready = ops::db_and_broker_ready(state.pool.clone(), state.publisher.clone());
     Router::new()
         .merge(routes::token::router())
         .merge(routes::upload::router())

@@ -46,13 +46,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     tasks.spawn(lead(Arc::new(config), pool.clone(), publisher.clone(), http, relay, shutdown.clone()));
     tasks.close();
 
-    let ready: ops::ReadyCheck = Arc::new(move || {
-        let (pool, publisher) = (pool.clone(), publisher.clone());
-        Box::pin(async move {
-            db::ping(&pool).await.map_err(|e| format!("database: {e}"))?;
-            publisher.ping().await.map_err(|e| format!("broker: {e}"))
-        })
-    });
+    let ready = ops::db_and_broker_ready(pool, publisher);
     tracing::info!(listen = %listener.local_addr()?, "ferry-monitor running");
     ops::serve(listener, ops::routes(ready), shutdown).await?;
     tasks.wait().await;

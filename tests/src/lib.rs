@@ -307,19 +307,22 @@ impl Cluster {
 
     /// Starts node `i`'s agent again.
     pub fn restart_agent(&mut self, i: usize) -> Result<()> {
-        let mut node = std::mem::replace(
-            &mut self.nodes[i],
-            Node {
-                name: String::new(),
-                id: None,
-                root: PathBuf::new(),
-                ssh_port: 0,
-                agent_port: 0,
-                sshd: None,
-                agent: None,
-            },
-        );
-        let result = self.start_agent(&mut node);
+        self.with_node(i, |cluster, node| cluster.start_agent(node))
+    }
+
+    /// Runs `f` with node `i` taken out of the list (so `f` may borrow the cluster).
+    fn with_node(&mut self, i: usize, f: impl FnOnce(&Self, &mut Node) -> Result<()>) -> Result<()> {
+        let blank = Node {
+            name: String::new(),
+            id: None,
+            root: PathBuf::new(),
+            ssh_port: 0,
+            agent_port: 0,
+            sshd: None,
+            agent: None,
+        };
+        let mut node = std::mem::replace(&mut self.nodes[i], blank);
+        let result = f(self, &mut node);
         self.nodes[i] = node;
         result
     }
@@ -333,21 +336,7 @@ impl Cluster {
 
     /// Starts node `i`'s sshd again.
     pub fn restart_sshd(&mut self, i: usize) -> Result<()> {
-        let mut node = std::mem::replace(
-            &mut self.nodes[i],
-            Node {
-                name: String::new(),
-                id: None,
-                root: PathBuf::new(),
-                ssh_port: 0,
-                agent_port: 0,
-                sshd: None,
-                agent: None,
-            },
-        );
-        let result = self.start_sshd(&mut node);
-        self.nodes[i] = node;
-        result
+        self.with_node(i, |cluster, node| cluster.start_sshd(node))
     }
 
     /// Adds one more worker process; returns its name.
@@ -528,21 +517,7 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, i: usize) -> Result<()> {
-        let mut node = std::mem::replace(
-            &mut self.nodes[i],
-            Node {
-                name: String::new(),
-                id: None,
-                root: PathBuf::new(),
-                ssh_port: 0,
-                agent_port: 0,
-                sshd: None,
-                agent: None,
-            },
-        );
-        let result = self.start_sshd(&mut node).and_then(|_| self.start_agent(&mut node));
-        self.nodes[i] = node;
-        result
+        self.with_node(i, |cluster, node| cluster.start_sshd(node).and_then(|_| cluster.start_agent(node)))
     }
 
     /// Nodes whose root holds `file`.

@@ -69,15 +69,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     }
     tasks.close();
 
-    let ready_pool = pool.clone();
-    let ready_publisher = publisher.clone();
-    let ready: ops::ReadyCheck = Arc::new(move || {
-        let (pool, publisher) = (ready_pool.clone(), ready_publisher.clone());
-        Box::pin(async move {
-            db::ping(&pool).await.map_err(|e| format!("database: {e}"))?;
-            publisher.ping().await.map_err(|e| format!("broker: {e}"))
-        })
-    });
+    let ready = ops::db_and_broker_ready(pool, publisher);
     tracing::info!(listen = %listener.local_addr()?, "ferry-worker running");
     ops::serve(listener, ops::routes(ready), shutdown).await?;
     tasks.wait().await;
