@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use ferry_shared::hashing::RunningDigest;
 use ferry_shared::types::FileId;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -62,13 +61,11 @@ pub struct Upload {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
-    md5_state: Option<Vec<u8>>,
-    sha256_state: Option<Vec<u8>>,
 }
 
 const COLUMNS: &str =
     "id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at, \
-                       completed_at, md5_state, sha256_state";
+                       completed_at";
 
 impl Upload {
     fn from_row(row: &tokio_postgres::Row) -> Upload {
@@ -84,17 +81,6 @@ impl Upload {
             created_at: row.get(8),
             expires_at: row.get(9),
             completed_at: row.get(10),
-            md5_state: row.get(11),
-            sha256_state: row.get(12),
-        }
-    }
-
-    /// The digest of the bytes received so far, to continue with the next chunk.
-    pub fn running_digest(&self) -> ApiResult<RunningDigest> {
-        match (&self.md5_state, &self.sha256_state) {
-            (Some(md5), Some(sha)) => RunningDigest::from_bytes(md5, sha).map_err(ApiError::internal),
-            _ if self.offset == 0 => Ok(RunningDigest::default()),
-            _ => Err(ApiError::internal(format!("upload {} has bytes but no digest state", self.id))),
         }
     }
 

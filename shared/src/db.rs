@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "running_digest", include_str!("../migrations/0002_running_digest.sql")),
     (3, "scrub", include_str!("../migrations/0003_scrub.sql")),
     (4, "node_down_since", include_str!("../migrations/0004_node_down_since.sql")),
+    (5, "upload_writer_lease", include_str!("../migrations/0005_upload_writer_lease.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

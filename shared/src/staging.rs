@@ -1,6 +1,6 @@
-//! Layout of the staging volume shared by the API and the workers:
-//! `<staging>/<upload id>/<offset, 20 digits>.part` for received chunks and
-//! `<staging>/<upload id>/data` for the assembled file until it is on R nodes.
+//! Layout of the staging volume shared by the API and the workers: one directory per
+//! upload, `<staging>/<upload id>/`, holding `data`, into which every chunk is written
+//! at its offset; it stays until the file is verified on R nodes.
 
 use std::path::{Path, PathBuf};
 
@@ -10,12 +10,7 @@ pub fn upload_dir(staging: &Path, upload: FileId) -> PathBuf {
     staging.join(upload.to_string())
 }
 
-/// Final name of the chunk that starts at `offset` (zero-padded so names sort).
-pub fn part_path(dir: &Path, offset: u64) -> PathBuf {
-    dir.join(format!("{offset:020}.part"))
-}
-
-/// The assembled, verified file.
+/// The upload's bytes.
 pub fn data_path(dir: &Path) -> PathBuf {
     dir.join("data")
 }

@@ -29,7 +29,7 @@ use crate::form::small_form;
 use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, Limits, Received};
-use crate::upload::staging::{part_path, upload_dir};
+use crate::upload::staging::upload_dir;
 use crate::uploads::{Upload, UploadState};
 
 pub fn router() -> Router<SharedState> {
@@ -123,7 +123,7 @@ fn chunk_limit(state: &SharedState, range: &ChunkRange) -> ApiResult<Limits> {
     if range.len() > max {
         return Err(ApiError::TooLarge { detail: format!("Chunks are limited to {max} bytes."), limit: max });
     }
-    Ok(Limits { expected: Some(range.len()), max, max_is_limit: true })
+    Ok(Limits { offset: range.start, expected: Some(range.len()), max, max_is_limit: true })
 }
 
 fn resolve_filename(fields: &Option<String>, query: &UploadQuery, headers: &HeaderMap) -> ApiResult<FileName> {
@@ -153,9 +153,9 @@ fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() + chrono::Duration::seconds(state.config.storage.upload_expiry_secs as i64)
 }
 
-/// Records a new upload and its first chunk, moving the chunk into place inside the
-/// transaction (a crash before commit leaves only an orphan part file, never a row
-/// without its bytes).
+/// Records a new upload and its first chunk, already written and fsynced (a crash
+/// before the commit leaves only an orphan staging directory, which the workers'
+/// garbage collection removes, never a row without its bytes).
 #[allow(clippy::too_many_arguments)]
 async fn insert_upload(
     state: &SharedState,
@@ -167,7 +167,7 @@ async fn insert_upload(
     total: u64,
     md5: Option<Md5>,
 ) -> ApiResult<Upload> {
-    let (part, digest) = received.part.ok_or_else(file_required)?;
+    let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
     let size = received.size as i64;
     let mut client = state.pool.get().await?;
@@ -199,8 +199,6 @@ async fn insert_upload(
     if md5.is_some() {
         outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
     }
-    let dir = upload_dir(&state.config.storage.staging_dir, id);
-    part.persist(part_path(&dir, 0)).await.map_err(ApiError::internal)?;
     let upload = Upload::load(&tx, id, user, false).await?;
     tx.commit().await?;
     if md5.is_some() {
@@ -261,7 +259,7 @@ async fn create_whole(
     }
     let left = quota_left(&state.pool.get().await?, &state, user.id).await?;
     let max = state.config.storage.max_file_bytes.min(left);
-    let limits = Limits { expected: range.map(|r| r.len()), max, max_is_limit: true };
+    let limits = Limits { offset: 0, expected: range.map(|r| r.len()), max, max_is_limit: true };
     let _permit = intake_permit(&state)?;
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
@@ -290,38 +288,138 @@ async fn append_chunk(
     let range = content_range(&headers)?
         .ok_or_else(|| ApiError::bad_request("content_range_required", "Chunks need a Content-Range header."))?;
     let limits = chunk_limit(&state, &range)?;
-    // Cheap checks before reading the body; repeated under the row lock below.
     let upload = Upload::load(&state.pool.get().await?, id, user.id, false).await?;
     check_appendable(&upload, &range)?;
     let _permit = intake_permit(&state)?;
-    let dir = upload_dir(&state.config.storage.staging_dir, id);
-    // The digest as of this offset: valid for the commit below only if the offset is
-    // still the same then, which the locked re-check guarantees.
-    let digest = upload.running_digest()?;
-    let received = intake::receive(body, content_type(&headers), &dir, limits, digest).await?;
-    let (part, digest) = received.part.ok_or_else(file_required)?;
-    let (md5_state, sha256_state) = digest.to_bytes();
+    // Only the lease holder writes into the data file; a second PUT for the same
+    // offset finds the lease taken and gets the offset error at once.
+    let lease = Lease::acquire(&state, id, user.id, range.start).await?;
+    match receive_and_record(&state, &lease, id, user.id, &range, limits, &headers, body).await {
+        Ok(upload) => {
+            lease.committed();
+            Ok(Json(upload.to_json(&state.base_url(&headers))).into_response())
+        }
+        Err(e) => {
+            // Released before answering, so the client's retry finds it free.
+            lease.release().await;
+            Err(e)
+        }
+    }
+}
 
+/// Streams the chunk in place under `lease` and records it with the lease's release.
+#[allow(clippy::too_many_arguments)]
+async fn receive_and_record(
+    state: &SharedState,
+    lease: &Lease,
+    id: FileId,
+    user: i64,
+    range: &ChunkRange,
+    limits: Limits,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Upload> {
+    let dir = upload_dir(&state.config.storage.staging_dir, id);
+    // The digest as of this offset, which the lease keeps current.
+    let received = intake::receive(body, content_type(headers), &dir, limits, lease.digest.clone()).await?;
+    let digest = received.digest.ok_or_else(file_required)?;
+    let (md5_state, sha256_state) = digest.to_bytes();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    // The row lock makes concurrent PUTs to one upload take turns: the first to
-    // commit advances the offset, the other then fails the offset check.
-    let upload = Upload::load(&tx, id, user.id, true).await?;
-    check_appendable(&upload, &range)?;
+    let advanced = tx
+        .execute(
+            "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
+                    writer = NULL, writer_until = NULL
+             WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = 'uploading'",
+            &[&id.0, &(received.size as i64), &md5_state, &sha256_state, &lease.token, &(range.start as i64)],
+        )
+        .await?;
+    if advanced == 0 {
+        // The lease ran out and another writer took over: its chunk is the one recorded.
+        let current = Upload::load(&tx, id, user, false).await?;
+        return Err(ApiError::OffsetMismatch { offset: current.offset });
+    }
     tx.execute(
         "INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, $2, $3)",
         &[&id.0, &(range.start as i64), &(received.size as i64)],
     )
     .await?;
-    tx.execute(
-        "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4 WHERE id = $1",
-        &[&id.0, &(received.size as i64), &md5_state, &sha256_state],
-    )
-    .await?;
-    part.persist(part_path(&dir, range.start)).await.map_err(ApiError::internal)?;
-    let upload = Upload::load(&tx, id, user.id, false).await?;
+    let upload = Upload::load(&tx, id, user, false).await?;
     tx.commit().await?;
-    Ok(Json(upload.to_json(&state.base_url(&headers))).into_response())
+    Ok(upload)
+}
+
+/// The right to write the next chunk of one upload: a token in the upload row with an
+/// expiry, taken only while the offset is the chunk's start. Released on commit (the
+/// same UPDATE), or by `Drop` when the request fails or the client goes away; a crash
+/// leaves it to expire.
+struct Lease {
+    state: SharedState,
+    upload: FileId,
+    token: Uuid,
+    digest: RunningDigest,
+    held: bool,
+}
+
+/// Longest a chunk may take to arrive before another writer may take over.
+const LEASE_SECS: f64 = 900.0;
+
+impl Lease {
+    async fn acquire(state: &SharedState, upload: FileId, user: i64, offset: u64) -> ApiResult<Lease> {
+        let token = Uuid::new_v4();
+        let row = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "UPDATE uploads SET writer = $3, writer_until = now() + make_interval(secs => $5)
+                 WHERE id = $1 AND user_id = $2 AND status = 'uploading' AND \"offset\" = $4
+                   AND (writer IS NULL OR writer_until < now())
+                 RETURNING md5_state, sha256_state",
+                &[&upload.0, &user, &token, &(offset as i64), &LEASE_SECS],
+            )
+            .await?;
+        let Some(row) = row else {
+            // Someone else holds the lease for this offset, or has moved past it.
+            let current = Upload::load(&state.pool.get().await?, upload, user, false).await?;
+            return Err(ApiError::OffsetMismatch { offset: current.offset });
+        };
+        let digest = match (row.get::<_, Option<Vec<u8>>>(0), row.get::<_, Option<Vec<u8>>>(1)) {
+            (Some(md5), Some(sha)) => RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?,
+            _ => RunningDigest::default(),
+        };
+        Ok(Lease { state: state.clone(), upload, token, digest, held: true })
+    }
+
+    fn committed(mut self) {
+        self.held = false;
+    }
+
+    async fn release(mut self) {
+        self.held = false;
+        release(self.state.pool.clone(), self.upload, self.token).await;
+    }
+}
+
+async fn release(pool: deadpool_postgres::Pool, upload: FileId, token: Uuid) {
+    if let Ok(client) = pool.get().await {
+        let _ = client
+            .execute(
+                "UPDATE uploads SET writer = NULL, writer_until = NULL WHERE id = $1 AND writer = $2",
+                &[&upload.0, &token],
+            )
+            .await;
+    }
+}
+
+impl Drop for Lease {
+    /// The request went away mid-chunk (client gone, shutdown): release in the
+    /// background; at worst the lease expires.
+    fn drop(&mut self) {
+        if self.held {
+            tokio::spawn(release(self.state.pool.clone(), self.upload, self.token));
+        }
+    }
 }
 
 fn check_appendable(upload: &Upload, range: &ChunkRange) -> ApiResult<()> {

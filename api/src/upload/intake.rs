@@ -11,7 +11,7 @@ use bytes::Bytes;
 use ferry_shared::hashing::RunningDigest;
 use futures::{Stream, StreamExt};
 
-use super::staging::{PartWriter, TempPart};
+use super::staging::ChunkWriter;
 use crate::error::ApiError;
 
 /// Cap on a text field (filename, parent, md5).
@@ -27,10 +27,10 @@ pub struct Fields {
     pub md5: Option<String>,
 }
 
-/// The received chunk: on disk, fsynced, not yet in place, with the upload's
-/// running digest advanced over it.
+/// The received chunk: written at its offset and fsynced, not yet recorded, with the
+/// upload's running digest advanced over it (None: the body had no file part).
 pub struct Received {
-    pub part: Option<(TempPart, RunningDigest)>,
+    pub digest: Option<RunningDigest>,
     pub size: u64,
     pub fields: Fields,
 }
@@ -38,6 +38,8 @@ pub struct Received {
 /// Limits for one body.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Where in the data file the chunk starts.
+    pub offset: u64,
     /// Exact size the chunk must have (from Content-Range), if known.
     pub expected: Option<u64>,
     /// Most bytes accepted, whatever `expected` says (chunk size, file size, quota).
@@ -57,8 +59,8 @@ pub async fn receive(
     match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
         Some(boundary) => receive_multipart(multer::Multipart::new(stream, boundary), dir, limits, digest).await,
         None => {
-            let (part, size) = write_stream(stream, dir, limits, digest).await?;
-            Ok(Received { part: Some(part), size, fields: Fields::default() })
+            let (digest, size) = write_stream(stream, dir, limits, digest).await?;
+            Ok(Received { digest: Some(digest), size, fields: Fields::default() })
         }
     }
 }
@@ -70,7 +72,7 @@ async fn receive_multipart(
     digest: RunningDigest,
 ) -> Result<Received, ApiError> {
     let mut digest = Some(digest);
-    let mut received = Received { part: None, size: 0, fields: Fields::default() };
+    let mut received = Received { digest: None, size: 0, fields: Fields::default() };
     for _ in 0..MAX_FIELDS {
         let Some(field) = multipart.next_field().await.map_err(malformed)? else {
             return Ok(received);
@@ -80,8 +82,8 @@ async fn receive_multipart(
                 let Some(digest) = digest.take() else {
                     return Err(ApiError::bad_request("duplicate_file", "Send exactly one 'file' field."));
                 };
-                let (part, size) = write_stream(field, dir, limits, digest).await?;
-                received.part = Some(part);
+                let (digest, size) = write_stream(field, dir, limits, digest).await?;
+                received.digest = Some(digest);
                 received.size = size;
             }
             name => {
@@ -118,12 +120,12 @@ async fn write_stream<S, E>(
     dir: &Path,
     limits: Limits,
     digest: RunningDigest,
-) -> Result<((TempPart, RunningDigest), u64), ApiError>
+) -> Result<(RunningDigest, u64), ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut writer = PartWriter::create(dir, digest).await.map_err(ApiError::internal)?;
+    let mut writer = ChunkWriter::open(dir, limits.offset, digest).await.map_err(ApiError::internal)?;
     let mut size: u64 = 0;
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|e| {
@@ -151,8 +153,8 @@ where
             return Err(size_mismatch(expected));
         }
     }
-    let part = writer.finish().await.map_err(ApiError::internal)?;
-    Ok((part, size))
+    let digest = writer.finish().await.map_err(ApiError::internal)?;
+    Ok((digest, size))
 }
 
 fn size_mismatch(expected: u64) -> ApiError {

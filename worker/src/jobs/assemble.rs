@@ -1,21 +1,20 @@
-//! Assemble: concatenate an upload's chunks into one staging file, compare the md5
-//! with the client's, then record the file, its replica targets and their replicate
+//! Assemble: check an upload's staging file, compare its md5 with the client's, then record the file, its replica targets and their replicate
 //! jobs in one transaction.
 //!
-//! The API hashed every chunk as it arrived (the running digest in the upload row), so
-//! the fast path only concatenates, in the kernel (`copy_file_range` through
-//! `std::io::copy`), without reading the bytes into user space. Without a stored
-//! digest (an upload recorded by an older version) the parts are hashed here.
+//! The API wrote every chunk in place into the upload's data file and hashed it as it
+//! arrived (the running digest in the upload row), so nothing is copied or re-read
+//! here: the job checks the file's length, compares the md5 and records the result.
+//! Without a stored digest the file is hashed here.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
 use ferry_shared::hashing::RunningDigest;
 use ferry_shared::outbox;
 use ferry_shared::queue::Job;
-use ferry_shared::staging::{data_path, part_path, upload_dir};
+use ferry_shared::staging::{data_path, upload_dir};
 use ferry_shared::types::FileId;
 use ferry_shared::types::{Md5, Sha256};
 
@@ -45,35 +44,18 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
         (Some(md5), Some(sha)) => RunningDigest::from_bytes(&md5, &sha).ok(),
         _ => None,
     };
-    let chunks = client
-        .query("SELECT \"offset\", size FROM upload_chunks WHERE upload_id = $1 ORDER BY \"offset\"", &[&id.0])
-        .await?;
     drop(client);
 
     let dir = upload_dir(&ctx.config.storage.staging_dir, id);
-    let mut parts = Vec::with_capacity(chunks.len());
-    let mut next = 0i64;
-    for chunk in &chunks {
-        let (offset, size): (i64, i64) = (chunk.get(0), chunk.get(1));
-        if offset != next {
-            return fail(ctx, id, &format!("missing_chunk: bytes {next}..{offset} were never recorded")).await;
-        }
-        parts.push((part_path(&dir, offset as u64), size as u64));
-        next += size;
-    }
-    if next != total {
-        return fail(ctx, id, &format!("incomplete: {next} of {total} bytes recorded")).await;
-    }
-
+    let data = data_path(&dir);
     let started = std::time::Instant::now();
-    let out = data_path(&dir);
-    let digests = tokio::task::spawn_blocking(move || concat(&parts, &out, stored))
+    let checked = tokio::task::spawn_blocking(move || check_data(&data, total as u64, stored))
         .await
         .map_err(|e| JobError::Retry(format!("assembly thread: {e}")))?;
-    let (md5, sha256) = match digests {
+    let (md5, sha256) = match checked {
         Ok(d) => d,
-        // A part whose bytes are gone cannot come back: fail visibly.
-        Err(AssembleError::Missing(detail)) => return fail(ctx, id, &format!("missing_chunk: {detail}")).await,
+        // Bytes that are gone cannot come back: fail visibly.
+        Err(AssembleError::Missing(detail)) => return fail(ctx, id, &format!("missing_bytes: {detail}")).await,
         Err(AssembleError::Io(e)) => return Err(e.into()),
     };
     tracing::info!(
@@ -89,10 +71,6 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
         return Ok(());
     }
     record_file(ctx, id, total, &md5, &sha256).await?;
-    // Chunks are no longer needed; `data` stays until the replicas are verified.
-    for chunk in &chunks {
-        let _ = tokio::fs::remove_file(part_path(&dir, chunk.get::<_, i64>(0) as u64)).await;
-    }
     Ok(())
 }
 
@@ -194,36 +172,36 @@ enum AssembleError {
     Io(std::io::Error),
 }
 
-/// Writes the parts in order to `out` (via a temp file, fsynced, renamed) and returns
-/// the md5 and sha256 of the whole: `stored` when the API already hashed the bytes
-/// (then the copy stays in the kernel), else hashed here. Runs on a blocking thread.
-fn concat(parts: &[(PathBuf, u64)], out: &Path, stored: Option<RunningDigest>) -> Result<(Md5, Sha256), AssembleError> {
-    let tmp = out.with_extension("tmp");
-    let mut writer = std::fs::File::create(&tmp).map_err(AssembleError::Io)?;
-    let mut hashing = match stored {
-        Some(_) => None,
-        None => Some((RunningDigest::default(), vec![0u8; READ_BUF])),
-    };
-    for (path, size) in parts {
-        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => AssembleError::Missing(format!("{} is gone", path.display())),
-            _ => AssembleError::Io(e),
-        })?;
-        let copied = match hashing.as_mut() {
-            None => std::io::copy(&mut file.take(*size), &mut writer).map_err(AssembleError::Io)?,
-            Some((digest, buf)) => copy_hashing(file.take(*size), &mut writer, digest, buf)?,
-        };
-        if copied != *size {
-            return Err(AssembleError::Missing(format!("{} is shorter than recorded", path.display())));
+/// Checks the data file holds the `total` recorded bytes (trimming anything a failed
+/// chunk left beyond them) and returns md5 and sha256 of those bytes: `stored` when the
+/// API hashed them on the way in, else hashed here. Runs on a blocking thread.
+fn check_data(data: &Path, total: u64, stored: Option<RunningDigest>) -> Result<(Md5, Sha256), AssembleError> {
+    let file = match std::fs::OpenOptions::new().read(true).write(true).open(data) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && total == 0 => {
+            return Ok(stored.unwrap_or_default().finalize());
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(AssembleError::Missing(format!("{} is gone", data.display())));
+        }
+        Err(e) => return Err(AssembleError::Io(e)),
+    };
+    let len = file.metadata().map_err(AssembleError::Io)?.len();
+    if len < total {
+        return Err(AssembleError::Missing(format!("{} holds {len} of {total} bytes", data.display())));
     }
-    writer.sync_all().map_err(AssembleError::Io)?;
-    std::fs::rename(&tmp, out).map_err(AssembleError::Io)?;
-    if let Some(dir) = out.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(AssembleError::Io)?;
+    if len > total {
+        file.set_len(total).and_then(|()| file.sync_all()).map_err(AssembleError::Io)?;
     }
-    // Exactly one of the two is set.
-    Ok(stored.or(hashing.map(|(digest, _)| digest)).unwrap_or_default().finalize())
+    let digest = match stored {
+        Some(digest) => digest,
+        None => {
+            let mut digest = RunningDigest::default();
+            copy_hashing(file.take(total), &mut std::io::sink(), &mut digest, &mut vec![0u8; READ_BUF])?;
+            digest
+        }
+    };
+    Ok(digest.finalize())
 }
 
 fn copy_hashing(
