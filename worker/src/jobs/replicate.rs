@@ -73,15 +73,17 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         ctx.ssh.remove(&addr, &relpath).await?;
         return Ok(());
     }
-    let missing: i64 = tx
-        .query_one("SELECT count(*) FROM replicas WHERE file_id = $1 AND state IN ('pending', 'copying')", &[&file.0])
-        .await?
-        .get(0);
-    let present: i64 = tx
-        .query_one("SELECT count(*) FROM replicas WHERE file_id = $1 AND state = 'present'", &[&file.0])
-        .await?
-        .get(0);
     tx.commit().await?;
+    // Counted after the commit, so of two replicas finishing together the later one
+    // sees both (inside the transaction each would see only its own).
+    let counts = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'copying')), count(*) FILTER (WHERE state = 'present')
+             FROM replicas WHERE file_id = $1",
+            &[&file.0],
+        )
+        .await?;
+    let (missing, present): (i64, i64) = (counts.get(0), counts.get(1));
     let node_label = node.to_string();
     ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
     let size = tokio::fs::metadata(&source).await.map(|m| m.len()).unwrap_or(0);
