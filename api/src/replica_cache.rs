@@ -14,6 +14,8 @@ use ferry_shared::types::{FileId, NodeId};
 
 #[derive(Debug, Clone)]
 pub struct ReplicaLocation {
+    /// The file's checksum, signed into the URL so the node can verify what it serves.
+    pub sha256: Option<ferry_shared::types::Sha256>,
     pub node: NodeId,
     pub public_url: String,
     pub lat: f64,
@@ -68,7 +70,13 @@ mod tests {
     use super::*;
 
     fn loc() -> Arc<Vec<ReplicaLocation>> {
-        Arc::new(vec![ReplicaLocation { node: NodeId(1), public_url: "http://n1".into(), lat: 0.0, lon: 0.0 }])
+        Arc::new(vec![ReplicaLocation {
+            sha256: None,
+            node: NodeId(1),
+            public_url: "http://n1".into(),
+            lat: 0.0,
+            lon: 0.0,
+        }])
     }
 
     #[test]

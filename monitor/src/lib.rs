@@ -146,6 +146,22 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
             if let Err(error) = written {
                 tracing::warn!(%error, node.id = %node, "cannot record node status");
             }
+            if !result.corrupt.is_empty() {
+                // The agent moved these aside: they no longer count, and the top-up
+                // copies them again from a good replica.
+                let marked = client
+                    .execute(
+                        "UPDATE replicas SET state = 'failed', last_error = 'corrupt when served', updated_at = now()
+                         WHERE node_id = $1 AND file_id = ANY($2) AND state = 'present'",
+                        &[&node.0, &result.corrupt],
+                    )
+                    .await;
+                match marked {
+                    Ok(0) => {}
+                    Ok(n) => tracing::error!(node.id = %node, replicas.corrupt = n, "node reported corrupt replicas"),
+                    Err(error) => tracing::warn!(%error, "cannot mark corrupt replicas"),
+                }
+            }
         }
         let label = node.to_string();
         ferry_shared::metrics::NODE_UP.with_label_values(&[&label]).set(i64::from(result.up));

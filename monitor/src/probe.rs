@@ -11,19 +11,29 @@ pub struct ProbeResult {
     pub total_bytes: i64,
     pub rtt_ms: Option<f64>,
     pub error: Option<String>,
+    /// Files the agent found corrupt while serving them.
+    pub corrupt: Vec<uuid::Uuid>,
 }
 
 #[derive(Deserialize)]
 struct Health {
     free_bytes: i64,
     total_bytes: i64,
+    #[serde(default)]
+    corrupt: Vec<uuid::Uuid>,
 }
 
 pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) -> ProbeResult {
     let url = format!("{}/health", public_url.trim_end_matches('/'));
     let started = Instant::now();
-    let down =
-        |error: String| ProbeResult { up: false, free_bytes: 0, total_bytes: 0, rtt_ms: None, error: Some(error) };
+    let down = |error: String| ProbeResult {
+        up: false,
+        free_bytes: 0,
+        total_bytes: 0,
+        rtt_ms: None,
+        error: Some(error),
+        corrupt: Vec::new(),
+    };
     let response = match http.get(&url).timeout(timeout).send().await {
         Ok(r) => r,
         Err(e) => return down(format!("unreachable: {e}")),
@@ -39,6 +49,7 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
             total_bytes: h.total_bytes,
             rtt_ms: Some(rtt_ms),
             error: None,
+            corrupt: h.corrupt,
         },
         Err(e) => down(format!("malformed health answer: {e}")),
     }

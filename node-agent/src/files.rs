@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use ferry_shared::signing::{self, SignatureError};
-use ferry_shared::types::FileId;
+use ferry_shared::types::{FileId, Sha256};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::Digest;
+use std::path::PathBuf;
 
 use crate::range::{self, RangeOutcome};
 use crate::NodeState;
@@ -27,6 +29,9 @@ const READ_STEP: u64 = 1 << 20;
 #[derive(Debug, Deserialize)]
 pub struct Signature {
     exp: Option<i64>,
+    /// The file's sha256 as the API knows it (signed too): a whole-file read is checked
+    /// against it while it is served.
+    sha: Option<String>,
     sig: Option<String>,
 }
 
@@ -47,7 +52,12 @@ pub async fn serve(
     let (Some(exp), Some(sig)) = (signature.exp, signature.sig.as_deref()) else {
         return error(StatusCode::FORBIDDEN, "invalid_signature", "The download link is not signed.");
     };
-    match signing::verify(&state.secret, id, exp, sig, chrono::Utc::now().timestamp()) {
+    let expected = match signature.sha.as_deref().map(str::parse::<Sha256>) {
+        None => None,
+        Some(Ok(sha)) => Some(sha),
+        Some(Err(_)) => return error(StatusCode::FORBIDDEN, "invalid_signature", "The download link is malformed."),
+    };
+    match signing::verify(&state.secret, id, exp, expected.as_ref(), sig, chrono::Utc::now().timestamp()) {
         Ok(()) => {}
         Err(SignatureError::Expired) => {
             return error(StatusCode::FORBIDDEN, "link_expired", "The download link has expired.");
@@ -57,6 +67,7 @@ pub async fn serve(
         }
     }
     let path = state.root.join(id.node_relpath());
+    let served_path = path.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
         let meta = file.metadata()?;
@@ -94,7 +105,10 @@ pub async fn serve(
         }
     };
 
-    let body = if method == Method::HEAD { Body::empty() } else { stream(file, start, count) };
+    // A whole-file read with a known checksum is verified on the way out.
+    let verify =
+        (status == StatusCode::OK).then_some(expected).flatten().map(|sha| (sha, served_path, id, state.clone()));
+    let body = if method == Method::HEAD { Body::empty() } else { stream(file, start, count, verify) };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
@@ -114,16 +128,22 @@ pub async fn serve(
 }
 
 /// The body: `count` bytes from `start`, read with `pread` on the blocking pool in
-/// steps of at most [`READ_STEP`], one step ahead of the socket at most.
-fn stream(file: std::fs::File, start: u64, count: u64) -> Body {
+/// steps of at most [`READ_STEP`], one step ahead of the socket at most. With
+/// `verify`, the bytes are hashed as they go and, if the whole does not match, the
+/// copy is moved aside so it is never served again; the monitor's scrub then finds it
+/// missing and the file is repaired from a good replica.
+fn stream(file: std::fs::File, start: u64, count: u64, verify: Option<Verify>) -> Body {
     let file = Arc::new(file);
-    let steps = futures::stream::unfold((file, start, count), |(file, offset, left)| async move {
+    let hasher = verify.map(|v| (sha2::Sha256::new(), v));
+    let steps = futures::stream::unfold((file, start, count, hasher), |(file, offset, left, hasher)| async move {
         if left == 0 {
             return None;
         }
         let want = left.min(READ_STEP) as usize;
         let reader = file.clone();
+        // Read and hash on the blocking pool; the hasher travels with the step.
         let read = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
             let mut buf = vec![0u8; want];
             let mut filled = 0;
             while filled < want {
@@ -134,18 +154,52 @@ fn stream(file: std::fs::File, start: u64, count: u64) -> Body {
                     n => filled += n,
                 }
             }
-            Ok(Bytes::from(buf))
+            if let Some((h, _)) = hasher.as_mut() {
+                h.update(&buf);
+            }
+            // Checked with the last bytes read: the stream may not be polled again
+            // once Content-Length bytes are out.
+            if want as u64 == left {
+                if let Some((h, verify)) = hasher.take() {
+                    check_served(h, verify);
+                }
+            }
+            Ok((Bytes::from(buf), hasher))
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match read {
-            Ok(bytes) => {
+            Ok((bytes, hasher)) => {
                 ferry_shared::metrics::BYTES_SERVED.with_label_values(&["node"]).inc_by(bytes.len() as u64);
-                Some((Ok(bytes), (file, offset + want as u64, left - want as u64)))
+                Some((Ok(bytes), (file, offset + want as u64, left - want as u64, hasher)))
             }
             // End the stream after the error: the client sees a truncated body.
-            Err(e) => Some((Err(e), (file, offset, 0))),
+            Err(e) => Some((Err(e), (file, offset, 0, None))),
         }
     });
     Body::from_stream(steps)
+}
+
+/// What a verified whole-file read checks against: the signed checksum, the file's
+/// path and id, and where to report a mismatch.
+type Verify = (Sha256, PathBuf, FileId, Arc<NodeState>);
+
+/// Runs on the blocking pool, with the last bytes of the file.
+fn check_served(hasher: sha2::Sha256, (expected, path, id, state): Verify) {
+    let actual: [u8; 32] = hasher.finalize().into();
+    if actual == expected.0 {
+        return;
+    }
+    if let Ok(mut corrupt) = state.corrupt.lock() {
+        if corrupt.len() >= crate::CORRUPT_REPORTS {
+            corrupt.pop_front();
+        }
+        corrupt.push_back(id);
+    }
+    let aside = path.with_extension(format!("corrupt-{}", chrono::Utc::now().timestamp()));
+    tracing::error!(file = %path.display(), "served copy does not match its sha256; moving it aside");
+    ferry_shared::metrics::CORRUPT_REPLICAS.with_label_values(&["served"]).inc();
+    if let Err(error) = std::fs::rename(&path, &aside) {
+        tracing::error!(%error, "could not move the corrupt copy aside");
+    }
 }

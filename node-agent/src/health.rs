@@ -17,10 +17,13 @@ pub async fn health(State(state): State<Arc<NodeState>>) -> Response {
     match stats {
         Ok(Ok(s)) => {
             let block = s.fragment_size();
+            let corrupt: Vec<String> =
+                state.corrupt.lock().map(|c| c.iter().map(|id| id.to_string()).collect()).unwrap_or_default();
             Json(json!({
                 "status": "ok",
                 "free_bytes": s.blocks_available() * block,
                 "total_bytes": s.blocks() * block,
+                "corrupt": corrupt,
             }))
             .into_response()
         }

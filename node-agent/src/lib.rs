@@ -19,7 +19,13 @@ use tokio_util::sync::CancellationToken;
 pub struct NodeState {
     pub root: PathBuf,
     pub secret: Vec<u8>,
+    /// Files whose served bytes did not match their checksum (moved aside), reported
+    /// in `/health` so the monitor marks those replicas failed at once. Bounded.
+    pub corrupt: std::sync::Mutex<std::collections::VecDeque<ferry_shared::types::FileId>>,
 }
+
+/// How many corrupt-file reports `/health` keeps.
+pub const CORRUPT_REPORTS: usize = 100;
 
 pub fn router(state: Arc<NodeState>) -> Router {
     let root = state.root.clone();
@@ -45,6 +51,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let state = Arc::new(NodeState {
         root: config.node.root.clone(),
         secret: config.signing.secret.expose().as_bytes().to_vec(),
+        corrupt: Default::default(),
     });
     tracing::info!(listen = %listener.local_addr()?, root = %config.node.root.display(), "ferry-node serving");
     ops::serve(listener, router(state), shutdown).await

@@ -6,12 +6,12 @@
 //! every node agent, and the node checks the signature and the expiry.
 
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::Sha256 as Sha256Hasher;
 use subtle::ConstantTimeEq;
 
-use crate::types::FileId;
+use crate::types::{FileId, Sha256};
 
-type HmacSha256 = Hmac<Sha256>;
+type HmacSha256 = Hmac<Sha256Hasher>;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -21,24 +21,36 @@ pub enum SignatureError {
     Invalid,
 }
 
-fn mac(secret: &[u8], file: FileId, expires_unix: i64) -> HmacSha256 {
+fn mac(secret: &[u8], file: FileId, expires_unix: i64, sha256: Option<&Sha256>) -> HmacSha256 {
     // new_from_slice accepts any key length for HMAC; the error case cannot happen.
     let mut mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(b"ferry-download-v1\n");
     mac.update(file.to_string().as_bytes());
     mac.update(b"\n");
     mac.update(expires_unix.to_string().as_bytes());
+    if let Some(sha256) = sha256 {
+        mac.update(b"\n");
+        mac.update(sha256.to_string().as_bytes());
+    }
     mac
 }
 
-/// Hex signature for a download of `file` valid until `expires_unix`.
-pub fn sign(secret: &[u8], file: FileId, expires_unix: i64) -> String {
-    hex::encode(mac(secret, file, expires_unix).finalize().into_bytes())
+/// Hex signature for a download of `file` valid until `expires_unix`; with `sha256`,
+/// the file's checksum is signed too, so the node can verify the bytes it serves.
+pub fn sign(secret: &[u8], file: FileId, expires_unix: i64, sha256: Option<&Sha256>) -> String {
+    hex::encode(mac(secret, file, expires_unix, sha256).finalize().into_bytes())
 }
 
 /// Checks `sig` in constant time, then the expiry against `now_unix`.
-pub fn verify(secret: &[u8], file: FileId, expires_unix: i64, sig: &str, now_unix: i64) -> Result<(), SignatureError> {
-    let expected = mac(secret, file, expires_unix).finalize().into_bytes();
+pub fn verify(
+    secret: &[u8],
+    file: FileId,
+    expires_unix: i64,
+    sha256: Option<&Sha256>,
+    sig: &str,
+    now_unix: i64,
+) -> Result<(), SignatureError> {
+    let expected = mac(secret, file, expires_unix, sha256).finalize().into_bytes();
     let given = hex::decode(sig).map_err(|_| SignatureError::Invalid)?;
     if given.len() != expected.len() || !bool::from(given.ct_eq(&expected)) {
         return Err(SignatureError::Invalid);
@@ -49,9 +61,14 @@ pub fn verify(secret: &[u8], file: FileId, expires_unix: i64, sig: &str, now_uni
     Ok(())
 }
 
-/// Path and query of a signed download on a node agent: `/files/<id>?exp=..&sig=..`.
-pub fn signed_path(secret: &[u8], file: FileId, expires_unix: i64) -> String {
-    format!("/files/{file}?exp={expires_unix}&sig={}", sign(secret, file, expires_unix))
+/// Path and query of a signed download on a node agent:
+/// `/files/<id>?exp=..[&sha=..]&sig=..`.
+pub fn signed_path(secret: &[u8], file: FileId, expires_unix: i64, sha256: Option<&Sha256>) -> String {
+    let sig = sign(secret, file, expires_unix, sha256);
+    match sha256 {
+        Some(sha) => format!("/files/{file}?exp={expires_unix}&sha={sha}&sig={sig}"),
+        None => format!("/files/{file}?exp={expires_unix}&sig={sig}"),
+    }
 }
 
 #[cfg(test)]
@@ -61,13 +78,23 @@ mod tests {
     #[test]
     fn round_trip_forgery_and_expiry() {
         let file = FileId::new();
-        let sig = sign(b"k", file, 100);
-        assert_eq!(verify(b"k", file, 100, &sig, 50), Ok(()));
-        assert_eq!(verify(b"k", file, 100, &sig, 101), Err(SignatureError::Expired));
-        assert_eq!(verify(b"other", file, 100, &sig, 50), Err(SignatureError::Invalid));
-        assert_eq!(verify(b"k", file, 101, &sig, 50), Err(SignatureError::Invalid));
-        assert_eq!(verify(b"k", FileId::new(), 100, &sig, 50), Err(SignatureError::Invalid));
-        assert_eq!(verify(b"k", file, 100, "zz", 50), Err(SignatureError::Invalid));
-        assert_eq!(verify(b"k", file, 100, "", 50), Err(SignatureError::Invalid));
+        let sig = sign(b"k", file, 100, None);
+        assert_eq!(verify(b"k", file, 100, None, &sig, 50), Ok(()));
+        assert_eq!(verify(b"k", file, 100, None, &sig, 101), Err(SignatureError::Expired));
+        assert_eq!(verify(b"other", file, 100, None, &sig, 50), Err(SignatureError::Invalid));
+        assert_eq!(verify(b"k", file, 101, None, &sig, 50), Err(SignatureError::Invalid));
+        assert_eq!(verify(b"k", FileId::new(), 100, None, &sig, 50), Err(SignatureError::Invalid));
+        assert_eq!(verify(b"k", file, 100, None, "zz", 50), Err(SignatureError::Invalid));
+        assert_eq!(verify(b"k", file, 100, None, "", 50), Err(SignatureError::Invalid));
+    }
+
+    #[test]
+    fn the_checksum_is_part_of_what_is_signed() {
+        let file = FileId::new();
+        let sha = Sha256([7; 32]);
+        let sig = sign(b"k", file, 100, Some(&sha));
+        assert_eq!(verify(b"k", file, 100, Some(&sha), &sig, 50), Ok(()));
+        assert_eq!(verify(b"k", file, 100, Some(&Sha256([8; 32])), &sig, 50), Err(SignatureError::Invalid));
+        assert_eq!(verify(b"k", file, 100, None, &sig, 50), Err(SignatureError::Invalid));
     }
 }

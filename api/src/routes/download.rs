@@ -55,7 +55,12 @@ async fn download(
     let location = format!(
         "{}{}",
         node.public_url.trim_end_matches('/'),
-        signing::signed_path(state.config.signing.secret.expose().as_bytes(), id, expires)
+        signing::signed_path(
+            state.config.signing.secret.expose().as_bytes(),
+            id,
+            expires,
+            replicas.first().and_then(|r| r.sha256.as_ref())
+        )
     );
     Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())])
         .into_response())
@@ -67,7 +72,7 @@ async fn load_replicas(state: &SharedState, id: FileId, user: i64) -> ApiResult<
     let client = state.pool.get().await?;
     let rows = client
         .query(
-            "SELECT f.id, n.id, n.public_url, n.lat, n.lon
+            "SELECT f.sha256, n.id, n.public_url, n.lat, n.lon
              FROM files f
              LEFT JOIN replicas r ON r.file_id = f.id AND r.state = 'present'
              LEFT JOIN nodes n ON n.id = r.node_id AND n.state <> 'disabled'
@@ -89,6 +94,7 @@ async fn load_replicas(state: &SharedState, id: FileId, user: i64) -> ApiResult<
         .iter()
         .filter_map(|row| {
             Some(ReplicaLocation {
+                sha256: row.get::<_, String>(0).parse().ok(),
                 node: NodeId(row.get::<_, Option<i32>>(1)?),
                 public_url: row.get(2),
                 lat: row.get(3),

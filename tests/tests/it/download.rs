@@ -54,7 +54,7 @@ async fn node_range_edge_cases_and_signatures() -> anyhow::Result<()> {
     }
     let secret = cluster.signing_secret.as_bytes();
     let past = chrono::Utc::now().timestamp() - 10;
-    let sig = sign(secret, &id, past);
+    let sig = sign(secret, &id, past, None);
     let expired = format!("{path}?exp={past}&sig={sig}");
     let res = node.get(&expired).await?;
     assert_eq!((res.status, res.code().as_str()), (403, "link_expired"));
@@ -69,7 +69,7 @@ async fn node_range_edge_cases_and_signatures() -> anyhow::Result<()> {
 }
 
 /// The API's URL signature, recomputed (HMAC-SHA256 over the documented message).
-fn sign(secret: &[u8], file: &str, exp: i64) -> String {
+fn sign(secret: &[u8], file: &str, exp: i64, sha256: Option<&str>) -> String {
     use sha2::Digest;
     // HMAC by hand (RFC 2104) to keep the test independent of the code under test.
     let mut key = [0u8; 64];
@@ -78,7 +78,10 @@ fn sign(secret: &[u8], file: &str, exp: i64) -> String {
     } else {
         key[..secret.len()].copy_from_slice(secret);
     }
-    let message = format!("ferry-download-v1\n{file}\n{exp}");
+    let message = match sha256 {
+        Some(sha) => format!("ferry-download-v1\n{file}\n{exp}\n{sha}"),
+        None => format!("ferry-download-v1\n{file}\n{exp}"),
+    };
     let inner = sha2::Sha256::new().chain_update(key.map(|b| b ^ 0x36)).chain_update(message.as_bytes()).finalize();
     hex::encode(sha2::Sha256::new().chain_update(key.map(|b| b ^ 0x5c)).chain_update(inner).finalize())
 }
@@ -111,5 +114,49 @@ async fn no_healthy_copy_means_503_and_a_still_assembling_file_409() -> anyhow::
     cluster.start_node(0)?;
     api.wait_download(&id).await?;
     assert_eq!(api.download(&id, None).await?.body, data);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_copy_found_corrupt_while_served_is_withdrawn_and_repaired() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let data = random_bytes(300_000);
+    let id = api.upload("v.bin", &data, 1 << 20, None).await?.json()["id"].as_str().unwrap_or_default().to_owned();
+    cluster.wait_replicas(&id, 2).await?;
+    let location = api.wait_download(&id).await?;
+    assert!(location.contains("&sha="), "the checksum is signed into the URL: {location}");
+    let victim = cluster.nodes_holding(&id)[0];
+    let path = cluster.nodes[victim].path_of(&id);
+    let mut bytes = std::fs::read(&path)?;
+    bytes[12345] ^= 0x55;
+    std::fs::write(&path, &bytes)?;
+
+    // A whole-file read from that node, signed as the API signs it.
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(&data));
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let url = format!(
+        "{}/files/{id}?exp={exp}&sha={sha}&sig={}",
+        cluster.nodes[victim].public_url(),
+        sign(cluster.signing_secret.as_bytes(), &id, exp, Some(&sha))
+    );
+    let node = Client::anonymous(&cluster.api);
+    assert_eq!(node.get(&url).await?.status, 200);
+    // Never served again, and repaired to R verified copies.
+    ferry_tests::eventually("the corrupt copy withdrawn", std::time::Duration::from_secs(10), || {
+        let node = node.clone();
+        let url = url.clone();
+        async move { Ok((node.get(&url).await?.status == 404).then_some(())) }
+    })
+    .await?;
+    ferry_tests::eventually("R good copies again", std::time::Duration::from_secs(60), || {
+        let holders = cluster.nodes_holding(&id);
+        let good = holders.len() == 2
+            && holders.iter().all(|&i| std::fs::read(cluster.nodes[i].path_of(&id)).ok().as_deref() == Some(&data[..]));
+        async move { Ok(good.then_some(())) }
+    })
+    .await?;
+    cluster.wait_replicas(&id, 2).await?;
     Ok(())
 }
