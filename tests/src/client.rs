@@ -208,3 +208,82 @@ impl Client {
         .await
     }
 }
+
+/// What a PUT whose body was cut short got back (the server may answer before it
+/// notices the half-closed connection, or just close it).
+#[derive(Debug)]
+pub struct CutShort {
+    /// The response's status, if one came before the connection closed.
+    pub status: Option<u16>,
+    /// The raw response (status line, headers, body), for assertion messages.
+    pub raw: String,
+}
+
+impl Client {
+    /// A chunk PUT as a client whose connection dies mid-body: the request head announces
+    /// `Content-Length: content_length`, only `sent` follows, then the write half is
+    /// closed. Returns what the server said, if anything, within 30 s.
+    ///
+    /// Written on a raw socket because an HTTP client library will not send a body
+    /// shorter than the length it declared.
+    pub async fn put_cut_short(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: usize,
+        sent: &[u8],
+    ) -> Result<CutShort> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let url = reqwest::Url::parse(&self.url(path))?;
+        let host = url.host_str().context("host")?.to_owned();
+        let port = url.port_or_known_default().context("port")?;
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut head = format!("PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {content_length}\r\n");
+        if let Some(token) = &self.token {
+            head.push_str(&format!("Authorization: JWT {token}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+
+        let mut socket = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        socket.write_all(head.as_bytes()).await?;
+        socket.write_all(sent).await?;
+        socket.flush().await?;
+        // The client "dies": no more bytes will come.
+        socket.shutdown().await?;
+        let mut raw = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut raw)).await;
+        anyhow::ensure!(read.is_ok(), "the server neither answered nor closed within 30 s of a cut-off body");
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let status = raw.strip_prefix("HTTP/1.1 ").and_then(|rest| rest.get(..3)).and_then(|code| code.parse().ok());
+        Ok(CutShort { status, raw })
+    }
+}
+
+/// A `multipart/form-data` body with a `file` part (and the given text fields before
+/// it), built by hand so a test can send only part of it. Returns (content type, body).
+pub fn multipart_body(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = format!("ferry-test-{:016x}", rand::random::<u64>());
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

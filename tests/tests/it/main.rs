@@ -6,4 +6,5 @@ mod bad_input;
 mod download;
 mod files;
 mod nodes;
+mod readme_curl;
 mod upload;

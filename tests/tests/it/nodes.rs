@@ -53,3 +53,67 @@ async fn a_node_added_at_runtime_takes_the_next_upload_and_draining_moves_replic
     assert!(n2["total_bytes"].as_i64().unwrap_or(0) >= n2["free_bytes"].as_i64().unwrap_or(0));
     Ok(())
 }
+
+#[tokio::test]
+async fn disabled_nodes_take_no_new_files_and_a_node_added_at_runtime_does() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(Options { nodes: 3, replication: 1, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let ids: Vec<i64> = cluster.nodes.iter().filter_map(|n| n.id).collect();
+    assert_eq!(ids.len(), 3);
+
+    // Two of three disabled: every new file goes to the third.
+    for id in &ids[..2] {
+        let res = admin.patch_json(&format!("/admin/api/nodes/{id}"), &json!({"state": "disabled"})).await?;
+        assert_eq!((res.status, res.json()["state"].as_str()), (200, Some("disabled")), "{}", res.text());
+    }
+    let res = admin.patch_json(&format!("/admin/api/nodes/{}", ids[0]), &json!({"state": "asleep"})).await?;
+    assert_eq!(res.status, 400, "an unknown state is refused: {}", res.text());
+    let mut on_third = Vec::new();
+    for n in 0..3 {
+        let res = api.upload(&format!("third-{n}"), &random_bytes(3000 + n), 4096, None).await?;
+        assert_eq!(res.status, 200, "{}", res.text());
+        let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(cluster.wait_replicas(&id, 1).await?, vec![ids[2]]);
+        on_third.push(id);
+    }
+    for id in &on_third {
+        assert_eq!(cluster.nodes_holding(id), vec![2]);
+    }
+
+    // A fourth node registered while everything runs, the third disabled: the next
+    // upload lands on the newcomer, with no process restarted.
+    let i = cluster.add_node("node4")?;
+    let id4 = cluster.register_node(i).await?;
+    cluster.wait_nodes_up().await?;
+    let res = admin.patch_json(&format!("/admin/api/nodes/{}", ids[2]), &json!({"state": "disabled"})).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let data = random_bytes(5000);
+    let res = api.upload("fourth", &data, 4096, None).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(cluster.wait_replicas(&id, 1).await?, vec![id4]);
+    assert_eq!(cluster.nodes_holding(&id), vec![i]);
+    assert_eq!(ferry_tests::read(&cluster.nodes[i].path_of(&id)), data);
+    let location = api.wait_download(&id).await?;
+    assert!(location.starts_with(&cluster.nodes[i].public_url()), "{location}");
+
+    // The operator's view shows the states as set; a node can be brought back.
+    let res = admin.patch_json(&format!("/admin/api/nodes/{}", ids[0]), &json!({"state": "active"})).await?;
+    assert_eq!((res.status, res.json()["state"].as_str()), (200, Some("active")));
+    let nodes = admin.get("/admin/api/nodes").await?.json();
+    let state_of = |id: i64| {
+        nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["state"].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(state_of(ids[0]).as_deref(), Some("active"));
+    assert_eq!(state_of(ids[1]).as_deref(), Some("disabled"));
+    assert_eq!(state_of(ids[2]).as_deref(), Some("disabled"));
+    assert_eq!(state_of(id4).as_deref(), Some("active"));
+    Ok(())
+}

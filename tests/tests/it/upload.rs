@@ -1,6 +1,8 @@
 //! The upload protocol end to end: the original README's sequence, multi-chunk
 //! uploads with versions, resuming, single-request uploads, concurrent chunks.
 
+use std::time::Duration;
+
 use ferry_tests::{md5_hex, random_bytes, Cluster};
 
 #[tokio::test]
@@ -171,5 +173,80 @@ async fn single_request_upload_and_concurrent_chunks() -> anyhow::Result<()> {
     assert_eq!(chunks, 2);
     let res = api.complete(&url, &md5_hex(&data)).await?;
     assert_eq!(res.status, 200, "{}", res.text());
+    // The winner's bytes, once: the file is exactly what was sent.
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    api.wait_download(&id).await?;
+    assert_eq!(api.download(&id, None).await?.body, data);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_chunk_records_nothing_and_the_client_resumes() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(300_000);
+    let res =
+        api.put_raw("/storage/tmp-upload/?filename=cut.bin", "bytes 0-99999/300000", bytes[..100_000].to_vec()).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let url = res.json()["url"].as_str().unwrap_or_default().to_owned();
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+
+    // A raw chunk and then a multipart chunk die half-way: the request head announces
+    // the whole 100000-byte chunk, about half of it arrives (*other* bytes than the real
+    // ones), then the connection goes away. The partial bytes must neither advance the
+    // offset nor end up in the file.
+    let garbage = random_bytes(100_000);
+    let (multipart_type, multipart) = ferry_tests::client::multipart_body(&[], &garbage);
+    let raw_headers = [("Content-Type", "application/octet-stream"), ("Content-Range", "bytes 100000-199999/300000")];
+    let multipart_headers =
+        [("Content-Type", multipart_type.as_str()), ("Content-Range", "bytes 100000-199999/300000")];
+    for (kind, headers, claimed, sent) in [
+        ("raw", &raw_headers, 100_000, &garbage[..50_000]),
+        ("multipart", &multipart_headers, multipart.len(), &multipart[..multipart.len() / 2]),
+    ] {
+        let cut = api.put_cut_short(&url, headers, claimed, sent).await?;
+        // A client error (the API says `incomplete_body`) or a closed connection; never
+        // a success, never a 5xx.
+        assert!(cut.status.is_none_or(|s| (400..500).contains(&s)), "{kind} chunk cut short: {}", cut.raw);
+        let head = api.head(&url).await?;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("upload-offset").as_deref(), Some("100000"), "{kind}");
+        let upload = api.get(&url).await?.json();
+        assert_eq!((upload["offset"].as_i64(), upload["state"].as_str()), (Some(100_000), Some("uploading")), "{kind}");
+    }
+    let db = cluster.db().await?;
+    let chunks: i64 =
+        db.query_one("SELECT count(*) FROM upload_chunks WHERE upload_id = $1::text::uuid", &[&id]).await?.get(0);
+    assert_eq!(chunks, 1, "only the first chunk is recorded");
+
+    // The client resumes from the reported offset. Until the server has let go of the dead
+    // request, the retry may be told the (unchanged) offset: a real client retries then.
+    let resumed = ferry_tests::eventually("the resumed chunk accepted", Duration::from_secs(30), || {
+        let api = api.clone();
+        let url = url.clone();
+        let chunk = bytes[100_000..200_000].to_vec();
+        async move {
+            let res = api.put_raw(&url, "bytes 100000-199999/300000", chunk).await?;
+            if res.status == 200 {
+                return Ok(Some(res));
+            }
+            anyhow::ensure!(
+                (res.status, res.code().as_str(), res.json()["offset"].as_i64())
+                    == (400, "offset_mismatch", Some(100_000)),
+                "resuming: {} {}",
+                res.status,
+                res.text()
+            );
+            Ok(None)
+        }
+    })
+    .await?;
+    assert_eq!(resumed.json()["offset"], 200_000);
+    let res = api.put_multipart(&url, Some("bytes 200000-299999/300000"), &bytes[200_000..], None, None).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = api.complete(&url, &md5_hex(&bytes)).await?;
+    assert_eq!((res.status, res.json()["state"].as_str()), (200, Some("complete")), "{}", res.text());
+    api.wait_download(&id).await?;
+    assert_eq!(api.download(&id, None).await?.body, bytes);
     Ok(())
 }
