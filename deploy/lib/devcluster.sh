@@ -28,7 +28,6 @@ dev_settings() {
 	LOG_DIR=$STATE/logs
 	TARGET_DIR=$(cd "$REPO" && abs_path "${CARGO_TARGET_DIR:-target}")
 	BIN_DIR=$(abs_path "${FERRY_DEV_BIN_DIR:-$TARGET_DIR/release}")
-	CONTROL_DIR=/tmp/ferry-ssh-$(id -u)
 
 	local -A port=([PG_PORT]=5433 [AMQP_PORT]=5673 [MGMT_PORT]=15673 [DIST_PORT]=25673
 		[API_PORT]=8000 [SSH_BASE_PORT]=2200 [AGENT_BASE_PORT]=9000)
@@ -52,6 +51,9 @@ dev_settings() {
 
 	# One node name per state dir, so two checkouts can each run a cluster.
 	STATE_ID=$(printf '%s' "$STATE" | cksum | cut -d' ' -f1)
+	# ssh control sockets: short (sun_path is 108 bytes) and one dir per cluster, so
+	# one cluster's `down` never pulls the sockets from under another's workers.
+	CONTROL_DIR=/tmp/ferry-ssh-$STATE_ID
 	rabbit_vars "$STATE/rabbitmq" "ferry-dev-$STATE_ID@localhost" "$AMQP_PORT" "$MGMT_PORT" \
 		"$DIST_PORT" "$LOG_DIR/rabbitmq.log" "$RUN_DIR/rabbitmq.pid"
 }
