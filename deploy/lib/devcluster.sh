@@ -288,6 +288,15 @@ dev_register_nodes() {
 		esac
 	done
 	rm -f "$out"
+	# Ready means uploads can be placed: wait (bounded) until the monitor has seen
+	# every node up and the API has its heartbeats.
+	local tries up
+	for ((tries = 0; tries < 150; tries++)); do
+		up=$(curl -s --max-time 5 -H "Authorization: JWT $token" "$API_URL/admin/api/nodes" | grep -o '"up":true' | wc -l)
+		((up >= ${#DEV_NODES[@]})) && return 0
+		sleep 0.2
+	done
+	warn "only $up of ${#DEV_NODES[@]} nodes report up after 30 s (see 'deploy/dev logs monitor')"
 }
 
 dev_summary() {

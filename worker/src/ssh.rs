@@ -78,7 +78,8 @@ impl Ssh {
     /// re-created if something removed it (a tmp cleaner), or every call would fail.
     fn options(&self, port: i32) -> Vec<String> {
         if !self.control_dir.is_dir() {
-            if let Err(error) = std::fs::create_dir_all(&self.control_dir).and_then(|()| set_private(&self.control_dir)) {
+            if let Err(error) = std::fs::create_dir_all(&self.control_dir).and_then(|()| set_private(&self.control_dir))
+            {
                 tracing::warn!(%error, dir = %self.control_dir.display(), "cannot re-create the ssh control directory");
             }
         }

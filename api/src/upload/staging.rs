@@ -21,7 +21,7 @@ pub use ferry_shared::staging::{data_path, upload_dir};
 
 /// Frames buffered between the network and the disk writer thread; with hyper's
 /// frames of at most a few hundred KiB this bounds a request's memory.
-const WRITE_QUEUE: usize = 8;
+const WRITE_QUEUE: usize = 4;
 
 /// Writes one chunk at `offset` of an upload's data file, hashing it on the way
 /// (continuing the upload's running digest).
