@@ -292,7 +292,8 @@ dev_register_nodes() {
 	# every node up and the API has its heartbeats.
 	local tries up
 	for ((tries = 0; tries < 150; tries++)); do
-		up=$(curl -s --max-time 5 -H "Authorization: JWT $token" "$API_URL/admin/api/nodes" | grep -o '"up":true' | wc -l)
+		up=$({ curl -s --max-time 5 -H "Authorization: JWT $token" "$API_URL/admin/api/nodes" || true; } |
+			{ grep -o '"up":true' || true; } | wc -l)
 		((up >= ${#DEV_NODES[@]})) && return 0
 		sleep 0.2
 	done
