@@ -42,6 +42,10 @@ test_main() {
 	run_child cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems"
 	phase build
 	run_child cargo build --workspace --bins || die "cargo build failed"
+	phase deployments
+	# compose, Dockerfiles, Kubernetes manifests, systemd units, configs and the node's
+	# forced ssh command, validated offline (no Docker engine or cluster here).
+	run_child "$REPO/deploy/validate/run.sh" || die "deployment validation failed"
 
 	phase services
 	TEST_PG_DIR=$TEST_TMP/postgres

@@ -72,9 +72,17 @@ impl Env {
     }
 }
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port, picked at random below the kernel's ephemeral range
+/// (32768-60999): a port from `bind(0)` is ephemeral, and an outgoing connection
+/// (ssh, a database client) could take it before the process meant for it binds.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    for _ in 0..1000 {
+        let port = rand::thread_rng().gen_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    0
 }
 
 #[derive(Debug, Clone)]

@@ -44,9 +44,7 @@ pub fn text(form: &Form, name: &str) -> Option<String> {
 
 /// A number field, `None` when absent or blank.
 pub fn number<T: std::str::FromStr>(form: &Form, name: &str) -> Result<Option<T>, UiError> {
-    text(form, name)
-        .map(|v| v.parse().map_err(|_| UiError::Invalid(format!("{name} must be a number."))))
-        .transpose()
+    text(form, name).map(|v| v.parse().map_err(|_| UiError::Invalid(format!("{name} must be a number.")))).transpose()
 }
 
 #[cfg(test)]

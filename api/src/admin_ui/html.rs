@@ -1,6 +1,6 @@
 //! HTML building blocks: escaping, the page layout with its security headers, and the
 //! formatting of sizes, ages and times. Every value that did not come from a literal in
-//! this module tree goes through [`Esc`] or [`escape`].
+//! this module tree goes through [`Esc`].
 
 use std::fmt::{self, Write as _};
 use std::time::Duration;
@@ -30,10 +30,6 @@ impl fmt::Display for Esc<'_> {
         }
         f.write_str(rest)
     }
-}
-
-pub fn escape(s: &str) -> String {
-    Esc(s).to_string()
 }
 
 /// The navigation entry a page belongs to.
@@ -172,6 +168,10 @@ pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn escape(s: &str) -> String {
+        Esc(s).to_string()
+    }
 
     #[test]
     fn escapes_every_html_special_character() {

@@ -1,9 +1,37 @@
-//! The admin web page at `/admin/` (being built).
+//! The admin web page at `/admin/`: server-rendered HTML for administrators, signed in
+//! with a username and password into an HttpOnly, SameSite=Strict session cookie.
+//! Every page re-checks `is_admin` in the database and every form carries a CSRF
+//! token. It shows the nodes (refreshed live by a small inline script), users,
+//! uploads, files and the RabbitMQ queues; nothing is loaded from elsewhere.
 
+mod csrf;
+mod error;
+mod form;
+mod html;
+mod pages;
+mod rabbit;
+mod session;
+
+use axum::response::Redirect;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::SharedState;
+use pages::{login, nodes, queues, storage, users};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
+        .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
+        .route("/admin/", get(nodes::page))
+        .route("/admin/login", get(login::show).post(login::submit))
+        .route("/admin/logout", post(login::logout))
+        .route("/admin/nodes", get(|| async { Redirect::to("/admin/") }).post(nodes::add))
+        .route("/admin/nodes.json", get(nodes::json))
+        .route("/admin/nodes/{id}", get(nodes::edit_page).post(nodes::edit))
+        .route("/admin/nodes/{id}/state", post(nodes::set_state))
+        .route("/admin/users", get(users::page).post(users::create))
+        .route("/admin/users/{id}/password", post(users::reset_password))
+        .route("/admin/uploads", get(storage::uploads))
+        .route("/admin/files", get(storage::files))
+        .route("/admin/queues", get(queues::page))
 }

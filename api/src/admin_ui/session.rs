@@ -18,8 +18,9 @@ pub const LOGIN_COOKIE: &str = "ferry_admin_login";
 /// Clears the session cookie (no `Secure` needed to clear).
 pub const CLEAR_SESSION_COOKIE: &str = "ferry_admin=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict";
 
-/// A signed-in administrator.
-#[derive(Debug, Clone)]
+/// A signed-in administrator. No `Debug`: it holds the session token, which must
+/// never reach a log.
+#[derive(Clone)]
 pub struct AdminSession {
     pub user_id: i64,
     pub username: String,

@@ -32,10 +32,12 @@ fn login_page(state: &AppState, nonce: &str, error: Option<&str>, username: &str
         csrf_field(&token),
         Esc(username),
     );
-    let mut response = Page { title: "Log in", section: Section::None, session: None, body, script: None }.render(status);
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session::set_cookie(state, LOGIN_COOKIE, LOGIN_PATH, Some((nonce, NONCE_TTL_SECS))));
+    let mut response =
+        Page { title: "Log in", section: Section::None, session: None, body, script: None }.render(status);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session::set_cookie(state, LOGIN_COOKIE, LOGIN_PATH, Some((nonce, NONCE_TTL_SECS))),
+    );
     response
 }
 

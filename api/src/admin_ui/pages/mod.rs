@@ -1,0 +1,8 @@
+//! One module per admin page.
+
+pub mod login;
+pub mod node_view;
+pub mod nodes;
+pub mod queues;
+pub mod storage;
+pub mod users;

@@ -1,0 +1,162 @@
+//! Nodes as the admin page shows them: the database row, this API replica's latest
+//! heartbeat (falling back to the monitor's last `node_status`), and display strings
+//! computed once here for both the server-rendered table and its live JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use ferry_shared::types::NodeId;
+use serde::Serialize;
+
+use crate::admin_ui::html::{csrf_field, fmt_age, fmt_bytes, Esc};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub id: i32,
+    pub name: String,
+    pub state: String,
+    /// `up`, `down` or `unknown` (never heard of).
+    pub health: &'static str,
+    pub free_bytes: Option<i64>,
+    pub total_bytes: Option<i64>,
+    pub free: String,
+    pub total: String,
+    pub heartbeat: String,
+    pub replicas: i64,
+    pub ssh: String,
+    pub public_url: String,
+    pub region: String,
+    pub last_error: Option<String>,
+}
+
+pub const SELECT: &str = "SELECT n.id, n.name, n.state, n.ssh_host, n.ssh_port, n.ssh_user, n.public_url, n.region,
+        s.up, s.free_bytes, s.total_bytes, s.checked_at, s.error,
+        (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = 'present')
+     FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id ORDER BY n.id";
+
+impl NodeView {
+    pub fn from_row(state: &AppState, row: &tokio_postgres::Row) -> NodeView {
+        let id: i32 = row.get(0);
+        let beat = state.heartbeats.latest(NodeId(id));
+        let status_up: Option<bool> = row.get(8);
+        let checked_at: Option<chrono::DateTime<chrono::Utc>> = row.get(11);
+        let status_age =
+            checked_at.map(|t| (chrono::Utc::now() - t).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::MAX);
+        let stale_after = Duration::from_secs(state.config.api.heartbeat_stale_secs);
+        let (health, free_bytes, total_bytes, age) = match &beat {
+            Some((b, age)) => (
+                if state.heartbeats.healthy(NodeId(id)).is_some() { "up" } else { "down" },
+                Some(b.free_bytes),
+                Some(b.total_bytes),
+                Some(*age),
+            ),
+            None => (
+                match status_up {
+                    Some(true) if status_age <= stale_after => "up",
+                    Some(_) => "down",
+                    None => "unknown",
+                },
+                row.get(9),
+                row.get(10),
+                checked_at.map(|_| status_age),
+            ),
+        };
+        let dash = || "—".to_owned();
+        NodeView {
+            id,
+            name: row.get(1),
+            state: row.get(2),
+            health,
+            free_bytes,
+            total_bytes,
+            free: free_bytes.map(fmt_bytes).unwrap_or_else(dash),
+            total: total_bytes.map(fmt_bytes).unwrap_or_else(dash),
+            heartbeat: age.map(fmt_age).unwrap_or_else(|| "never".into()),
+            replicas: row.get(13),
+            ssh: format!("{}@{}:{}", row.get::<_, String>(5), row.get::<_, String>(3), row.get::<_, i32>(4)),
+            public_url: row.get(6),
+            region: row.get(7),
+            last_error: row.get(12),
+        }
+    }
+}
+
+pub async fn load(state: &AppState) -> Result<Vec<NodeView>, crate::admin_ui::error::UiError> {
+    let rows = state.pool.get().await?.query(SELECT, &[]).await?;
+    Ok(rows.iter().map(|r| NodeView::from_row(state, r)).collect())
+}
+
+/// The state changes offered for a node in `state` (value, button label).
+pub fn transitions(state: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+    [("draining", "Drain"), ("disabled", "Disable"), ("active", "Activate")]
+        .into_iter()
+        .filter(move |(s, _)| *s != state)
+}
+
+/// One `<tr>` of the nodes table. `nodes.js` builds the same cells from the JSON.
+pub fn row_html(n: &NodeView, csrf: &str) -> String {
+    let mut actions = format!("<a href=\"/admin/nodes/{}\">Edit</a>", n.id);
+    for (value, label) in transitions(&n.state) {
+        let _ = write!(
+            actions,
+            "<form method=\"post\" action=\"/admin/nodes/{}/state\" class=\"inline\">{}\
+             <input type=\"hidden\" name=\"state\" value=\"{value}\">\
+             <button type=\"submit\" data-action=\"{value}\">{label}</button></form>",
+            n.id,
+            csrf_field(csrf)
+        );
+    }
+    format!(
+        "<tr data-id=\"{id}\" data-node=\"{name}\"><td class=\"c-name\"><a href=\"/admin/nodes/{id}\">{name}</a>\
+         <div class=\"sub\">{ssh} · {url}</div></td>\
+         <td class=\"c-state\"><span class=\"badge s-{state}\">{state}</span></td>\
+         <td class=\"c-health\"><span class=\"badge h-{health}\" title=\"{err}\">{health}</span></td>\
+         <td class=\"c-free num\">{free}</td><td class=\"c-total num\">{total}</td>\
+         <td class=\"c-heartbeat\">{beat}</td><td class=\"c-replicas num\">{replicas}</td>\
+         <td class=\"c-actions\" data-state=\"{state}\">{actions}</td></tr>",
+        id = n.id,
+        name = Esc(&n.name),
+        ssh = Esc(&n.ssh),
+        url = Esc(&n.public_url),
+        state = Esc(&n.state),
+        health = n.health,
+        err = Esc(n.last_error.as_deref().unwrap_or_default()),
+        free = Esc(&n.free),
+        total = Esc(&n.total),
+        beat = Esc(&n.heartbeat),
+        replicas = n.replicas,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_escape_node_fields() {
+        let n = NodeView {
+            id: 3,
+            name: "<n>".into(),
+            state: "active".into(),
+            health: "up",
+            free_bytes: Some(2048),
+            total_bytes: None,
+            free: "2.0 KiB".into(),
+            total: "—".into(),
+            heartbeat: "1.0 s ago".into(),
+            replicas: 4,
+            ssh: "u@h:22".into(),
+            public_url: "http://x/\"><script>".into(),
+            region: String::new(),
+            last_error: Some("it's <bad>".into()),
+        };
+        let html = row_html(&n, "tok");
+        assert!(html.contains("data-node=\"&lt;n&gt;\""));
+        assert!(html.contains("http://x/&quot;&gt;&lt;script&gt;"));
+        assert!(html.contains("title=\"it&#39;s &lt;bad&gt;\""));
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("data-action=\"draining\"") && html.contains("data-action=\"disabled\""));
+        assert!(!html.contains("data-action=\"active\""));
+    }
+}

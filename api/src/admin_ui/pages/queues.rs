@@ -1,0 +1,108 @@
+//! The queues page: depth, consumers and dead-letter counts of every `ferry.*` queue,
+//! from the RabbitMQ management API. The broker being unreachable is shown on the
+//! page, never a failed page.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::admin_ui::error::UiError;
+use crate::admin_ui::html::{notice, Esc, Page, Section};
+use crate::admin_ui::rabbit::{self, QueueStats};
+use crate::admin_ui::session::AdminSession;
+use crate::state::SharedState;
+
+fn count(v: Option<i64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_else(|| "—".into())
+}
+
+fn table(queues: &[QueueStats]) -> String {
+    let ferry: Vec<&QueueStats> = queues.iter().filter(|q| q.name.starts_with("ferry.")).collect();
+    let dead: i64 = ferry
+        .iter()
+        .filter(|q| q.name.ends_with(".dead"))
+        .map(|q| q.messages_ready.unwrap_or(0) + q.messages_unacknowledged.unwrap_or(0))
+        .sum();
+    let mut html = if dead > 0 {
+        notice("error", &format!("{dead} dead-lettered job(s): see the *.dead queues below."))
+    } else {
+        notice("ok", "No dead-lettered jobs.")
+    };
+    html.push_str(
+        "<table class=\"grid\" id=\"queues\"><thead><tr><th>Queue</th><th class=\"num\">Ready</th>\
+         <th class=\"num\">Unacked</th><th class=\"num\">Consumers</th></tr></thead><tbody>",
+    );
+    for q in &ferry {
+        let is_dead = q.name.ends_with(".dead");
+        let has_dead = is_dead && q.messages_ready.unwrap_or(0) + q.messages_unacknowledged.unwrap_or(0) > 0;
+        let class = match (is_dead, has_dead) {
+            (_, true) => " class=\"dead alert\"",
+            (true, false) => " class=\"dead\"",
+            _ => "",
+        };
+        let _ = write!(
+            html,
+            "<tr{class} data-queue=\"{name}\"><td class=\"mono\">{name}</td><td class=\"num\">{ready}</td>\
+             <td class=\"num\">{unacked}</td><td class=\"num\">{consumers}</td></tr>",
+            name = Esc(&q.name),
+            ready = count(q.messages_ready),
+            unacked = count(q.messages_unacknowledged),
+            consumers = count(q.consumers),
+        );
+    }
+    if ferry.is_empty() {
+        html.push_str("<tr class=\"empty\"><td colspan=\"4\">No ferry.* queues (not declared yet).</td></tr>");
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+/// `GET /admin/queues`
+pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Result<Response, UiError> {
+    let link = rabbit::ui_url(&state.config.broker.management_url)
+        .map(|url| {
+            format!(
+                " <a href=\"{}\" target=\"_blank\" rel=\"noopener noreferrer\" id=\"rabbit-ui\">\
+                 RabbitMQ management UI</a>",
+                Esc(&url)
+            )
+        })
+        .unwrap_or_default();
+    let mut body = format!("<p>Work queues, their retry tiers and dead-letter queues.{link}</p>");
+    match rabbit::queues(&state.config.broker).await {
+        Ok(queues) => body.push_str(&table(&queues)),
+        Err(error) => {
+            tracing::warn!(%error, "RabbitMQ management API unreachable");
+            body.push_str(&notice("error", &format!("RabbitMQ management API unreachable: {error}")));
+        }
+    }
+    Ok(Page { title: "Queues", section: Section::Queues, session: Some(&session), body, script: None }
+        .render(StatusCode::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(name: &str, ready: i64) -> QueueStats {
+        QueueStats { name: name.into(), messages_ready: Some(ready), messages_unacknowledged: Some(0), consumers: None }
+    }
+
+    #[test]
+    fn shows_ferry_queues_and_highlights_dead_letters() {
+        let html = table(&[
+            q("amq.gen-x", 5),
+            q("ferry.assemble", 2),
+            q("ferry.replicate.dead", 8),
+            q("ferry.delete.dead", 0),
+        ]);
+        assert!(!html.contains("amq.gen-x"));
+        assert!(html.contains("8 dead-lettered job(s)"));
+        assert!(html.contains("<tr class=\"dead alert\" data-queue=\"ferry.replicate.dead\">"));
+        assert!(html.contains("<tr class=\"dead\" data-queue=\"ferry.delete.dead\">"));
+        assert!(html.contains("<td class=\"num\">—</td>"));
+        assert!(table(&[q("ferry.assemble.dead", 0)]).contains("No dead-lettered jobs."));
+    }
+}
