@@ -482,28 +482,34 @@ async fn complete(
     let form = small_form(body, content_type(&headers)).await?;
     let md5 = parse_md5(form.get("md5").cloned().or(query.md5.clone()))?;
 
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let upload = Upload::load(&tx, id, user.id, true).await?;
-    match upload.effective_state() {
-        UploadState::Uploading => {
-            let total = upload.total_size.unwrap_or(upload.offset);
-            if upload.offset != total {
-                return Err(ApiError::bad_request(
-                    "upload_incomplete",
-                    format!("Only {} of {total} bytes have been received.", upload.offset),
-                ));
-            }
-            tx.execute("UPDATE uploads SET status = 'assembling', md5 = $2 WHERE id = $1", &[&id.0, &md5.to_string()])
+    // The connection goes back to the pool before the (long) wait for the verdict.
+    {
+        let mut client = state.pool.get().await?;
+        let tx = client.transaction().await?;
+        let upload = Upload::load(&tx, id, user.id, true).await?;
+        match upload.effective_state() {
+            UploadState::Uploading => {
+                let total = upload.total_size.unwrap_or(upload.offset);
+                if upload.offset != total {
+                    return Err(ApiError::bad_request(
+                        "upload_incomplete",
+                        format!("Only {} of {total} bytes have been received.", upload.offset),
+                    ));
+                }
+                tx.execute(
+                    "UPDATE uploads SET status = 'assembling', md5 = $2 WHERE id = $1",
+                    &[&id.0, &md5.to_string()],
+                )
                 .await?;
-            outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
-            tx.commit().await?;
-            state.relay.wake();
-            tracing::info!(upload.id = %id, "upload completing");
+                outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
+                tx.commit().await?;
+                state.relay.wake();
+                tracing::info!(upload.id = %id, "upload completing");
+            }
+            UploadState::Expired => return Err(ApiError::Expired),
+            // A repeated POST (a client retrying after a timeout) just waits again.
+            UploadState::Assembling | UploadState::Complete | UploadState::Failed => drop(tx),
         }
-        UploadState::Expired => return Err(ApiError::Expired),
-        // A repeated POST (a client retrying after a timeout) just waits again.
-        UploadState::Assembling | UploadState::Complete | UploadState::Failed => drop(tx),
     }
     verdict(&state, id, user.id, wait(&state, &query), &headers).await
 }

@@ -7,4 +7,5 @@ mod download;
 mod files;
 mod nodes;
 mod readme_curl;
+mod scale;
 mod upload;
