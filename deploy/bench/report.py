@@ -1,0 +1,468 @@
+#!/usr/bin/env python3
+"""Turns the raw results of measure.py (JSON) into the markdown table (stdout) and,
+with --out, docs/PERFORMANCE.md. Standard library only; can be re-run on a saved JSON:
+
+    deploy/bench/report.py /tmp/ferry-bench-results.json [--out docs/PERFORMANCE.md]
+
+Every figure is the median of the runs, with min and max. A ratio row pairs the runs
+of two series by index (run i of one with run i of the other: they ran back to back),
+so its median, min and max are of the per-run ratios.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+class Report:
+    def __init__(self, data):
+        self.data = data
+        self.series = data["series"]
+        self.meta = data["meta"]
+        self.rows = []
+        self.verdicts = []  # (section, what, met)
+
+    def values(self, key):
+        return [v for v in self.series.get(key, []) if v is not None]
+
+    def med(self, key):
+        v = self.values(key)
+        return statistics.median(v) if v else None
+
+    def section(self, title):
+        self.rows.append(f"| **{title}** | | | | | | |")
+        self.current = title
+
+    def row(self, what, values, unit, target="", check=None):
+        """check: a function of the median returning True/False; None: no target."""
+        if not values:
+            self.rows.append(f"| {what} | not measured | | | {unit} | {target} | |")
+            if check:
+                self.verdicts.append((self.current, what, target, None))
+            return
+        m = statistics.median(values)
+        met = ""
+        if check:
+            ok = check(m)
+            met = "yes" if ok else "**no**"
+            self.verdicts.append((self.current, what, target, ok))
+        self.rows.append(f"| {what} | {fmt(m)} | {fmt(min(values))} | {fmt(max(values))} | {unit} | {target} | {met} |")
+
+    def series_row(self, key, what, unit, target="", check=None):
+        self.row(what, self.values(key), unit, target, check)
+
+    def ratio(self, a, b):
+        va, vb = self.series.get(a, []), self.series.get(b, [])
+        return [x / y for x, y in zip(va, vb) if x is not None and y]
+
+    def ratio_row(self, a, b, what, target="", check=None):
+        self.row(what, self.ratio(a, b), "x", target, check)
+
+    def cpu_note(self, key):
+        runs = self.data.get("cpu", {}).get(key, [])
+        if not runs:
+            return ""
+        names = [n for n in runs[0] if not n.startswith("_")]
+        med = {n: statistics.median(r.get(n, 0) for r in runs) for n in names}
+        parts = [f"{n} {v:.1f}" for n, v in sorted(med.items(), key=lambda kv: -kv[1]) if v >= 0.05]
+        busy = statistics.median(r["_busy_cores"] for r in runs)
+        secs = statistics.median(r["_seconds"] for r in runs)
+        # What no listed process accounts for: the kernel's own threads, and anything else
+        # running on the machine (another user's build would show here).
+        other = statistics.median(max(0.0, r["_busy_cores"] * r["_seconds"] - sum(r.get(n, 0) for n in names))
+                                  for r in runs)
+        return (f"CPU-seconds (median of runs): {', '.join(parts) or 'none'}, anything else {other:.1f}; "
+                f"the machine was busy {busy:.1f} of {os.cpu_count()} cores over those {secs:.1f} s")
+
+    def cpu_line(self, label, key):
+        note = self.cpu_note(key)
+        return f"{label}: {note}." if label and note else f"{note}." if note else ""
+
+    # --- the table ----------------------------------------------------------------------
+
+    def build(self):
+        m = self.meta
+        size = m["size_mib"]
+        size_txt = f"{size // 1024} GiB" if size % 1024 == 0 else f"{size} MiB"
+        self.size_txt = size_txt
+        self.section(f"1. Upload ingest: {size_txt} in {m['chunk_mib']} MiB chunks, one client (peers' upload.py)")
+        self.series_row("ingest.ferry_multipart", "Ferry, multipart chunks (as the original's clients send them)",
+                        "MiB/s")
+        self.series_row("ingest.ferry_raw", "Ferry, raw-body chunks", "MiB/s")
+        self.series_row("ingest.ferry_raw_md5given", "Ferry, raw-body chunks, md5 precomputed (server alone)",
+                        "MiB/s")
+        self.series_row("ingest.drf", "drf-chunked-upload (the original's stack, gunicorn 2 sync workers)", "MiB/s")
+        self.series_row("ingest.tus", "@tus/server + file-store (Node)", "MiB/s")
+        self.series_row("ingest.cp_sync", "cp + sync of the same file (the disk's limit)", "MiB/s")
+        self.series_row("ingest.client_sink", "client ceiling: raw-put into nginx /sink (no server work, no disk)",
+                        "MiB/s")
+        self.series_row("ingest.client_sink_md5", "client ceiling with the client's md5 (drf mode, --finish-md5)",
+                        "MiB/s")
+        for mode, label in (("ferry_multipart", "multipart"), ("ferry_raw", "raw")):
+            self.ratio_row(f"ingest.{mode}", "ingest.drf", f"Ferry {label} ÷ drf", "≥ 5x", lambda v: v >= 5)
+            self.ratio_row(f"ingest.{mode}", "ingest.tus", f"Ferry {label} ÷ tus", "≥ 1.2x", lambda v: v >= 1.2)
+            self.ratio_row(f"ingest.{mode}", "ingest.cp_sync", f"Ferry {label} ÷ cp+sync", "≥ 0.7x",
+                           lambda v: v >= 0.7)
+
+        self.section(f"2. Completion to durable: {size_txt}, R = 2")
+        self.series_row("durable.ferry_s", "Ferry: completing POST → verified on 2 nodes", "s")
+        self.series_row("durable.post_s", "… of which the completing POST (200: md5 verified)", "s")
+        self.series_row("durable.shell_s", "shell baseline: md5sum, then rsync -e ssh to node1, then node2", "s")
+        self.ratio_row("durable.ferry_s", "durable.shell_s", "Ferry ÷ shell baseline, completion to durable", "≤ 0.6x", lambda v: v <= 0.6)
+
+        w = m["wrk_seconds"]
+        self.section(f"3. Download: the same {size_txt} file")
+        self.series_row("download.node_range", f"node agent, random 1 MiB Range GETs (wrk -t2 -c32, {w} s)", "MiB/s")
+        self.series_row("download.nginx_range", "nginx, same file, same requests", "MiB/s")
+        self.ratio_row("download.node_range", "download.nginx_range", "node agent ÷ nginx, Range", "≥ 0.9x",
+                       lambda v: v >= 0.9)
+        self.series_row("download.node_range.p99_ms", "node agent, Range p99 latency", "ms")
+        self.series_row("download.nginx_range.p99_ms", "nginx, Range p99 latency", "ms")
+        self.series_row("download.node_whole", "node agent, whole file, 1 stream (curl; sha256 checked as served)",
+                        "MiB/s")
+        self.series_row("download.nginx_whole", "nginx, whole file, 1 stream (curl)", "MiB/s")
+        self.ratio_row("download.node_whole", "download.nginx_whole", "node agent ÷ nginx, whole file", "≥ 0.9x",
+                       lambda v: v >= 0.9)
+
+        self.section(f"4. Redirect: GET /storage/download/<id>/ with a JWT (wrk -t2 -c64, {w} s)")
+        self.series_row("redirect.rps", "redirects (302)", "req/s", "≥ 10,000", lambda v: v >= 10_000)
+        self.series_row("redirect.p50_ms", "redirect p50 latency", "ms")
+        self.series_row("redirect.p99_ms", "redirect p99 latency", "ms", "< 10 ms", lambda v: v < 10)
+
+        self.section("5. Memory (peak RSS, VmHWM reset before each run)")
+        self.series_row("memory.api_peak_mib", "ferry-api peak RSS, 32 clients each uploading a 64 MiB chunk at once",
+                        "MiB", "< 100 MiB", lambda v: v < 100)
+        self.series_row("memory.api_idle_mib", "… ferry-api RSS just before", "MiB")
+        self.series_row("memory.worker_64m_mib", "ferry-worker peak RSS, assembling + replicating a 64 MiB file", "MiB")
+        small = self.med("memory.worker_64m_mib")
+        self.series_row("memory.worker_1g_mib", f"ferry-worker peak RSS, assembling + replicating a {size_txt} file", "MiB",
+                        "independent of size", None if small is None else
+                        (lambda v: v <= small + max(8, 0.1 * small)))
+
+        n = m["small_files"]
+        self.section(f"6. Many small files: {n:,} x 64 KiB uploaded, completed, on 2 nodes (16 client threads)")
+        self.series_row("small.w1", "1 worker process", "files/s")
+        self.series_row("small.w2", "2 worker processes", "files/s")
+        self.ratio_row("small.w2", "small.w1", "small files, 2 workers ÷ 1 worker", "≥ 1.6x", lambda v: v >= 1.6)
+
+    def table(self):
+        head = ["| what | median | min | max | unit | target | met? |",
+                "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+        return "\n".join(head + self.rows)
+
+    def summary(self):
+        met = [v for v in self.verdicts if v[3]]
+        missed = [v for v in self.verdicts if v[3] is False]
+        lines = [f"Targets met: {len(met)} of {len(self.verdicts)}."]
+        if missed:
+            lines.append("Missed: " + "; ".join(f"{what} ({target})" for _, what, target, _ in missed) + ".")
+        return " ".join(lines)
+
+    # --- notes ----------------------------------------------------------------------------
+
+    def notes(self):
+        med = self.med
+        out = []
+
+        def para(title, how, bounds):
+            text = f"### {title}\n\n" + "\n".join(f"- {x}" for x in how if x)
+            text += "\n\nWhat bounds it:\n\n" + "\n".join(f"- {x}" for x in bounds if x)
+            out.append(text + "\n")
+
+        drf, sink_md5, cp = med("ingest.drf"), med("ingest.client_sink_md5"), med("ingest.cp_sync")
+        reach = ""
+        if drf and sink_md5 and cp:
+            reach = (f"5x drf is {fmt(5 * drf)} MiB/s here, against a client ceiling of {fmt(sink_md5)} MiB/s "
+                     f"while the client computes the md5 (and {fmt(med('ingest.client_sink'))} MiB/s without), "
+                     f"and {fmt(cp)} MiB/s for cp + sync: ")
+            reach += ("out of reach for any server measured with this client on this machine."
+                      if 5 * drf > min(sink_md5, cp) else "within reach of the client and the disk.")
+        para("1. Upload ingest", [
+            "Every upload is `../shared/peers/client/upload.py` (one connection, keep-alive, 1 MiB blocks): "
+            "`drf` mode for drf-chunked-upload and Ferry's multipart row, `tus` mode for tus, `raw-put "
+            "--finish-md5` for Ferry's raw row. MiB/s = file size / client seconds, first request to last reply; "
+            "for drf and Ferry that includes the completing md5 POST (drf re-reads the whole file inside it; "
+            "Ferry answers 200 once its worker has checked the md5 against the running digest).",
+            "In `drf` and `--finish-md5` modes the client computes the md5 while it sends (as a real client must), "
+            "in a helper thread; the client-ceiling rows (raw-put into nginx's `/sink`, measured in the download "
+            "section's runs) show what that costs. The md5-precomputed row (`--md5`) shows the server alone.",
+            f"Ferry `fdatasync`s every chunk before it answers; drf and tus leave their bytes in the page cache. "
+            f"The `sync` right after their uploads (not in their figures) took {fmt(med('ingest.drf.sync_after_s'))} s "
+            f"(drf) and {fmt(med('ingest.tus.sync_after_s'))} s (tus), median; cp alone took "
+            f"{fmt(med('ingest.cp_alone_s'))} s of the cp + sync figure.",
+            f"Completing POST, median: Ferry multipart {fmt(med('ingest.ferry_multipart.finish_s'))} s, Ferry raw "
+            f"{fmt(med('ingest.ferry_raw.finish_s'))} s, drf {fmt(med('ingest.drf.finish_s'))} s.",
+            "Stored copies: drf's and tus's file is compared by md5 with the source after every run; Ferry checks "
+            "its md5 itself (the 200), and run 1's two node copies of the multipart upload are compared here. "
+            "Every Ferry upload then replicates (untimed) and is deleted, and the cluster is idle again, before "
+            "the next measurement.",
+        ], [
+            "The chunk protocol is stop-and-wait: the client sends chunk n+1 after chunk n's answer, and Ferry "
+            "answers once the chunk is hashed, written, fdatasync'ed and committed (two PostgreSQL commits: lease, "
+            "then offset + digest). Per 8 MiB chunk the fsync and the commits add to the transfer instead of "
+            "overlapping it.",
+            "ferry-api's CPU, profiled with perf (`-e cpu-clock`) on a 1 GiB raw upload: md5 about a third "
+            "(`md5::compress`), the copy into the page cache about a third (`copy_folio_from_iter_atomic`), "
+            "sha256 about an eighth (SHA-NI). All three run one after the other on the chunk's single writer "
+            "thread, and the fdatasync and the commits follow while the client waits. The machine is not "
+            "saturated during Ferry's uploads (busy cores below): the critical path is that one thread per "
+            "chunk. Hashing md5 and sha256 on separate threads (and writing on a third) would shorten it; so "
+            "would letting chunk n+1 arrive while chunk n is fsynced, which the protocol does not allow.",
+            "Multipart costs ferry-api a little more CPU than a raw body (boundary search and copies in multer), "
+            "see below.",
+            reach,
+            self.cpu_line("Ferry multipart", "ingest.ferry_multipart"),
+            self.cpu_line("Ferry raw", "ingest.ferry_raw"),
+            self.cpu_line("Ferry raw, md5 precomputed", "ingest.ferry_raw_md5given"),
+            self.cpu_line("drf", "ingest.drf"),
+            self.cpu_line("tus", "ingest.tus"),
+        ])
+        para("2. Completion to durable", [
+            "From sending the completing `POST <upload url>` (md5) of an uploaded file to the moment 2 of its "
+            "replicas are `present` (what `GET /admin/api/files/<id>` reports, read in PostgreSQL every 10 ms). "
+            "`present` means rsync finished and the node's `sha256sum` of the copy matched. Both node copies are "
+            "then compared with the source by md5 here (untimed).",
+            "The shell baseline is what the original's Celery task did after the upload: `md5sum` of the file, "
+            "then `rsync -e ssh` to node1, then to node2 (a fresh ssh connection each, default cipher), into the "
+            "same node roots over the same sshds; its source is in the page cache, as Ferry's staging copy is.",
+        ], [
+            "Ferry finalises the md5 from the running digest stored with the upload (no re-read), then runs the "
+            "two replicate jobs at once: rsync over a multiplexed ssh (aes128-gcm) to each node, then `sha256sum` "
+            "on each node, which re-reads its copy. The baseline reads the file for md5sum, then copies twice, one "
+            "node after the other, each with a new ssh handshake and the default cipher (chacha20-poly1305).",
+            "On 2 cores two rsyncs in parallel are CPU-bound (busy cores below; ssh encryption, rsync's checksums "
+            "on both ends, the node's sha256sum). R = 2 costs twice the CPU of one copy. Ferry gains by running "
+            "the copies side by side and by not re-reading the file for md5. The detached ssh ControlMaster "
+            "processes, which encrypt the data, count under 'anything else'.",
+            self.cpu_line("Ferry", "durable.ferry_s"),
+            self.cpu_line("Shell baseline", "durable.shell_s"),
+        ])
+        para("3. Download", [
+            f"The file from section 2, served by the node the API redirects to "
+            f"({self.data['notes'].get('download.node', '?')}) and by the peers' nginx (sendfile, 2 workers) "
+            "started on that node's directory: the very same file, on the same disk, in page cache. wrk runs the "
+            "peers' `range.lua` (random aligned 1 MiB ranges; MiB/s = requests/s); one Range answer from each is "
+            "checked byte for byte against the source first, and one whole download from the node by md5.",
+        ], [
+            "The node agent reads each step with `pread` into a freshly allocated, zero-filled 1 MiB buffer on the "
+            "blocking pool, then writes it to the socket: two copies per byte plus a memset, a fresh mmap'd buffer "
+            "(page faults) per request and a thread hand-off per step (perf: `_copy_to_iter`, `_copy_from_iter`, "
+            "`memset` ~7 %, `exc_page_fault`, `finish_task_switch`). nginx `sendfile`s from the page cache. "
+            "Both are CPU-bound here (2 cores shared with wrk), so the figure is CPU per byte: see the "
+            "CPU-seconds below against the MiB moved. Reusing buffers (or an allocator that keeps them, like "
+            "ferry-api's mimalloc), skipping the zero-fill, or sendfile/splice for plain ranges would close most "
+            "of the gap.",
+            "A whole-file read also hashes the stream with sha256 (the signed URL carries it). The agent spends "
+            "about one core on a single stream (CPU below): pread, sha256 and the copy to the socket for every "
+            "byte, where nginx's sendfile does no user-space work. Hashing on another thread than the reads "
+            "(it is one step at a time on the blocking pool now) would lift it.",
+            self.cpu_line("Node agent, Range", "download.node_range"),
+            self.cpu_line("nginx, Range", "download.nginx_range"),
+            self.cpu_line("Node agent, whole file", "download.node_whole"),
+            self.cpu_line("nginx, whole file", "download.nginx_whole"),
+        ])
+        para("4. Redirect", [
+            "wrk with the JWT header, 64 connections on 2 threads, after a 2 s warm-up; every answer must be a 302 "
+            "(any other status fails the run).",
+        ], [
+            "Per request: JWT (HS256) check, the replica-location cache (`api.replica_cache_ms`, so no PostgreSQL "
+            "query on a hit), in-memory heartbeats, an HMAC-SHA256 signature for the URL. perf shows the kernel's "
+            "scheduling and wake-ups on top; wrk's two threads share the 2 cores with ferry-api, so p99 is mostly "
+            "run-queue latency.",
+            self.cpu_line("", "redirect.rps"),
+        ])
+        para("5. Memory", [
+            "ferry-api: 32 threads released at once, each PUTting the first 64 MiB chunk of a new 128 MiB upload "
+            "as a raw body (2 GiB in flight). Peak = VmHWM once all answered, reset (`clear_refs` 5) before. The "
+            f"aggregate intake was {fmt(med('memory.api_concurrent_mib_s'))} MiB/s (every chunk fdatasync'ed). "
+            "These uploads are left open; their staging bytes are removed after each run.",
+            "ferry-worker: the larger VmHWM of the two workers from the completing POST until the file is on 2 "
+            f"nodes (section 2 for the {self.size_txt} file; 64 MiB files here). 'Independent of size' is read as: "
+            "the big file's peak within max(8 MiB, 10 %) of the 64 MiB file's.",
+        ], [
+            "Every chunk streams through a bounded channel (4 hyper frames) to its writer thread. ferry-api's "
+            "peak is therefore its RSS before the burst, plus a few frames and a blocking-pool thread per upload "
+            "in flight, plus what the allocator keeps around. ferry-api runs on mimalloc, which holds on to freed "
+            "memory, so the RSS before runs 2 and 3 is what run 1 left (VmHWM resets to the current RSS, not to "
+            "the idle one). Run 1 shows the growth from a fresh process; releasing memory after a burst (mimalloc "
+            "purge options) and bounding frames in bytes rather than count would cap the rest.",
+            "No file byte passes through a worker: the digest comes from the upload's row and rsync/ssh, child "
+            "processes, do the copying (their memory is not in the worker's RSS), so the worker's peak does not "
+            "grow with the file.",
+            self.cpu_line("", "memory.api_peak_mib"),
+        ])
+        para("6. Many small files", [
+            f"{self.meta['small_files']:,} different names, 64 KiB each, one-request uploads "
+            "(`POST /storage/tmp-upload/` with file, filename and md5; the answer waits for the worker's md5 "
+            "verdict and every one must be 200) from 16 client threads with kept-alive connections. files/s = "
+            "files / time from the first request until all their replicas (2 each) are `present` (read in "
+            "PostgreSQL every 100 ms). For 1 worker, worker2 is stopped (SIGTERM) during that run; runs alternate "
+            "2 workers, 1 worker.",
+            f"All uploads were answered after (median) {fmt(med('small.w2.upload_s'))} s with 2 workers and "
+            f"{fmt(med('small.w1.upload_s'))} s with 1; the rest of the time is replication.",
+        ], [
+            "Per file: one assemble and two replicate jobs through RabbitMQ quorum queues; each replicate spawns "
+            "rsync + an ssh client locally and an sshd session + shell + `rsync --server` on the node, then the "
+            "same again for `sha256sum`. A system-wide perf profile of this test (taken while this bench was "
+            "written, 300 files): ssh ~17 %, rsync ~14 %, "
+            "PostgreSQL ~11 %, RabbitMQ ~14 %, node shells + sshd ~13 %, Ferry's own processes ~6 %.",
+            "CPU: with 2 workers the 2 cores are saturated (busy cores below); one worker leaves some idle. The "
+            "2-worker gain cannot exceed that headroom (busy cores with 2 workers ÷ with 1) as long as the CPU per "
+            "file stays the same. On 2 cores the ratio shows the machine. To raise files/s, spawn fewer processes per "
+            "replica: one remote command that receives and hashes (one ssh session instead of two), or the node "
+            "agent accepting a signed PUT and hashing while it writes (no process at all).",
+            "The ssh ControlMaster processes run detached from the workers, so their CPU (the client-side "
+            "encryption of every multiplexed session) is counted under 'anything else'. With one worker part of "
+            "the worker's own share also shows up there, so the split between the two is approximate.",
+            self.cpu_line("2 workers", "small.w2"),
+            self.cpu_line("1 worker", "small.w1"),
+        ])
+        return "\n".join(out)
+
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine():
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) / (1 << 20)
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    osname = ""
+    if os.path.exists("/etc/os-release"):
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    osname = line.split("=", 1)[1].strip().strip('"')
+    return (f"{os.cpu_count()} cores ({model}), {mem:.1f} GiB RAM, {osname}, kernel {platform.release()}, "
+            f"one virtual disk ({sh('findmnt', '-no', 'SOURCE,FSTYPE', '/').replace(' ', ', ')})")
+
+
+def versions(peers):
+    parts = []
+    commit = sh("git", "-C", REPO, "rev-parse", "--short", "HEAD")
+    dirty = sh("git", "-C", REPO, "status", "--porcelain", "--untracked-files=no", "--", "api", "worker", "shared",
+               "node-agent", "monitor", "cli", "Cargo.lock")
+    parts.append(f"Ferry {commit}" + (" (with uncommitted changes in the crates)" if dirty else ""))
+    venv = os.path.join(peers, "drf", ".venv", "bin", "python")
+    if os.path.exists(venv):
+        parts.append(sh(venv, "-c", "import django, rest_framework, gunicorn; print(f'Django {django.__version__}, "
+                                    "DRF {rest_framework.__version__}, gunicorn {gunicorn.__version__}')"))
+    pkg = os.path.join(peers, "tus", "node_modules", "@tus", "server", "package.json")
+    if os.path.exists(pkg):
+        with open(pkg) as f:
+            parts.append(f"node {sh('node', '-v')}, @tus/server {json.load(f)['version']}")
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip() if sh("which", "nginx") else ""
+    if nginx:
+        parts.append(nginx.split(": ", 1)[-1])
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    parts.append(" ".join((wrk.stdout + wrk.stderr).split()[:2]))
+    rsync = sh("rsync", "--version").split()
+    if len(rsync) > 2:
+        parts.append(f"rsync {rsync[2]}")
+    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True)
+    parts.append((ssh.stderr or ssh.stdout).split(",")[0].strip())
+    return ", ".join(p for p in parts if p)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("json")
+    ap.add_argument("--out", help="write the whole report (docs/PERFORMANCE.md) here")
+    ap.add_argument("--command", default="deploy/bench/run", help="the command line to reproduce the run")
+    ap.add_argument("--peers", default=os.path.join(os.path.dirname(REPO), "shared", "peers"))
+    ap.add_argument("--load", default="", help="load averages when the run started")
+    ap.add_argument("--lean-nodes", action="store_true", help="the node sshds ran with HOME set to an empty dir")
+    args = ap.parse_args()
+    with open(args.json) as f:
+        data = json.load(f)
+    rep = Report(data)
+    rep.build()
+    table = rep.table()
+    errors = data.get("errors", [])
+    print(table)
+    print()
+    print(rep.summary())
+    if errors:
+        print("\nBROKEN: " + "; ".join(errors))
+    if not args.out:
+        return 0
+    m = data["meta"]
+    doc = [
+        "# Performance",
+        "",
+        f"Measured {m['started']} by `{args.command}` on this machine: {machine()}. "
+        f"Load average (1, 5, 15 min) when it started: {args.load or 'n/a'}; when it ended: "
+        f"{m.get('load_end', 'n/a')}. Versions: {versions(args.peers)}.",
+        "",
+        "To reproduce (from the repository root, as root on Debian 12; installs what is missing; "
+        "`deploy/dev bench` runs the same script):",
+        "",
+        "```sh",
+        args.command,
+        "```",
+        "",
+        f"It builds the release binaries, starts its own cluster with `deploy/dev up` on free ports in a scratch "
+        f"dir (PostgreSQL, RabbitMQ, 3 storage nodes with sshd + ferry-node, ferry-api, 2 ferry-workers, "
+        f"ferry-monitor; R = 2), starts the peers of `../shared/peers` (drf-chunked-upload, @tus/server, nginx) "
+        f"with their own scripts, and measures them side by side, interleaved run by run. Every figure is the "
+        f"median of {m['runs']} runs, with min and max; ratios are of the same run. The load averages above "
+        f"and the 'anything else' CPU-seconds in the notes show how much else ran on the machine meanwhile "
+        f"(the bench's own small-files test alone keeps dozens of processes runnable).",
+        "",
+        ("The nodes' sshds ran with `SetEnv HOME=<empty dir>`: sshd runs every remote command through the "
+         "login shell, and on this VM root's `~/.bashrc` runs `pyenv init` (~0.1 CPU-s and ~0.4 s per "
+         "command), which a storage node's ssh user would not; `--stock-nodes` measures without that change."
+         if args.lean_nodes else
+         "The nodes' sshds ran as `deploy/dev up` configures them (`--stock-nodes`): every remote command "
+         "(rsync --server, sha256sum) also ran root's shell start-up files."),
+        "",
+        rep.summary(),
+        "",
+        table,
+        "",
+    ]
+    if errors:
+        doc += ["**The run stopped early:** " + "; ".join(errors), ""]
+    doc += ["## What each figure measures, and what bounds it", "", rep.notes()]
+    with open(args.out + ".tmp", "w") as f:
+        f.write("\n".join(doc))
+    os.replace(args.out + ".tmp", args.out)
+    print(f"\nwritten to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
