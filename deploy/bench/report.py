@@ -218,17 +218,17 @@ class Report:
             "Every Ferry upload then replicates (untimed) and is deleted, and the cluster is idle again, before "
             "the next measurement.",
         ], [
-            "The chunk protocol is stop-and-wait: the client sends chunk n+1 after chunk n's answer, and Ferry "
-            "answers once the chunk is hashed, written, fdatasync'ed and committed (two PostgreSQL commits: lease, "
-            "then offset + digest). Per 8 MiB chunk the fsync and the commits add to the transfer instead of "
-            "overlapping it.",
-            "ferry-api's CPU, profiled with perf (`-e cpu-clock`) on a 1 GiB raw upload: md5 about a third "
-            "(`md5::compress`), the copy into the page cache about a third (`copy_folio_from_iter_atomic`), "
-            "sha256 about an eighth (SHA-NI). All three run one after the other on the chunk's single writer "
-            "thread, and the fdatasync and the commits follow while the client waits. The machine is not "
-            "saturated during Ferry's uploads (busy cores below): the critical path is that one thread per "
-            "chunk. Hashing md5 and sha256 on separate threads (and writing on a third) would shorten it; so "
-            "would letting chunk n+1 arrive while chunk n is fsynced, which the protocol does not allow.",
+            "Ferry hashes every byte twice as it arrives: md5 (what the client protocol checks) and sha256 (what "
+            "the nodes' scrub and the signed download links check). A chunk's frames go to two threads at once "
+            "(`api/src/upload/staging.rs`): md5 alone on one, sha256 + the write on the other, with writeback "
+            "started every 2 MiB so the chunk's closing fdatasync is short (about 1 ms, strace). md5 cannot be "
+            "split: on this CPU the md-5 crate hashes about 600 MiB/s on one core (OpenSSL's assembly: 784), "
+            "sha256 (sha2, SHA-NI) about 1,065 MiB/s, so the two digests cost ferry-api about 2.8 CPU-seconds "
+            "per GiB (perf: `md5::compress` about a third of all samples on the machine, sha256 a seventh).",
+            "The upload is CPU-bound on 2 cores shared with the client (busy cores below), which in `drf` and "
+            "`--finish-md5` modes hashes md5 too. tus computes no checksum at all, and drf's md5 is a re-read "
+            "after the last chunk. What would raise it: one digest instead of two (sha256 only on the nodes; "
+            "about 0.9 CPU-s per GiB), an assembly md5 (about 0.3).",
             "Multipart costs ferry-api a little more CPU than a raw body (boundary search and copies in multer), "
             "see below.",
             reach,
@@ -241,20 +241,22 @@ class Report:
         para("2. Completion to durable", [
             "From sending the completing `POST <upload url>` (md5) of an uploaded file to the moment 2 of its "
             "replicas are `present` (what `GET /admin/api/files/<id>` reports, read in PostgreSQL every 10 ms). "
-            "`present` means rsync finished and the node's `sha256sum` of the copy matched. Both node copies are "
+            "`present` means rsync finished and the copy's md5 matched the upload's. Both node copies are "
             "then compared with the source by md5 here (untimed).",
             "The shell baseline is what the original's Celery task did after the upload: `md5sum` of the file, "
             "then `rsync -e ssh` to node1, then to node2 (a fresh ssh connection each, default cipher), into the "
             "same node roots over the same sshds; its source is in the page cache, as Ferry's staging copy is.",
         ], [
             "Ferry finalises the md5 from the running digest stored with the upload (no re-read), then runs the "
-            "two replicate jobs at once: rsync over a multiplexed ssh (aes128-gcm) to each node, then `sha256sum` "
-            "on each node, which re-reads its copy. The baseline reads the file for md5sum, then copies twice, one "
+            "two replicate jobs at once: rsync over a multiplexed ssh (aes128-gcm) to each node with md5 as "
+            "rsync's transfer checksum (`--checksum-choice=md5`): the sender hashes staging as it reads it, the "
+            "receiver checks the file it rebuilt against that, and the worker compares it (`%C`) with the upload's "
+            "md5, so nothing re-reads the copy. The baseline reads the file for md5sum, then copies twice, one "
             "node after the other, each with a new ssh handshake and the default cipher (chacha20-poly1305).",
-            "On 2 cores two rsyncs in parallel are CPU-bound (busy cores below; ssh encryption, rsync's checksums "
-            "on both ends, the node's sha256sum). R = 2 costs twice the CPU of one copy. Ferry gains by running "
-            "the copies side by side and by not re-reading the file for md5. The detached ssh ControlMaster "
-            "processes, which encrypt the data, count under 'anything else'.",
+            "On 2 cores two rsyncs in parallel are CPU-bound (busy cores below; ssh encryption and rsync's "
+            "checksums on both ends). R = 2 costs twice the CPU of one copy. Ferry gains by running the copies "
+            "side by side and by not re-reading the file, neither for its md5 nor on the nodes. The detached ssh "
+            "ControlMaster processes, which encrypt the data, count under 'anything else'.",
             self.cpu_line("Ferry", "durable.ferry_s"),
             self.cpu_line("Shell baseline", "durable.shell_s"),
         ])
@@ -301,12 +303,15 @@ class Report:
             f"nodes (section 2 for the {self.size_txt} file; 64 MiB files here). 'Independent of size' is read as: "
             "the big file's peak within max(8 MiB, 10 %) of the 64 MiB file's.",
         ], [
-            "Every chunk streams through a bounded channel (4 hyper frames) to its writer thread. ferry-api's "
-            "peak is therefore its RSS before the burst, plus a few frames and a blocking-pool thread per upload "
-            "in flight, plus what the allocator keeps around. ferry-api runs on mimalloc, which holds on to freed "
-            "memory, so the RSS before runs 2 and 3 is what run 1 left (VmHWM resets to the current RSS, not to "
-            "the idle one). Run 1 shows the growth from a fresh process; releasing memory after a burst (mimalloc "
-            "purge options) and bounding frames in bytes rather than count would cap the rest.",
+            "Bytes read off the network and not yet hashed and written are bounded in bytes: 1 MiB per request "
+            "and 16 MiB for the whole process (permits held by each frame until both its threads are done, "
+            "`api/src/upload/staging.rs`); a request that finds the budget spent reads more slowly (TCP "
+            "back-pressure). ferry-api's peak is therefore its RSS before the burst, plus at most 16 MiB of "
+            "frames, hyper's read buffers and two blocking-pool threads per upload in flight, plus what the "
+            "allocator keeps around. mimalloc is built with `no_thp`: with transparent huge pages its segments "
+            "were backed by 2 MiB pages threads barely touched (`AnonHugePages` was about 90 MiB of this burst's "
+            "RSS). mimalloc keeps some freed memory, so the RSS before runs 2 and 3 is what run 1 left (VmHWM "
+            "resets to the current RSS, not to the idle one).",
             "No file byte passes through a worker: the digest comes from the upload's row and rsync/ssh, child "
             "processes, do the copying (their memory is not in the worker's RSS), so the worker's peak does not "
             "grow with the file.",
@@ -323,15 +328,16 @@ class Report:
             f"{fmt(med('small.w1.upload_s'))} s with 1; the rest of the time is replication.",
         ], [
             "Per file: one assemble and two replicate jobs through RabbitMQ quorum queues; each replicate spawns "
-            "rsync + an ssh client locally and an sshd session + shell + `rsync --server` on the node, then the "
-            "same again for `sha256sum`. A system-wide perf profile of this test (taken while this bench was "
-            "written, 300 files): ssh ~17 %, rsync ~14 %, "
-            "PostgreSQL ~11 %, RabbitMQ ~14 %, node shells + sshd ~13 %, Ferry's own processes ~6 %.",
-            "CPU: with 2 workers the 2 cores are saturated (busy cores below); one worker leaves some idle. The "
-            "2-worker gain cannot exceed that headroom (busy cores with 2 workers ÷ with 1) as long as the CPU per "
-            "file stays the same. On 2 cores the ratio shows the machine. To raise files/s, spawn fewer processes per "
-            "replica: one remote command that receives and hashes (one ssh session instead of two), or the node "
-            "agent accepting a signed PUT and hashing while it writes (no process at all).",
+            "rsync + an ssh client locally and an sshd session + shell + `rsync --server` on the node (one "
+            "session per replica: the copy's md5 comes from rsync itself, no second command re-reads it). A "
+            "system-wide perf profile of 300 files with 1 worker: rsync ~26 %, ssh ~15 %, PostgreSQL ~14 %, "
+            "sshd + node shells ~9 %, Ferry's own processes ~8 %, idle ~13 %.",
+            "CPU: with 2 workers the 2 cores are saturated (busy cores below); one worker already keeps them "
+            "about three quarters busy. The 2-worker gain cannot exceed that headroom (busy cores with 2 workers "
+            "÷ with 1) as long as the CPU per file stays the same: on 2 cores the ratio shows the machine, not "
+            "a shared lock (workers share nothing but the queues and PostgreSQL rows they claim). To raise "
+            "files/s, spawn fewer processes per replica: batch small files into one rsync per node, or let the "
+            "node agent accept a signed PUT and hash while it writes (no process at all).",
             "The ssh ControlMaster processes run detached from the workers, so their CPU (the client-side "
             "encryption of every multiplexed session) is counted under 'anything else'. With one worker part of "
             "the worker's own share also shows up there, so the split between the two is approximate.",

@@ -50,6 +50,8 @@ mkdir -p "$ROOT/ab" "$TMP/outside"
 q() { printf "'%s' " "$@"; } # the worker's quoting: every word single-quoted
 
 dry allow "sha256sum (worker quoting)" "$(q sha256sum -- "$FILE")"
+dry allow "md5sum (worker quoting)" "$(q md5sum -- "$FILE")"
+dry deny "md5sum outside the root" "$(q md5sum -- /etc/shadow)"
 dry allow "rm -f" "$(q rm -f -- "$FILE")"
 dry allow "mv aside (scrub)" "$(q mv -f -- "$FILE" "$FILE.corrupt-1764000000")"
 dry allow "orphan sweep find" "$(q find "$ROOT" -mindepth 2 -maxdepth 2 -type f -mmin +60)"
@@ -57,6 +59,12 @@ dry allow "find, root with a trailing slash" "$(q find "$ROOT/" -mindepth 2 -max
 dry allow "rsync receiver, plain args" "rsync --server -te.LsfxCIvu --timeout=60 --partial-dir .rsync-partial --mkpath . $FILE"
 dry allow "rsync receiver, --protect-args on stdin" "rsync --server -ste.LsfxCIvu" \
 	"rsync\0--timeout=60\0--partial-dir\0.rsync-partial\0--mkpath\0.\0$FILE\0\0"
+dry allow "rsync receiver, md5 transfer checksum (worker's exact stdin)" "rsync --server -ste.LsfxCIvu" \
+	"rsync\0--log-format=X\0--timeout=60\0--checksum-choice=md5\0--partial-dir\0.rsync-partial\0--mkpath\0.\0$FILE\0\0"
+dry deny "rsync receiver, other checksum choice" "rsync --server -ste.LsfxCIvu" \
+	"rsync\0--checksum-choice=none\0.\0$FILE\0\0"
+dry deny "rsync receiver, server-side log format" "rsync --server -ste.LsfxCIvu" \
+	"rsync\0--log-format=%f\0.\0$FILE\0\0"
 
 dry deny "interactive login" ""
 dry deny "a shell" "sh -c id"
@@ -105,6 +113,7 @@ refused() {
 }
 pushed() {
 	rsync_push "$TMP/upload" "$FILE" && cmp -s "$TMP/upload" "$FILE" &&
+		[[ $(cat "$TMP/push.out") == "ferry-transfer-md5 $(md5sum <"$TMP/upload" | cut -d' ' -f1)" ]] &&
 		[[ $(stat -c %a "$FILE") == 644 && ! -e $ROOT/ab/.rsync-partial ]]
 }
 remote_sha256_matches() {
@@ -172,8 +181,9 @@ live() {
 		-c aes128-gcm@openssh.com)
 	USER_AT=$user@127.0.0.1
 	rsync_push() {
-		rsync --protect-args --mkpath --times --chmod=F0644,D0755 --partial-dir=.rsync-partial --timeout=60 \
-			-e "${SSH[*]}" "$1" "$USER_AT:$2"
+		rsync --protect-args --mkpath --times --chmod=F0644,D0755 --partial-dir=.rsync-partial \
+			--checksum-choice=md5 "--out-format=ferry-transfer-md5 %C" --timeout=60 \
+			-e "${SSH[*]}" "$1" "$USER_AT:$2" >"$TMP/push.out"
 	}
 	remote() { "${SSH[@]}" "$USER_AT" -- "$(q "$@")"; }
 

@@ -38,8 +38,37 @@ impl RunningDigest {
         Ok(RunningDigest { md5, sha256 })
     }
 
+    /// The two hashes apart, to be advanced on separate threads (md5 cannot be
+    /// parallelised, so it gets a core of its own while sha256 runs beside the write).
+    pub fn split(self) -> (Md5Part, Sha256Part) {
+        (Md5Part(self.md5), Sha256Part(self.sha256))
+    }
+
+    /// Puts the two halves of [`RunningDigest::split`] back together.
+    pub fn join(md5: Md5Part, sha256: Sha256Part) -> RunningDigest {
+        RunningDigest { md5: md5.0, sha256: sha256.0 }
+    }
+
     pub fn finalize(self) -> (Md5, Sha256) {
         (Md5(self.md5.finalize().into()), Sha256(self.sha256.finalize().into()))
+    }
+}
+
+/// The md5 half of a [`RunningDigest`].
+pub struct Md5Part(md5::Md5);
+
+/// The sha256 half of a [`RunningDigest`].
+pub struct Sha256Part(sha2::Sha256);
+
+impl Md5Part {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+impl Sha256Part {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
     }
 }
 
@@ -58,6 +87,21 @@ mod tests {
         let mut resumed = RunningDigest::from_bytes(&a, &b).expect("valid state");
         resumed.update(&data[33_333..]);
         assert_eq!(resumed.finalize(), whole.finalize());
+    }
+
+    #[test]
+    fn split_halves_advanced_apart_give_the_same_digest() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let mut whole = RunningDigest::default();
+        whole.update(&data);
+        let mut first = RunningDigest::default();
+        first.update(&data[..777]);
+        let (mut md5, mut sha256) = first.split();
+        for piece in data[777..].chunks(4096) {
+            md5.update(piece);
+        }
+        sha256.update(&data[777..]);
+        assert_eq!(RunningDigest::join(md5, sha256).finalize(), whole.finalize());
     }
 
     #[test]

@@ -119,7 +119,16 @@ impl Ssh {
     /// Copies `local` to `relpath` on `node`. rsync writes a temp file in the target
     /// directory and renames it into place, so a half-copied file is never at the
     /// final name; `--partial-dir` keeps an interrupted transfer's bytes for the retry.
-    pub async fn push(&self, node: &NodeAddr, local: &Path, relpath: &str) -> Result<(), SshError> {
+    ///
+    /// Returns the md5 rsync computed over the whole file while sending it
+    /// (`--checksum-choice=md5`, printed with `%C`): the receiving rsync checks the file
+    /// it rebuilt against that same checksum and fails the transfer on a mismatch, so
+    /// when it equals the upload's md5 the node's copy is the client's bytes, with no
+    /// second session to re-read the copy on the node. `None` when rsync sent nothing
+    /// because an identical-looking file (same size and mtime) is already there — a
+    /// retry after a copy whose verdict was lost; the caller then checks the copy
+    /// itself.
+    pub async fn push(&self, node: &NodeAddr, local: &Path, relpath: &str) -> Result<Option<String>, SshError> {
         let shell = std::iter::once("ssh".to_owned()).chain(self.options(node.port)).collect::<Vec<_>>().join(" ");
         let mut cmd = Command::new("rsync");
         cmd.arg("--protect-args")
@@ -127,6 +136,8 @@ impl Ssh {
             .arg("--times")
             .arg("--chmod=F0644,D0755")
             .arg("--partial-dir=.rsync-partial")
+            .arg("--checksum-choice=md5")
+            .arg(format!("--out-format={TRANSFER_MD5}%C"))
             .arg(format!("--timeout={}", self.rsync_timeout_secs))
             .arg("-e")
             .arg(shell)
@@ -134,7 +145,8 @@ impl Ssh {
             .arg(format!("{}:{}", node.target(), node.path(relpath)));
         // Whole-transfer bound on top of rsync's I/O timeout.
         let limit = Duration::from_secs(self.rsync_timeout_secs.saturating_mul(30).max(60));
-        run("rsync", cmd, limit).await.map(|_| ())
+        let out = run("rsync", cmd, limit).await?;
+        Ok(transfer_md5(&out))
     }
 
     /// Runs `argv` on `node` (each word shell-quoted) and returns its stdout.
@@ -143,6 +155,12 @@ impl Ssh {
         cmd.args(self.options(node.port)).arg(node.target()).arg("--");
         cmd.arg(argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
         run("ssh", cmd, Duration::from_secs(self.rsync_timeout_secs.max(30))).await
+    }
+
+    /// md5 of `relpath` on `node`, computed on the node.
+    pub async fn remote_md5(&self, node: &NodeAddr, relpath: &str) -> Result<String, SshError> {
+        let out = self.exec(node, &["md5sum", "--", &node.path(relpath)]).await?;
+        Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
     }
 
     /// sha256 of `relpath` on `node`, computed on the node.
@@ -155,6 +173,18 @@ impl Ssh {
     pub async fn remove(&self, node: &NodeAddr, relpath: &str) -> Result<(), SshError> {
         self.exec(node, &["rm", "-f", "--", &node.path(relpath)]).await.map(|_| ())
     }
+}
+
+/// Marks the line of rsync's `--out-format` output that carries the transfer's md5.
+const TRANSFER_MD5: &str = "ferry-transfer-md5 ";
+
+/// The md5 in rsync's output, if it transferred the file (one file per call).
+fn transfer_md5(out: &str) -> Option<String> {
+    out.lines()
+        .filter_map(|line| line.strip_prefix(TRANSFER_MD5))
+        .map(str::trim)
+        .find(|sum| sum.len() == 32 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
 }
 
 async fn run(program: &'static str, mut cmd: Command, limit: Duration) -> Result<String, SshError> {
@@ -190,6 +220,18 @@ mod tests {
     fn quoting_survives_quotes_and_spaces() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn the_transfer_md5_is_read_from_rsyncs_output_only_when_well_formed() {
+        let sum = "8f74a3e7e25eaa410441677ff3f64ca3";
+        assert_eq!(transfer_md5(&format!("{TRANSFER_MD5}{sum}\n")).as_deref(), Some(sum));
+        assert_eq!(transfer_md5(&format!("noise\n{TRANSFER_MD5}{}\n", sum.to_uppercase())).as_deref(), Some(sum));
+        // Nothing transferred: rsync prints no line at all.
+        assert_eq!(transfer_md5(""), None);
+        // Unknown checksum (`%C` is blank when rsync has none) or a truncated one.
+        assert_eq!(transfer_md5(&format!("{TRANSFER_MD5}\n")), None);
+        assert_eq!(transfer_md5(&format!("{TRANSFER_MD5}{}\n", &sum[..31])), None);
     }
 
     #[test]

@@ -6,28 +6,71 @@
 //! a chunk that is never recorded lie beyond the recorded offset and are overwritten
 //! by the chunk that is.
 //!
-//! The writing and hashing happen on a blocking thread fed through a bounded channel,
-//! so neither disk latency nor hashing stalls the runtime, and memory per request is
-//! bounded.
+//! A chunk's frames go, as they arrive, to two blocking threads through bounded
+//! channels: one advances the md5, the other the sha256 and writes the bytes. md5 is
+//! inherently serial and the costliest step per byte (about twice sha256 with SHA-NI,
+//! four times the copy into the page cache), so it gets a thread of its own and the
+//! chunk's critical path is the md5 alone; the network side (hyper, on the runtime)
+//! overlaps both. Neither disk latency nor hashing stalls the runtime.
+//!
+//! Memory is bounded in bytes, not frames: a frame holds permits from a per-request
+//! budget ([`REQUEST_BUFFER`]) and a process-wide one ([`PROCESS_BUFFER`]) until both
+//! threads are done with it, so however many uploads run at once the bytes read off
+//! the network and not yet on disk stay under the process budget, and a request that
+//! finds it spent simply reads more slowly (TCP back-pressure on its client).
+//!
+//! Writeback is started every [`WRITEBACK_STEP`] bytes (`sync_file_range`), so the
+//! fdatasync that ends the chunk finds most of it on its way to the disk already
+//! instead of starting the whole chunk's I/O after its last byte.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
-use ferry_shared::hashing::RunningDigest;
-use tokio::sync::mpsc;
+use ferry_shared::hashing::{Md5Part, RunningDigest, Sha256Part};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 pub use ferry_shared::staging::{data_path, upload_dir};
 
-/// Frames buffered between the network and the disk writer thread; with hyper's
-/// frames of at most a few hundred KiB this bounds a request's memory.
-const WRITE_QUEUE: usize = 4;
+/// Bytes one request may have read and not yet hashed and written: enough for a few
+/// of hyper's frames (at most its ~400 KiB read buffer each) so the two threads never
+/// starve while the next frame is read.
+const REQUEST_BUFFER: u32 = 1 << 20;
+
+/// Bytes all requests together may hold that way (so 32 uploads at once hold no more
+/// than 16 at full speed would).
+const PROCESS_BUFFER: u32 = 16 << 20;
+
+/// The process-wide budget behind [`PROCESS_BUFFER`].
+static PROCESS_BUDGET: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(PROCESS_BUFFER as usize)));
+
+/// Channel slots per thread; the byte budgets are what bound memory, this only needs
+/// to exceed the frames that fit in [`REQUEST_BUFFER`].
+const QUEUE_FRAMES: usize = 64;
+
+/// A frame on its way to the two threads, holding its share of both budgets until
+/// the last of them drops it.
+struct Frame {
+    bytes: Bytes,
+    _request: OwnedSemaphorePermit,
+    _process: OwnedSemaphorePermit,
+}
+
+/// Bytes written between two writeback kicks.
+const WRITEBACK_STEP: u64 = 2 << 20;
 
 /// Writes one chunk at `offset` of an upload's data file, hashing it on the way
 /// (continuing the upload's running digest).
 pub struct ChunkWriter {
-    tx: mpsc::Sender<Bytes>,
-    join: tokio::task::JoinHandle<std::io::Result<RunningDigest>>,
+    budget: Arc<Semaphore>,
+    md5_tx: mpsc::Sender<Arc<Frame>>,
+    write_tx: mpsc::Sender<Arc<Frame>>,
+    md5: JoinHandle<Md5Part>,
+    write: JoinHandle<std::io::Result<Sha256Part>>,
 }
 
 impl ChunkWriter {
@@ -42,23 +85,46 @@ impl ChunkWriter {
             .await?
             .into_std()
             .await;
-        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-        let join = tokio::task::spawn_blocking(move || {
-            let (mut digest, mut at) = (digest, offset);
-            while let Some(frame) = rx.blocking_recv() {
-                digest.update(&frame);
-                file.write_all_at(&frame, at)?;
-                at += frame.len() as u64;
+        let (mut md5, mut sha256) = digest.split();
+        let (md5_tx, mut md5_rx) = mpsc::channel::<Arc<Frame>>(QUEUE_FRAMES);
+        let (write_tx, mut write_rx) = mpsc::channel::<Arc<Frame>>(QUEUE_FRAMES);
+        let md5 = tokio::task::spawn_blocking(move || {
+            while let Some(frame) = md5_rx.blocking_recv() {
+                md5.update(&frame.bytes);
+            }
+            md5
+        });
+        let write = tokio::task::spawn_blocking(move || {
+            let mut at = offset;
+            let mut kicked = offset;
+            while let Some(frame) = write_rx.blocking_recv() {
+                sha256.update(&frame.bytes);
+                file.write_all_at(&frame.bytes, at)?;
+                at += frame.bytes.len() as u64;
+                if at - kicked >= WRITEBACK_STEP {
+                    start_writeback(&file, kicked, at - kicked);
+                    kicked = at;
+                }
             }
             file.sync_data()?;
-            Ok(digest)
+            Ok(sha256)
         });
-        Ok(ChunkWriter { tx, join })
+        let budget = Arc::new(Semaphore::new(REQUEST_BUFFER as usize));
+        Ok(ChunkWriter { budget, md5_tx, write_tx, md5, write })
     }
 
-    pub async fn write(&mut self, frame: Bytes) -> std::io::Result<()> {
-        if self.tx.send(frame).await.is_err() {
-            // The writer thread stopped: its error comes out of `finish`.
+    /// Hands `bytes` to the two threads once the budgets have room for them (a frame
+    /// larger than a budget takes all of it).
+    pub async fn write(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        let closed = |_| std::io::Error::other("upload buffer closed");
+        let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let request = self.budget.clone().acquire_many_owned(size.min(REQUEST_BUFFER)).await.map_err(closed)?;
+        let process = PROCESS_BUDGET.clone().acquire_many_owned(size.min(PROCESS_BUFFER)).await.map_err(closed)?;
+        let frame = Arc::new(Frame { bytes, _request: request, _process: process });
+        // A closed channel means the thread stopped: the writer's error comes out of
+        // `finish` (the md5 thread only stops when its channel closes).
+        let sent = self.md5_tx.send(frame.clone()).await.is_ok() && self.write_tx.send(frame).await.is_ok();
+        if !sent {
             return Err(std::io::Error::other("staging writer stopped"));
         }
         Ok(())
@@ -67,7 +133,26 @@ impl ChunkWriter {
     /// Waits for every byte to be on disk (fdatasync) and returns the digest advanced
     /// over the chunk.
     pub async fn finish(self) -> std::io::Result<RunningDigest> {
-        drop(self.tx);
-        self.join.await.map_err(std::io::Error::other)?
+        let ChunkWriter { md5_tx, write_tx, md5, write, .. } = self;
+        drop((md5_tx, write_tx));
+        let sha256 = write.await.map_err(std::io::Error::other)??;
+        let md5 = md5.await.map_err(std::io::Error::other)?;
+        Ok(RunningDigest::join(md5, sha256))
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` back to the disk, without
+/// waiting for it. Only an optimisation: the final fdatasync is what makes the chunk
+/// durable, so a failure here is ignored (it shows again there if it matters). The one
+/// `unsafe` in the crate: neither std nor nix wraps `sync_file_range(2)`.
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: plain syscall on a file descriptor we own for the duration of the call;
+    // no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }

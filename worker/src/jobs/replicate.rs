@@ -1,5 +1,6 @@
-//! Replicate: copy a file from staging to one node with rsync over SSH, verify its
-//! sha256 on the node, and only then record the replica as present. When every
+//! Replicate: copy a file from staging to one node with rsync over SSH, check that
+//! the copy is the upload's bytes (rsync's whole-file md5 against the md5 verified at
+//! completion), and only then record the replica as present. When every
 //! wanted replica is present the staging copy is released.
 
 use std::sync::Arc;
@@ -14,7 +15,8 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     let client = ctx.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT r.state, f.sha256, f.deleted_at IS NOT NULL, n.state, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
+            "SELECT r.state, f.sha256, f.deleted_at IS NOT NULL, n.state, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path,
+                    f.md5
              FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
              WHERE r.file_id = $1 AND r.node_id = $2",
             &[&file.0, &node.0],
@@ -33,6 +35,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         return Err(JobError::Permanent(format!("node {node} is disabled")));
     }
     let addr = NodeAddr { host: row.get(4), port: row.get(5), user: row.get(6), root: row.get(7) };
+    let md5: String = row.get(8);
     client
         .execute(
             "UPDATE replicas SET state = 'copying', attempts = attempts + 1, updated_at = now()
@@ -48,12 +51,17 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     }
     let relpath = file.node_relpath();
     let started = std::time::Instant::now();
-    ctx.ssh.push(&addr, &source, &relpath).await?;
-    let remote = ctx.ssh.remote_sha256(&addr, &relpath).await?;
-    if !remote.eq_ignore_ascii_case(&sha256) {
-        // Never leave a bad copy where a redirect could find it.
+    let copied = match ctx.ssh.push(&addr, &source, &relpath).await? {
+        Some(sent) => sent,
+        // Nothing sent: a copy from an earlier attempt is there; read it back.
+        None => ctx.ssh.remote_md5(&addr, &relpath).await?,
+    };
+    if !copied.eq_ignore_ascii_case(&md5) {
+        // Never leave a bad copy where a redirect could find it. A mismatch here means
+        // the staging copy no longer holds the verified bytes (or the node's copy is
+        // damaged); a retry re-sends, and repair restores staging from a good node.
         let _ = ctx.ssh.remove(&addr, &relpath).await;
-        return Err(JobError::Retry(format!("sha256 on node {node} is {remote}, expected {sha256}")));
+        return Err(JobError::Retry(format!("md5 of the copy on node {node} is {copied}, expected {md5}")));
     }
 
     let mut client = ctx.pool.get().await?;
