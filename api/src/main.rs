@@ -16,6 +16,21 @@ use ferry_shared::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `purge_delay` option (`mi_option_e` in mimalloc.h; the -sys crate names
+/// only some of the options).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Returns memory freed after a burst of uploads to the OS at once instead of after
+/// mimalloc's default delay, which an idle thread never reaches: with the default, the
+/// RSS left after 32 concurrent 64 MiB chunks stayed at 70-90 MiB; with 0, 45-50 MiB.
+/// The cost is an madvise per fully freed page, invisible next to the uploads.
+#[allow(unsafe_code)]
+fn purge_freed_memory_promptly() {
+    // SAFETY: sets an integer option; mimalloc reads options at each use and this is
+    // called before any thread but main exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 /// Ferry's HTTP API: chunked uploads, file listings, download redirects, admin API.
 ///
 /// Configuration comes from the TOML file given with --config, then FERRY_* environment
@@ -52,8 +67,12 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    purge_freed_memory_promptly();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     ferry_shared::telemetry::init();
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;

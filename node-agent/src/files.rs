@@ -1,205 +1,151 @@
-//! `GET|HEAD /files/<id>?exp=..&sig=..`: a redirected client's download. The URL must
-//! carry a valid, unexpired signature from the API; the path is built only from the
-//! parsed file id, so nothing outside the storage root can be named.
+//! `GET|HEAD /files/{id}?exp=..&sig=..`: a download the API redirected here.
+//!
+//! Order of checks: the id must parse (else 404, before anything else, so a traversal
+//! attempt never gets further), the link must be signed and fresh (403), the file must
+//! be here (404). Only then are the `If-Range` and `Range` headers looked at.
 
-use std::os::unix::fs::FileExt;
+use std::fs::{File, Metadata};
+use std::path::Path as FsPath;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
-use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use bytes::Bytes;
-use ferry_shared::signing::{self, SignatureError};
-use ferry_shared::types::{FileId, Sha256};
-use serde::Deserialize;
-use serde_json::json;
-use sha2::Digest;
-use std::path::PathBuf;
+use ferry_shared::types::FileId;
 
+use crate::body::{self, Verify};
+use crate::buffers::Buffer;
+use crate::error::ServeError;
+use crate::link::{self, LinkQuery};
 use crate::range::{self, RangeOutcome};
-use crate::NodeState;
-
-/// Bytes read per step of a body: large enough that a 1 MiB range is one read, small
-/// enough to bound memory per connection.
-const READ_STEP: u64 = 1 << 20;
-
-#[derive(Debug, Deserialize)]
-pub struct Signature {
-    exp: Option<i64>,
-    /// The file's sha256 as the API knows it (signed too): a whole-file read is checked
-    /// against it while it is served.
-    sha: Option<String>,
-    sig: Option<String>,
-}
-
-fn error(status: StatusCode, code: &str, detail: &str) -> Response {
-    (status, Json(json!({"detail": detail, "code": code}))).into_response()
-}
+use crate::state::NodeState;
+use crate::validator;
+use crate::verified::CopyKey;
 
 pub async fn serve(
     State(state): State<Arc<NodeState>>,
-    Path(id): Path<String>,
-    Query(signature): Query<Signature>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<LinkQuery>, QueryRejection>,
     method: Method,
     headers: HeaderMap,
-) -> Response {
-    let Ok(id) = id.parse::<FileId>() else {
-        return error(StatusCode::NOT_FOUND, "not_found", "No such file.");
+) -> Result<Response, ServeError> {
+    // The path segment arrives percent-decoded; anything but a UUID (`..%2f..`, NUL,
+    // an absolute path) fails here, and only the parsed id ever becomes a path.
+    let id: FileId = id.ok().and_then(|Path(raw)| raw.parse().ok()).ok_or(ServeError::NotFound)?;
+    // A query that does not even decode (e.g. a repeated `sig`) is a broken link.
+    let Query(query) = query.map_err(|_| ServeError::MalformedLink)?;
+    let expected = link::authorize(state.secret(), id, &query, chrono::Utc::now().timestamp())?;
+
+    // HEAD gets the same headers but no body, so the file is not read at all.
+    let buffer = if method == Method::HEAD { None } else { Some(state.buffers().take().await) };
+    let path = state.path_of(id);
+    let opened = {
+        let path = path.clone();
+        let range = headers.get(header::RANGE).cloned();
+        let if_range = headers.get(header::IF_RANGE).cloned();
+        tokio::task::spawn_blocking(move || open(&path, id, range.as_ref(), if_range.as_ref(), buffer))
+            .await
+            .map_err(|e| ServeError::Internal { context: "opening a file", source: std::io::Error::other(e) })??
     };
-    let (Some(exp), Some(sig)) = (signature.exp, signature.sig.as_deref()) else {
-        return error(StatusCode::FORBIDDEN, "invalid_signature", "The download link is not signed.");
-    };
-    let expected = match signature.sha.as_deref().map(str::parse::<Sha256>) {
-        None => None,
-        Some(Ok(sha)) => Some(sha),
-        Some(Err(_)) => return error(StatusCode::FORBIDDEN, "invalid_signature", "The download link is malformed."),
-    };
-    match signing::verify(&state.secret, id, exp, expected.as_ref(), sig, chrono::Utc::now().timestamp()) {
-        Ok(()) => {}
-        Err(SignatureError::Expired) => {
-            return error(StatusCode::FORBIDDEN, "link_expired", "The download link has expired.");
-        }
-        Err(SignatureError::Invalid) => {
-            return error(StatusCode::FORBIDDEN, "invalid_signature", "The download link signature is invalid.");
-        }
-    }
-    let path = state.root.join(id.node_relpath());
-    let served_path = path.clone();
-    let opened = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        let meta = file.metadata()?;
-        Ok::<_, std::io::Error>((file, meta))
-    })
-    .await;
-    let (file, meta) = match opened {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return error(StatusCode::NOT_FOUND, "not_found", "No such file on this node.");
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, file.id = %id, "cannot open file");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error.");
-        }
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error."),
-    };
+    let Opened { file, meta, etag, outcome, first } = opened;
     let len = meta.len();
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-    // Files are immutable once in place, so id + size + mtime identify the bytes.
-    let etag = format!("\"{}-{len:x}-{mtime:x}\"", id.0.simple());
+    let (status, start) = match outcome {
+        RangeOutcome::Full => (StatusCode::OK, 0),
+        RangeOutcome::Partial { start, .. } => (StatusCode::PARTIAL_CONTENT, start),
+        RangeOutcome::Unsatisfiable => return Err(ServeError::RangeNotSatisfiable { len }),
+    };
+    let count = outcome.byte_count(len);
 
-    let if_range_ok = headers.get(header::IF_RANGE).is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == etag));
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok);
-    let (status, start, count) = match range::parse(range_header, len) {
-        RangeOutcome::Full => (StatusCode::OK, 0, len),
-        RangeOutcome::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        RangeOutcome::Unsatisfiable => {
-            let mut response =
-                error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "The range is outside the file.");
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
-            return response;
-        }
+    // Only a whole-file read can be checked against the whole file's checksum, and a
+    // copy verified recently (unchanged since) is not hashed again; see `verified`.
+    let key = CopyKey::of(&meta);
+    let verify = expected
+        .filter(|_| status == StatusCode::OK)
+        .filter(|sha| !state.verified().is_fresh(id, key, sha))
+        .map(|expected| Verify { expected, id, path, key, state: state.clone() });
+    let verifying = verify.is_some();
+    let body = if method == Method::HEAD {
+        axum::body::Body::empty()
+    } else {
+        body::stream(state.clone(), file, start, count, first, verify)
     };
 
-    // A whole-file read with a known checksum is verified on the way out.
-    let verify =
-        (status == StatusCode::OK).then_some(expected).flatten().map(|sha| (sha, served_path, id, state.clone()));
-    let body = if method == Method::HEAD { Body::empty() } else { stream(file, start, count, verify) };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    // Links are per-user and expire; shared caches must not keep the bytes.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::try_from(etag) {
         h.insert(header::ETAG, value);
     }
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1)) {
+    if let RangeOutcome::Partial { start, end } = outcome {
+        if let Ok(value) = HeaderValue::try_from(format!("bytes {start}-{end}/{len}")) {
             h.insert(header::CONTENT_RANGE, value);
         }
     }
-    response
+    tracing::debug!(
+        file.id = %id,
+        status = status.as_u16(),
+        offset_bytes = start,
+        size_bytes = count,
+        verifying,
+        "serving"
+    );
+    Ok(response)
 }
 
-/// The body: `count` bytes from `start`, read with `pread` on the blocking pool in
-/// steps of at most [`READ_STEP`], one step ahead of the socket at most. With
-/// `verify`, the bytes are hashed as they go and, if the whole does not match, the
-/// copy is moved aside so it is never served again; the monitor's scrub then finds it
-/// missing and the file is repaired from a good replica.
-fn stream(file: std::fs::File, start: u64, count: u64, verify: Option<Verify>) -> Body {
-    let file = Arc::new(file);
-    let hasher = verify.map(|v| (sha2::Sha256::new(), v));
-    let steps = futures::stream::unfold((file, start, count, hasher), |(file, offset, left, hasher)| async move {
-        if left == 0 {
-            return None;
-        }
-        let want = left.min(READ_STEP) as usize;
-        let reader = file.clone();
-        // Read and hash on the blocking pool; the hasher travels with the step.
-        let read = tokio::task::spawn_blocking(move || {
-            let mut hasher = hasher;
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match reader.read_at(&mut buf[filled..], offset + filled as u64)? {
-                    0 => {
-                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while served"))
-                    }
-                    n => filled += n,
-                }
-            }
-            if let Some((h, _)) = hasher.as_mut() {
-                h.update(&buf);
-            }
-            // Checked with the last bytes read: the stream may not be polled again
-            // once Content-Length bytes are out.
-            if want as u64 == left {
-                if let Some((h, verify)) = hasher.take() {
-                    check_served(h, verify);
-                }
-            }
-            Ok((Bytes::from(buf), hasher))
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match read {
-            Ok((bytes, hasher)) => {
-                ferry_shared::metrics::BYTES_SERVED.with_label_values(&["node"]).inc_by(bytes.len() as u64);
-                Some((Ok(bytes), (file, offset + want as u64, left - want as u64, hasher)))
-            }
-            // End the stream after the error: the client sees a truncated body.
-            Err(e) => Some((Err(e), (file, offset, 0, None))),
-        }
-    });
-    Body::from_stream(steps)
+/// What [`open`] found: the open file, its metadata and tag, which bytes to send, and
+/// the first step of them if a buffer was given.
+struct Opened {
+    file: File,
+    meta: Metadata,
+    etag: String,
+    outcome: RangeOutcome,
+    first: Option<Bytes>,
 }
 
-/// What a verified whole-file read checks against: the signed checksum, the file's
-/// path and id, and where to report a mismatch.
-type Verify = (Sha256, PathBuf, FileId, Arc<NodeState>);
-
-/// Runs on the blocking pool, with the last bytes of the file.
-fn check_served(hasher: sha2::Sha256, (expected, path, id, state): Verify) {
-    let actual: [u8; 32] = hasher.finalize().into();
-    if actual == expected.0 {
-        return;
-    }
-    if let Ok(mut corrupt) = state.corrupt.lock() {
-        if corrupt.len() >= crate::CORRUPT_REPORTS {
-            corrupt.pop_front();
+/// Opens the copy of `id`, decides the range, and reads the first step into `buffer`:
+/// all in one trip to the blocking pool, so a range of up to one step (the common
+/// 1 MiB resume) needs no other. Without a buffer (HEAD) nothing is read.
+fn open(
+    path: &FsPath,
+    id: FileId,
+    range: Option<&HeaderValue>,
+    if_range: Option<&HeaderValue>,
+    buffer: Option<Buffer>,
+) -> Result<Opened, ServeError> {
+    let opened = File::open(path).and_then(|file| file.metadata().map(|meta| (file, meta)));
+    let (file, meta) = match opened {
+        // Something other than a regular file at that name (a directory left by a
+        // broken copy) is as good as absent.
+        Ok((file, meta)) if meta.is_file() => (file, meta),
+        Ok(_) => return Err(ServeError::NotFound),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ServeError::NotFound),
+        Err(source) => return Err(ServeError::Internal { context: "opening a file", source }),
+    };
+    let len = meta.len();
+    let etag = validator::etag(id, len, meta.modified().ok());
+    let range = range.filter(|_| validator::if_range_allows(if_range, &etag)).and_then(|v| v.to_str().ok());
+    let outcome = range::parse(range, len);
+    let start = match outcome {
+        RangeOutcome::Partial { start, .. } => start,
+        RangeOutcome::Full | RangeOutcome::Unsatisfiable => 0,
+    };
+    let count = outcome.byte_count(len);
+    let first = match buffer {
+        Some(buffer) if count > 0 => {
+            let want = count.min(buffer.as_ref().len() as u64) as usize;
+            Some(
+                body::fill(&file, buffer, start, want)
+                    .map_err(|source| ServeError::Internal { context: "reading a file", source })?,
+            )
         }
-        corrupt.push_back(id);
-    }
-    let aside = path.with_extension(format!("corrupt-{}", chrono::Utc::now().timestamp()));
-    tracing::error!(file = %path.display(), "served copy does not match its sha256; moving it aside");
-    ferry_shared::metrics::CORRUPT_REPLICAS.with_label_values(&["served"]).inc();
-    if let Err(error) = std::fs::rename(&path, &aside) {
-        tracing::error!(%error, "could not move the corrupt copy aside");
-    }
+        _ => None,
+    };
+    Ok(Opened { file, meta, etag, outcome, first })
 }

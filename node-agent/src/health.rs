@@ -1,36 +1,82 @@
-//! `GET /health`: free and total bytes of the storage root's filesystem (not `/`),
-//! for the monitor's probes.
+//! How the node reports itself: `GET /health` for the monitor's probes (free and total
+//! bytes of the storage root's filesystem, which need not be `/`), and the `/readyz`
+//! check.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use ferry_shared::ops::ReadyCheck;
+use ferry_shared::types::FileId;
+use serde::Serialize;
 
-use crate::NodeState;
+use crate::error::ServeError;
+use crate::state::NodeState;
 
-pub async fn health(State(state): State<Arc<NodeState>>) -> Response {
-    let root = state.root.clone();
-    let stats = tokio::task::spawn_blocking(move || nix::sys::statvfs::statvfs(&root)).await;
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    /// Bytes an unprivileged writer (rsync as the ferry user) can still use.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Copies found corrupt while served; the monitor marks these replicas failed.
+    pub corrupt: Vec<FileId>,
+}
+
+/// `(free, total)` bytes of the filesystem holding `root`, from statvfs. `f_frsize` is
+/// the unit of the block counts (not `f_bsize`, which merely equals it on most Linux
+/// file systems); `f_bavail` leaves out the blocks reserved for root.
+pub fn space(root: &Path) -> nix::Result<(u64, u64)> {
+    let stats = nix::sys::statvfs::statvfs(root)?;
+    let unit = stats.fragment_size();
+    Ok((stats.blocks_available().saturating_mul(unit), stats.blocks().saturating_mul(unit)))
+}
+
+pub async fn health(State(state): State<Arc<NodeState>>) -> Result<Json<Health>, ServeError> {
+    let root = state.root().to_path_buf();
+    // statvfs can block for a long time on a sick disk or a network mount.
+    let stats = tokio::task::spawn_blocking(move || space(&root)).await;
     match stats {
-        Ok(Ok(s)) => {
-            let block = s.fragment_size();
-            let corrupt: Vec<String> =
-                state.corrupt.lock().map(|c| c.iter().map(|id| id.to_string()).collect()).unwrap_or_default();
-            Json(json!({
-                "status": "ok",
-                "free_bytes": s.blocks_available() * block,
-                "total_bytes": s.blocks() * block,
-                "corrupt": corrupt,
-            }))
-            .into_response()
+        Ok(Ok((free_bytes, total_bytes))) => {
+            Ok(Json(Health { status: "ok", free_bytes, total_bytes, corrupt: state.corrupt() }))
         }
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"detail": "The storage root is not accessible.", "code": "root_unavailable"})),
-        )
-            .into_response(),
+        Ok(Err(errno)) => {
+            tracing::warn!(error = %errno, root = %state.root().display(), "statvfs of the storage root failed");
+            Err(ServeError::RootUnavailable)
+        }
+        Err(e) => Err(ServeError::Internal { context: "statvfs task", source: std::io::Error::other(e) }),
+    }
+}
+
+/// Ready when the root is a directory this process can list: a missing mount or a
+/// permissions mistake shows up before any download fails.
+pub fn ready_check(root: PathBuf) -> ReadyCheck {
+    Arc::new(move || {
+        let root = root.clone();
+        Box::pin(async move {
+            match tokio::fs::read_dir(&root).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("storage root {} is not a readable directory: {e}", root.display())),
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_of_an_existing_directory() {
+        let (free, total) = space(&std::env::temp_dir()).expect("statvfs of the temp dir");
+        assert!(total > 0);
+        assert!(free <= total);
+    }
+
+    #[test]
+    fn space_of_a_missing_directory_fails() {
+        let missing = std::env::temp_dir().join(format!("ferry-missing-{}", FileId::new()));
+        assert!(space(&missing).is_err());
     }
 }

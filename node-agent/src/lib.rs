@@ -1,10 +1,20 @@
 //! `ferry-node`: the agent beside sshd on each storage node. Workers put files into
 //! its root with rsync over SSH; the agent serves them to clients the API redirected
 //! here (signed, expiring URLs; HTTP Range) and reports the root's free space.
+//!
+//! It knows nothing of the database: everything it serves is named by a signed file
+//! id, and everything it reports is read from the root.
 
+pub mod body;
+pub mod buffers;
+pub mod error;
 pub mod files;
 pub mod health;
+pub mod link;
 pub mod range;
+pub mod state;
+pub mod validator;
+pub mod verified;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,46 +23,74 @@ use axum::routing::get;
 use axum::Router;
 use ferry_shared::config::Config;
 use ferry_shared::ops;
+use ferry_shared::shutdown::DRAIN_DEADLINE;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub struct NodeState {
-    pub root: PathBuf,
-    pub secret: Vec<u8>,
-    /// Files whose served bytes did not match their checksum (moved aside), reported
-    /// in `/health` so the monitor marks those replicas failed at once. Bounded.
-    pub corrupt: std::sync::Mutex<std::collections::VecDeque<ferry_shared::types::FileId>>,
+pub use error::ServeError;
+pub use state::{NodeState, Options};
+
+/// Why the agent could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create the storage root {path}: {source}")]
+    CreateRoot { path: PathBuf, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
-/// How many corrupt-file reports `/health` keeps.
-pub const CORRUPT_REPORTS: usize = 100;
-
+/// The agent's routes over `state`: downloads, `/health`, and the shared `/healthz`,
+/// `/readyz`, `/metrics`. Every error, unknown routes and methods included, has the
+/// JSON error body.
 pub fn router(state: Arc<NodeState>) -> Router {
-    let root = state.root.clone();
-    let ready: ops::ReadyCheck = Arc::new(move || {
-        let root = root.clone();
-        Box::pin(async move {
-            match tokio::fs::metadata(&root).await {
-                Ok(meta) if meta.is_dir() => Ok(()),
-                _ => Err(format!("storage root {} is not a readable directory", root.display())),
-            }
-        })
-    });
+    let ready = health::ready_check(state.root().to_path_buf());
     Router::new()
+        // `get` also answers HEAD, with the same headers and no body.
         .route("/files/{id}", get(files::serve))
         .route("/health", get(health::health))
         .route_layer(axum::middleware::from_fn(ops::track))
         .with_state(state)
         .merge(ops::routes(ready))
+        .fallback(|| async { ServeError::NotFound })
+        .method_not_allowed_fallback(|| async { ServeError::MethodNotAllowed })
 }
 
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(&config.node.root).await?;
-    let state = Arc::new(NodeState {
-        root: config.node.root.clone(),
-        secret: config.signing.secret.expose().as_bytes().to_vec(),
-        corrupt: Default::default(),
-    });
-    tracing::info!(listen = %listener.local_addr()?, root = %config.node.root.display(), "ferry-node serving");
-    ops::serve(listener, router(state), shutdown).await
+/// [`run_with`] the default [`Options`].
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    run_with(config, Options::default(), listener, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` fires, then lets in-flight downloads finish
+/// for at most [`DRAIN_DEADLINE`]: a multi-gigabyte download may outlast any sensible
+/// stop timeout, and its client resumes with `Range` anyway. Creates the root if it is
+/// missing, so a fresh node starts before the first file arrives.
+pub async fn run_with(
+    config: Config,
+    options: Options,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let root = config.node.root.clone();
+    tokio::fs::create_dir_all(&root).await.map_err(|source| RunError::CreateRoot { path: root.clone(), source })?;
+    let state = Arc::new(NodeState::with_options(root.clone(), config.signing.secret.expose().as_bytes(), &options));
+    let reverify_secs = options.reverify_after.as_secs();
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(listen = %addr, root = %root.display(), reverify_secs, "ferry-node serving"),
+        Err(error) => tracing::info!(%error, root = %root.display(), reverify_secs, "ferry-node serving"),
+    }
+
+    let serving = ops::serve(listener, router(state), shutdown.clone());
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_DEADLINE).await;
+    };
+    tokio::select! {
+        served = serving => served.map_err(RunError::Serve)?,
+        () = deadline => tracing::warn!(
+            deadline_ms = DRAIN_DEADLINE.as_millis() as u64,
+            "downloads still in flight at the drain deadline; closing them"
+        ),
+    }
+    tracing::info!("ferry-node stopped");
+    Ok(())
 }

@@ -199,6 +199,10 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Storage root; every served path is confined below it.
     pub root: PathBuf,
+    /// After a whole-file read proved a copy matches the sha256 signed into its link,
+    /// whole reads of that unchanged copy are served without hashing for this long;
+    /// 0 hashes every whole-file read. The monitor's scrub re-checks every copy anyway.
+    pub reverify_secs: u64,
 }
 
 impl Default for Config {
@@ -316,7 +320,7 @@ impl Default for MonitorConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { listen: ([127, 0, 0, 1], 9001).into(), root: PathBuf::from("/srv/ferry") }
+        NodeConfig { listen: ([127, 0, 0, 1], 9001).into(), root: PathBuf::from("/srv/ferry"), reverify_secs: 86_400 }
     }
 }
 

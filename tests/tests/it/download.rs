@@ -121,7 +121,9 @@ async fn no_healthy_copy_means_503_and_a_still_assembling_file_409() -> anyhow::
 async fn a_copy_found_corrupt_while_served_is_withdrawn_and_repaired() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let api = cluster.client("alice", "alicealice").await?;
-    let data = random_bytes(300_000);
+    // Larger than the node's 1 MiB read step, so the status line is out before the
+    // verdict on the last step (a one-step file fails before any byte, head included).
+    let data = random_bytes((3 << 20) + 4321);
     let id = api.upload("v.bin", &data, 1 << 20, None).await?.json()["id"].as_str().unwrap_or_default().to_owned();
     cluster.wait_replicas(&id, 2).await?;
     let location = api.wait_download(&id).await?;
@@ -141,8 +143,17 @@ async fn a_copy_found_corrupt_while_served_is_withdrawn_and_repaired() -> anyhow
         cluster.nodes[victim].public_url(),
         sign(cluster.signing_secret.as_bytes(), &id, exp, Some(&sha))
     );
+    // The whole read starts as a 200 (the verdict needs every byte) but must never
+    // arrive complete: the node cuts the body short before its last bytes.
+    let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(60)).build()?;
+    let res = http.get(&url).send().await?;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.content_length(), Some(data.len() as u64));
+    match res.bytes().await {
+        Err(_) => {}
+        Ok(body) => assert!(body.len() < data.len(), "a corrupt copy arrived complete ({} bytes)", body.len()),
+    }
     let node = Client::anonymous(&cluster.api);
-    assert_eq!(node.get(&url).await?.status, 200);
     // Never served again, and repaired to R verified copies.
     ferry_tests::eventually("the corrupt copy withdrawn", std::time::Duration::from_secs(10), || {
         let node = node.clone();

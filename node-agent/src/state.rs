@@ -1,0 +1,153 @@
+//! What every request handler shares: the storage root, the signing secret, the read
+//! buffers, the record of recently verified copies, and the bounded list of copies
+//! found corrupt while they were served.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_shared::types::FileId;
+
+use crate::buffers::BufferPool;
+use crate::verified::VerifiedCopies;
+
+/// How many corrupt-file reports `/health` keeps. The monitor reads them every probe,
+/// so a short list suffices; the bound keeps a disk going bad from growing memory.
+pub const CORRUPT_REPORTS: usize = 100;
+
+/// Bytes read per step of a body, and the size of every pooled buffer. A 1 MiB range
+/// (the common resuming and benchmarked request size, deploy/bench) is one read. 4 MiB
+/// steps measured no faster for whole files (reads overlap the sends anyway, so the
+/// per-step hand-off is hidden) and would hold four times the memory per connection.
+pub const READ_STEP: u64 = 1 << 20;
+
+/// Read buffers that may exist at once across all connections: 512 x [`READ_STEP`] =
+/// 512 MiB at most. A download holds at most three (one being sent, one read ahead,
+/// one being hashed), so this admits well over a hundred downloads at full speed; more
+/// wait their turn for a buffer rather than grow memory.
+pub const MAX_BUFFERS: usize = 512;
+
+/// Idle buffers kept for reuse (64 MiB): enough for the concurrency a node sees under
+/// load, without holding a burst's peak forever.
+pub const RETAINED_BUFFERS: usize = 64;
+
+/// Tunables of a running agent that are not part of the shared [`Config`](ferry_shared::config::Config).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a copy whose whole bytes matched their signed sha256 is served whole
+    /// again without hashing; zero hashes every whole-file read. See
+    /// [`crate::verified`].
+    pub reverify_after: Duration,
+}
+
+/// Default of [`Options::reverify_after`]: a day, a seventh of the monitor's default
+/// scrub interval (`monitor.scrub_interval_secs`, a week); any change to a copy's
+/// metadata forces the next whole read to verify anyway.
+pub const DEFAULT_REVERIFY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { reverify_after: DEFAULT_REVERIFY_AFTER }
+    }
+}
+
+pub struct NodeState {
+    root: PathBuf,
+    secret: Vec<u8>,
+    buffers: Arc<BufferPool>,
+    verified: VerifiedCopies,
+    /// Files whose served bytes did not match their signed checksum (the copy has been
+    /// moved aside). Reported in `/health` so the monitor marks those replicas failed at
+    /// once instead of waiting for the next scrub.
+    corrupt: Mutex<VecDeque<FileId>>,
+}
+
+impl NodeState {
+    pub fn new(root: PathBuf, secret: &[u8]) -> Self {
+        NodeState::with_options(root, secret, &Options::default())
+    }
+
+    pub fn with_options(root: PathBuf, secret: &[u8], options: &Options) -> Self {
+        NodeState {
+            root,
+            secret: secret.to_vec(),
+            buffers: BufferPool::new(READ_STEP as usize, MAX_BUFFERS, RETAINED_BUFFERS),
+            verified: VerifiedCopies::new(options.reverify_after),
+            corrupt: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The read buffers every body draws from.
+    pub fn buffers(&self) -> &Arc<BufferPool> {
+        &self.buffers
+    }
+
+    /// Copies recently read whole and found matching their checksum.
+    pub fn verified(&self) -> &VerifiedCopies {
+        &self.verified
+    }
+
+    /// The storage root; files live at `<root>/<FileId::node_relpath()>`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where `id` lives. Built only from the parsed id, so no request can name a path
+    /// outside the root.
+    pub fn path_of(&self, id: FileId) -> PathBuf {
+        self.root.join(id.node_relpath())
+    }
+
+    /// The HMAC key shared with the API, which signs download URLs.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// Records that the copy of `id` was corrupt, dropping the oldest report when full.
+    pub fn report_corrupt(&self, id: FileId) {
+        // A poisoned lock only means another thread panicked mid-push; the queue is
+        // still a valid queue, so keep using it.
+        let mut corrupt = self.corrupt.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if corrupt.contains(&id) {
+            return;
+        }
+        if corrupt.len() >= CORRUPT_REPORTS {
+            corrupt.pop_front();
+        }
+        corrupt.push_back(id);
+    }
+
+    /// The current corrupt-file reports, oldest first.
+    pub fn corrupt(&self) -> Vec<FileId> {
+        let corrupt = self.corrupt.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        corrupt.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_reports_are_bounded_and_deduplicated() {
+        let state = NodeState::new(PathBuf::from("/srv/ferry"), b"k");
+        let first = FileId::new();
+        state.report_corrupt(first);
+        state.report_corrupt(first);
+        assert_eq!(state.corrupt(), vec![first]);
+        for _ in 0..CORRUPT_REPORTS {
+            state.report_corrupt(FileId::new());
+        }
+        let reports = state.corrupt();
+        assert_eq!(reports.len(), CORRUPT_REPORTS);
+        assert!(!reports.contains(&first), "the oldest report is dropped first");
+    }
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let state = NodeState::new(PathBuf::from("/srv/ferry"), b"k");
+        let id: FileId = "0b6f1c1e-2f4e-4b7a-9d0e-1a2b3c4d5e6f".parse().expect("uuid");
+        assert_eq!(state.path_of(id), PathBuf::from("/srv/ferry/0b/0b6f1c1e-2f4e-4b7a-9d0e-1a2b3c4d5e6f"));
+    }
+}
