@@ -235,7 +235,7 @@ class Bench:
             "ferry-worker x2": lambda: pidfile(os.path.join(self.run_dir, "worker1.pid"))
             + pidfile(os.path.join(self.run_dir, "worker2.pid")),
             "node agents": lambda: sum((pidfile(os.path.join(self.run_dir, f"node{i}.pid")) for i in (1, 2, 3)), []),
-            "node sshd (rsync, sha256sum)": lambda: sum(
+            "node sshd (rsync --server)": lambda: sum(
                 (pidfile(os.path.join(self.run_dir, f"sshd-node{i}.pid")) for i in (1, 2, 3)), []),
             "postgres": lambda: pidfile(os.path.join(self.run_dir, "postgres.pid")),
             "rabbitmq": lambda: pidfile(os.path.join(self.run_dir, "rabbitmq.pid")),

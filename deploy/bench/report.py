@@ -463,7 +463,7 @@ def main():
          "command), which a storage node's ssh user would not; `--stock-nodes` measures without that change."
          if args.lean_nodes else
          "The nodes' sshds ran as `deploy/dev up` configures them (`--stock-nodes`): every remote command "
-         "(rsync --server, sha256sum) also ran root's shell start-up files."),
+         "(rsync --server) also ran root's shell start-up files."),
         "",
         rep.summary(),
         "",
