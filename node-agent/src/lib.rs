@@ -79,7 +79,7 @@ pub async fn run_with(
         Err(error) => tracing::info!(%error, root = %root.display(), reverify_secs, "ferry-node serving"),
     }
 
-    let serving = ops::serve(listener, router(state), shutdown.clone());
+    let serving = ops::serve_with(listener, router(state), shutdown.clone(), options.stalled_peer_timeout);
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(DRAIN_DEADLINE).await;

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(secs) = cli.reverify_secs {
         config.node.reverify_secs = secs;
     }
-    let options = Options { reverify_after: Duration::from_secs(config.node.reverify_secs) };
+    let options = Options { reverify_after: Duration::from_secs(config.node.reverify_secs), ..Options::default() };
     let shutdown = ferry_shared::shutdown::on_signals().context("installing signal handlers")?;
     let listener = tokio::net::TcpListener::bind(config.node.listen)
         .await

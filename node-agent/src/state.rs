@@ -39,6 +39,9 @@ pub struct Options {
     /// again without hashing; zero hashes every whole-file read. See
     /// [`crate::verified`].
     pub reverify_after: Duration,
+    /// How long bytes sent to a client may stay unacknowledged (a client that stopped
+    /// reading) before its connection is dropped and its buffers return to the pool.
+    pub stalled_peer_timeout: Duration,
 }
 
 /// Default of [`Options::reverify_after`]: a day, a seventh of the monitor's default
@@ -48,7 +51,10 @@ pub const DEFAULT_REVERIFY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Default for Options {
     fn default() -> Self {
-        Options { reverify_after: DEFAULT_REVERIFY_AFTER }
+        Options {
+            reverify_after: DEFAULT_REVERIFY_AFTER,
+            stalled_peer_timeout: ferry_shared::ops::STALLED_PEER_TIMEOUT,
+        }
     }
 }
 

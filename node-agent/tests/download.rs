@@ -197,3 +197,43 @@ async fn a_file_truncated_while_served_ends_short_instead_of_padding() {
         }
     }
 }
+
+/// A client that asks for a big file and then stops reading is dropped once the bytes
+/// sent to it stay unacknowledged past the stalled-peer timeout (TCP_USER_TIMEOUT, which
+/// also covers a receive window kept shut), so it cannot hold the node's read buffers
+/// forever: reading on afterwards ends short of the body.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let options = ferry_node_agent::Options {
+        stalled_peer_timeout: std::time::Duration::from_millis(500),
+        ..ferry_node_agent::Options::default()
+    };
+    let node = TestNode::start_with(options).await;
+    // Far more than the socket buffers on both sides and the agent's read-ahead hold.
+    let size = 64 << 20;
+    let id = node.new_file(&vec![7u8; size]);
+    let path = node.link(id).trim_start_matches(&node.base).to_owned();
+
+    let mut tcp = tokio::net::TcpStream::connect(node.addr).await.expect("connect");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: node\r\n\r\n").as_bytes()).await.expect("send request");
+    // Stop reading long enough for the window to close and the timeout to pass.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+
+    // Read what is left until the connection ends, or until more than the body came
+    // (head + body: served in full) or nothing came for a while (kept alive after it).
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    while received <= size {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => received += n,
+        }
+    }
+    assert!(received < size, "the stalled connection was served in full ({received} bytes with the head)");
+
+    // The node still serves others (its buffers came back).
+    let response = node.client.get(node.link(id)).send().await.expect("request");
+    assert_eq!(response.bytes().await.expect("body").len(), size);
+}

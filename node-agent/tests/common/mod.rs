@@ -46,6 +46,11 @@ pub struct TestNode {
 impl TestNode {
     /// Starts `run` with a root that does not exist yet (run creates it).
     pub async fn start() -> TestNode {
+        TestNode::start_with(ferry_node_agent::Options::default()).await
+    }
+
+    /// Starts `run_with` these options.
+    pub async fn start_with(options: ferry_node_agent::Options) -> TestNode {
         let dir = TempDir::new();
         let root = dir.0.join("root");
         let mut config = Config::default();
@@ -54,7 +59,7 @@ impl TestNode {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(ferry_node_agent::run(config, listener, shutdown.clone()));
+        let task = tokio::spawn(ferry_node_agent::run_with(config, options, listener, shutdown.clone()));
         // The root exists once run has started; wait for it so tests can write files.
         for _ in 0..500 {
             if root.is_dir() {
