@@ -159,13 +159,17 @@ impl Ssh {
 
     /// md5 of `relpath` on `node`, computed on the node.
     pub async fn remote_md5(&self, node: &NodeAddr, relpath: &str) -> Result<String, SshError> {
-        let out = self.exec(node, &["md5sum", "--", &node.path(relpath)]).await?;
-        Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
+        self.remote_sum(node, "md5sum", relpath).await
     }
 
     /// sha256 of `relpath` on `node`, computed on the node.
     pub async fn remote_sha256(&self, node: &NodeAddr, relpath: &str) -> Result<String, SshError> {
-        let out = self.exec(node, &["sha256sum", "--", &node.path(relpath)]).await?;
+        self.remote_sum(node, "sha256sum", relpath).await
+    }
+
+    /// The hex digest coreutils' `program` (md5sum, sha256sum) prints for `relpath`.
+    async fn remote_sum(&self, node: &NodeAddr, program: &str, relpath: &str) -> Result<String, SshError> {
+        let out = self.exec(node, &[program, "--", &node.path(relpath)]).await?;
         Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
     }
 
