@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod form;
 pub mod heartbeats;
+pub mod locate;
 pub mod nearest;
 pub mod nodes;
 pub mod notify;

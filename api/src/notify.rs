@@ -1,5 +1,5 @@
-//! Completion notices: workers `NOTIFY ferry_upload, '<id>'` in the transaction that
-//! ends an assembly; this task `LISTEN`s on a dedicated connection and fans the ids
+//! Upload events: workers `NOTIFY ferry_upload, '<id>'` in the transaction that
+//! ends an assembly and in the one that makes a replica present; this task `LISTEN`s on a dedicated connection and fans the ids
 //! out to the completing POSTs waiting in this process. A missed notice only delays
 //! a waiter until its next periodic look.
 
@@ -12,7 +12,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const CHANNEL: &str = "ferry_upload";
+use ferry_shared::db::UPLOAD_CHANNEL as CHANNEL;
 
 pub async fn run_listener(config: tokio_postgres::Config, tx: broadcast::Sender<Uuid>, shutdown: CancellationToken) {
     let mut attempt = 0;

@@ -142,8 +142,8 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                     }},
                     "responses": auth_errors(json!({
-                        "200": json_response("Stored and verified.", "Upload"),
-                        "202": json_response("Still assembling; poll the upload.", "Upload"),
+                        "200": json_response("Stored, md5 verified, and downloadable now: `storage.write_quorum` verified copies are on healthy nodes, so `GET /storage/download/{id}/` redirects to one (read-after-write).", "Upload"),
+                        "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll the upload.", "Upload"),
                         "400": error_response("Missing or wrong md5 (`md5_required`, `checksum_mismatch`), bad filename."),
                         "409": error_response("Assembly failed."),
                         "413": error_response("File or quota limit exceeded.")
@@ -171,14 +171,14 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 "post": {
                     "summary": "Complete the upload with its md5", "operationId": "completeUpload",
                     "parameters": [{"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0},
-                        "description": "Seconds to wait for the verdict (default 30)."}],
+                        "description": "Seconds to wait for the md5 verdict and the first copies (default `api.complete_wait_secs`, 30)."}],
                     "requestBody": {"required": false, "content": {
                         "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Md5"}},
                         "application/json": {"schema": {"$ref": "#/components/schemas/Md5"}}
                     }},
                     "responses": auth_errors(json!({
-                        "200": json_response("Verified.", "Upload"),
-                        "202": json_response("Still assembling; poll GET.", "Upload"),
+                        "200": json_response("md5 verified and downloadable now: `storage.write_quorum` verified copies are on healthy nodes, so `GET /storage/download/{id}/` redirects to one (read-after-write).", "Upload"),
+                        "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll GET.", "Upload"),
                         "400": error_response("`md5_required`, `invalid_md5`, `checksum_mismatch`, `upload_incomplete`."),
                         "404": error_response("No such upload of yours."),
                         "409": error_response("Assembly failed."),

@@ -239,6 +239,9 @@ check_systemd() {
 	ssh-keygen -q -t ed25519 -N '' -f "$WORK/host_key"
 	printf 'HostKey %s\nInclude %s\n' "$WORK/host_key" "$REPO/deploy/systemd/sshd_config.d/ferry-node.conf" \
 		>"$WORK/sshd_config"
+	# sshd -t insists on its privilege separation directory, which only exists once an
+	# sshd has run on this machine (not on a fresh one).
+	mkdir -p /run/sshd
 	/usr/sbin/sshd -t -f "$WORK/sshd_config"
 	/usr/sbin/sshd -T -f "$WORK/sshd_config" -C user=ferry,host=worker,addr=10.0.0.5 |
 		grep -x 'forcecommand /usr/lib/ferry/ferry-node-ssh-command /srv/ferry' >/dev/null

@@ -115,6 +115,11 @@ pub struct StorageConfig {
     pub staging_dir: PathBuf,
     /// Number of distinct nodes that must hold a verified copy of each file.
     pub replication_factor: u32,
+    /// Write quorum: verified node copies a file needs before the completing POST
+    /// answers `200` (read-after-write: the file is downloadable when the client is
+    /// told it is complete). 1 to `replication_factor`; the rest are copied after the
+    /// answer.
+    pub write_quorum: u32,
     /// Uploads not completed within this many seconds expire.
     pub upload_expiry_secs: u64,
     pub max_chunk_bytes: u64,
@@ -263,6 +268,7 @@ impl Default for StorageConfig {
         StorageConfig {
             staging_dir: PathBuf::from("/var/lib/ferry/staging"),
             replication_factor: 2,
+            write_quorum: 1,
             upload_expiry_secs: 86_400,
             max_chunk_bytes: 256 << 20,
             max_file_bytes: 64 << 30,
@@ -380,6 +386,12 @@ impl Config {
         if self.storage.replication_factor == 0 {
             return Err(ConfigError::Invalid("storage.replication_factor must be at least 1".into()));
         }
+        if !(1..=self.storage.replication_factor).contains(&self.storage.write_quorum) {
+            return Err(ConfigError::Invalid(format!(
+                "storage.write_quorum must be between 1 and storage.replication_factor ({})",
+                self.storage.replication_factor
+            )));
+        }
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
         }
@@ -401,6 +413,15 @@ mod tests {
         let text = serde_json::to_string(&config).expect("serializes");
         assert!(!text.contains(DEV_SECRET));
         assert!(!format!("{config:?}").contains(DEV_SECRET));
+    }
+
+    #[test]
+    fn write_quorum_must_lie_between_one_and_the_replication_factor() {
+        let mut config = Config::default();
+        for (quorum, ok) in [(0, false), (1, true), (2, true), (3, false)] {
+            config.storage.write_quorum = quorum;
+            assert_eq!(config.validate().is_ok(), ok, "write_quorum {quorum} with R = 2");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::form::small_form;
+use crate::locate::locate;
 use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, Limits, Received};
@@ -514,8 +515,10 @@ async fn complete(
     verdict(&state, id, user.id, wait(&state, &query), &headers).await
 }
 
-/// Waits up to `wait` for the upload to leave `assembling`, then answers: 200 when
-/// verified, 400 checksum_mismatch, 409 for another failure, 202 while assembling.
+/// Waits up to `wait` for the upload's verdict, then answers: 200 when the md5 is
+/// verified AND `storage.write_quorum` verified copies are on healthy nodes (the file
+/// is downloadable now: read-after-write), 400 checksum_mismatch, 409 for another
+/// failure, 202 while assembling or copying (the POST may be repeated to wait again).
 async fn verdict(
     state: &SharedState,
     id: FileId,
@@ -530,7 +533,13 @@ async fn verdict(
         let upload = Upload::load(&state.pool.get().await?, id, user, false).await?;
         let body = upload.to_json(&state.base_url(headers));
         match upload.state {
-            UploadState::Complete => return Ok((StatusCode::OK, Json(body)).into_response()),
+            // Verified; 200 once the write quorum of copies can be served (the same
+            // test the download redirect makes), so a download right after finds one.
+            UploadState::Complete
+                if locate(state, id, user, true).await?.healthy.len() >= state.config.storage.write_quorum as usize =>
+            {
+                return Ok((StatusCode::OK, Json(body)).into_response())
+            }
             UploadState::Failed => {
                 let error = upload.error.unwrap_or_default();
                 return Err(if error.starts_with("checksum_mismatch") {

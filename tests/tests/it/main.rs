@@ -6,6 +6,7 @@ mod bad_input;
 mod download;
 mod files;
 mod nodes;
+mod read_after_write;
 mod readme_curl;
 mod scale;
 mod upload;

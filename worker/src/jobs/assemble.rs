@@ -21,7 +21,6 @@ use ferry_shared::types::{Md5, Sha256};
 use super::{Ctx, JobError};
 use crate::placement;
 
-const NOTIFY_CHANNEL: &str = "ferry_upload";
 const READ_BUF: usize = 1 << 20;
 
 pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
@@ -114,7 +113,7 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &
     }
     tx.execute("UPDATE uploads SET status = 'complete', completed_at = now(), error = NULL WHERE id = $1", &[&id.0])
         .await?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &id.to_string()]).await?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &id.to_string()]).await?;
     tx.commit().await?;
     ctx.relay.wake();
     if (targets.len() as u32) < ctx.config.storage.replication_factor {
@@ -153,7 +152,7 @@ pub async fn fail(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobErro
             &[&id.0, &error],
         )
         .await?;
-    client.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &id.to_string()]).await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &id.to_string()]).await?;
     tracing::info!(upload.id = %id, error, "upload failed");
     Ok(())
 }
