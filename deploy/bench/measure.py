@@ -74,6 +74,40 @@ def form(fields):
     return urllib.parse.urlencode(fields).encode()
 
 
+def small_body(name, data):
+    """A single-request upload's multipart body (md5, filename, file) and its type."""
+    boundary = "ferrybench" + hashlib.md5(name.encode()).hexdigest()[:12]
+    md5 = hashlib.md5(data).hexdigest()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"md5\"\r\n\r\n{md5}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\n{name}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+def free_port():
+    """A free loopback port below the ephemeral range (as the harness picks them)."""
+    import random
+    import socket
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise Broken("no free port")
+
+
 def last_segment(url):
     return urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
 
@@ -248,7 +282,7 @@ class Bench:
 
     def meta(self):
         a = self.args
-        return {"size_mib": a.size_mib, "runs": a.runs, "wrk_seconds": a.wrk_seconds, "small_files": a.small_files,
+        return {"size_mib": a.size_mib, "runs": a.runs, "wrk_seconds": a.wrk_seconds, "small_files": a.small_files, "rtt_ms": a.rtt_ms,
                 "chunk_mib": CHUNK_MIB, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "python": platform.python_version()}
 
@@ -507,6 +541,10 @@ class Bench:
             posted = time.perf_counter()
             if status != 200:
                 raise Broken(f"completing POST: HTTP {status}: {body[:300]!r}")
+            # Read-after-write: the 200 means a download redirects right away.
+            status, _, body = request("GET", f"{self.api}/storage/download/{file_id}/", self.auth)
+            if status != 302:
+                raise Broken(f"download right after the completing POST's 200: HTTP {status}: {body[:300]!r}")
             done = self.wait_durable(file_id)
             cpu = self.meter.stop()
             peak = max(proc_status_kib(pid, "VmHWM") for pid in workers) / 1024
@@ -743,23 +781,17 @@ class Bench:
         else:
             raise Broken("worker2 did not stop within 40 s of SIGTERM")
 
-    def small_files(self, tag, workers):
+    def small_files(self, tag, workers, key=None):
         n = self.args.small_files
         data = os.urandom(64 * 1024)
-        md5 = hashlib.md5(data).hexdigest()
-        boundary = "ferrybench" + tag
         local = threading.local()
 
         def one(i):
             if not hasattr(local, "conn"):
                 local.conn = http.client.HTTPConnection("127.0.0.1", self.ports["API_PORT"], timeout=120)
-            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"md5\"\r\n\r\n{md5}\r\n"
-                    f"--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\nsmall-{tag}-{i}.bin\r\n"
-                    f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"small-{tag}-{i}.bin\"\r\n"
-                    "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            body, ctype = small_body(f"small-{tag}-{i}.bin", data)
             status, _, answer = request("POST", f"{self.api}/storage/tmp-upload/",
-                                        {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"},
-                                        body, conn=local.conn)
+                                        {**self.auth, "Content-Type": ctype}, body, conn=local.conn)
             if status != 200:
                 raise Broken(f"small file {i}: HTTP {status}: {answer[:300]!r}")
             return time.perf_counter()
@@ -783,11 +815,11 @@ class Bench:
             time.sleep(0.1)
         took = time.perf_counter() - t0
         cpu = self.meter.stop()
-        key = f"small.w{workers}"
+        key = key or f"small.w{workers}"
         self.results.add(key, round(n / took, 2))
         self.results.add(key + ".upload_s", round(uploaded - t0, 2))
         self.results.cpu(key, cpu)
-        log(f"{n} small files with {workers} worker(s): {n / took:.1f} files/s "
+        log(f"{key}: {n} small files with {workers} worker(s): {n / took:.1f} files/s "
             f"(all uploaded + verified after {uploaded - t0:.1f} s, on 2 nodes after {took:.1f} s)")
 
     def section_small(self):
@@ -800,6 +832,137 @@ class Bench:
             finally:
                 self.dev("up", "--no-build")  # starts worker2 again, leaves the rest alone
             time.sleep(1)
+
+    # --- 7. read-after-write under a burst ---------------------------------------------
+
+    def section_burst(self):
+        """1,000 x 64 KiB single-request uploads from 16 client threads, each followed at
+        once by a download through the redirect: every answer must be a 302 to the same
+        bytes (read-after-write); reports the completing POST's latency."""
+        n = self.args.small_files
+        for r in range(1, self.runs + 1):
+            log(f"7. burst with read-after-write, run {r}/{self.runs}")
+            self.quiesce()
+            local = threading.local()
+
+            def one(i, r=r):
+                if not hasattr(local, "conn"):
+                    local.conn = http.client.HTTPConnection("127.0.0.1", self.ports["API_PORT"], timeout=120)
+                data = os.urandom(64 * 1024)
+                body, ctype = small_body(f"burst-{r}-{i}.bin", data)
+                t0 = time.perf_counter()
+                status, _, answer = request("POST", f"{self.api}/storage/tmp-upload/",
+                                            {**self.auth, "Content-Type": ctype}, body, conn=local.conn)
+                took = time.perf_counter() - t0
+                if status != 200:
+                    return took, f"POST {status}", False
+                file_id = json.loads(answer)["id"]
+                status, headers, _ = request("GET", f"{self.api}/storage/download/{file_id}/", self.auth,
+                                             conn=local.conn)
+                if status != 302:
+                    return took, f"download {status}", False
+                status, _, got = request("GET", headers["location"])
+                return took, None if status == 200 else f"node {status}", got == data
+
+            t0 = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                results = list(pool.map(one, range(n)))
+            took = time.perf_counter() - t0
+            latencies = sorted(t for t, _, _ in results)
+            errors = [e for _, e, _ in results if e]
+            mismatches = sum(1 for _, e, same in results if not e and not same)
+            self.results.add("burst.non302", len(errors))
+            self.results.add("burst.mismatch", mismatches)
+            self.results.add("burst.post_p50_ms", round(1000 * percentile(latencies, 50), 1))
+            self.results.add("burst.post_p99_ms", round(1000 * percentile(latencies, 99), 1))
+            self.results.add("burst.files_per_s", round(n / took, 1))
+            log(f"burst: {n} files in {took:.1f} s, {len(errors)} non-302 ({sorted(set(errors))[:5]}), "
+                f"{mismatches} byte mismatches, POST p50 {percentile(latencies, 50) * 1000:.0f} ms "
+                f"p99 {percentile(latencies, 99) * 1000:.0f} ms")
+            if mismatches:
+                raise Broken(f"burst: {mismatches} downloads differ from their upload")
+
+    # --- 8. scale-out with remote nodes (added RTT) ---------------------------------------
+
+    def section_rtt(self):
+        """Small files with the nodes' ssh and agent ports behind a delay proxy (the
+        machine's kernel has no netem): replication becomes latency-bound as with remote
+        nodes, and files/s should grow with worker processes (1, 2, 4)."""
+        rtt = self.args.rtt_ms
+        nodes = self.nodes()
+        state_ssh = os.path.join(self.state, "ssh")
+        known_hosts = os.path.join(state_ssh, "known_hosts")
+        with open(known_hosts) as f:
+            pinned = f.read()
+        pairs, moved = [], []
+        for node in nodes:
+            ssh_proxy, agent_proxy = free_port(), free_port()
+            agent_port = urllib.parse.urlsplit(node["public_url"]).port
+            pairs += [f"{ssh_proxy}:{node['ssh_port']}", f"{agent_proxy}:{agent_port}"]
+            moved.append((node, ssh_proxy, agent_proxy))
+        proxy = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "delayproxy.py"),
+                                  "--delay-ms", str(rtt / 2), *pairs], stdout=subprocess.PIPE, text=True)
+        extra_workers = []
+        try:
+            if proxy.stdout.readline().strip() != "ready":
+                raise Broken("delayproxy.py did not start")
+            # The proxy ports present the nodes' own host keys: pin them under the new ports.
+            lines = []
+            for node, ssh_proxy, _ in moved:
+                for line in pinned.splitlines():
+                    host, _, key = line.partition(" ")
+                    if host in (f"[127.0.0.1]:{node['ssh_port']}", f"[{node['ssh_host']}]:{node['ssh_port']}"):
+                        lines.append(f"[127.0.0.1]:{ssh_proxy} {key}")
+            with open(known_hosts, "a") as f:
+                f.write("\n".join(lines) + "\n")
+            for node, ssh_proxy, agent_proxy in moved:
+                self.patch_node(node["id"], {"ssh_host": "127.0.0.1", "ssh_port": ssh_proxy,
+                                             "public_url": f"http://127.0.0.1:{agent_proxy}"})
+            time.sleep(3)  # the monitor's next probe goes through the proxy
+            for r in range(1, self.runs + 1):
+                log(f"8. small files at {rtt} ms RTT to the nodes, run {r}/{self.runs}")
+                self.small_files(f"{r}rtt2", 2, key=f"rtt.w2")
+                extra_workers = [self.spawn_worker_like_worker1() for _ in range(2)]
+                self.small_files(f"{r}rtt4", 4, key=f"rtt.w4")
+                for proc in extra_workers:
+                    proc.terminate()
+                for proc in extra_workers:
+                    proc.wait(timeout=40)
+                extra_workers = []
+                self.stop_worker2()
+                try:
+                    self.small_files(f"{r}rtt1", 1, key=f"rtt.w1")
+                finally:
+                    self.dev("up", "--no-build")
+        finally:
+            for proc in extra_workers:
+                proc.kill()
+            for node, _, _ in moved:
+                self.patch_node(node["id"], {"ssh_host": node["ssh_host"], "ssh_port": node["ssh_port"],
+                                             "public_url": node["public_url"]})
+            with open(known_hosts, "w") as f:
+                f.write(pinned)
+            proxy.terminate()
+            proxy.wait(timeout=10)
+
+    def patch_node(self, node_id, fields):
+        status, _, body = request("PATCH", f"{self.api}/admin/api/nodes/{node_id}",
+                                  {**self.auth, "Content-Type": "application/json"}, json.dumps(fields).encode())
+        if status != 200:
+            raise Broken(f"PATCH node {node_id}: HTTP {status}: {body[:300]!r}")
+
+    def spawn_worker_like_worker1(self):
+        """One more ferry-worker with worker1's command line and environment (whatever
+        started worker1), logging next to the scratch dir; the caller stops it."""
+        pids = pidfile(os.path.join(self.run_dir, "worker1.pid"))
+        if not pids:
+            raise Broken("worker1 is not running")
+        with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0") if a]
+        with open(f"/proc/{pids[0]}/environ", "rb") as f:
+            env = dict(e.decode().split("=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        log_file = open(os.path.join(self.scratch, f"extra-worker-{time.monotonic_ns()}.log"), "w")
+        return subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
     # --- main -------------------------------------------------------------------------
 
@@ -823,6 +986,9 @@ class Bench:
         self.section_redirect(kept)
         self.section_memory()
         self.section_small()
+        self.section_burst()
+        if self.args.rtt_ms:
+            self.section_rtt()
         with open("/proc/loadavg") as f:
             self.results.data["meta"]["load_end"] = " ".join(f.read().split()[:3])
         self.results.save()
@@ -839,6 +1005,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--wrk-seconds", type=int, default=10)
     ap.add_argument("--small-files", type=int, default=1000)
+    ap.add_argument("--rtt-ms", type=float, default=20, help="added RTT to the nodes in section 8 (0: skip it)")
     ap.add_argument("--drf-port", type=int, default=18081)
     ap.add_argument("--tus-port", type=int, default=18082)
     ap.add_argument("--nginx-port", type=int, default=18083)

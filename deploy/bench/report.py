@@ -130,7 +130,8 @@ class Report:
 
         self.section(f"2. Completion to durable: {size_txt}, R = 2")
         self.series_row("durable.ferry_s", "Ferry: completing POST → verified on 2 nodes", "s")
-        self.series_row("durable.post_s", "… of which the completing POST (200: md5 verified)", "s")
+        self.series_row("durable.post_s", "… of which the completing POST: → downloadable (200: md5 verified, "
+                        "1st copy on a node, redirect checked)", "s")
         self.series_row("durable.shell_s", "shell baseline: md5sum, then rsync -e ssh to node1, then node2", "s")
         self.ratio_row("durable.ferry_s", "durable.shell_s", "Ferry ÷ shell baseline, completion to durable", "≤ 0.6x", lambda v: v <= 0.6)
 
@@ -170,6 +171,26 @@ class Report:
         self.series_row("small.w1", "1 worker process", "files/s")
         self.series_row("small.w2", "2 worker processes", "files/s")
         self.ratio_row("small.w2", "small.w1", "small files, 2 workers ÷ 1 worker", "≥ 1.6x", lambda v: v >= 1.6)
+        self.series_row("small.w2", "small files end to end, 2 workers on loopback", "files/s", "≥ 300",
+                        lambda v: v >= 300)
+
+        self.section(f"7. Read-after-write under a burst: {n:,} x 64 KiB single-request uploads, 16 client threads, "
+                     "each followed at once by a download through the redirect")
+        self.series_row("burst.non302", "downloads right after a 200 that were not a 302", "count", "0",
+                        lambda v: v == 0)
+        self.series_row("burst.mismatch", "downloads whose bytes differ", "count", "0", lambda v: v == 0)
+        self.series_row("burst.post_p50_ms", "completing POST p50 (200 = downloadable)", "ms")
+        self.series_row("burst.post_p99_ms", "completing POST p99", "ms")
+        self.series_row("burst.files_per_s", "uploaded + downloaded", "files/s")
+
+        if m.get("rtt_ms"):
+            self.section(f"8. Remote nodes: small files with {m['rtt_ms']:g} ms added RTT to every node "
+                         "(ssh and agent ports behind delayproxy.py)")
+            self.series_row("rtt.w1", "1 worker process", "files/s")
+            self.series_row("rtt.w2", "2 worker processes", "files/s")
+            self.series_row("rtt.w4", "4 worker processes", "files/s")
+            self.ratio_row("rtt.w2", "rtt.w1", "2 workers ÷ 1 worker at added RTT", "≥ 1.8x", lambda v: v >= 1.8)
+            self.ratio_row("rtt.w4", "rtt.w1", "4 workers ÷ 1 worker at added RTT", "≥ 3x", lambda v: v >= 3)
 
     def table(self):
         head = ["| what | median | min | max | unit | target | met? |",
