@@ -144,7 +144,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                     "responses": auth_errors(json!({
                         "200": json_response("Stored, md5 verified, and downloadable now: `storage.write_quorum` verified copies are on healthy nodes, so `GET /storage/download/{id}/` redirects to one (read-after-write).", "Upload"),
                         "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll the upload.", "Upload"),
-                        "400": error_response("Missing or wrong md5 (`md5_required`, `checksum_mismatch`), bad filename."),
+                        "400": error_response("Missing or wrong md5 (`md5_required`, `checksum_mismatch`: nothing is recorded), bad filename."),
                         "409": error_response("Assembly failed."),
                         "413": error_response("File or quota limit exceeded.")
                     }))
@@ -179,7 +179,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                     "responses": auth_errors(json!({
                         "200": json_response("md5 verified and downloadable now: `storage.write_quorum` verified copies are on healthy nodes, so `GET /storage/download/{id}/` redirects to one (read-after-write).", "Upload"),
                         "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll GET.", "Upload"),
-                        "400": error_response("`md5_required`, `invalid_md5`, `checksum_mismatch`, `upload_incomplete`."),
+                        "400": error_response("`md5_required`, `invalid_md5`, `upload_incomplete`, or `checksum_mismatch`: the md5 is not that of the bytes received (or not the md5 already accepted); the upload stays open (status 1) and a POST with the right md5 completes it."),
                         "404": error_response("No such upload of yours."),
                         "409": error_response("Assembly failed."),
                         "410": error_response("The upload expired.")
@@ -238,7 +238,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "offset": {"type": "integer"},
                         "total_size": {"type": "integer", "nullable": true},
                         "created_at": {"type": "string", "format": "date-time"},
-                        "expires": {"type": "string", "format": "date-time"},
+                        "expires": {"type": "string", "format": "date-time", "description": "When an unfinished upload expires: `storage.upload_expiry_secs` after its last accepted chunk (each chunk moves it forward)."},
                         "status": {"type": "integer", "enum": [1, 2, 3], "description": "1 uploading, 2 complete, 3 failed/expired"},
                         "state": {"type": "string", "enum": ["uploading", "assembling", "complete", "failed", "expired"]},
                         "error": {"type": "string", "nullable": true},

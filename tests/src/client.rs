@@ -107,6 +107,12 @@ impl Client {
         read(self.request(reqwest::Method::POST, path).form(form).send().await?).await
     }
 
+    /// A POST with a body built by the caller (e.g. [`multipart_body`]).
+    pub async fn post_body(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<Res> {
+        read(self.request(reqwest::Method::POST, path).header("Content-Type", content_type).body(body).send().await?)
+            .await
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Res> {
         read(self.request(reqwest::Method::POST, path).json(body).send().await?).await
     }

@@ -208,6 +208,32 @@ async fn insert_upload(
     Ok(upload)
 }
 
+/// `400 checksum_mismatch`: the md5 sent is not the md5 of the bytes received. The
+/// upload stays open (drf-chunked-upload's behaviour), so a retry with the right md5
+/// completes it.
+fn checksum_mismatch() -> ApiError {
+    ApiError::bad_request(
+        "checksum_mismatch",
+        "md5 checksum does not match the uploaded file. The upload stays open: complete it again with the right md5.",
+    )
+}
+
+/// The md5 of the bytes received so far, from the running digest stored with the last
+/// chunk; `None` for a row without one (then the worker hashes the file).
+async fn stored_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option<Md5>> {
+    let row = client.query_one("SELECT md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0]).await?;
+    Ok(match (row.get::<_, Option<Vec<u8>>>(0), row.get::<_, Option<Vec<u8>>>(1)) {
+        (Some(md5), Some(sha)) => Some(RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?.finalize().0),
+        _ => None,
+    })
+}
+
+/// The md5 a completing POST already handed to the workers, if any.
+async fn accepted_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option<Md5>> {
+    let row = client.query_one("SELECT md5 FROM uploads WHERE id = $1", &[&id.0]).await?;
+    Ok(row.get::<_, Option<String>>(0).and_then(|m| m.parse().ok()))
+}
+
 fn file_required() -> ApiError {
     ApiError::bad_request("file_required", "No chunk file was found in the request (field 'file', or a raw body).")
 }
@@ -267,6 +293,12 @@ async fn create_whole(
     let guard = NewDirGuard(Some(dir.clone()));
     let received = intake::receive(body, content_type(&headers), &dir, limits, RunningDigest::default()).await?;
     let md5 = parse_md5(received.fields.md5.clone().or(query.md5.clone()))?;
+    // Checked here from the digest computed while receiving (nothing is re-read): a
+    // wrong md5 records nothing and the guard releases the bytes.
+    let digest = received.digest.clone().ok_or_else(file_required)?;
+    if digest.finalize().0 != md5 {
+        return Err(checksum_mismatch());
+    }
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
@@ -330,9 +362,18 @@ async fn receive_and_record(
     let advanced = tx
         .execute(
             "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
-                    writer = NULL, writer_until = NULL
+                    writer = NULL, writer_until = NULL, expires_at = $7
              WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = 'uploading'",
-            &[&id.0, &(received.size as i64), &md5_state, &sha256_state, &lease.token, &(range.start as i64)],
+            &[
+                &id.0,
+                &(received.size as i64),
+                &md5_state,
+                &sha256_state,
+                &lease.token,
+                &(range.start as i64),
+                // Expiry slides: an upload that keeps receiving chunks never expires mid-way.
+                &expires_at(state),
+            ],
         )
         .await?;
     if advanced == 0 {
@@ -438,6 +479,20 @@ fn check_appendable(upload: &Upload, range: &ChunkRange) -> ApiResult<()> {
         return Err(ApiError::bad_request("total_mismatch", "Content-Range TOTAL must not change between chunks."));
     }
     if upload.offset != range.start as i64 {
+        if range.one_based && range.start as i64 + 1 == upload.offset {
+            // `bytes 40-100/100` at offset 40: a 0-based range whose END is TOTAL. Read as
+            // the original's 1-based form it starts at 39; answering offset_mismatch with
+            // the offset the client already sent would make it loop forever.
+            return Err(ApiError::bad_request(
+                "invalid_content_range",
+                format!(
+                    "Content-Range END must be below TOTAL (RFC 9110 ranges are 0-based: bytes {}-{}/{}).",
+                    upload.offset,
+                    range.total - 1,
+                    range.total
+                ),
+            ));
+        }
         return Err(ApiError::OffsetMismatch { offset: upload.offset });
     }
     Ok(())
@@ -497,6 +552,12 @@ async fn complete(
                         format!("Only {} of {total} bytes have been received.", upload.offset),
                     ));
                 }
+                // The md5 of what was received, from the digest state stored with the
+                // last chunk (nothing is re-read). A wrong md5 is answered here and leaves
+                // the upload open, as drf-chunked-upload does: the client may retry.
+                if stored_md5(&tx, id).await?.is_some_and(|stored| stored != md5) {
+                    return Err(checksum_mismatch());
+                }
                 tx.execute(
                     "UPDATE uploads SET status = 'assembling', md5 = $2 WHERE id = $1",
                     &[&id.0, &md5.to_string()],
@@ -508,8 +569,15 @@ async fn complete(
                 tracing::info!(upload.id = %id, "upload completing");
             }
             UploadState::Expired => return Err(ApiError::Expired),
-            // A repeated POST (a client retrying after a timeout) just waits again.
-            UploadState::Assembling | UploadState::Complete | UploadState::Failed => drop(tx),
+            // A repeated POST (a client retrying after a timeout) waits again, but only
+            // with the md5 already accepted: in no state may another md5 get a 200.
+            UploadState::Assembling | UploadState::Complete => {
+                if accepted_md5(&tx, id).await?.is_some_and(|accepted| accepted != md5) {
+                    return Err(checksum_mismatch());
+                }
+                drop(tx)
+            }
+            UploadState::Failed => drop(tx),
         }
     }
     verdict(&state, id, user.id, wait(&state, &query), &headers).await
@@ -540,10 +608,14 @@ async fn verdict(
             {
                 return Ok((StatusCode::OK, Json(body)).into_response())
             }
+            // The worker found the md5 wrong and reopened the upload for another try.
+            UploadState::Uploading if upload.error.as_deref().is_some_and(|e| e.starts_with("checksum_mismatch")) => {
+                return Err(checksum_mismatch())
+            }
             UploadState::Failed => {
                 let error = upload.error.unwrap_or_default();
                 return Err(if error.starts_with("checksum_mismatch") {
-                    ApiError::bad_request("checksum_mismatch", "md5 checksum does not match the uploaded file.")
+                    checksum_mismatch()
                 } else {
                     ApiError::Conflict {
                         code: "upload_failed",

@@ -10,6 +10,8 @@ pub struct ChunkRange {
     /// Exclusive.
     pub end: u64,
     pub total: u64,
+    /// Sent in the original's 1-based form (END equal to TOTAL).
+    pub one_based: bool,
 }
 
 impl ChunkRange {
@@ -48,12 +50,12 @@ pub fn parse(header: &str) -> Result<ChunkRange, ContentRangeError> {
         if start == 0 {
             return Err(ContentRangeError::OutOfBounds);
         }
-        return Ok(ChunkRange { start: start - 1, end, total });
+        return Ok(ChunkRange { start: start - 1, end, total, one_based: true });
     }
     if end > total {
         return Err(ContentRangeError::OutOfBounds);
     }
-    Ok(ChunkRange { start, end: end + 1, total })
+    Ok(ChunkRange { start, end: end + 1, total, one_based: false })
 }
 
 #[cfg(test)]
@@ -63,14 +65,17 @@ mod tests {
 
     #[test]
     fn rfc_form_is_zero_based_inclusive() {
-        assert_eq!(parse("bytes 0-9/20"), Ok(ChunkRange { start: 0, end: 10, total: 20 }));
-        assert_eq!(parse("bytes 10-19/20"), Ok(ChunkRange { start: 10, end: 20, total: 20 }));
-        assert_eq!(parse("bytes 0-0/1"), Ok(ChunkRange { start: 0, end: 1, total: 1 }));
+        assert_eq!(parse("bytes 0-9/20"), Ok(ChunkRange { start: 0, end: 10, total: 20, one_based: false }));
+        assert_eq!(parse("bytes 10-19/20"), Ok(ChunkRange { start: 10, end: 20, total: 20, one_based: false }));
+        assert_eq!(parse("bytes 0-0/1"), Ok(ChunkRange { start: 0, end: 1, total: 1, one_based: false }));
     }
 
     #[test]
     fn legacy_form_from_the_original_readme() {
-        assert_eq!(parse("bytes 1-32634/32634"), Ok(ChunkRange { start: 0, end: 32634, total: 32634 }));
+        assert_eq!(
+            parse("bytes 1-32634/32634"),
+            Ok(ChunkRange { start: 0, end: 32634, total: 32634, one_based: true })
+        );
     }
 
     #[test]
@@ -98,7 +103,7 @@ mod tests {
         fn accepts_every_valid_rfc_range(total in 1u64..u64::MAX / 2, a in any::<u64>(), b in any::<u64>()) {
             let (s, e) = { let x = a % total; let y = b % total; (x.min(y), x.max(y)) };
             let r = parse(&format!("bytes {s}-{e}/{total}"));
-            prop_assert_eq!(r, Ok(ChunkRange { start: s, end: e + 1, total }));
+            prop_assert_eq!(r, Ok(ChunkRange { start: s, end: e + 1, total, one_based: false }));
         }
     }
 }

@@ -57,15 +57,69 @@ async fn malformed_chunks_are_refused_without_side_effects() -> anyhow::Result<(
     assert_eq!((res.status, res.code().as_str()), (400, "invalid_md5"));
     let res = api.complete(&url, &md5_hex(&data)).await?;
     assert_eq!((res.status, res.code().as_str()), (400, "upload_incomplete"));
+    // At offset 100, a 0-based range whose END is TOTAL: an invalid range, not an
+    // offset_mismatch that repeats the offset the client already sent.
+    let res = api.put_multipart(&url, Some("bytes 100-1000/1000"), &data[100..], None, None).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_content_range"), "{}", res.text());
+    assert!(res.text().contains("bytes 100-999/1000"), "{}", res.text());
     let res = api.put_multipart(&url, Some("bytes 100-999/1000"), &data[100..], None, None).await?;
     assert_eq!(res.status, 200);
 
-    // Wrong md5: 400 checksum_mismatch and the upload is visibly failed.
+    // Wrong md5: 400 checksum_mismatch, and the upload stays open (status 1, bytes kept)
+    // as drf-chunked-upload leaves it, so the right md5 then completes it.
     let res = api.complete(&url, &md5_hex(b"something else")).await?;
     assert_eq!((res.status, res.code().as_str()), (400, "checksum_mismatch"), "{}", res.text());
     let state = api.get(&url).await?.json();
-    assert_eq!(state["state"], "failed");
+    assert_eq!((state["state"].as_str(), state["status"].as_i64()), (Some("uploading"), Some(1)), "{state}");
+    assert_eq!(state["offset"], 1000);
     assert_eq!(api.get("/storage/files/").await?.json()["count"], 0);
+    let res = api.complete(&url, &md5_hex(&data)).await?;
+    assert_eq!(res.status, 200, "the right md5 after a wrong one: {}", res.text());
+    assert_eq!(res.json()["status"], 2);
+    // Once complete, another md5 never gets a 200; the right one still does.
+    let res = api.complete(&url, &md5_hex(b"something else")).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "checksum_mismatch"), "{}", res.text());
+    assert_eq!(api.complete(&url, &md5_hex(&data)).await?.status, 200);
+    let id = url.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
+    assert!(api.download(&id, None).await?.body == data);
+
+    // A single-request upload with a wrong md5 records nothing and keeps no bytes.
+    let before: i64 = db.query_one("SELECT count(*) FROM uploads", &[]).await?.get(0);
+    let dirs_before = std::fs::read_dir(&cluster.staging).map(|d| d.count()).unwrap_or(0);
+    let (ctype, body) =
+        ferry_tests::client::multipart_body(&[("md5", &md5_hex(b"not these bytes")), ("filename", "whole.bin")], &data);
+    let res = api.post_body(new, &ctype, body).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "checksum_mismatch"), "{}", res.text());
+    let after: i64 = db.query_one("SELECT count(*) FROM uploads", &[]).await?.get(0);
+    assert_eq!(after, before, "a refused single-request upload left a row");
+    let dirs_after = std::fs::read_dir(&cluster.staging).map(|d| d.count()).unwrap_or(0);
+    assert!(dirs_after <= dirs_before, "a refused single-request upload left bytes in staging");
+    Ok(())
+}
+
+/// Expiry slides: each accepted chunk moves `expires` to now + `storage.upload_expiry_secs`,
+/// so an upload that keeps receiving chunks never expires mid-way.
+#[tokio::test]
+async fn each_accepted_chunk_moves_the_expiry_forward() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let data = random_bytes(300);
+    let res =
+        api.put_multipart("/storage/tmp-upload/", Some("bytes 0-99/300"), &data[..100], Some("s.bin"), None).await?;
+    let url = res.json()["url"].as_str().unwrap_or_default().to_owned();
+    let expires = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v["expires"].as_str().unwrap_or_default()).map(|t| t.timestamp_millis())
+    };
+    let first = expires(&res.json())?;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let res = api.put_multipart(&url, Some("bytes 100-199/300"), &data[100..200], None, None).await?;
+    assert_eq!(res.status, 200);
+    let second = expires(&res.json())?;
+    assert!(second >= first + 1000, "expires did not slide: {first} then {second}");
+    // A refused chunk does not move it.
+    let res = api.put_multipart(&url, Some("bytes 150-249/300"), &data[150..250], None, None).await?;
+    assert_eq!(res.status, 400);
+    assert_eq!(expires(&api.get(&url).await?.json())?, second);
     Ok(())
 }
 

@@ -65,8 +65,9 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
     );
     let (md5, sha256) = (md5.to_string(), sha256.to_string());
     if !md5.eq_ignore_ascii_case(&expected_md5) {
-        fail(ctx, id, &format!("checksum_mismatch: client sent {expected_md5}, file has {md5}")).await?;
-        remove_dir(&dir).await;
+        // As drf-chunked-upload does: the upload stays open with its bytes, and the
+        // client may complete it again with the right md5.
+        reopen(ctx, id, &format!("checksum_mismatch: client sent {expected_md5}, file has {md5}")).await?;
         return Ok(());
     }
     record_file(ctx, id, total, &md5, &sha256).await?;
@@ -143,6 +144,22 @@ async fn choose_targets(
     .await?)
 }
 
+/// Hands an upload whose md5 did not match back to its client: `uploading` again with
+/// `error` (visible to the client) and no accepted md5; wakes its waiter, which answers
+/// `400 checksum_mismatch`.
+async fn reopen(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobError> {
+    let client = ctx.pool.get().await?;
+    client
+        .execute(
+            "UPDATE uploads SET status = 'uploading', md5 = NULL, error = $2 WHERE id = $1 AND status = 'assembling'",
+            &[&id.0, &error],
+        )
+        .await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &id.to_string()]).await?;
+    tracing::info!(upload.id = %id, error, "upload reopened: md5 mismatch");
+    Ok(())
+}
+
 /// Marks the upload failed with `error` (visible to the client) and wakes its waiter.
 pub async fn fail(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
@@ -155,14 +172,6 @@ pub async fn fail(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobErro
     client.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &id.to_string()]).await?;
     tracing::info!(upload.id = %id, error, "upload failed");
     Ok(())
-}
-
-async fn remove_dir(dir: &Path) {
-    if let Err(e) = tokio::fs::remove_dir_all(dir).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(error = %e, dir = %dir.display(), "could not remove staging directory");
-        }
-    }
 }
 
 #[derive(Debug)]
