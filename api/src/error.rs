@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferry_shared::db::DbError;
+use ferry_store::StoreError;
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +80,8 @@ impl ApiError {
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         if e.is_unavailable() {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::Unavailable { detail: "The database is unavailable; try again shortly.", retry_after: 2 }
@@ -93,13 +93,13 @@ impl From<DbError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        DbError::from(e).into()
+        StoreError::from(e).into()
     }
 }
 
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        DbError::from(e).into()
+        StoreError::from(e).into()
     }
 }
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use ferry_queue::{self as queue, Heartbeat, HEARTBEAT_EXCHANGE};
 use ferry_shared::backoff;
-use ferry_shared::queue::{self, Heartbeat, HEARTBEAT_EXCHANGE};
 use ferry_shared::types::NodeId;
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};

@@ -26,11 +26,11 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::Router;
+use ferry_queue::outbox::{self, RelayWaker};
+use ferry_queue::Publisher;
 use ferry_shared::config::Config;
-use ferry_shared::db::{self, DbError};
 use ferry_shared::ops;
-use ferry_shared::outbox::{self, RelayWaker};
-use ferry_shared::queue::Publisher;
+use ferry_store::StoreError;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -43,14 +43,14 @@ use crate::state::{AppState, SharedState};
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] StoreError),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Builds the router over `state` (public so tests can drive it in-process).
 pub fn router(state: SharedState) -> Router {
-    let ready = ops::db_and_broker_ready(state.pool.clone(), state.publisher.clone());
+    let ready = ferry_queue::ready::db_and_broker(state.pool.clone(), state.publisher.clone());
     Router::new()
         .merge(routes::token::router())
         .merge(routes::upload::router())
@@ -74,7 +74,7 @@ pub fn router(state: SharedState) -> Router {
 
 /// Runs the API on `listener` until `shutdown`.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let pool = db::pool(&config.database)?;
+    let pool = ferry_store::pool(&config.database)?;
     migrate_with_retry(&pool, &shutdown).await?;
     tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
     let publisher =
@@ -100,7 +100,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         state.heartbeats.clone(),
         shutdown.clone(),
     ));
-    tasks.spawn(notify::run_listener(db::pg_config(&state.config.database)?, completions, shutdown.clone()));
+    tasks.spawn(notify::run_listener(ferry_store::pg_config(&state.config.database)?, completions, shutdown.clone()));
     tasks.close();
     tracing::info!(listen = %listener.local_addr()?, "ferry-api serving");
     ops::serve(listener, router(state), shutdown).await?;
@@ -109,10 +109,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 }
 
 /// Migrations at start-up, retried while the database is still coming up.
-pub async fn migrate_with_retry(pool: &deadpool_postgres::Pool, shutdown: &CancellationToken) -> Result<(), DbError> {
+pub async fn migrate_with_retry(
+    pool: &deadpool_postgres::Pool,
+    shutdown: &CancellationToken,
+) -> Result<(), StoreError> {
     let mut attempt = 0;
     loop {
-        match db::migrate(pool).await {
+        match ferry_store::migrate(pool).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_unavailable() && attempt < 30 && !shutdown.is_cancelled() => {
                 tracing::warn!(error = %e, "database not reachable yet; retrying migrations");

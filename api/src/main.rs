@@ -88,14 +88,14 @@ async fn run() -> anyhow::Result<()> {
             ferry_api::run(config, listener, shutdown).await?;
         }
         Command::Migrate => {
-            let pool = ferry_shared::db::pool(&config.database)?;
+            let pool = ferry_store::pool(&config.database)?;
             ferry_api::migrate_with_retry(&pool, &Default::default()).await?;
         }
         Command::UserAdd { username, admin, password_stdin: _ } => {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\n', '\r']);
-            let pool = ferry_shared::db::pool(&config.database)?;
+            let pool = ferry_store::pool(&config.database)?;
             ferry_api::migrate_with_retry(&pool, &Default::default()).await?;
             let id = ferry_api::users::upsert(&pool, &username, password, admin).await?;
             println!("user {username} (id {id}) saved{}", if admin { " as admin" } else { "" });

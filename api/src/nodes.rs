@@ -13,7 +13,7 @@ pub enum NodeError {
     #[error("no such node")]
     NotFound,
     #[error(transparent)]
-    Db(#[from] ferry_shared::db::DbError),
+    Db(#[from] ferry_store::StoreError),
 }
 
 impl From<tokio_postgres::Error> for NodeError {

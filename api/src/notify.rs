@@ -12,7 +12,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use ferry_shared::db::UPLOAD_CHANNEL as CHANNEL;
+use ferry_store::pool::UPLOAD_CHANNEL as CHANNEL;
 
 pub async fn run_listener(config: tokio_postgres::Config, tx: broadcast::Sender<Uuid>, shutdown: CancellationToken) {
     let mut attempt = 0;

@@ -11,7 +11,7 @@ pub enum UserError {
     #[error("hashing the password failed: {0}")]
     Hash(String),
     #[error(transparent)]
-    Db(#[from] ferry_shared::db::DbError),
+    Db(#[from] ferry_store::StoreError),
 }
 
 /// Creates `username`, or resets its password and admin flag when it exists
@@ -26,7 +26,7 @@ pub async fn upsert(pool: &Pool, username: &str, password: &str, admin: bool) ->
         return Err(UserError::ShortPassword);
     }
     let hash = crate::auth::hash_password(password).map_err(|e| UserError::Hash(e.to_string()))?;
-    let client = pool.get().await.map_err(ferry_shared::db::DbError::from)?;
+    let client = pool.get().await.map_err(ferry_store::StoreError::from)?;
     let row = client
         .query_one(
             "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3)
@@ -35,7 +35,7 @@ pub async fn upsert(pool: &Pool, username: &str, password: &str, admin: bool) ->
             &[&username, &hash, &admin],
         )
         .await
-        .map_err(ferry_shared::db::DbError::from)?;
+        .map_err(ferry_store::StoreError::from)?;
     Ok(row.get(0))
 }
 
@@ -46,10 +46,10 @@ pub async fn set_password(pool: &Pool, username: &str, password: &str) -> Result
         return Err(UserError::ShortPassword);
     }
     let hash = crate::auth::hash_password(password).map_err(|e| UserError::Hash(e.to_string()))?;
-    let client = pool.get().await.map_err(ferry_shared::db::DbError::from)?;
+    let client = pool.get().await.map_err(ferry_store::StoreError::from)?;
     let updated = client
         .execute("UPDATE users SET password_hash = $2 WHERE username = $1", &[&username, &hash])
         .await
-        .map_err(ferry_shared::db::DbError::from)?;
+        .map_err(ferry_store::StoreError::from)?;
     Ok(updated == 1)
 }

@@ -132,8 +132,8 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("configuration is valid");
         return Ok(());
     }
-    let pool = ferry_shared::db::pool(&config.database)?;
-    ferry_shared::db::migrate(&pool).await?;
+    let pool = ferry_store::pool(&config.database)?;
+    ferry_store::migrate(&pool).await?;
     let client = pool.get().await?;
     match cli.command {
         Command::Config(_) => {}

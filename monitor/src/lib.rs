@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use ferry_queue::outbox::{self, RelayWaker};
+use ferry_queue::{Heartbeat, Publisher};
 use ferry_shared::config::Config;
-use ferry_shared::db::{self, DbError};
 use ferry_shared::ops;
-use ferry_shared::outbox::{self, RelayWaker};
-use ferry_shared::queue::{Heartbeat, Publisher};
 use ferry_shared::types::NodeId;
+use ferry_store::StoreError;
 use futures::future::join_all;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ use crate::leader::Leadership;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] StoreError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("http client: {0}")]
@@ -35,8 +35,8 @@ pub enum RunError {
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    let pool = db::pool(&config.database)?;
-    db::migrate(&pool).await?;
+    let pool = ferry_store::pool(&config.database)?;
+    ferry_store::migrate(&pool).await?;
     let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-monitor", config.broker.heartbeat_secs));
     let http =
         reqwest::Client::builder().connect_timeout(Duration::from_millis(config.monitor.probe_timeout_ms)).build()?;
@@ -46,7 +46,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     tasks.spawn(lead(Arc::new(config), pool.clone(), publisher.clone(), http, relay, shutdown.clone()));
     tasks.close();
 
-    let ready = ops::db_and_broker_ready(pool, publisher);
+    let ready = ferry_queue::ready::db_and_broker(pool, publisher);
     tracing::info!(listen = %listener.local_addr()?, "ferry-monitor running");
     ops::serve(listener, ops::routes(ready), shutdown).await?;
     tasks.wait().await;
@@ -63,7 +63,7 @@ async fn lead(
     shutdown: CancellationToken,
 ) {
     let interval = Duration::from_millis(config.monitor.interval_ms);
-    let pg = match db::pg_config(&config.database) {
+    let pg = match ferry_store::pg_config(&config.database) {
         Ok(pg) => pg,
         Err(error) => {
             tracing::error!(%error, "monitor cannot parse the database URL");

@@ -2,16 +2,16 @@
 //! topping up under-replicated files.
 
 use deadpool_postgres::Pool;
+use ferry_queue::outbox;
+use ferry_queue::Job;
 use ferry_shared::config::Config;
-use ferry_shared::db::DbError;
-use ferry_shared::outbox;
-use ferry_shared::queue::Job;
 use ferry_shared::types::{FileId, NodeId};
+use ferry_store::StoreError;
 use uuid::Uuid;
 
 /// Uploads past their expiry become `expired` (further chunks get 410) and a delete
 /// job reclaims their staging bytes. Completed files are never touched.
-pub async fn expire_uploads(pool: &Pool) -> Result<usize, DbError> {
+pub async fn expire_uploads(pool: &Pool) -> Result<usize, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
@@ -38,7 +38,7 @@ pub async fn expire_uploads(pool: &Pool) -> Result<usize, DbError> {
 /// Replicas on draining or disabled nodes, or on nodes down for longer than
 /// `monitor.node_grace_secs`, do not count, so draining a node or losing one copies its
 /// files elsewhere.
-pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbError> {
+pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, StoreError> {
     let want = i64::from(config.storage.replication_factor);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -108,7 +108,7 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, DbEr
 /// nodes, and copies beyond R on healthy nodes, are marked `deleting` and handed to the
 /// delete workers; once a draining node holds nothing it can be removed with nothing
 /// lost.
-pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, DbError> {
+pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, StoreError> {
     let want = i64::from(config.storage.replication_factor);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -153,7 +153,7 @@ pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, DbErr
 
 /// Schedules a sha256 re-check of present replicas not verified within the scrub
 /// interval (on nodes that are up), a bounded batch per round.
-pub async fn schedule_scrub(pool: &Pool, config: &Config) -> Result<usize, DbError> {
+pub async fn schedule_scrub(pool: &Pool, config: &Config) -> Result<usize, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx

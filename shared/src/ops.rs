@@ -16,18 +16,6 @@ use tokio_util::sync::CancellationToken;
 /// A readiness probe: `Ok` when every dependency the process needs answers.
 pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// The readiness of a process that needs PostgreSQL and RabbitMQ: one round trip to
-/// each.
-pub fn db_and_broker_ready(pool: deadpool_postgres::Pool, publisher: Arc<crate::queue::Publisher>) -> ReadyCheck {
-    Arc::new(move || {
-        let (pool, publisher) = (pool.clone(), publisher.clone());
-        Box::pin(async move {
-            crate::db::ping(&pool).await.map_err(|e| format!("database: {e}"))?;
-            publisher.ping().await.map_err(|e| format!("broker: {e}"))
-        })
-    })
-}
-
 /// `/healthz` (the process is up), `/readyz` (its dependencies answer) and
 /// `/metrics` (Prometheus text).
 pub fn routes(ready: ReadyCheck) -> Router {

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_queue::{self as queue, Job, JobKind, OutgoingMessage, Publisher, RETRY_TIERS};
 use ferry_shared::backoff;
-use ferry_shared::queue::{self, Job, JobKind, OutgoingMessage, Publisher, RETRY_TIERS};
 use ferry_shared::shutdown::DRAIN_DEADLINE;
 use futures::StreamExt;
 use lapin::message::Delivery;

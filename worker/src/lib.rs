@@ -12,11 +12,11 @@ pub mod ssh;
 
 use std::sync::Arc;
 
+use ferry_queue::outbox::{self, RelayWaker};
+use ferry_queue::{JobKind, Publisher};
 use ferry_shared::config::Config;
-use ferry_shared::db::{self, DbError};
 use ferry_shared::ops;
-use ferry_shared::outbox::{self, RelayWaker};
-use ferry_shared::queue::{JobKind, Publisher};
+use ferry_store::StoreError;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,7 +27,7 @@ use crate::jobs::Ctx;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] StoreError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -37,8 +37,8 @@ pub enum RunError {
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     let kinds: Vec<JobKind> =
         config.worker.queues.iter().map(|q| q.parse()).collect::<Result<_, _>>().map_err(RunError::Config)?;
-    let pool = db::pool(&config.database)?;
-    db::migrate(&pool).await?;
+    let pool = ferry_store::pool(&config.database)?;
+    ferry_store::migrate(&pool).await?;
     tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
     let publisher =
         Arc::new(Publisher::new(config.broker.url.expose(), "ferry-worker publisher", config.broker.heartbeat_secs));
@@ -69,7 +69,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     }
     tasks.close();
 
-    let ready = ops::db_and_broker_ready(pool, publisher);
+    let ready = ferry_queue::ready::db_and_broker(pool, publisher);
     tracing::info!(listen = %listener.local_addr()?, "ferry-worker running");
     ops::serve(listener, ops::routes(ready), shutdown).await?;
     tasks.wait().await;

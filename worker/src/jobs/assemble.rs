@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
+use ferry_queue::outbox;
+use ferry_queue::Job;
 use ferry_shared::hashing::RunningDigest;
-use ferry_shared::outbox;
-use ferry_shared::queue::Job;
 use ferry_shared::staging::{data_path, upload_dir};
 use ferry_shared::types::FileId;
 use ferry_shared::types::{Md5, Sha256};
@@ -114,7 +114,7 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &
     }
     tx.execute("UPDATE uploads SET status = 'complete', completed_at = now(), error = NULL WHERE id = $1", &[&id.0])
         .await?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &id.to_string()]).await?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &id.to_string()]).await?;
     tx.commit().await?;
     ctx.relay.wake();
     if (targets.len() as u32) < ctx.config.storage.replication_factor {
@@ -155,7 +155,7 @@ async fn reopen(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobError>
             &[&id.0, &error],
         )
         .await?;
-    client.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &id.to_string()]).await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &id.to_string()]).await?;
     tracing::info!(upload.id = %id, error, "upload reopened: md5 mismatch");
     Ok(())
 }
@@ -169,7 +169,7 @@ pub async fn fail(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobErro
             &[&id.0, &error],
         )
         .await?;
-    client.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &id.to_string()]).await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &id.to_string()]).await?;
     tracing::info!(upload.id = %id, error, "upload failed");
     Ok(())
 }

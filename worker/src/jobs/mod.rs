@@ -10,10 +10,10 @@ pub mod verify;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
+use ferry_queue::outbox::RelayWaker;
+use ferry_queue::Job;
 use ferry_shared::config::Config;
-use ferry_shared::db::DbError;
-use ferry_shared::outbox::RelayWaker;
-use ferry_shared::queue::Job;
+use ferry_store::StoreError;
 
 use crate::ssh::{Ssh, SshError};
 
@@ -37,21 +37,21 @@ pub enum JobError {
     Permanent(String),
 }
 
-impl From<DbError> for JobError {
-    fn from(e: DbError) -> Self {
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
         JobError::Retry(format!("database: {e}"))
     }
 }
 
 impl From<tokio_postgres::Error> for JobError {
     fn from(e: tokio_postgres::Error) -> Self {
-        DbError::from(e).into()
+        StoreError::from(e).into()
     }
 }
 
 impl From<deadpool_postgres::PoolError> for JobError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        DbError::from(e).into()
+        StoreError::from(e).into()
     }
 }
 

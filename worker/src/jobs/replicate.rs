@@ -77,7 +77,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         .await?;
     if updated > 0 {
         // Wakes a completing POST waiting for its write quorum (read-after-write).
-        tx.execute("SELECT pg_notify($1, $2)", &[&ferry_shared::db::UPLOAD_CHANNEL, &file.to_string()]).await?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &file.to_string()]).await?;
     }
     if updated == 0 {
         // Deleted (or reassigned) while we copied: take the copy back.

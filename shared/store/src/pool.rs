@@ -3,12 +3,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::config::DatabaseConfig;
+use ferry_shared::config::DatabaseConfig;
 
-pub use deadpool_postgres::{Object as Client, Transaction};
+use crate::{Client, StoreError};
 
 /// PostgreSQL `NOTIFY` channel for upload events; the payload is the upload's id
 /// (= its file's id). Workers notify when an assembly ends and when a replica becomes
@@ -28,47 +28,17 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "upload_writer_lease", include_str!("../migrations/0005_upload_writer_lease.sql")),
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("database configuration: {0}")]
-    Config(String),
-    #[error("database unavailable: {0}")]
-    Pool(#[from] PoolError),
-    #[error("database error: {}", describe(.0))]
-    Postgres(#[from] tokio_postgres::Error),
-}
-
-/// tokio-postgres' Display says only "db error" for server errors; keep the server's
-/// message (for logs; it never reaches an HTTP body).
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
-    }
-}
-
-impl DbError {
-    /// True when the database could not be reached at all (as opposed to a query
-    /// failing): callers answer 503 and retry later.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            DbError::Pool(_) => true,
-            DbError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
-            DbError::Config(_) => false,
-        }
-    }
-}
-
 /// Parses the URL into a driver config (no connection is made yet).
-pub fn pg_config(config: &DatabaseConfig) -> Result<tokio_postgres::Config, DbError> {
-    let mut pg = tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| DbError::Config(e.to_string()))?;
+pub fn pg_config(config: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError> {
+    let mut pg =
+        tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| StoreError::Config(e.to_string()))?;
     pg.connect_timeout(Duration::from_secs(5));
     Ok(pg)
 }
 
 /// Builds the connection pool. Connections are made lazily, so this succeeds while
 /// the database is down; `wait_timeout` bounds how long a caller waits for one.
-pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
+pub fn pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
     let manager =
         Manager::from_config(pg_config(config)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let timeout = Duration::from_millis(config.acquire_timeout_ms);
@@ -79,11 +49,11 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
         .recycle_timeout(Some(timeout))
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|e| DbError::Config(e.to_string()))
+        .map_err(|e| StoreError::Config(e.to_string()))
 }
 
 /// Applies pending migrations under an advisory lock.
-pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
+pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
     let result = apply(&mut client).await;
@@ -94,7 +64,7 @@ pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
     Ok(())
 }
 
-async fn apply(client: &mut Client) -> Result<(), DbError> {
+async fn apply(client: &mut Client) -> Result<(), StoreError> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -118,7 +88,7 @@ async fn apply(client: &mut Client) -> Result<(), DbError> {
 }
 
 /// Readiness: one round trip through the pool.
-pub async fn ping(pool: &Pool) -> Result<(), DbError> {
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     pool.get().await?.execute("SELECT 1", &[]).await?;
     Ok(())
 }

@@ -7,13 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Pool};
+use ferry_store::{GenericClient, Pool, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::db::DbError;
-use crate::queue::{Job, OutgoingMessage, Publisher, JOBS_EXCHANGE};
+use crate::{Job, OutgoingMessage, PublishError, Publisher, JOBS_EXCHANGE};
 
 /// Rows published per relay round trip.
 const BATCH: i64 = 256;
@@ -22,14 +20,9 @@ const BATCH: i64 = 256;
 const POLL: Duration = Duration::from_millis(500);
 
 /// Adds `job` to the outbox inside the caller's transaction.
-pub async fn enqueue(tx: &impl GenericClient, job: &Job) -> Result<(), DbError> {
-    let payload = serde_json::to_value(job).map_err(|e| DbError::Config(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO outbox (exchange, routing_key, message_id, payload) VALUES ($1, $2, $3, $4)",
-        &[&JOBS_EXCHANGE, &job.kind().routing_key(), &Uuid::new_v4(), &payload],
-    )
-    .await?;
-    Ok(())
+pub async fn enqueue(tx: &impl GenericClient, job: &Job) -> Result<(), StoreError> {
+    let payload = serde_json::to_value(job).map_err(|e| StoreError::Config(e.to_string()))?;
+    ferry_store::outbox::insert(tx, JOBS_EXCHANGE, job.kind().routing_key(), &payload).await
 }
 
 /// Handle to wake the relay right after a commit, so jobs do not wait for the poll.
@@ -54,7 +47,7 @@ pub async fn run_relay(pool: Pool, publisher: Arc<Publisher>, waker: RelayWaker,
                 tracing::warn!(%error, backoff_ms = backoff.as_millis() as u64, "outbox relay failed; will retry");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(crate::backoff::jitter(backoff)) => {}
+                    _ = tokio::time::sleep(ferry_shared::backoff::jitter(backoff)) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
@@ -71,44 +64,33 @@ pub async fn run_relay(pool: Pool, publisher: Arc<Publisher>, waker: RelayWaker,
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(#[from] StoreError),
     #[error(transparent)]
-    Pg(#[from] tokio_postgres::Error),
-    #[error(transparent)]
-    Publish(#[from] crate::queue::PublishError),
+    Publish(#[from] PublishError),
 }
 
 async fn relay_batch(pool: &Pool, publisher: &Publisher) -> Result<usize, RelayError> {
-    let mut client = pool.get().await.map_err(DbError::from)?;
-    let tx = client.transaction().await?;
-    let rows = tx
-        .query(
-            "SELECT id, exchange, routing_key, message_id, payload::text FROM outbox
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            &[&BATCH],
-        )
-        .await?;
+    let mut client = pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let rows = ferry_store::outbox::claim(&tx, BATCH).await?;
+    ferry_shared::metrics::OUTBOX_BACKLOG.set(rows.len() as i64);
     if rows.is_empty() {
-        crate::metrics::OUTBOX_BACKLOG.set(0);
         return Ok(0);
     }
-    crate::metrics::OUTBOX_BACKLOG.set(rows.len() as i64);
-    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let owned: Vec<(String, String, Uuid, String)> =
-        rows.iter().map(|r| (r.get(1), r.get(2), r.get(3), r.get(4))).collect();
-    let messages: Vec<OutgoingMessage<'_>> = owned
+    let messages: Vec<OutgoingMessage<'_>> = rows
         .iter()
-        .map(|(exchange, routing_key, message_id, payload)| OutgoingMessage {
-            exchange,
-            routing_key,
-            message_id: *message_id,
-            payload: payload.as_bytes(),
+        .map(|row| OutgoingMessage {
+            exchange: &row.exchange,
+            routing_key: &row.routing_key,
+            message_id: row.message_id,
+            payload: row.payload.as_bytes(),
             attempt: 0,
         })
         .collect();
     publisher.publish_confirmed(&messages).await?;
-    tx.execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids]).await?;
-    tx.commit().await?;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    ferry_store::outbox::delete(&tx, &ids).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     tracing::debug!(outbox.published = ids.len(), "relayed outbox rows");
     Ok(ids.len())
 }

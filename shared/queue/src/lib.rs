@@ -1,0 +1,22 @@
+//! Ferry's RabbitMQ side, shared by every process that enqueues or consumes work.
+//!
+//! - [`topology`]: exchanges, quorum queues, retry tiers and dead letters, declared
+//!   idempotently; connections.
+//! - [`messages`]: the job and heartbeat bodies.
+//! - [`publisher`]: persistent, mandatory publishing with publisher confirms.
+//! - [`outbox`]: enqueueing a job in the caller's transaction and the relay that
+//!   publishes outbox rows (SQL in `ferry_store::outbox`).
+//! - [`ready`]: the readiness check of processes that need PostgreSQL and RabbitMQ.
+
+pub mod messages;
+pub mod outbox;
+pub mod publisher;
+pub mod ready;
+pub mod topology;
+
+pub use messages::{Heartbeat, Job, JobKind};
+pub use publisher::{attempt_of, OutgoingMessage, PublishError, Publisher, ATTEMPT_HEADER};
+pub use topology::{
+    connect, declare_heartbeat_exchange, declare_topology, DEAD_EXCHANGE, DELIVERY_LIMIT, HEARTBEAT_EXCHANGE,
+    JOBS_EXCHANGE, RETRY_TIERS,
+};

@@ -1,0 +1,89 @@
+//! Message bodies: the jobs workers consume and the heartbeats API replicas hear.
+
+use serde::{Deserialize, Serialize};
+
+use ferry_shared::types::{FileId, NodeId};
+
+/// The job queues a worker can consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Assemble,
+    Replicate,
+    Delete,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Assemble, JobKind::Replicate, JobKind::Delete];
+
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            JobKind::Assemble => "assemble",
+            JobKind::Replicate => "replicate",
+            JobKind::Delete => "delete",
+        }
+    }
+
+    pub fn queue(self) -> String {
+        format!("ferry.{}", self.routing_key())
+    }
+
+    pub fn dead_queue(self) -> String {
+        format!("ferry.{}.dead", self.routing_key())
+    }
+
+    pub fn retry_queue(self, tier: &str) -> String {
+        format!("ferry.{}.retry.{tier}", self.routing_key())
+    }
+}
+
+impl std::str::FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.routing_key() == s)
+            .ok_or_else(|| format!("unknown queue {s:?} (expected assemble, replicate or delete)"))
+    }
+}
+
+/// A job message. The body says what to do; the current state lives in PostgreSQL,
+/// and each handler re-reads it so a redelivered job finds the work done and acks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "lowercase")]
+pub enum Job {
+    /// Concatenate an upload's chunks, hash, compare with the client's md5.
+    Assemble { upload: FileId },
+    /// Copy a file to one node and verify it there.
+    Replicate { file: FileId, node: NodeId },
+    /// Remove a deleted file's replicas and staging bytes.
+    Delete { file: FileId },
+    /// Re-check one present replica's sha256 on its node (scrub). Travels on the
+    /// replicate queue.
+    Verify { file: FileId, node: NodeId },
+    /// Remove one surplus replica (its node is draining and the file has enough
+    /// replicas elsewhere). Travels on the delete queue.
+    DropReplica { file: FileId, node: NodeId },
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::Assemble { .. } => JobKind::Assemble,
+            Job::Replicate { .. } | Job::Verify { .. } => JobKind::Replicate,
+            Job::Delete { .. } | Job::DropReplica { .. } => JobKind::Delete,
+        }
+    }
+}
+
+/// What the monitor publishes about a node on every probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub node: NodeId,
+    pub up: bool,
+    pub free_bytes: i64,
+    pub total_bytes: i64,
+    pub rtt_ms: Option<f64>,
+    /// Unix milliseconds at the probe.
+    pub at_ms: i64,
+}

@@ -1,0 +1,18 @@
+//! Ferry's PostgreSQL layer: the one place that speaks SQL.
+//!
+//! - [`pool`]: the connection pool, the migrations (`shared/store/migrations/`, applied
+//!   at start-up under an advisory lock) and the readiness ping.
+//! - one module per table or concern, each a set of functions taking a
+//!   [`GenericClient`] (a pooled connection or an open transaction, so callers decide
+//!   what commits together) and returning typed rows.
+//!
+//! Rows are read by column name (`try_get("col")`), so a schema change fails as a
+//! [`StoreError`], never as a panic; states are enums with fallible parsing.
+
+mod error;
+pub mod outbox;
+pub mod pool;
+
+pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};
+pub use error::StoreError;
+pub use pool::{migrate, pg_config, ping, pool};
