@@ -19,14 +19,10 @@ MD5=$(md5sum some-image.png | cut -d' ' -f1)
 DONE=$(curl -sS -H "Authorization: JWT $TOKEN" -X POST -d "md5=$MD5" "$BASE/storage/tmp-upload/$UUID/")
 [[ $(json status <<<"$DONE") == 2 ]] || { echo "completing POST did not verify: $DONE"; exit 1; }
 curl -sS -H "Authorization: JWT $TOKEN" "$BASE/storage/files/" | grep -q "$UUID" || { echo "file not listed"; exit 1; }
-# Replication runs in the background after the verified POST: wait (bounded) for a copy.
-for _ in $(seq 1 100); do
-	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: JWT $TOKEN" "$BASE/storage/download/$UUID/")
-	[[ $code == 302 ]] && break
-	sleep 0.2
-done
-curl -sS -L -H "Authorization: JWT $TOKEN" --range 0-29999 -o img.part1 "$BASE/storage/download/$UUID/"
-curl -sS -L -H "Authorization: JWT $TOKEN" --range 30000-32634 -o img.part2 "$BASE/storage/download/$UUID/"
+# Read-after-write: the 200 above means downloadable at once, as the original README's
+# sequence assumes (no wait, no retry: -f makes an error status fail the script).
+curl -sS -f -L -H "Authorization: JWT $TOKEN" --range 0-29999 -o img.part1 "$BASE/storage/download/$UUID/"
+curl -sS -f -L -H "Authorization: JWT $TOKEN" --range 30000-32634 -o img.part2 "$BASE/storage/download/$UUID/"
 cat img.part? >img.png
 cmp some-image.png img.png || { echo "downloaded bytes differ"; exit 1; }
 echo "readme curl sequence: 1 passed, 0 failed"

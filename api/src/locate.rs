@@ -64,7 +64,7 @@ async fn load_replicas(state: &SharedState, id: FileId, user: i64) -> ApiResult<
     let client = state.pool.get().await?;
     let rows = client
         .query(
-            "SELECT f.sha256, n.id, n.public_url, n.lat, n.lon
+            "SELECT f.sha256, n.id, n.public_url, n.lat, n.lon, f.filename
              FROM files f
              LEFT JOIN replicas r ON r.file_id = f.id AND r.state = 'present'
              LEFT JOIN nodes n ON n.id = r.node_id AND n.state <> 'disabled'
@@ -91,6 +91,7 @@ async fn load_replicas(state: &SharedState, id: FileId, user: i64) -> ApiResult<
                 public_url: row.get(2),
                 lat: row.get(3),
                 lon: row.get(4),
+                filename: row.get(5),
             })
         })
         .collect())

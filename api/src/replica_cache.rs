@@ -16,6 +16,8 @@ use ferry_shared::types::{FileId, NodeId};
 pub struct ReplicaLocation {
     /// The file's checksum, signed into the URL so the node can verify what it serves.
     pub sha256: Option<ferry_shared::types::Sha256>,
+    /// The file's stored name, signed into the URL for the node's `Content-Disposition`.
+    pub filename: String,
     pub node: NodeId,
     pub public_url: String,
     pub lat: f64,
@@ -72,6 +74,7 @@ mod tests {
     fn loc() -> Arc<Vec<ReplicaLocation>> {
         Arc::new(vec![ReplicaLocation {
             sha256: None,
+            filename: "f.bin".into(),
             node: NodeId(1),
             public_url: "http://n1".into(),
             lat: 0.0,

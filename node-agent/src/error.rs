@@ -23,6 +23,9 @@ pub enum ServeError {
     /// Carries the representation's length for `Content-Range: bytes */len`.
     #[error("The requested range lies outside the file.")]
     RangeNotSatisfiable { len: u64 },
+    /// `If-Match` / `If-Unmodified-Since` did not hold (RFC 9110 §13.1.1, §13.1.4).
+    #[error("A precondition of the request does not hold for the current file.")]
+    PreconditionFailed,
     #[error("Method not allowed.")]
     MethodNotAllowed,
     /// statvfs of the storage root failed: the monitor must see this node as down
@@ -43,6 +46,7 @@ impl ServeError {
                 StatusCode::FORBIDDEN
             }
             ServeError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ServeError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ServeError::RootUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,6 +62,7 @@ impl ServeError {
             ServeError::Unsigned | ServeError::MalformedLink | ServeError::InvalidSignature => "invalid_signature",
             ServeError::Expired => "link_expired",
             ServeError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            ServeError::PreconditionFailed => "precondition_failed",
             ServeError::MethodNotAllowed => "method_not_allowed",
             ServeError::RootUnavailable => "root_unavailable",
             ServeError::Internal { .. } => "internal_error",
@@ -108,6 +113,7 @@ mod tests {
             (ServeError::InvalidSignature, 403, "invalid_signature"),
             (ServeError::Expired, 403, "link_expired"),
             (ServeError::RangeNotSatisfiable { len: 3 }, 416, "range_not_satisfiable"),
+            (ServeError::PreconditionFailed, 412, "precondition_failed"),
             (ServeError::MethodNotAllowed, 405, "method_not_allowed"),
             (ServeError::RootUnavailable, 503, "root_unavailable"),
         ];

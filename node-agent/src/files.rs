@@ -2,7 +2,8 @@
 //!
 //! Order of checks: the id must parse (else 404, before anything else, so a traversal
 //! attempt never gets further), the link must be signed and fresh (403), the file must
-//! be here (404). Only then are the `If-Range` and `Range` headers looked at.
+//! be here (404). Only then are the conditional headers (RFC 9110 §13: 412 or 304)
+//! and then `If-Range` and `Range` looked at.
 
 use std::fs::{File, Metadata};
 use std::path::Path as FsPath;
@@ -17,11 +18,12 @@ use ferry_shared::types::FileId;
 
 use crate::body::{self, Verify};
 use crate::buffers::Buffer;
+use crate::disposition;
 use crate::error::ServeError;
 use crate::link::{self, LinkQuery};
 use crate::range::{self, RangeOutcome};
 use crate::state::NodeState;
-use crate::validator;
+use crate::validator::{self, Conditions, Precondition};
 use crate::verified::CopyKey;
 
 pub async fn serve(
@@ -36,7 +38,8 @@ pub async fn serve(
     let id: FileId = id.ok().and_then(|Path(raw)| raw.parse().ok()).ok_or(ServeError::NotFound)?;
     // A query that does not even decode (e.g. a repeated `sig`) is a broken link.
     let Query(query) = query.map_err(|_| ServeError::MalformedLink)?;
-    let expected = link::authorize(state.secret(), id, &query, chrono::Utc::now().timestamp())?;
+    let grant = link::authorize(state.secret(), id, &query, chrono::Utc::now().timestamp())?;
+    let expected = grant.sha256;
 
     // HEAD gets the same headers but no body, so the file is not read at all.
     let buffer = if method == Method::HEAD { None } else { Some(state.buffers().take().await) };
@@ -45,11 +48,27 @@ pub async fn serve(
         let path = path.clone();
         let range = headers.get(header::RANGE).cloned();
         let if_range = headers.get(header::IF_RANGE).cloned();
-        tokio::task::spawn_blocking(move || open(&path, id, range.as_ref(), if_range.as_ref(), buffer))
+        let conditions = Conditions::from_headers(&headers);
+        tokio::task::spawn_blocking(move || open(&path, id, &conditions, range.as_ref(), if_range.as_ref(), buffer))
             .await
             .map_err(|e| ServeError::Internal { context: "opening a file", source: std::io::Error::other(e) })??
     };
-    let Opened { file, meta, etag, outcome, first } = opened;
+    let Opened { file, meta, etag, precondition, outcome, first } = opened;
+    let last_modified = meta.modified().ok().map(validator::last_modified);
+    if precondition == Precondition::NotModified {
+        // 304: the validators and caching headers a 200 would carry, no body.
+        let mut response = Response::new(axum::body::Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        let h = response.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+        if let Ok(value) = HeaderValue::try_from(etag) {
+            h.insert(header::ETAG, value);
+        }
+        if let Some(value) = last_modified {
+            h.insert(header::LAST_MODIFIED, value);
+        }
+        return Ok(response);
+    }
     let len = meta.len();
     let (status, start) = match outcome {
         RangeOutcome::Full => (StatusCode::OK, 0),
@@ -75,7 +94,18 @@ pub async fn serve(
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    match grant.name.as_deref() {
+        Some(name) => {
+            h.insert(header::CONTENT_TYPE, disposition::content_type(name));
+            h.insert(header::CONTENT_DISPOSITION, disposition::content_disposition(name));
+        }
+        None => {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        }
+    }
+    if let Some(value) = last_modified {
+        h.insert(header::LAST_MODIFIED, value);
+    }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     // Links are per-user and expire; shared caches must not keep the bytes.
@@ -105,6 +135,7 @@ struct Opened {
     file: File,
     meta: Metadata,
     etag: String,
+    precondition: Precondition,
     outcome: RangeOutcome,
     first: Option<Bytes>,
 }
@@ -115,6 +146,7 @@ struct Opened {
 fn open(
     path: &FsPath,
     id: FileId,
+    conditions: &Conditions,
     range: Option<&HeaderValue>,
     if_range: Option<&HeaderValue>,
     buffer: Option<Buffer>,
@@ -130,6 +162,14 @@ fn open(
     };
     let len = meta.len();
     let etag = validator::etag(id, len, meta.modified().ok());
+    let precondition = conditions.evaluate(&etag, meta.modified().ok());
+    match precondition {
+        Precondition::Failed => return Err(ServeError::PreconditionFailed),
+        Precondition::NotModified => {
+            return Ok(Opened { file, meta, etag, precondition, outcome: RangeOutcome::Full, first: None })
+        }
+        Precondition::Proceed => {}
+    }
     let range = range.filter(|_| validator::if_range_allows(if_range, &etag)).and_then(|v| v.to_str().ok());
     let outcome = range::parse(range, len);
     let start = match outcome {
@@ -147,5 +187,5 @@ fn open(
         }
         _ => None,
     };
-    Ok(Opened { file, meta, etag, outcome, first })
+    Ok(Opened { file, meta, etag, precondition, outcome, first })
 }

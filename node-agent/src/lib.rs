@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod buffers;
+pub mod disposition;
 pub mod error;
 pub mod files;
 pub mod health;

@@ -1,4 +1,4 @@
-//! The signed part of a download URL, `?exp=<unix>[&sha=<hex>]&sig=<hex>`.
+//! The signed part of a download URL, `?exp=<unix>[&sha=<hex>][&name=<pct>]&sig=<hex>`.
 //!
 //! The API redirects clients here without their JWT (curl and browsers drop
 //! `Authorization` on a cross-origin redirect), so this signature, made with the secret
@@ -19,13 +19,24 @@ pub struct LinkQuery {
     /// The file's sha256 as the API knows it (signed too): a whole-file read is checked
     /// against it while it is served.
     sha: Option<String>,
+    /// The file's stored name (signed too), sent back in `Content-Disposition`.
+    name: Option<String>,
     sig: Option<String>,
 }
 
-/// Checks the link for `id` at `now_unix`; on success returns the signed checksum, if
-/// the link carried one. The signature is checked before the expiry, so "expired" is
-/// only ever said of a link the API really issued.
-pub fn authorize(secret: &[u8], id: FileId, query: &LinkQuery, now_unix: i64) -> Result<Option<Sha256>, ServeError> {
+/// What a valid link grants beyond the file itself.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The checksum a whole-file read is verified against.
+    pub sha256: Option<Sha256>,
+    /// The name to offer the client's user agent (RFC 6266).
+    pub name: Option<String>,
+}
+
+/// Checks the link for `id` at `now_unix`; on success returns the signed checksum and
+/// name, if the link carried them. The signature is checked before the expiry, so
+/// "expired" is only ever said of a link the API really issued.
+pub fn authorize(secret: &[u8], id: FileId, query: &LinkQuery, now_unix: i64) -> Result<Grant, ServeError> {
     let (Some(exp), Some(sig)) = (query.exp.as_deref(), query.sig.as_deref()) else {
         return Err(ServeError::Unsigned);
     };
@@ -34,11 +45,12 @@ pub fn authorize(secret: &[u8], id: FileId, query: &LinkQuery, now_unix: i64) ->
         None => None,
         Some(sha) => Some(sha.parse::<Sha256>().map_err(|_| ServeError::MalformedLink)?),
     };
-    signing::verify(secret, id, exp, sha.as_ref(), sig, now_unix).map_err(|e| match e {
+    let name = query.name.as_deref();
+    signing::verify(secret, id, exp, sha.as_ref(), name, sig, now_unix).map_err(|e| match e {
         SignatureError::Expired => ServeError::Expired,
         SignatureError::Invalid => ServeError::InvalidSignature,
     })?;
-    Ok(sha)
+    Ok(Grant { sha256: sha, name: name.map(str::to_owned) })
 }
 
 #[cfg(test)]
@@ -48,19 +60,22 @@ mod tests {
     const KEY: &[u8] = b"test-secret";
 
     fn query(exp: Option<&str>, sha: Option<&str>, sig: Option<&str>) -> LinkQuery {
-        LinkQuery { exp: exp.map(Into::into), sha: sha.map(Into::into), sig: sig.map(Into::into) }
+        LinkQuery { exp: exp.map(Into::into), sha: sha.map(Into::into), name: None, sig: sig.map(Into::into) }
     }
 
     #[test]
     fn a_valid_link_passes_and_yields_its_checksum() {
         let id = FileId::new();
-        let sig = signing::sign(KEY, id, 100, None);
-        assert!(matches!(authorize(KEY, id, &query(Some("100"), None, Some(&sig)), 50), Ok(None)));
+        let sig = signing::sign(KEY, id, 100, None, None);
+        assert!(matches!(
+            authorize(KEY, id, &query(Some("100"), None, Some(&sig)), 50),
+            Ok(Grant { sha256: None, name: None })
+        ));
 
         let sha = Sha256([9; 32]);
-        let sig = signing::sign(KEY, id, 100, Some(&sha));
+        let sig = signing::sign(KEY, id, 100, Some(&sha), None);
         let q = query(Some("100"), Some(&sha.to_string()), Some(&sig));
-        assert_eq!(authorize(KEY, id, &q, 50).ok(), Some(Some(sha)));
+        assert_eq!(authorize(KEY, id, &q, 50).ok(), Some(Grant { sha256: Some(sha), name: None }));
     }
 
     #[test]
@@ -74,7 +89,7 @@ mod tests {
     #[test]
     fn malformed_parts_are_refused() {
         let id = FileId::new();
-        let sig = signing::sign(KEY, id, 100, None);
+        let sig = signing::sign(KEY, id, 100, None, None);
         let q = query(Some("soon"), None, Some(&sig));
         assert!(matches!(authorize(KEY, id, &q, 50), Err(ServeError::MalformedLink)));
         let q = query(Some("100"), Some("not-hex"), Some(&sig));
@@ -84,8 +99,8 @@ mod tests {
     #[test]
     fn forged_tampered_and_expired_links_are_refused() {
         let id = FileId::new();
-        let sig = signing::sign(KEY, id, 100, None);
-        let forged = signing::sign(b"other", id, 100, None);
+        let sig = signing::sign(KEY, id, 100, None, None);
+        let forged = signing::sign(b"other", id, 100, None, None);
         let q = query(Some("100"), None, Some(&forged));
         assert!(matches!(authorize(KEY, id, &q, 50), Err(ServeError::InvalidSignature)));
         // Extending the expiry breaks the signature.

@@ -103,7 +103,7 @@ async fn serves_from_the_given_root_and_stops_on_sigterm() {
 
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let exp = chrono::Utc::now().timestamp() + 600;
-    let url = format!("http://{addr}{}", signing::signed_path(SECRET.as_bytes(), id, exp, None));
+    let url = format!("http://{addr}{}", signing::signed_path(SECRET.as_bytes(), id, exp, None, None));
     let response = client.get(&url).header("range", "bytes=4990-").send().await.expect("request");
     assert_eq!(response.status(), reqwest::StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.bytes().await.expect("body").as_ref(), &data[4990..]);

@@ -237,3 +237,67 @@ async fn a_client_that_stops_reading_is_dropped() {
     let response = node.client.get(node.link(id)).send().await.expect("request");
     assert_eq!(response.bytes().await.expect("body").len(), size);
 }
+
+/// RFC 9110 §13: a current ETag or date answers 304 with the validators and no body; a
+/// failed `If-Match` or `If-Unmodified-Since` answers 412; an old ETag gets the file.
+#[tokio::test]
+async fn conditional_requests_get_304_and_412() {
+    use reqwest::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED};
+    let node = TestNode::start().await;
+    let data = pattern(5_000);
+    let id = node.new_file(&data);
+    let url = node.link(id);
+    let first = node.client.get(&url).send().await.expect("request");
+    let etag = header(&first, ETAG).expect("an ETag");
+    let last_modified = header(&first, LAST_MODIFIED).expect("a Last-Modified date");
+
+    for (name, value) in [(IF_NONE_MATCH, etag.as_str()), (IF_NONE_MATCH, "*"), (IF_MODIFIED_SINCE, &last_modified)] {
+        let response = node.client.get(&url).header(name.clone(), value).send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{name}: {value}");
+        assert_eq!(header(&response, ETAG).as_deref(), Some(etag.as_str()));
+        assert_eq!(header(&response, LAST_MODIFIED).as_deref(), Some(last_modified.as_str()));
+        assert!(response.bytes().await.expect("body").is_empty(), "a 304 has no body");
+    }
+    let head = node.client.head(&url).header(IF_NONE_MATCH, &etag).send().await.expect("request");
+    assert_eq!(head.status(), StatusCode::NOT_MODIFIED);
+
+    for (name, value) in [(IF_MATCH, "\"another\""), (IF_UNMODIFIED_SINCE, "Thu, 01 Jan 1970 00:00:01 GMT")] {
+        let response = node.client.get(&url).header(name.clone(), value).send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED, "{name}: {value}");
+        assert_eq!(error_body(response).await["code"], "precondition_failed");
+    }
+    // Conditions that hold serve the file (a range too).
+    let response = node.client.get(&url).header(IF_NONE_MATCH, "\"stale\"").send().await.expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.expect("body").as_ref(), &data[..]);
+    let response =
+        node.client.get(&url).header(IF_MATCH, &etag).header(RANGE, "bytes=0-9").send().await.expect("request");
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    node.stop().await.expect("clean stop");
+}
+
+/// The stored name travels in the signed link and comes back as `Content-Disposition`
+/// (RFC 6266, `filename*` per RFC 8187) with a `Content-Type` from its extension; a
+/// link whose name was changed is refused.
+#[tokio::test]
+async fn the_signed_name_comes_back_as_content_disposition() {
+    use reqwest::header::CONTENT_DISPOSITION;
+    let node = TestNode::start().await;
+    let data = pattern(3_000);
+    let id = node.new_file(&data);
+    let name = "résumé 2024 (final).pdf";
+    let path = ferry_shared::signing::signed_path(common::SECRET.as_bytes(), id, common::now() + 60, None, Some(name));
+    let response = node.client.get(node.url(&path)).send().await.expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, CONTENT_TYPE).as_deref(), Some("application/pdf"));
+    assert_eq!(
+        header(&response, CONTENT_DISPOSITION).as_deref(),
+        Some("attachment; filename=\"r_sum_ 2024 (final).pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%202024%20%28final%29.pdf")
+    );
+    assert_eq!(response.bytes().await.expect("body").as_ref(), &data[..]);
+
+    let renamed = path.replace("name=r%C3%A9sum%C3%A9", "name=evil");
+    let response = node.client.get(node.url(&renamed)).send().await.expect("request");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    node.stop().await.expect("clean stop");
+}

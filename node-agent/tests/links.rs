@@ -14,7 +14,7 @@ async fn forged_expired_and_missing_signatures_get_403() {
     let id = node.new_file(&pattern(100));
     let path = format!("/files/{id}");
     let exp = now() + 600;
-    let good_sig = signing::sign(SECRET.as_bytes(), id, exp, None);
+    let good_sig = signing::sign(SECRET.as_bytes(), id, exp, None, None);
 
     let cases = [
         // Signed with another key.
@@ -96,7 +96,7 @@ async fn traversal_never_reaches_outside_the_root() {
     std::fs::write(node.dir.0.join("outside"), marker).expect("write outside file");
     std::fs::write(node.root.join("inside"), marker).expect("write inside file");
     let exp = now() + 600;
-    let any_sig = signing::sign(SECRET.as_bytes(), FileId::new(), exp, None);
+    let any_sig = signing::sign(SECRET.as_bytes(), FileId::new(), exp, None, None);
 
     let targets = [
         "/files/..%2foutside".to_owned(),

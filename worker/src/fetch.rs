@@ -23,7 +23,8 @@ pub async fn from_node(
     dest: &Path,
 ) -> Result<(), JobError> {
     let expires = chrono::Utc::now().timestamp() + 600;
-    let url = format!("{}{}", public_url.trim_end_matches('/'), signing::signed_path(secret, file, expires, None));
+    let url =
+        format!("{}{}", public_url.trim_end_matches('/'), signing::signed_path(secret, file, expires, None, None));
     let response = http.get(&url).send().await.map_err(|e| JobError::Retry(format!("fetch from {public_url}: {e}")))?;
     if !response.status().is_success() {
         return Err(JobError::Retry(format!("fetch from {public_url}: status {}", response.status())));

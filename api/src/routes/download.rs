@@ -43,7 +43,8 @@ async fn download(
             state.config.signing.secret.expose().as_bytes(),
             id,
             expires,
-            replicas.first().and_then(|r| r.sha256.as_ref())
+            replicas.first().and_then(|r| r.sha256.as_ref()),
+            replicas.first().map(|r| r.filename.as_str()),
         )
     );
     Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())])

@@ -93,7 +93,7 @@ impl TestNode {
     }
 
     pub fn link_with(&self, secret: &[u8], id: FileId, exp: i64, sha: Option<&Sha256>) -> String {
-        format!("{}{}", self.base, signing::signed_path(secret, id, exp, sha))
+        format!("{}{}", self.base, signing::signed_path(secret, id, exp, sha, None))
     }
 
     pub fn url(&self, path: &str) -> String {
