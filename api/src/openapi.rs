@@ -21,15 +21,56 @@ pub fn router() -> Router<SharedState> {
         .route("/docs/redoc.standalone.js", get(redoc_bundle))
 }
 
-async fn redoc_page() -> Html<&'static str> {
-    Html(
+/// The Redoc page. Its Content-Security-Policy allows only this origin (plus the
+/// `data:`/`blob:` URLs Redoc makes itself), so nothing the page does can leave the
+/// machine: not even the Redocly logo the bundle would fetch from a CDN.
+async fn redoc_page() -> impl IntoResponse {
+    let page = Html(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Ferry API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body><redoc spec-url="/docs/openapi.json"></redoc>
 <script src="/docs/redoc.standalone.js"></script></body></html>"#,
-    )
+    );
+    ([(header::CONTENT_SECURITY_POLICY, DOCS_CSP)], page)
 }
+
+/// Same-origin only; Redoc builds its styles inline and its search worker from a blob.
+const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                        font-src 'self' data:; worker-src 'self' blob:; script-src 'self' blob:; \
+                        connect-src 'self'; frame-ancestors 'none'";
+
+/// The protocol, walked through with curl, at the top of the rendered docs.
+const GUIDE: &str = r#"Large-file storage: chunked uploads, verified replication to storage nodes, download redirects. Compatible with the original drf-chunked-upload protocol.
+
+## Uploading in chunks
+
+1. `POST /api-token-auth/` with `username` and `password` gives a token; send it as `Authorization: JWT <token>`.
+2. `PUT /storage/tmp-upload/` with the first chunk (multipart `file`, plus `filename` — required on the first chunk, or `?filename=` with a raw `application/octet-stream` body) and `Content-Range: bytes 0-<END>/<TOTAL>` (0-based, RFC 9110; the original's 1-based `bytes 1-N/N` also works). The answer's `url` is the upload.
+3. `PUT <url>` with each next chunk at the current `offset`. A chunk whose START is not the offset gets `400 offset_mismatch` with the right `offset`; `GET` or `HEAD <url>` also tells it (`Upload-Offset` header), to resume after a failure.
+4. `POST <url>` with `md5` (required: the hex md5 of the whole file) completes it.
+
+```sh
+TOKEN=$(curl -s -d username=alice -d password=secret $API/api-token-auth/ | jq -r .token)
+SIZE=$(stat -c %s big.iso); CHUNK=$((8 * 1024 * 1024)); URL=$API/storage/tmp-upload/; OFF=0
+while [ $OFF -lt $SIZE ]; do
+  END=$(( OFF + CHUNK < SIZE ? OFF + CHUNK - 1 : SIZE - 1 ))
+  tail -c +$((OFF + 1)) big.iso | head -c $((END - OFF + 1)) > chunk
+  URL=$(curl -s -X PUT -H "Authorization: JWT $TOKEN" -H "Content-Range: bytes $OFF-$END/$SIZE"         -F file=@chunk -F filename=big.iso "$URL" | jq -r .url)
+  OFF=$((END + 1))
+done
+curl -s -X POST -H "Authorization: JWT $TOKEN" -d md5=$(md5sum < big.iso | cut -d' ' -f1) "$URL"
+curl -L -OJ -H "Authorization: JWT $TOKEN" $API/storage/download/<id>/
+```
+
+## What the answers promise
+
+- **Completing POST `200`**: the md5 is verified *and* the file is downloadable now (read-after-write): `storage.write_quorum` verified copies sit on healthy nodes, the remaining copies follow.
+- **`202`**: accepted but still checking or copying when `?wait` ran out; it ends verified on the nodes or visibly failed. POST again (same md5) to wait again, or poll `GET <url>`.
+- **`400 checksum_mismatch`**: the md5 is not that of the bytes received. Nothing is lost: the upload stays open (status 1) with its bytes, and a POST with the right md5 completes it. Once complete, any other md5 is refused.
+- **Download `302`**: to a signed, expiring URL on the nearest healthy node holding a verified copy; it serves HTTP ranges, `Content-Disposition` with the stored name, and conditional requests. **`409 not_ready`**: the upload is not complete yet. **`503` + `Retry-After`**: no healthy node holds a copy right now; retry later.
+- Unfinished uploads expire `storage.upload_expiry_secs` (default 24 h) after their last accepted chunk.
+"#;
 
 /// The Redoc bundle, from the npm package installed at build time (`api.redoc_bundle`).
 async fn redoc_bundle(axum::extract::State(state): axum::extract::State<SharedState>) -> Response {
@@ -82,8 +123,8 @@ fn chunk_body() -> Value {
 
 fn auth_errors(mut responses: Value) -> Value {
     if let Value::Object(map) = &mut responses {
-        map.insert("401".into(), error_response("Missing, invalid or expired token."));
-        map.insert("503".into(), error_response("A dependency is unavailable; retry after `Retry-After`."));
+        map.entry("401").or_insert_with(|| error_response("Missing, invalid or expired token."));
+        map.entry("503").or_insert_with(|| error_response("A dependency is unavailable; retry after `Retry-After`."));
     }
     responses
 }
@@ -99,7 +140,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
         "info": {
             "title": "Ferry",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Large-file storage: chunked uploads, verified replication to storage nodes, download redirects. Compatible with the original drf-chunked-upload protocol."
+            "description": GUIDE
         },
         "servers": [{"url": "/"}],
         "security": [{"jwt": []}],
@@ -156,6 +197,18 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                     "summary": "Upload state and offset (to resume)", "operationId": "getUpload",
                     "responses": auth_errors(json!({"200": upload_ok, "404": error_response("No such upload of yours.")}))
                 },
+                "head": {
+                    "summary": "Where to resume, in headers only", "operationId": "headUpload",
+                    "description": "The same as GET without a body: `Upload-Offset` is the next byte expected, `Upload-State` the state.",
+                    "responses": json!({
+                        "200": {"description": "The upload exists.", "headers": {
+                            "Upload-Offset": {"schema": {"type": "integer"}, "description": "Bytes received so far: the next chunk's START."},
+                            "Upload-State": {"schema": {"type": "string"}, "description": "uploading, assembling, complete, failed or expired."}}},
+                        "401": {"description": "Missing, invalid or expired token."},
+                        "404": {"description": "No such upload of yours."},
+                        "503": {"description": "A dependency is unavailable."}
+                    })
+                },
                 "put": {
                     "summary": "Append the next chunk", "operationId": "appendChunk",
                     "parameters": [content_range(true)],
@@ -170,9 +223,10 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 },
                 "post": {
                     "summary": "Complete the upload with its md5", "operationId": "completeUpload",
+                    "description": "`md5` is required, in the body (form or JSON) or as `?md5=`.",
                     "parameters": [{"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0},
                         "description": "Seconds to wait for the md5 verdict and the first copies (default `api.complete_wait_secs`, 30)."}],
-                    "requestBody": {"required": false, "content": {
+                    "requestBody": {"required": true, "content": {
                         "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Md5"}},
                         "application/json": {"schema": {"$ref": "#/components/schemas/Md5"}}
                     }},
@@ -206,9 +260,10 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 "parameters": [id_param("File id.")],
                 "summary": "Redirect to the nearest healthy node holding a verified copy", "operationId": "download",
                 "responses": auth_errors(json!({
-                    "302": {"description": "Signed, expiring node URL.", "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "302": {"description": "Signed, expiring URL on the nearest healthy node holding a verified copy; the node serves Range requests, `Content-Disposition` with the stored name and conditional requests.", "headers": {"Location": {"schema": {"type": "string"}}}},
                     "404": error_response("No such file of yours."),
-                    "409": error_response("Not ready yet (`state`).")
+                    "409": error_response("`not_ready`: the upload is not complete yet (`state`)."),
+                    "503": error_response("`unavailable`: no healthy node holds a verified copy right now; retry after `Retry-After` seconds.")
                 }))
             }},
             "/healthz": {"get": {"summary": "Process is up", "operationId": "healthz", "security": [],
@@ -224,7 +279,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 "Credentials": {"type": "object", "required": ["username", "password"],
                     "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
                 "Token": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
-                "Md5": {"type": "object", "properties": {"md5": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}}},
+                "Md5": {"type": "object", "required": ["md5"], "properties": {"md5": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$", "description": "Hex md5 of the whole file."}}},
                 "Error": {"type": "object", "required": ["detail", "code"], "properties": {
                     "detail": {"type": "string"}, "code": {"type": "string"},
                     "offset": {"type": "integer"}, "limit": {"type": "integer"},

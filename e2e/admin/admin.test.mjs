@@ -239,6 +239,30 @@ try {
     userPage,
   );
   await userContext.close();
+
+  // The API docs render from this origin alone: the Redoc bundle is served by ferry-api
+  // and the page's Content-Security-Policy keeps anything else (a CDN logo) from loading.
+  const docsContext = await browser.newContext();
+  const docsPage = await docsContext.newPage();
+  docsPage.setDefaultTimeout(15_000);
+  await step(
+    "the API docs render with no request leaving the origin",
+    async () => {
+      const outside = [];
+      docsPage.on("request", (request) => {
+        const url = request.url();
+        if (!url.startsWith(`${BASE}/`) && !url.startsWith("data:") && !url.startsWith("blob:")) outside.push(url);
+      });
+      const response = await docsPage.goto(`${BASE}/docs/redoc/`);
+      check(response.ok(), `/docs/redoc/ answered ${response.status()}`);
+      check(/default-src 'self'/.test(response.headers()["content-security-policy"] ?? ""), "no CSP on the docs page");
+      await docsPage.waitForSelector("text=Uploading in chunks");
+      await docsPage.waitForLoadState("networkidle");
+      check(outside.length === 0, `requests left the origin: ${outside.join(", ")}`);
+    },
+    docsPage,
+  );
+  await docsContext.close();
 } finally {
   await browser.close();
 }
