@@ -145,6 +145,16 @@ impl Client {
         read(req.send().await?).await
     }
 
+    /// A chunk PUT with a body built by the caller.
+    pub async fn put_body(&self, path: &str, range: &str, content_type: &str, body: Vec<u8>) -> Result<Res> {
+        let req = self
+            .request(reqwest::Method::PUT, path)
+            .header("Content-Range", range)
+            .header("Content-Type", content_type)
+            .body(body);
+        read(req.send().await?).await
+    }
+
     /// A raw-body chunk (the fast path).
     pub async fn put_raw(&self, path: &str, range: &str, bytes: Vec<u8>) -> Result<Res> {
         let req = self

@@ -29,7 +29,7 @@ use crate::form::small_form;
 use crate::locate::locate;
 use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
-use crate::upload::intake::{self, Limits, Received};
+use crate::upload::intake::{self, file_required, Limits, Received};
 use crate::upload::staging::upload_dir;
 use crate::uploads::{Upload, UploadState};
 
@@ -232,10 +232,6 @@ async fn stored_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option
 async fn accepted_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option<Md5>> {
     let row = client.query_one("SELECT md5 FROM uploads WHERE id = $1", &[&id.0]).await?;
     Ok(row.get::<_, Option<String>>(0).and_then(|m| m.parse().ok()))
-}
-
-fn file_required() -> ApiError {
-    ApiError::bad_request("file_required", "No chunk file was found in the request (field 'file', or a raw body).")
 }
 
 /// `PUT /storage/tmp-upload/`: a new upload from its first chunk.

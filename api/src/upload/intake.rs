@@ -150,11 +150,22 @@ where
     }
     if let Some(expected) = limits.expected {
         if size != expected {
-            return Err(size_mismatch(expected));
+            // An empty body is a missing chunk, not a short one (drf-chunked-upload's
+            // "No chunk file was submitted").
+            return Err(if size == 0 { file_required() } else { size_mismatch(expected) });
         }
     }
     let digest = writer.finish().await.map_err(ApiError::internal)?;
     Ok((digest, size))
+}
+
+/// `400 file_required`: the request carried no chunk (no multipart `file` field, or an
+/// empty raw body); drf-chunked-upload words it "No chunk file was submitted".
+pub fn file_required() -> ApiError {
+    ApiError::bad_request(
+        "file_required",
+        "No chunk file was submitted (a multipart 'file' field, or a raw application/octet-stream body).",
+    )
 }
 
 fn size_mismatch(expected: u64) -> ApiError {

@@ -51,6 +51,17 @@ async fn malformed_chunks_are_refused_without_side_effects() -> anyhow::Result<(
     assert_eq!((res.status, res.code().as_str()), (400, "total_mismatch"));
     let res = api.put_multipart(&url, None, &data[100..200], None, None).await?;
     assert_eq!((res.status, res.code().as_str()), (400, "content_range_required"));
+    // A chunk with no file at all (a form without `file`, or an empty raw body) says so,
+    // not that its size is wrong.
+    let (ctype, body) = (
+        "multipart/form-data; boundary=xyz",
+        b"--xyz\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\nx.bin\r\n--xyz--\r\n".to_vec(),
+    );
+    let res = api.put_body(&url, "bytes 100-199/1000", ctype, body).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "file_required"), "{}", res.text());
+    assert!(res.text().contains("No chunk file was submitted"), "{}", res.text());
+    let res = api.put_raw(&url, "bytes 100-199/1000", Vec::new()).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "file_required"), "{}", res.text());
     let res = api.post_form(&url, &[]).await?;
     assert_eq!((res.status, res.code().as_str()), (400, "md5_required"));
     let res = api.post_form(&url, &[("md5", "not-hex")]).await?;
