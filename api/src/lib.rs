@@ -13,6 +13,7 @@ pub mod nearest;
 pub mod nodes;
 pub mod notify;
 pub mod openapi;
+pub mod page;
 pub mod replica_cache;
 pub mod routes;
 pub mod state;

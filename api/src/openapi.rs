@@ -158,6 +158,15 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 }
             }},
             "/storage/tmp-upload/": {
+                "get": {
+                    "summary": "Your uploads, newest first", "operationId": "listUploads",
+                    "parameters": [{"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}}],
+                    "responses": auth_errors(json!({
+                        "200": json_response("A page of uploads.", "UploadPage"),
+                        "400": error_response("Malformed query."),
+                        "404": error_response("No such page.")
+                    }))
+                },
                 "put": {
                     "summary": "Start an upload with its first chunk", "operationId": "createUpload",
                     "parameters": [content_range(true), upload_query[0], upload_query[1]],
@@ -314,6 +323,12 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "download_url": {"type": "string"},
                         "versions": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}
                     }},
+                "UploadPage": {"type": "object", "required": ["count", "next", "previous", "results"], "properties": {
+                    "count": {"type": "integer"},
+                    "next": {"type": "string", "nullable": true},
+                    "previous": {"type": "string", "nullable": true},
+                    "results": {"type": "array", "items": {"$ref": "#/components/schemas/Upload"}}
+                }},
                 "FilePage": {"type": "object", "required": ["count", "next", "previous", "results"], "properties": {
                     "count": {"type": "integer"},
                     "next": {"type": "string", "nullable": true},

@@ -95,6 +95,20 @@ impl Upload {
         row.map(|r| Upload::from_row(&r)).ok_or(ApiError::NotFound { what: "Upload" })
     }
 
+    /// One page of the caller's uploads, newest first, and how many there are in all.
+    pub async fn page(
+        client: &impl GenericClient,
+        user: i64,
+        limit: i64,
+        offset: i64,
+    ) -> ApiResult<(i64, Vec<Upload>)> {
+        let count: i64 = client.query_one("SELECT count(*) FROM uploads WHERE user_id = $1", &[&user]).await?.get(0);
+        let sql =
+            format!("SELECT {COLUMNS} FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3");
+        let rows = client.query(&sql, &[&user, &limit, &offset]).await?;
+        Ok((count, rows.iter().map(Upload::from_row).collect()))
+    }
+
     /// Expired in fact even if the sweeper has not marked it yet.
     pub fn effective_state(&self) -> UploadState {
         if self.state == UploadState::Uploading && self.expires_at <= Utc::now() {

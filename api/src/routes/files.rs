@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::page::Page;
 use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
@@ -75,8 +76,8 @@ async fn with_versions(
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
-    page: Option<String>,
+pub struct ListQuery {
+    pub page: Option<String>,
 }
 
 async fn list(
@@ -85,12 +86,7 @@ async fn list(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let invalid_page = || ApiError::NotFound { what: "Page" };
-    let page: i64 = match query.page.as_deref() {
-        None | Some("") => 1,
-        Some(p) => p.parse().ok().filter(|p| *p >= 1).ok_or_else(invalid_page)?,
-    };
-    let size = i64::from(state.config.api.page_size.max(1));
+    let page = Page::parse(query.page.as_deref(), state.config.api.page_size)?;
     let client = state.pool.get().await?;
     let count: i64 = client
         .query_one(
@@ -99,30 +95,20 @@ async fn list(
         )
         .await?
         .get(0);
-    // Checked: a huge `page` must be "no such page", not an overflow.
-    let offset = (page - 1).checked_mul(size).ok_or_else(invalid_page)?;
-    if page > 1 && offset >= count {
-        return Err(invalid_page());
-    }
+    page.check(count)?;
     let rows = client
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM files WHERE user_id = $1 AND deleted_at IS NULL AND parent_id IS NULL
                  ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
             ),
-            &[&user.id, &size, &offset],
+            &[&user.id, &page.size, &page.offset],
         )
         .await?;
     let base = state.base_url(&headers);
     let roots = rows.iter().map(|r| file_json(r, &base)).collect();
     let results = with_versions(&client, roots, user.id, &base).await?;
-    let link = |p: i64| format!("{base}/storage/files/?page={p}");
-    Ok(Json(json!({
-        "count": count,
-        "next": (offset + size < count).then(|| link(page + 1)),
-        "previous": (page > 1).then(|| link(page - 1)),
-        "results": results,
-    })))
+    Ok(Json(page.envelope(count, results, &format!("{base}/storage/files/"))))
 }
 
 fn parse_id(raw: &str) -> ApiResult<FileId> {

@@ -27,6 +27,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::form::small_form;
 use crate::locate::locate;
+use crate::page::Page;
 use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, file_required, Limits, Received};
@@ -35,7 +36,7 @@ use crate::uploads::{Upload, UploadState};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/storage/tmp-upload/", put(create_chunk).post(create_whole))
+        .route("/storage/tmp-upload/", put(create_chunk).post(create_whole).get(list))
         .route("/storage/tmp-upload/{id}/", put(append_chunk).post(complete).get(show))
 }
 
@@ -492,6 +493,22 @@ fn check_appendable(upload: &Upload, range: &ChunkRange) -> ApiResult<()> {
         return Err(ApiError::OffsetMismatch { offset: upload.offset });
     }
     Ok(())
+}
+
+/// `GET /storage/tmp-upload/`: the caller's uploads, newest first, paginated like
+/// the files listing (drf-chunked-upload lists them at the same URL).
+async fn list(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Query(query): Query<crate::routes::files::ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let page = Page::parse(query.page.as_deref(), state.config.api.page_size)?;
+    let (count, uploads) = Upload::page(&state.pool.get().await?, user.id, page.size, page.offset).await?;
+    page.check(count)?;
+    let base = state.base_url(&headers);
+    let results = uploads.iter().map(|u| u.to_json(&base)).collect();
+    Ok(Json(page.envelope(count, results, &format!("{base}/storage/tmp-upload/"))).into_response())
 }
 
 /// `GET|HEAD /storage/tmp-upload/<id>/`: where to resume.

@@ -127,3 +127,41 @@ async fn garbage_on_nodes_and_in_staging_is_reclaimed_after_the_grace() -> anyho
     assert_eq!(api.download(&live, None).await?.body, data);
     Ok(())
 }
+
+/// `GET /storage/tmp-upload/` lists the caller's own uploads, newest first, paginated
+/// like the files listing (the original serves it at the same URL).
+#[tokio::test]
+async fn the_callers_uploads_are_listed_newest_first() -> anyhow::Result<()> {
+    let cluster = ferry_tests::Cluster::start_with(ferry_tests::Options {
+        env: vec![("FERRY_API__PAGE_SIZE".into(), "2".into())],
+        ..Default::default()
+    })
+    .await?;
+    let alice = cluster.client("alice", "alicealice").await?;
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    let data = ferry_tests::random_bytes(100);
+    let mut ids = Vec::new();
+    for name in ["a.bin", "b.bin", "c.bin"] {
+        let res = alice
+            .put_raw(&format!("/storage/tmp-upload/?filename={name}"), "bytes 0-9/100", data[..10].to_vec())
+            .await?;
+        ids.push(res.json()["id"].as_str().unwrap_or_default().to_owned());
+    }
+    bob.put_raw("/storage/tmp-upload/?filename=bob.bin", "bytes 0-9/100", data[..10].to_vec()).await?;
+
+    let first = alice.get("/storage/tmp-upload/").await?;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let body = first.json();
+    assert_eq!(body["count"], 3, "only alice's uploads: {body}");
+    let names: Vec<_> = body["results"].as_array().into_iter().flatten().map(|u| u["filename"].clone()).collect();
+    assert_eq!(names, ["c.bin", "b.bin"]);
+    assert_eq!(body["results"][0]["status"], 1);
+    let next = body["next"].as_str().unwrap_or_default().to_owned();
+    assert!(next.ends_with("/storage/tmp-upload/?page=2"), "{next}");
+    let second = alice.get("/storage/tmp-upload/?page=2").await?.json();
+    assert_eq!(second["results"][0]["id"], ids[0].as_str());
+    assert_eq!(second["next"], serde_json::Value::Null);
+    assert_eq!(alice.get("/storage/tmp-upload/?page=3").await?.status, 404);
+    assert_eq!(bob.get("/storage/tmp-upload/").await?.json()["count"], 1);
+    Ok(())
+}
