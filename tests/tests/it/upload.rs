@@ -250,3 +250,47 @@ async fn a_connection_cut_mid_chunk_records_nothing_and_the_client_resumes() -> 
     assert_eq!(api.download(&id, None).await?.body, bytes);
     Ok(())
 }
+
+/// Versions of one file completed at once, round after round, get distinct numbers
+/// that increase with completion: 18 versions (six at a time, three rounds) are
+/// numbered 2..=19 with no repeat (the database enforces it).
+#[tokio::test]
+async fn concurrent_versions_get_distinct_increasing_numbers() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(ferry_tests::Options { workers: 2, ..Default::default() }).await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let root = api.upload("doc.txt", &random_bytes(1000), 1000, None).await?.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        // Six uploads of the next version, all received, then completed at once.
+        let mut pending = Vec::new();
+        for i in 0..6 {
+            let data = random_bytes(2000 + round * 10 + i);
+            let range = format!("bytes 0-{}/{}", data.len() - 1, data.len());
+            let res =
+                api.put_multipart("/storage/tmp-upload/", Some(&range), &data, Some("doc.txt"), Some(&root)).await?;
+            assert_eq!(res.status, 200, "{}", res.text());
+            pending.push((res.json()["url"].as_str().unwrap_or_default().to_owned(), ferry_tests::md5_hex(&data)));
+        }
+        let mut completing = tokio::task::JoinSet::new();
+        for (url, md5) in pending {
+            let api = api.clone();
+            completing.spawn(async move { api.complete(&url, &md5).await });
+        }
+        while let Some(done) = completing.join_next().await {
+            let res = done??;
+            assert_eq!(res.status, 200, "{}", res.text());
+        }
+        let listed = api.get(&format!("/storage/files/{root}/")).await?.json();
+        let versions: Vec<i64> =
+            listed["versions"].as_array().into_iter().flatten().filter_map(|v| v["version"].as_i64()).collect();
+        seen = versions;
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, (2..=19).collect::<Vec<i64>>(), "versions as listed: {seen:?}");
+    Ok(())
+}

@@ -85,10 +85,13 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &
         return Ok(());
     };
     let (user, filename, parent): (i64, String, Option<uuid::Uuid>) = (row.get(1), row.get(2), row.get(3));
-    // The parent may have been deleted meanwhile: the file then stands alone.
+    // The parent may have been deleted meanwhile: the file then stands alone. Its row is
+    // locked so that versions of one chain completing at once take their numbers one
+    // after another (distinct and increasing; the unique index files_chain_version
+    // enforces it).
     let parent = match parent {
         Some(p) => tx
-            .query_opt("SELECT id FROM files WHERE id = $1 AND deleted_at IS NULL", &[&p])
+            .query_opt("SELECT id FROM files WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", &[&p])
             .await?
             .map(|r| r.get::<_, uuid::Uuid>(0)),
         None => None,
