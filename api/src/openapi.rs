@@ -1,6 +1,6 @@
 //! The OpenAPI 3.0 description of the public API, served at `/docs/openapi.json`,
-//! and the Redoc page at `/docs/redoc/` that renders it with a bundle served from
-//! this process (no CDN). The spec is written here beside the routes it describes;
+//! and the Redoc (`/docs/redoc/`) and Swagger UI (`/docs/swagger/`) pages that render
+//! it with bundles served from this process (no CDN). The spec is written here beside the routes it describes;
 //! the test suite validates it with openapi-spec-validator and runs schemathesis
 //! against the live API, so a drift between the two fails a test.
 
@@ -19,6 +19,54 @@ pub fn router() -> Router<SharedState> {
         .route("/docs/openapi.json", get(|| async { Json(SPEC.clone()) }))
         .route("/docs/redoc/", get(redoc_page))
         .route("/docs/redoc.standalone.js", get(redoc_bundle))
+        .route("/docs/swagger/", get(swagger_page))
+        .route("/docs/swagger-ui/{asset}", get(swagger_asset))
+}
+
+/// Swagger UI (the original service's `/docs/swagger/`), from this process only: its
+/// bundle and stylesheet come from `api.swagger_ui_dir`, its start-up script is ours
+/// (no inline script, so the CSP needs no exception), the online validator is off.
+async fn swagger_page() -> impl IntoResponse {
+    let page = Html(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Ferry API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/swagger-ui/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/docs/swagger-ui/ferry-init.js"></script></body></html>"#,
+    );
+    ([(header::CONTENT_SECURITY_POLICY, DOCS_CSP)], page)
+}
+
+/// Starts Swagger UI on our spec; `validatorUrl: null` keeps it from calling
+/// validator.swagger.io.
+const SWAGGER_INIT: &str = "window.ui = SwaggerUIBundle({url: '/docs/openapi.json', dom_id: '#swagger-ui', \
+                            validatorUrl: null, deepLinking: true});\n";
+
+/// `/docs/swagger-ui/<asset>`: only the three files the page loads; anything else 404.
+async fn swagger_asset(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    axum::extract::Path(asset): axum::extract::Path<String>,
+) -> Response {
+    let content_type = match asset.as_str() {
+        "ferry-init.js" => {
+            return ([(header::CONTENT_TYPE, "application/javascript")], SWAGGER_INIT).into_response();
+        }
+        "swagger-ui-bundle.js" => "application/javascript",
+        "swagger-ui.css" => "text/css",
+        _ => return docs_asset_missing("No such docs asset."),
+    };
+    match tokio::fs::read(state.config.api.swagger_ui_dir.join(&asset)).await {
+        Ok(bytes) => {
+            ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=3600")], bytes).into_response()
+        }
+        Err(_) => docs_asset_missing("Swagger UI is not installed (run deploy/dev up)."),
+    }
+}
+
+fn docs_asset_missing(detail: &'static str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"detail": detail, "code": "not_found"}))).into_response()
 }
 
 /// The Redoc page. Its Content-Security-Policy allows only this origin (plus the
@@ -79,11 +127,7 @@ async fn redoc_bundle(axum::extract::State(state): axum::extract::State<SharedSt
             ([(header::CONTENT_TYPE, "application/javascript"), (header::CACHE_CONTROL, "max-age=3600")], bytes)
                 .into_response()
         }
-        Err(_) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"detail": "The Redoc bundle is not installed (run deploy/dev up).", "code": "not_found"})),
-        )
-            .into_response(),
+        Err(_) => docs_asset_missing("The Redoc bundle is not installed (run deploy/dev up)."),
     }
 }
 

@@ -246,7 +246,7 @@ try {
   const docsPage = await docsContext.newPage();
   docsPage.setDefaultTimeout(15_000);
   await step(
-    "the API docs render with no request leaving the origin",
+    "the API docs (Redoc and Swagger UI) render with no request leaving the origin",
     async () => {
       // Every request for another origin counts, unless the page's own CSP stopped it
       // before it left (Chromium reports those as failed with ERR_BLOCKED_BY_CSP).
@@ -262,6 +262,11 @@ try {
       check(response.ok(), `/docs/redoc/ answered ${response.status()}`);
       check(/default-src 'self'/.test(response.headers()["content-security-policy"] ?? ""), "no CSP on the docs page");
       await docsPage.waitForSelector("text=Uploading in chunks");
+      await docsPage.waitForLoadState("networkidle");
+      // Swagger UI too (the original's /docs/swagger/), with its operations listed.
+      const swagger = await docsPage.goto(`${BASE}/docs/swagger/`);
+      check(swagger.ok(), `/docs/swagger/ answered ${swagger.status()}`);
+      await docsPage.waitForSelector("text=Complete the upload with its md5", { state: "attached" });
       await docsPage.waitForLoadState("networkidle");
       check(outside.size === 0, `requests left the origin: ${[...outside].join(", ")}`);
     },

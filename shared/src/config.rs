@@ -152,6 +152,9 @@ pub struct ApiConfig {
     /// Redoc's standalone bundle (from the `redoc` npm package), served at
     /// `/docs/redoc.standalone.js` so the docs render with no network.
     pub redoc_bundle: PathBuf,
+    /// Swagger UI's dist directory (the `swagger-ui-dist` npm package), whose bundle and
+    /// stylesheet are served under `/docs/swagger-ui/` for the page at `/docs/swagger/`.
+    pub swagger_ui_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,6 +293,7 @@ impl Default for ApiConfig {
             page_size: 50,
             replica_cache_ms: 2000,
             redoc_bundle: PathBuf::from("/usr/share/ferry/redoc.standalone.js"),
+            swagger_ui_dir: PathBuf::from("/usr/share/ferry/swagger-ui"),
         }
     }
 }
