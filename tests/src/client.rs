@@ -196,6 +196,20 @@ impl Client {
         self.post_form(url, &[("md5", md5)]).await
     }
 
+    /// The completing POST, repeated while it answers `202` (its wait ran out: on a
+    /// loaded machine the first copy can take longer), as the contract tells clients to;
+    /// at most 20 times. Returns the first other answer.
+    pub async fn complete_patiently(&self, url: &str, md5: &str) -> Result<Res> {
+        let mut res = self.complete(url, md5).await?;
+        for _ in 0..20 {
+            if res.status != 202 {
+                break;
+            }
+            res = self.complete(url, md5).await?;
+        }
+        Ok(res)
+    }
+
     /// Follows the download redirect by hand (the node must not need the JWT).
     pub async fn download(&self, file: &str, range: Option<&str>) -> Result<Res> {
         let res = self.get(&format!("/storage/download/{file}/")).await?;

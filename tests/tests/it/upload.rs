@@ -277,7 +277,7 @@ async fn concurrent_versions_get_distinct_increasing_numbers() -> anyhow::Result
         let mut completing = tokio::task::JoinSet::new();
         for (url, md5) in pending {
             let api = api.clone();
-            completing.spawn(async move { api.complete(&url, &md5).await });
+            completing.spawn(async move { api.complete_patiently(&url, &md5).await });
         }
         while let Some(done) = completing.join_next().await {
             let res = done??;
