@@ -165,6 +165,29 @@ fn chunk_body() -> Value {
     })
 }
 
+/// A paginated listing (`crate::page`): `?page=N`, 404 past the end.
+fn listing(summary: &str, operation_id: &str, page: &str) -> Value {
+    json!({
+        "summary": summary, "operationId": operation_id,
+        "parameters": [{"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}}],
+        "responses": auth_errors(json!({
+            "200": json_response(&format!("A page ({page})."), page),
+            "400": error_response("Malformed query."),
+            "404": error_response("No such page.")
+        }))
+    })
+}
+
+/// `{"count", "next", "previous", "results": [item]}`.
+fn page_schema(item: &str) -> Value {
+    json!({"type": "object", "required": ["count", "next", "previous", "results"], "properties": {
+        "count": {"type": "integer"},
+        "next": {"type": "string", "nullable": true},
+        "previous": {"type": "string", "nullable": true},
+        "results": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}
+    }})
+}
+
 fn auth_errors(mut responses: Value) -> Value {
     if let Value::Object(map) = &mut responses {
         map.entry("401").or_insert_with(|| error_response("Missing, invalid or expired token."));
@@ -202,15 +225,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 }
             }},
             "/storage/tmp-upload/": {
-                "get": {
-                    "summary": "Your uploads, newest first", "operationId": "listUploads",
-                    "parameters": [{"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}}],
-                    "responses": auth_errors(json!({
-                        "200": json_response("A page of uploads.", "UploadPage"),
-                        "400": error_response("Malformed query."),
-                        "404": error_response("No such page.")
-                    }))
-                },
+                "get": listing("Your uploads, newest first", "listUploads", "UploadPage"),
                 "put": {
                     "summary": "Start an upload with its first chunk", "operationId": "createUpload",
                     "parameters": [content_range(true), upload_query[0], upload_query[1]],
@@ -293,15 +308,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                     }))
                 }
             },
-            "/storage/files/": {"get": {
-                "summary": "Your files, newest first, with their versions", "operationId": "listFiles",
-                "parameters": [{"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}}],
-                "responses": auth_errors(json!({
-                    "200": json_response("A page of files.", "FilePage"),
-                    "400": error_response("Malformed query."),
-                    "404": error_response("No such page.")
-                }))
-            }},
+            "/storage/files/": {"get": listing("Your files, newest first, with their versions", "listFiles", "FilePage")},
             "/storage/files/{id}/": {
                 "parameters": [id_param("File id.")],
                 "get": {"summary": "One file", "operationId": "getFile",
@@ -367,18 +374,8 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "download_url": {"type": "string"},
                         "versions": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}
                     }},
-                "UploadPage": {"type": "object", "required": ["count", "next", "previous", "results"], "properties": {
-                    "count": {"type": "integer"},
-                    "next": {"type": "string", "nullable": true},
-                    "previous": {"type": "string", "nullable": true},
-                    "results": {"type": "array", "items": {"$ref": "#/components/schemas/Upload"}}
-                }},
-                "FilePage": {"type": "object", "required": ["count", "next", "previous", "results"], "properties": {
-                    "count": {"type": "integer"},
-                    "next": {"type": "string", "nullable": true},
-                    "previous": {"type": "string", "nullable": true},
-                    "results": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}
-                }}
+                "UploadPage": page_schema("Upload"),
+                "FilePage": page_schema("File")
             }
         }
     })
