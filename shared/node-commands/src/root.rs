@@ -1,0 +1,148 @@
+//! A node's storage root and the one kind of path under it a command may name:
+//! `<root>/<first two hex digits of the id>/<id>` (the layout the node agent serves).
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+use crate::Denied;
+
+/// A storage root: absolute, normalised (no `.`/`..` components, no doubled or
+/// trailing slash), not `/` itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRoot(String);
+
+impl NodeRoot {
+    /// Checks `path` (a trailing slash is dropped).
+    ///
+    /// # Errors
+    /// [`Denied`] when the path is relative, `/`, or not normalised.
+    pub fn new(path: &str) -> Result<NodeRoot, Denied> {
+        let trimmed = path.trim_end_matches('/');
+        let normal = trimmed.starts_with('/')
+            && trimmed.len() > 1
+            && trimmed[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+        if !normal {
+            return Err(Denied::new(format!(
+                "storage root {path:?} must be an absolute, normalised path other than /"
+            )));
+        }
+        Ok(NodeRoot(trimmed.to_owned()))
+    }
+
+    /// The root without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `<root>/<xx>/<id>`: where the node keeps file `id`.
+    pub fn file(&self, id: Uuid) -> String {
+        format!("{}/{}", self.0, relpath(id))
+    }
+
+    /// Whether `path` names the root itself (with or without one trailing slash).
+    pub fn is_root(&self, path: &str) -> bool {
+        path.strip_suffix('/').unwrap_or(path) == self.0
+    }
+
+    /// The id of `path` when it is exactly `<root>/<xx>/<id><suffix>` with `xx` the
+    /// id's first two characters and the id in lowercase hyphenated form.
+    ///
+    /// # Errors
+    /// [`Denied`] for any other path.
+    pub fn parse_file(&self, path: &str, suffix: &str) -> Result<Uuid, Denied> {
+        let refuse = || Denied::new(format!("path {path:?} is not ROOT/<2 hex>/<uuid>{suffix}"));
+        let rest = path.strip_prefix(&self.0).and_then(|r| r.strip_prefix('/')).ok_or_else(refuse)?;
+        let rest = rest.strip_suffix(suffix).ok_or_else(refuse)?;
+        parse_relpath(rest).ok_or_else(refuse)
+    }
+}
+
+/// `<xx>/<id>`: a file's path relative to the root.
+pub fn relpath(id: Uuid) -> String {
+    let id = id.as_hyphenated().to_string();
+    format!("{}/{id}", &id[..2])
+}
+
+/// The id of a relative path `<xx>/<id>` (the inverse of [`relpath`]).
+pub fn parse_relpath(rel: &str) -> Option<Uuid> {
+    let (shard, id) = rel.split_once('/')?;
+    let parsed = Uuid::parse_str(id).ok()?;
+    (id.len() == 36 && relpath(parsed) == format!("{shard}/{id}")).then_some(parsed)
+}
+
+/// Checks on the node's filesystem that a file path the parser accepted stays under
+/// the root: its shard directory, if it exists, resolves to `<real root>/<xx>`, and
+/// the path itself is not a symbolic link.
+///
+/// # Errors
+/// [`Denied`] when a symlink leads out of the root.
+pub fn confine(root: &NodeRoot, path: &str) -> Result<(), Denied> {
+    let path = Path::new(path);
+    if let Some(shard) = path.parent() {
+        if shard.symlink_metadata().is_ok() {
+            let real_root = std::fs::canonicalize(root.as_str())
+                .map_err(|e| Denied::new(format!("storage root {}: {e}", root.as_str())))?;
+            let real_shard =
+                std::fs::canonicalize(shard).map_err(|e| Denied::new(format!("{}: {e}", shard.display())))?;
+            if real_shard.parent() != Some(real_root.as_path()) || real_shard.file_name() != shard.file_name() {
+                return Err(Denied::new(format!("{} leaves the storage root", shard.display())));
+            }
+        }
+    }
+    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Denied::new(format!("{} is a symbolic link", path.display())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "ab12cd34-0000-4000-8000-00000000beef";
+
+    #[test]
+    fn roots_must_be_absolute_and_normalised() {
+        assert_eq!(NodeRoot::new("/srv/ferry/").expect("ok").as_str(), "/srv/ferry");
+        for bad in ["srv", "/", "", "/srv/../etc", "/srv/./x", "/srv//x"] {
+            assert!(NodeRoot::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_sharded_uuid_paths_parse() {
+        let root = NodeRoot::new("/srv/ferry").expect("root");
+        let id: Uuid = ID.parse().expect("uuid");
+        assert_eq!(root.file(id), format!("/srv/ferry/ab/{ID}"));
+        assert_eq!(root.parse_file(&root.file(id), "").expect("ok"), id);
+        assert_eq!(root.parse_file(&format!("{}.corrupt-1", root.file(id)), ".corrupt-1").expect("ok"), id);
+        for bad in [
+            format!("/srv/ferry/cd/{ID}"),
+            format!("/srv/ferry/ab/../ab/{ID}"),
+            format!("/srv/ferryx/ab/{ID}"),
+            format!("/srv/ferry/ab/{}", ID.to_uppercase()),
+            format!("/srv/ferry/ab/{}", ID.replace('-', "")),
+            format!("/srv/ferry/ab/{ID}/x"),
+            "/etc/passwd".to_owned(),
+        ] {
+            assert!(root.parse_file(&bad, "").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_refused() {
+        let dir = std::env::temp_dir().join(format!("ferry-gate-{}", Uuid::new_v4()));
+        let root_dir = dir.join("root");
+        std::fs::create_dir_all(root_dir.join("ab")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("outside")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.join("outside"), root_dir.join("cd")).expect("symlink");
+        std::os::unix::fs::symlink("/etc/passwd", root_dir.join("ab").join(ID)).expect("symlink");
+        let root = NodeRoot::new(root_dir.to_str().expect("utf-8")).expect("root");
+        let other = format!("{}/cd/cd12cd34-0000-4000-8000-00000000beef", root.as_str());
+        assert!(confine(&root, &other).is_err());
+        assert!(confine(&root, &format!("{}/ab/{ID}", root.as_str())).is_err());
+        assert!(confine(&root, &format!("{}/ef/ef12cd34-0000-4000-8000-00000000beef", root.as_str())).is_ok());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
