@@ -151,22 +151,36 @@ pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, Store
     Ok(rows.len())
 }
 
+/// A queued scrub that has not finished after this long (its job was lost, e.g.
+/// dead-lettered after a crash loop) no longer blocks the replica's next scrub.
+pub const SCRUB_LEASE_SECS: u64 = 3600;
+
 /// Schedules a sha256 re-check of present replicas not verified within the scrub
-/// interval (on nodes that are up), a bounded batch per round.
+/// interval (on nodes that are up), oldest first. A replica whose last scrub is still
+/// queued is skipped, and at most `monitor.scrub_max_queued` scrubs are outstanding at
+/// once: scheduling more than the workers verify would grow the replicate queue
+/// without bound, and repairs (same queue) would wait behind it.
 pub async fn schedule_scrub(pool: &Pool, config: &Config) -> Result<usize, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
         .query(
-            "UPDATE replicas SET verified_at = now()
+            "UPDATE replicas SET scrub_queued_at = now()
              WHERE (file_id, node_id) IN (
                  SELECT r.file_id, r.node_id FROM replicas r JOIN node_status s ON s.node_id = r.node_id
                  WHERE r.state = 'present' AND s.up
                    AND COALESCE(r.verified_at, r.updated_at) < now() - make_interval(secs => $1::float8)
-                 ORDER BY COALESCE(r.verified_at, r.updated_at) LIMIT 100
+                   AND (r.scrub_queued_at IS NULL OR r.scrub_queued_at < now() - make_interval(secs => $3::float8))
+                 ORDER BY COALESCE(r.verified_at, r.updated_at)
+                 LIMIT GREATEST(0, $2::int8 - (SELECT count(*) FROM replicas q
+                                               WHERE q.scrub_queued_at >= now() - make_interval(secs => $3::float8)))
                  FOR UPDATE OF r SKIP LOCKED)
              RETURNING file_id, node_id",
-            &[&(config.monitor.scrub_interval_secs as f64)],
+            &[
+                &(config.monitor.scrub_interval_secs as f64),
+                &i64::from(config.monitor.scrub_max_queued),
+                &(SCRUB_LEASE_SECS as f64),
+            ],
         )
         .await?;
     for row in &rows {

@@ -196,6 +196,10 @@ pub struct MonitorConfig {
     pub probe_timeout_ms: u64,
     /// Each present replica's sha256 is re-checked on its node at least this often.
     pub scrub_interval_secs: u64,
+    /// At most this many scrubs (verify jobs) are queued or running at once. Scrubs share
+    /// the replicate queue with repairs, so a bound keeps a repair from waiting behind
+    /// a backlog of scrubs when the workers hash more slowly than the monitor schedules.
+    pub scrub_max_queued: u32,
     /// A node down for longer than this no longer counts towards its files' replicas:
     /// they are copied to other nodes.
     pub node_grace_secs: u64,
@@ -323,6 +327,7 @@ impl Default for MonitorConfig {
             interval_ms: 2000,
             probe_timeout_ms: 1500,
             scrub_interval_secs: 7 * 86_400,
+            scrub_max_queued: 32,
             node_grace_secs: 300,
         }
     }
@@ -395,6 +400,9 @@ impl Config {
                 "storage.write_quorum must be between 1 and storage.replication_factor ({})",
                 self.storage.replication_factor
             )));
+        }
+        if self.monitor.scrub_max_queued == 0 {
+            return Err(ConfigError::Invalid("monitor.scrub_max_queued must be at least 1".into()));
         }
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));

@@ -132,6 +132,54 @@ async fn violations(cluster: &Cluster, db: &tokio_postgres::Client, outcome: &Ou
     Ok(None)
 }
 
+/// Prints what the cluster knows about a file that did not heal: its replica rows and
+/// every log line (worker, monitor, api, agents, sshd) that names it, so the cause of a
+/// stall is on the console before the cluster and its logs are dropped.
+async fn print_history(cluster: &Cluster, db: &tokio_postgres::Client, id: &str) {
+    let uuid: uuid::Uuid = match id.parse() {
+        Ok(uuid) => uuid,
+        Err(_) => return,
+    };
+    eprintln!("==== history of {id} ====");
+    if let Ok(rows) = db
+        .query(
+            "SELECT node_id, state, attempts, last_error, updated_at::text, verified_at::text
+             FROM replicas WHERE file_id = $1 ORDER BY node_id",
+            &[&uuid],
+        )
+        .await
+    {
+        for r in rows {
+            let (node, state, attempts, error, updated, verified): (
+                i32,
+                String,
+                i32,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            eprintln!(
+                "replica node {node}: {state} attempts={attempts} updated={updated:?} verified={verified:?} error={error:?}"
+            );
+        }
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(&cluster.dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for path in logs {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains(id)) {
+            eprintln!("[{name}] {line}");
+        }
+    }
+}
+
 struct Row {
     scenario: &'static str,
     uploads: usize,
@@ -162,6 +210,13 @@ async fn heal(cluster: &Cluster, outcomes: &[Outcome], since: Instant) -> Result
         }
         if Instant::now() >= deadline {
             eprintln!("not healed: {bad:#?}");
+            for outcome in outcomes.iter().filter(|o| o.acked) {
+                if let Some(id) = &outcome.id {
+                    if bad.iter().any(|b| b.starts_with(id.as_str())) {
+                        print_history(cluster, &db, id).await;
+                    }
+                }
+            }
             return Ok((bad.len(), duplicated as usize, since.elapsed().as_secs_f64()));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -175,11 +230,20 @@ fn run_script(var: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether scenario `name` runs: all of them unless `FERRY_CHAOS_ONLY` is set, then those
+/// whose name contains it (to reproduce one scenario quickly).
+fn selected(name: &str) -> bool {
+    std::env::var("FERRY_CHAOS_ONLY").map_or(true, |only| name.contains(only.as_str()))
+}
+
 async fn scenario(
     name: &'static str,
     cluster: &mut Cluster,
     fault: impl AsyncFnOnce(&mut Cluster) -> Result<()>,
-) -> Result<Row> {
+) -> Result<Option<Row>> {
+    if !selected(name) {
+        return Ok(None);
+    }
     let n = uploads_per_scenario();
     let handles = start_uploads(&cluster.api, n);
     // Let the uploads get going, so the fault lands mid-flight.
@@ -192,7 +256,7 @@ async fn scenario(
     }
     let acked = outcomes.iter().filter(|o| o.acked).count();
     let (lost, duplicated, heal_secs) = heal(cluster, &outcomes, injected).await?;
-    Ok(Row { scenario: name, uploads: n, acked, lost, duplicated, heal_secs })
+    Ok(Some(Row { scenario: name, uploads: n, acked, lost, duplicated, heal_secs }))
 }
 
 async fn fresh_cluster(extra: &[(&str, &str)]) -> Result<Cluster> {
@@ -207,7 +271,7 @@ async fn fresh_cluster(extra: &[(&str, &str)]) -> Result<Cluster> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_suite() -> Result<()> {
-    let mut rows = Vec::new();
+    let mut rows: Vec<Option<Row>> = Vec::new();
 
     let mut c = fresh_cluster(&[]).await?;
     rows.push(
@@ -325,6 +389,7 @@ async fn fault_suite() -> Result<()> {
     let mut table = String::from(
         "| scenario | uploads | acknowledged (2xx) | lost | duplicated | seconds to heal |\n|---|---:|---:|---:|---:|---:|\n",
     );
+    let rows: Vec<Row> = rows.into_iter().flatten().collect();
     for r in &rows {
         table.push_str(&format!(
             "| {} | {} | {} | {} | {} | {:.1} |\n",

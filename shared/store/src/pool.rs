@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "scrub", include_str!("../migrations/0003_scrub.sql")),
     (4, "node_down_since", include_str!("../migrations/0004_node_down_since.sql")),
     (5, "upload_writer_lease", include_str!("../migrations/0005_upload_writer_lease.sql")),
+    (6, "scrub_queued", include_str!("../migrations/0006_scrub_queued.sql")),
     (7, "file_version_unique", include_str!("../migrations/0007_file_version_unique.sql")),
 ];
 

@@ -9,4 +9,5 @@ mod nodes;
 mod read_after_write;
 mod readme_curl;
 mod scale;
+mod scrub;
 mod upload;

@@ -89,7 +89,7 @@ pub async fn give_up(ctx: &Arc<Ctx>, job: &Job, reason: &str) -> Result<(), JobE
         Job::Replicate { file, node } => replicate::fail(ctx, *file, *node, reason).await,
         Job::Verify { file, node } => {
             tracing::warn!(file.id = %file, node.id = %node, reason, "scrub gave up; will be scheduled again");
-            Ok(())
+            verify::finished(ctx, *file, *node).await
         }
         Job::Delete { file } | Job::DropReplica { file, .. } => {
             tracing::error!(file.id = %file, reason, "delete job gave up; a copy may remain on a node");

@@ -22,7 +22,10 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
             &[&file.0, &node.0],
         )
         .await?;
-    let Some(row) = row else { return Ok(()) };
+    let Some(row) = row else {
+        // Not present any more (failed, being deleted, file gone): nothing to check.
+        return finished(ctx, file, node).await;
+    };
     let expected: String = row.get(0);
     let addr = NodeAddr { host: row.get(1), port: row.get(2), user: row.get(3), root: row.get(4) };
     let relpath = file.node_relpath();
@@ -39,7 +42,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         None => {
             client
                 .execute(
-                    "UPDATE replicas SET verified_at = now() WHERE file_id = $1 AND node_id = $2",
+                    "UPDATE replicas SET verified_at = now(), scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2",
                     &[&file.0, &node.0],
                 )
                 .await?;
@@ -51,7 +54,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
             let _ = ctx.ssh.exec(&addr, &["mv", "-f", "--", &path, &aside]).await;
             client
                 .execute(
-                    "UPDATE replicas SET state = 'failed', last_error = $3, updated_at = now()
+                    "UPDATE replicas SET state = 'failed', last_error = $3, updated_at = now(), scrub_queued_at = NULL
                      WHERE file_id = $1 AND node_id = $2 AND state = 'present'",
                     &[&file.0, &node.0, &reason],
                 )
@@ -60,5 +63,16 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
             tracing::error!(file.id = %file, node.id = %node, reason, "corrupt replica moved aside; it will be repaired");
         }
     }
+    Ok(())
+}
+
+/// Records that the replica's scrub is over (done, moot, or given up), so the monitor
+/// may queue its next one (`monitor.scrub_max_queued` counts the outstanding ones).
+pub async fn finished(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
+    ctx.pool
+        .get()
+        .await?
+        .execute("UPDATE replicas SET scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0])
+        .await?;
     Ok(())
 }
