@@ -7,13 +7,18 @@ use std::io::Write;
 use std::path::Path;
 
 use ferry_shared::hashing::RunningDigest;
-use ferry_shared::signing;
 use ferry_shared::types::{FileId, Sha256};
+use ferry_shared::{signing, staging};
 use futures::StreamExt;
 
 use crate::jobs::JobError;
 
-/// Downloads `file` from `public_url` into `dest` (temp, fsync, rename).
+/// Downloads `file` from `public_url` into `dest`: into a unique temp file beside it,
+/// checked against `expected`, fsynced, renamed to `dest`, and the directory fsynced.
+///
+/// # Errors
+/// [`JobError::Retry`] for a transport error, a non-2xx answer, a sha256 mismatch or a
+/// local I/O error; the temp file is removed in every case.
 pub async fn from_node(
     http: &reqwest::Client,
     secret: &[u8],
@@ -29,37 +34,34 @@ pub async fn from_node(
     if !response.status().is_success() {
         return Err(JobError::Retry(format!("fetch from {public_url}: status {}", response.status())));
     }
-    if let Some(dir) = dest.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    let tmp = dest.with_extension("fetch");
-    let mut out = std::fs::File::create(&tmp)?;
+    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // A name of its own in the destination's directory (so the rename stays on one
+    // file system), removed when dropped: two jobs restoring the same file never write
+    // into each other's temp file, and a failed or cancelled fetch leaves nothing behind.
+    let mut tmp = tokio::task::block_in_place(|| {
+        staging::create_dir_durable(dir)?;
+        tempfile::Builder::new().prefix(".fetch-").tempfile_in(dir)
+    })?;
     let mut digest = RunningDigest::default();
     let mut body = response.bytes_stream();
-    let result: Result<(), JobError> = async {
-        while let Some(frame) = body.next().await {
-            let frame = frame.map_err(|e| JobError::Retry(format!("fetch from {public_url}: {e}")))?;
-            digest.update(&frame);
-            // Frames are small (tens of KiB): a blocking write here is brief.
-            tokio::task::block_in_place(|| out.write_all(&frame))?;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    while let Some(frame) = body.next().await {
+        let frame = frame.map_err(|e| JobError::Retry(format!("fetch from {public_url}: {e}")))?;
+        digest.update(&frame);
+        // Frames are small (tens of KiB): a blocking write here is brief.
+        tokio::task::block_in_place(|| tmp.as_file_mut().write_all(&frame))?;
     }
     let (_, sha256) = digest.finalize();
     if sha256 != expected {
-        let _ = std::fs::remove_file(&tmp);
         return Err(JobError::Retry(format!(
             "copy fetched from {public_url} has sha256 {sha256}, expected {expected}"
         )));
     }
+    // tmp -> fsync -> rename -> fsync the directory: after a crash `dest` is either
+    // absent or the whole verified file, never a torn one.
     tokio::task::block_in_place(|| {
-        out.sync_all()?;
-        std::fs::rename(&tmp, dest)
+        tmp.as_file().sync_all()?;
+        tmp.persist(dest).map_err(|e| e.error)?;
+        staging::sync_dir(dir)
     })?;
     Ok(())
 }

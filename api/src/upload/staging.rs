@@ -4,7 +4,7 @@
 //! (see `routes::upload`) writes, which makes two PUTs for one offset take turns. A
 //! chunk's bytes are fsynced before the transaction that records it commits; bytes of
 //! a chunk that is never recorded lie beyond the recorded offset and are overwritten
-//! by the chunk that is.
+//! by the chunk that is. A new upload's directory entries are fsynced with its first chunk.
 //!
 //! A chunk's frames go, as they arrive, to two blocking threads through bounded
 //! channels: one advances the md5, the other the sha256 and writes the bytes. md5 is
@@ -75,13 +75,25 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     /// Opens (creating if needed) the data file in `dir` for writing at `offset`.
+    ///
+    /// A new upload's directory and data file are made durable with the chunk: after the
+    /// fdatasync, the directory and its parent are fsynced too (fsync(2) of a new file
+    /// does not persist its name), so a recorded first chunk survives a power loss.
     pub async fn open(dir: &Path, offset: u64, digest: RunningDigest) -> std::io::Result<ChunkWriter> {
-        tokio::fs::create_dir_all(dir).await?;
+        let fresh = match tokio::fs::create_dir(dir).await {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(_) => {
+                tokio::fs::create_dir_all(dir).await?;
+                true
+            }
+        };
+        let dir = dir.to_owned();
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(false)
-            .open(data_path(dir))
+            .open(data_path(&dir))
             .await?
             .into_std()
             .await;
@@ -107,6 +119,12 @@ impl ChunkWriter {
                 }
             }
             file.sync_data()?;
+            if fresh {
+                ferry_shared::staging::sync_dir(&dir)?;
+                if let Some(parent) = dir.parent() {
+                    ferry_shared::staging::sync_dir(parent)?;
+                }
+            }
             Ok(sha256)
         });
         let budget = Arc::new(Semaphore::new(REQUEST_BUFFER as usize));
