@@ -7,6 +7,7 @@
 //! loopback ports. Everything it started is killed when it is dropped; when the test
 //! panicked, the tails of the process logs are printed first.
 
+pub mod clean;
 pub mod client;
 mod process;
 
@@ -18,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use rand::Rng;
 use serde_json::{json, Value};
 
+pub use clean::Leftovers;
 pub use client::Client;
 use process::Proc;
 
@@ -140,6 +142,8 @@ pub struct Cluster {
     specs: HashMap<String, Spec>,
     worker_ports: Vec<u16>,
     keep: bool,
+    /// What the clean-end check on drop tolerates (see [`clean`]).
+    leftovers: Leftovers,
 }
 
 /// How a process was started, to start it again after a fault.
@@ -232,6 +236,7 @@ impl Cluster {
             specs: HashMap::new(),
             worker_ports: Vec::new(),
             keep: std::env::var_os("FERRY_TEST_KEEP").is_some(),
+            leftovers: Leftovers::default(),
             dir,
         };
         std::fs::create_dir_all("/run/sshd")?;
@@ -565,6 +570,33 @@ impl Cluster {
         .await
     }
 
+    /// Declares leftovers this test leaves on purpose (fault injection), which the
+    /// clean-end check on drop then tolerates.
+    pub fn expect_leftovers(&mut self, leftovers: Leftovers) {
+        self.leftovers = leftovers;
+    }
+
+    /// Waits (bounded by [`clean::SETTLE`]) until the cluster finished all its work and
+    /// fails with what is left otherwise; see [`clean`]. Runs on drop by itself when
+    /// the test did not panic.
+    pub async fn assert_clean(&self) -> Result<()> {
+        self.clean_target()?.check(self.leftovers).await
+    }
+
+    fn clean_target(&self) -> Result<clean::Target> {
+        let env = Env::load()?;
+        let (user, password) = env.amqp_credentials();
+        let vhost = self.db_url.rsplit('/').next().unwrap_or_default().to_owned();
+        Ok(clean::Target {
+            db_url: self.db_url.clone(),
+            mgmt_url: env.mgmt_url,
+            vhost,
+            user,
+            password,
+            staging: self.staging.clone(),
+        })
+    }
+
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
         let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -578,7 +610,13 @@ fn whoami() -> String {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let failed = std::thread::panicking();
+        // The test passed (did not panic): it must leave a clean cluster behind.
+        let unclean = if std::thread::panicking() {
+            None
+        } else {
+            self.clean_target().and_then(|target| clean::check_blocking(target, self.leftovers)).err()
+        };
+        let failed = std::thread::panicking() || unclean.is_some();
         if failed {
             let mut names: Vec<&String> = self.procs.keys().collect();
             names.sort();
@@ -595,6 +633,9 @@ impl Drop for Cluster {
         }
         if !failed && !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if let Some(error) = unclean {
+            panic!("{error:#}");
         }
     }
 }

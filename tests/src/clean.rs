@@ -1,0 +1,139 @@
+//! The clean-end check every integration test gets: when a test passes, the cluster it
+//! leaves must have finished all its work, as crates.io's test harness asserts that no
+//! background job is left unprocessed when a test app is dropped.
+//!
+//! Clean means, once the cluster settled (bounded wait, [`SETTLE`]):
+//! - the outbox is empty (every job reached RabbitMQ);
+//! - every `ferry.*` queue of the cluster's vhost is empty, ready and unacknowledged
+//!   messages alike: work queues, retry tiers and dead-letter queues;
+//! - no replica is `failed` or still moving (`pending`, `copying`, `deleting`);
+//! - no upload is still `assembling`;
+//! - staging holds nothing but the directories of uploads still `uploading`.
+//!
+//! [`crate::Cluster`] runs it when dropped by a test that did not panic; a test that
+//! leaves failures on purpose (fault injection) says which with
+//! [`crate::Cluster::expect_leftovers`].
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+/// How long the check waits for in-flight work (relays, retries, deletes) to settle.
+pub const SETTLE: Duration = Duration::from_secs(60);
+
+/// Leftovers a test declares legitimate; everything else must be clean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Replicas in state `failed` (a fault made a copy fail for good).
+    pub failed_replicas: bool,
+    /// Messages in `ferry.*.dead` (jobs given up or malformed on purpose).
+    pub dead_letters: bool,
+}
+
+/// Where the check looks: one cluster's database, vhost and staging directory.
+pub(crate) struct Target {
+    pub db_url: String,
+    pub mgmt_url: String,
+    pub vhost: String,
+    pub user: String,
+    pub password: String,
+    pub staging: std::path::PathBuf,
+}
+
+impl Target {
+    /// Waits up to [`SETTLE`] for the cluster to be clean; the error lists what is not.
+    pub(crate) async fn check(&self, allowed: Leftovers) -> Result<()> {
+        let (db, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let dirt = self.dirt(&db, &http, allowed).await?;
+            if dirt.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("the cluster did not end clean after {SETTLE:?}:\n  {}", dirt.join("\n  "));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Everything not clean right now, one line each.
+    async fn dirt(
+        &self,
+        db: &tokio_postgres::Client,
+        http: &reqwest::Client,
+        allowed: Leftovers,
+    ) -> Result<Vec<String>> {
+        let mut dirt = Vec::new();
+        let outbox: i64 = db.query_one("SELECT count(*) FROM outbox", &[]).await?.get(0);
+        if outbox > 0 {
+            dirt.push(format!("{outbox} job(s) in the outbox"));
+        }
+        let replicas = db
+            .query(
+                "SELECT state, count(*), min(last_error) FROM replicas
+                 WHERE state IN ('pending', 'copying', 'deleting') OR (state = 'failed' AND NOT $1)
+                 GROUP BY state ORDER BY state",
+                &[&allowed.failed_replicas],
+            )
+            .await?;
+        for row in replicas {
+            let (state, n, error): (String, i64, Option<String>) = (row.get(0), row.get(1), row.get(2));
+            dirt.push(format!("{n} replica(s) {state}{}", error.map(|e| format!(" (e.g. {e})")).unwrap_or_default()));
+        }
+        let assembling: i64 =
+            db.query_one("SELECT count(*) FROM uploads WHERE status = 'assembling'", &[]).await?.get(0);
+        if assembling > 0 {
+            dirt.push(format!("{assembling} upload(s) still assembling"));
+        }
+        let uploading: Vec<String> = db
+            .query("SELECT id::text FROM uploads WHERE status = 'uploading'", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut stray: Vec<String> = std::fs::read_dir(&self.staging)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !uploading.contains(name))
+            .collect();
+        stray.sort();
+        if !stray.is_empty() {
+            dirt.push(format!("staging holds {stray:?}"));
+        }
+        let url = format!("{}/api/queues/{}", self.mgmt_url.trim_end_matches('/'), self.vhost);
+        let queues: Value = http
+            .get(&url)
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("listing queues at {url}"))?
+            .json()
+            .await?;
+        for queue in queues.as_array().into_iter().flatten() {
+            let name = queue["name"].as_str().unwrap_or_default();
+            let messages = queue["messages"].as_u64().unwrap_or(0);
+            let dead = name.ends_with(".dead");
+            if name.starts_with("ferry.") && messages > 0 && !(dead && allowed.dead_letters) {
+                dirt.push(format!("{messages} message(s) in {name}"));
+            }
+        }
+        Ok(dirt)
+    }
+}
+
+/// Runs [`Target::check`] to completion from synchronous code (a `Drop`), on a thread
+/// with its own runtime, so it works inside or outside the test's runtime.
+pub(crate) fn check_blocking(target: Target, allowed: Leftovers) -> Result<()> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(target.check(allowed))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the clean-end check panicked"))?
+}
