@@ -5,7 +5,8 @@
 //! Clean means, once the cluster settled (bounded wait, [`SETTLE`]):
 //! - the outbox is empty (every job reached RabbitMQ);
 //! - every `ferry.*` queue of the cluster's vhost is empty, ready and unacknowledged
-//!   messages alike: work queues, retry tiers and dead-letter queues;
+//!   messages alike: work queues, retry tiers and dead-letter queues, except for the
+//!   scrubs still outstanding (`replicas.scrub_queued_at`), which never end;
 //! - no replica is `failed` or still moving (`pending`, `copying`, `deleting`);
 //! - no upload is still `assembling`;
 //! - staging holds nothing but the directories of uploads still `uploading`.
@@ -116,13 +117,24 @@ impl Target {
             .with_context(|| format!("listing queues at {url}"))?
             .json()
             .await?;
+        // Scrubs never end (a replica is due again every scrub interval): verify jobs
+        // queued or running, each marked by `scrub_queued_at`, may sit in the replicate
+        // queue and its retry tiers; anything beyond them there is unfinished work.
+        let scrubs: i64 =
+            db.query_one("SELECT count(*) FROM replicas WHERE scrub_queued_at IS NOT NULL", &[]).await?.get(0);
+        let mut replicate = 0;
         for queue in queues.as_array().into_iter().flatten() {
             let name = queue["name"].as_str().unwrap_or_default();
             let messages = queue["messages"].as_u64().unwrap_or(0);
             let dead = name.ends_with(".dead");
-            if name.starts_with("ferry.") && messages > 0 && !(dead && allowed.dead_letters) {
+            if name == "ferry.replicate" || name.starts_with("ferry.replicate.retry.") {
+                replicate += messages;
+            } else if name.starts_with("ferry.") && messages > 0 && !(dead && allowed.dead_letters) {
                 dirt.push(format!("{messages} message(s) in {name}"));
             }
+        }
+        if replicate > u64::try_from(scrubs).unwrap_or(0) {
+            dirt.push(format!("{replicate} message(s) in ferry.replicate (+ retry tiers), {scrubs} of them scrubs"));
         }
         Ok(dirt)
     }
