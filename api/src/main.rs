@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ferry_shared::config::Config;
 
 /// mimalloc instead of glibc malloc: with many uploads streaming at once on the
 /// blocking pool, glibc's per-thread arenas kept freed chunk buffers resident
@@ -73,18 +72,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    ferry_shared::telemetry::init();
     let cli = Cli::parse();
-    let mut config = Config::load(cli.config.as_deref())?;
+    let mut config = ferry_shared::startup::configure(cli.config.as_deref())?;
     if let Some(listen) = cli.listen {
         config.api.listen = listen;
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let shutdown = ferry_shared::shutdown::on_signals()?;
-            let listener = tokio::net::TcpListener::bind(config.api.listen)
-                .await
-                .with_context(|| format!("binding {}", config.api.listen))?;
+            let (listener, shutdown) = ferry_shared::startup::serve_on(config.api.listen).await?;
             ferry_api::run(config, listener, shutdown).await?;
         }
         Command::Migrate => {

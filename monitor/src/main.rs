@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
-use ferry_shared::config::Config;
 
 /// Ferry monitor: probes storage nodes, records their status, publishes heartbeats,
 /// expires abandoned uploads and tops up under-replicated files. Run one or two (the
@@ -25,16 +23,12 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    ferry_shared::telemetry::init();
     let cli = Cli::parse();
-    let mut config = Config::load(cli.config.as_deref())?;
+    let mut config = ferry_shared::startup::configure(cli.config.as_deref())?;
     if let Some(listen) = cli.listen {
         config.monitor.listen = listen;
     }
-    let shutdown = ferry_shared::shutdown::on_signals()?;
-    let listener = tokio::net::TcpListener::bind(config.monitor.listen)
-        .await
-        .with_context(|| format!("binding {}", config.monitor.listen))?;
+    let (listener, shutdown) = ferry_shared::startup::serve_on(config.monitor.listen).await?;
     ferry_monitor::run(config, listener, shutdown).await?;
     Ok(())
 }

@@ -4,10 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use ferry_node_agent::Options;
-use ferry_shared::config::Config;
 
 /// mimalloc, as in ferry-api (`no_thp`: see the workspace Cargo.toml). The big read
 /// buffers are pooled by the agent itself (see `buffers`), so their reuse does not
@@ -52,8 +50,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    ferry_shared::telemetry::init();
-    let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    let mut config = ferry_shared::startup::configure(cli.config.as_deref())?;
     if let Some(listen) = cli.listen {
         config.node.listen = listen;
     }
@@ -64,10 +61,7 @@ async fn main() -> anyhow::Result<()> {
         config.node.reverify_secs = secs;
     }
     let options = Options { reverify_after: Duration::from_secs(config.node.reverify_secs), ..Options::default() };
-    let shutdown = ferry_shared::shutdown::on_signals().context("installing signal handlers")?;
-    let listener = tokio::net::TcpListener::bind(config.node.listen)
-        .await
-        .with_context(|| format!("binding {}", config.node.listen))?;
+    let (listener, shutdown) = ferry_shared::startup::serve_on(config.node.listen).await?;
     ferry_node_agent::run_with(config, options, listener, shutdown).await?;
     Ok(())
 }

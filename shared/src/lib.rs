@@ -16,5 +16,6 @@ pub mod ops;
 pub mod shutdown;
 pub mod signing;
 pub mod staging;
+pub mod startup;
 pub mod telemetry;
 pub mod types;

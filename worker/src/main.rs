@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
-use ferry_shared::config::Config;
 
 /// Ferry job worker: assembles and verifies uploads, replicates them to storage nodes
 /// with rsync over SSH, deletes removed files.
@@ -30,9 +28,8 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    ferry_shared::telemetry::init();
     let cli = Cli::parse();
-    let mut config = Config::load(cli.config.as_deref())?;
+    let mut config = ferry_shared::startup::configure(cli.config.as_deref())?;
     if let Some(queues) = cli.queues {
         config.worker.queues = queues;
     }
@@ -43,10 +40,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(listen) = cli.listen {
         config.worker.listen = listen;
     }
-    let shutdown = ferry_shared::shutdown::on_signals()?;
-    let listener = tokio::net::TcpListener::bind(config.worker.listen)
-        .await
-        .with_context(|| format!("binding {}", config.worker.listen))?;
+    let (listener, shutdown) = ferry_shared::startup::serve_on(config.worker.listen).await?;
     ferry_worker::run(config, listener, shutdown).await?;
     Ok(())
 }
