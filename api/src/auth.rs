@@ -2,14 +2,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
+
+use ferry_shared::types::UserId;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -43,11 +44,11 @@ impl Keys {
         }
     }
 
-    pub fn issue(&self, user_id: i64, username: &str) -> Result<String, ApiError> {
+    pub fn issue(&self, user_id: UserId, username: &str) -> Result<String, ApiError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
-            user_id,
+            user_id: user_id.0,
             username: username.to_owned(),
             exp: now + self.ttl_secs,
             iat: now,
@@ -84,19 +85,13 @@ impl Keys {
 
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("ferry-dummy-password").unwrap_or_default())
-}
-
-/// Argon2id with the crate's default (OWASP-recommended) parameters and a random salt.
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    DUMMY.get_or_init(|| ferry_store::users::hash_password("ferry-dummy-password").unwrap_or_default())
 }
 
 /// The authenticated caller, from `Authorization: JWT <token>` or `Bearer <token>`.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    pub id: i64,
+    pub id: UserId,
     pub username: String,
 }
 
@@ -119,7 +114,7 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         if claims.sub != claims.user_id.to_string() {
             return Err(ApiError::Unauthorized("Invalid or expired token."));
         }
-        Ok(AuthUser { id: claims.user_id, username: claims.username })
+        Ok(AuthUser { id: UserId(claims.user_id), username: claims.username })
     }
 }
 
@@ -134,9 +129,8 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         let client = state.pool.get().await?;
-        let row = client.query_opt("SELECT is_admin FROM users WHERE id = $1", &[&user.id]).await?;
-        match row {
-            Some(row) if row.get::<_, bool>(0) => Ok(AdminUser(user)),
+        match ferry_store::users::account(&client, user.id).await? {
+            Some(account) if account.is_admin => Ok(AdminUser(user)),
             _ => Err(ApiError::Forbidden),
         }
     }
@@ -149,7 +143,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_tampering() {
         let keys = Keys::new(b"secret", 60);
-        let token = keys.issue(7, "alice").expect("issue");
+        let token = keys.issue(UserId(7), "alice").expect("issue");
         let claims = keys.verify(&token).expect("valid");
         assert_eq!((claims.user_id, claims.username.as_str()), (7, "alice"));
         assert!(Keys::new(b"other", 60).verify(&token).is_err());

@@ -5,6 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferry_shared::types::ByteSize;
 use ferry_store::StoreError;
 use serde_json::{json, Map, Value};
 
@@ -24,7 +25,7 @@ pub enum ApiError {
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
     #[error("Offsets do not match")]
-    OffsetMismatch { offset: i64 },
+    OffsetMismatch { offset: ByteSize },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String, state: Option<&'static str> },
     #[error("This upload has expired.")]

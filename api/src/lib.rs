@@ -10,8 +10,6 @@ pub mod form;
 pub mod heartbeats;
 pub mod locate;
 pub mod nearest;
-pub mod nodes;
-pub mod notify;
 pub mod openapi;
 pub mod page;
 pub mod replica_cache;
@@ -19,7 +17,6 @@ pub mod routes;
 pub mod state;
 pub mod upload;
 pub mod uploads;
-pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +98,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         state.heartbeats.clone(),
         shutdown.clone(),
     ));
-    tasks.spawn(notify::run_listener(ferry_store::pg_config(&state.config.database)?, completions, shutdown.clone()));
+    tasks.spawn(ferry_store::notify::run_listener(
+        ferry_store::pg_config(&state.config.database)?,
+        completions,
+        shutdown.clone(),
+    ));
     tasks.close();
     tracing::info!(listen = %listener.local_addr()?, "ferry-api serving");
     ops::serve(listener, router(state), shutdown).await?;
@@ -110,10 +111,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 }
 
 /// Migrations at start-up, retried while the database is still coming up.
-pub async fn migrate_with_retry(
-    pool: &deadpool_postgres::Pool,
-    shutdown: &CancellationToken,
-) -> Result<(), StoreError> {
+pub async fn migrate_with_retry(pool: &ferry_store::Pool, shutdown: &CancellationToken) -> Result<(), StoreError> {
     let mut attempt = 0;
     loop {
         match ferry_store::migrate(pool).await {

@@ -8,13 +8,15 @@
 
 use std::sync::Arc;
 
-use ferry_shared::types::{FileId, NodeId};
+use ferry_shared::types::{FileId, UserId};
+use ferry_store::uploads as store_uploads;
+use ferry_store::{files, UploadState};
 
 use crate::error::{ApiError, ApiResult};
 use crate::nearest::Candidate;
 use crate::replica_cache::ReplicaLocation;
 use crate::state::SharedState;
-use crate::uploads::{Upload, UploadState};
+use crate::uploads::effective_state;
 
 /// A file's downloadable copies: every known location (the first carries the file's
 /// checksum for the signed URL) and those healthy now.
@@ -30,7 +32,7 @@ pub struct Located {
 ///
 /// Errors: 404 when the file is not the caller's, 409 `not_ready` while its upload is
 /// not complete, 503 when PostgreSQL is unavailable.
-pub async fn locate(state: &SharedState, id: FileId, user: i64, fresh: bool) -> ApiResult<Located> {
+pub async fn locate(state: &SharedState, id: FileId, user: UserId, fresh: bool) -> ApiResult<Located> {
     if !fresh {
         if let Some(replicas) = state.replicas.get(id, user) {
             let healthy = healthy(state, &replicas);
@@ -60,39 +62,32 @@ fn healthy(state: &SharedState, replicas: &[ReplicaLocation]) -> Vec<Candidate> 
 
 /// The caller's live file's present replicas on nodes that are not disabled. A file
 /// that is not (yet) the caller's: 409 with the upload's state, or 404.
-async fn load_replicas(state: &SharedState, id: FileId, user: i64) -> ApiResult<Vec<ReplicaLocation>> {
+async fn load_replicas(state: &SharedState, id: FileId, user: UserId) -> ApiResult<Vec<ReplicaLocation>> {
     let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT f.sha256, n.id, n.public_url, n.lat, n.lon, f.filename
-             FROM files f
-             LEFT JOIN replicas r ON r.file_id = f.id AND r.state = 'present'
-             LEFT JOIN nodes n ON n.id = r.node_id AND n.state <> 'disabled'
-             WHERE f.id = $1 AND f.user_id = $2 AND f.deleted_at IS NULL",
-            &[&id.0, &user],
-        )
-        .await?;
-    if rows.is_empty() {
-        return match Upload::load(&client, id, user, false).await {
-            Ok(upload) if upload.state != UploadState::Complete => Err(ApiError::Conflict {
-                code: "not_ready",
-                detail: format!("The file is not ready for download (state {}).", upload.effective_state().as_str()),
-                state: Some(upload.effective_state().as_str()),
-            }),
+    let Some(sources) = files::download_sources(&client, id, user).await? else {
+        return match store_uploads::load(&client, id, user, false).await? {
+            Some(upload) if upload.state != UploadState::Complete => {
+                let shown = effective_state(&upload).as_str();
+                Err(ApiError::Conflict {
+                    code: "not_ready",
+                    detail: format!("The file is not ready for download (state {shown})."),
+                    state: Some(shown),
+                })
+            }
             _ => Err(ApiError::NotFound { what: "File" }),
         };
-    }
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            Some(ReplicaLocation {
-                sha256: row.get::<_, String>(0).parse().ok(),
-                node: NodeId(row.get::<_, Option<i32>>(1)?),
-                public_url: row.get(2),
-                lat: row.get(3),
-                lon: row.get(4),
-                filename: row.get(5),
-            })
+    };
+    let sha256 = sources.sha256.parse().ok();
+    Ok(sources
+        .replicas
+        .into_iter()
+        .map(|r| ReplicaLocation {
+            sha256,
+            node: r.node,
+            public_url: r.public_url,
+            lat: r.lat,
+            lon: r.lon,
+            filename: sources.filename.clone(),
         })
         .collect())
 }

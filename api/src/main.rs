@@ -92,7 +92,7 @@ async fn run() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\n', '\r']);
             let pool = ferry_store::pool(&config.database)?;
             ferry_api::migrate_with_retry(&pool, &Default::default()).await?;
-            let id = ferry_api::users::upsert(&pool, &username, password, admin).await?;
+            let id = ferry_store::users::upsert(&pool.get().await?, &username, password, admin).await?;
             println!("user {username} (id {id}) saved{}", if admin { " as admin" } else { "" });
         }
     }

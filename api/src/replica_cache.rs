@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_shared::types::{FileId, NodeId};
+use ferry_shared::types::{FileId, NodeId, UserId};
 
 #[derive(Debug, Clone)]
 pub struct ReplicaLocation {
@@ -29,7 +29,7 @@ type Entry = (Instant, Arc<Vec<ReplicaLocation>>);
 pub struct ReplicaCache {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<(FileId, i64), Entry>>,
+    entries: Mutex<HashMap<(FileId, UserId), Entry>>,
 }
 
 impl ReplicaCache {
@@ -38,13 +38,13 @@ impl ReplicaCache {
     }
 
     /// The cached replicas of `file` owned by `user`, if fresh.
-    pub fn get(&self, file: FileId, user: i64) -> Option<Arc<Vec<ReplicaLocation>>> {
+    pub fn get(&self, file: FileId, user: UserId) -> Option<Arc<Vec<ReplicaLocation>>> {
         let entries = self.entries.lock().ok()?;
         let (at, replicas) = entries.get(&(file, user))?;
         (at.elapsed() < self.ttl).then(|| replicas.clone())
     }
 
-    pub fn insert(&self, file: FileId, user: i64, replicas: Arc<Vec<ReplicaLocation>>) {
+    pub fn insert(&self, file: FileId, user: UserId, replicas: Arc<Vec<ReplicaLocation>>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -86,17 +86,17 @@ mod tests {
     fn entries_are_per_owner_expire_and_are_bounded() {
         let cache = ReplicaCache::new(Duration::from_secs(60), 2);
         let (a, b, c) = (FileId::new(), FileId::new(), FileId::new());
-        cache.insert(a, 1, loc());
-        assert!(cache.get(a, 1).is_some());
-        assert!(cache.get(a, 2).is_none(), "another user's request never hits");
-        cache.insert(b, 1, loc());
-        cache.insert(c, 1, loc());
+        cache.insert(a, UserId(1), loc());
+        assert!(cache.get(a, UserId(1)).is_some());
+        assert!(cache.get(a, UserId(2)).is_none(), "another user's request never hits");
+        cache.insert(b, UserId(1), loc());
+        cache.insert(c, UserId(1), loc());
         assert!(cache.entries.lock().expect("lock").len() <= 2);
         cache.invalidate(c);
-        assert!(cache.get(c, 1).is_none());
+        assert!(cache.get(c, UserId(1)).is_none());
         let expired = ReplicaCache::new(Duration::from_nanos(1), 10);
-        expired.insert(a, 1, loc());
+        expired.insert(a, UserId(1), loc());
         std::thread::sleep(Duration::from_millis(1));
-        assert!(expired.get(a, 1).is_none());
+        assert!(expired.get(a, UserId(1)).is_none());
     }
 }

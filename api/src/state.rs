@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
-use deadpool_postgres::Pool;
 use ferry_queue::outbox::RelayWaker;
 use ferry_queue::Publisher;
 use ferry_shared::config::Config;
+use ferry_store::Pool;
 use tokio::sync::{broadcast, Semaphore};
 use uuid::Uuid;
 

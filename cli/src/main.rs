@@ -1,15 +1,17 @@
 //! `ferry`: the operator's command line. It talks to the same PostgreSQL as the
 //! services and applies the same rules as the admin API (node validation and user
-//! handling are the API crate's own code), so anything done here is what the admin
-//! page would have done.
+//! handling live in `ferry-store`, expiry in `ferry-queue`), so anything done here is
+//! what the admin page would have done.
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry_api::nodes::{self, NodeInput};
 use ferry_shared::config::Config;
+use ferry_shared::types::{FileId, NodeId};
+use ferry_store::nodes::{self, NodeInput};
+use ferry_store::{files, replicas, users, Client, NodeState};
 
 /// Ferry's operator command line: users, storage nodes, files, uploads, config.
 ///
@@ -138,28 +140,27 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Config(_) => {}
         Command::Users(UsersCmd::Add { username, admin }) => {
-            if client.query_opt("SELECT 1 FROM users WHERE username = $1", &[&username]).await?.is_some() {
+            if users::exists(&client, &username).await? {
                 bail!("user {username} already exists (use `ferry users passwd`)");
             }
-            let id = ferry_api::users::upsert(&pool, &username, &read_password()?, admin).await?;
+            let id = users::upsert(&client, &username, &read_password()?, admin).await?;
             println!("created user {username} (id {id})");
         }
         Command::Users(UsersCmd::Passwd { username }) => {
-            if !ferry_api::users::set_password(&pool, &username, &read_password()?).await? {
+            if !users::set_password(&client, &username, &read_password()?).await? {
                 bail!("no user named {username}");
             }
             println!("password of {username} changed");
         }
         Command::Users(UsersCmd::List) => {
             println!("{:>6}  {:<24} {:<6} created", "id", "username", "admin");
-            for row in client.query("SELECT id, username, is_admin, created_at FROM users ORDER BY id", &[]).await? {
-                let created: chrono::DateTime<chrono::Utc> = row.get(3);
+            for user in users::list(&client).await? {
                 println!(
                     "{:>6}  {:<24} {:<6} {}",
-                    row.get::<_, i64>(0),
-                    row.get::<_, String>(1),
-                    row.get::<_, bool>(2),
-                    created.format("%F %T")
+                    user.id,
+                    user.username,
+                    user.is_admin,
+                    user.created_at.format("%F %T")
                 );
             }
         }
@@ -194,91 +195,62 @@ async fn main() -> anyhow::Result<()> {
                 "{:>4}  {:<16} {:<9} {:<5} {:>14} {:>14}  public_url",
                 "id", "name", "state", "up", "free", "total"
             );
-            let rows = client
-                .query(
-                    "SELECT n.id, n.name, n.state, s.up, s.free_bytes, s.total_bytes, n.public_url
-                     FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id ORDER BY n.id",
-                    &[],
-                )
-                .await?;
-            for row in rows {
+            for o in nodes::overview(&client, None).await? {
                 println!(
                     "{:>4}  {:<16} {:<9} {:<5} {:>14} {:>14}  {}",
-                    row.get::<_, i32>(0),
-                    row.get::<_, String>(1),
-                    row.get::<_, String>(2),
-                    row.get::<_, Option<bool>>(3).map_or("?".into(), |u| u.to_string()),
-                    row.get::<_, Option<i64>>(4).unwrap_or(0),
-                    row.get::<_, Option<i64>>(5).unwrap_or(0),
-                    row.get::<_, String>(6),
+                    o.node.id,
+                    o.node.name,
+                    o.node.state,
+                    o.probe.up.map_or("?".into(), |u| u.to_string()),
+                    o.probe.free.unwrap_or_default().bytes(),
+                    o.probe.total.unwrap_or_default().bytes(),
+                    o.node.public_url,
                 );
             }
         }
-        Command::Nodes(NodesCmd::Drain { node }) => set_state(&client, &node, "draining").await?,
-        Command::Nodes(NodesCmd::Disable { node }) => set_state(&client, &node, "disabled").await?,
-        Command::Nodes(NodesCmd::Activate { node }) => set_state(&client, &node, "active").await?,
+        Command::Nodes(NodesCmd::Drain { node }) => set_state(&client, &node, NodeState::Draining).await?,
+        Command::Nodes(NodesCmd::Disable { node }) => set_state(&client, &node, NodeState::Disabled).await?,
+        Command::Nodes(NodesCmd::Activate { node }) => set_state(&client, &node, NodeState::Active).await?,
         Command::Files(FilesCmd::Ls { user, limit }) => {
-            let rows = client
-                .query(
-                    "SELECT f.id, u.username, f.filename, f.size, f.created_at,
-                            (SELECT count(*) FROM replicas r WHERE r.file_id = f.id AND r.state = 'present')
-                     FROM files f JOIN users u ON u.id = f.user_id
-                     WHERE f.deleted_at IS NULL AND ($1::text IS NULL OR u.username = $1)
-                     ORDER BY f.created_at DESC LIMIT $2",
-                    &[&user, &limit],
-                )
-                .await?;
-            for row in rows {
-                let created: chrono::DateTime<chrono::Utc> = row.get(4);
+            for o in files::list_live(&client, user.as_deref(), limit).await? {
                 println!(
                     "{}  {:<12} {:>12} B  {} replicas  {}  {}",
-                    row.get::<_, uuid::Uuid>(0),
-                    row.get::<_, String>(1),
-                    row.get::<_, i64>(3),
-                    row.get::<_, i64>(5),
-                    created.format("%F %T"),
-                    row.get::<_, String>(2)
+                    o.file.id,
+                    o.username,
+                    o.file.size.bytes(),
+                    o.present,
+                    o.file.created_at.format("%F %T"),
+                    o.file.filename
                 );
             }
         }
         Command::Files(FilesCmd::Show { id }) => {
-            let Some(file) = client
-                .query_opt(
-                    "SELECT f.filename, u.username, f.size, f.md5, f.sha256, f.created_at, f.deleted_at
-                     FROM files f JOIN users u ON u.id = f.user_id WHERE f.id = $1",
-                    &[&id],
-                )
-                .await?
-            else {
+            let id = FileId(id);
+            let Some(owned) = files::get_any(&client, id).await? else {
                 bail!("no file {id}");
             };
-            let replicas = client
-                .query(
-                    "SELECT n.name, r.state, r.attempts, r.last_error FROM replicas r JOIN nodes n ON n.id = r.node_id
-                     WHERE r.file_id = $1 ORDER BY n.name",
-                    &[&id],
-                )
-                .await?;
+            let file = owned.file;
+            let replicas = replicas::of_files(&client, &[id]).await?;
             let view = serde_json::json!({
                 "id": id,
-                "filename": file.get::<_, String>(0),
-                "user": file.get::<_, String>(1),
-                "size": file.get::<_, i64>(2),
-                "md5": file.get::<_, String>(3),
-                "sha256": file.get::<_, String>(4),
-                "created_at": file.get::<_, chrono::DateTime<chrono::Utc>>(5),
-                "deleted_at": file.get::<_, Option<chrono::DateTime<chrono::Utc>>>(6),
+                "filename": file.filename,
+                "user": owned.username,
+                "size": file.size,
+                "md5": file.md5,
+                "sha256": file.sha256,
+                "created_at": file.created_at,
+                "deleted_at": file.deleted_at,
                 "replicas": replicas.iter().map(|r| serde_json::json!({
-                    "node": r.get::<_, String>(0),
-                    "state": r.get::<_, String>(1),
-                    "attempts": r.get::<_, i32>(2),
-                    "last_error": r.get::<_, Option<String>>(3),
+                    "node": r.node_name,
+                    "state": r.state.as_str(),
+                    "attempts": r.attempts,
+                    "last_error": r.last_error,
                 })).collect::<Vec<_>>(),
             });
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
         Command::Uploads(UploadsCmd::Gc) => {
-            let expired = ferry_monitor::sweep::expire_uploads(&pool).await?;
+            let expired = ferry_queue::expiry::expire_uploads(&pool).await?;
             println!("expired {expired} uploads; their staging bytes are queued for removal");
         }
     }
@@ -286,16 +258,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Sets a node's state; `node` is its name or numeric id.
-async fn set_state(client: &deadpool_postgres::Client, node: &str, state: &str) -> anyhow::Result<()> {
-    let id: i32 = match node.parse() {
-        Ok(id) => id,
-        Err(_) => client
-            .query_opt("SELECT id FROM nodes WHERE name = $1", &[&node])
-            .await?
-            .map(|r| r.get(0))
-            .with_context(|| format!("no node named {node}"))?,
+async fn set_state(client: &Client, node: &str, state: NodeState) -> anyhow::Result<()> {
+    let id = match node.parse() {
+        Ok(id) => NodeId(id),
+        Err(_) => nodes::id_by_name(client, node).await?.with_context(|| format!("no node named {node}"))?,
     };
-    let input = NodeInput { state: Some(state.to_owned()), ..NodeInput::default() };
+    let input = NodeInput { state: Some(state.as_str().to_owned()), ..NodeInput::default() };
     nodes::update(client, id, &input).await?;
     println!("node {node} is now {state}");
     Ok(())

@@ -3,26 +3,23 @@
 //! under-replicated files. One instance is active (leader by advisory lock); a second
 //! one waits and takes over if the first dies.
 
-pub mod leader;
 pub mod probe;
 pub mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use ferry_queue::outbox::{self, RelayWaker};
 use ferry_queue::{Heartbeat, Publisher};
 use ferry_shared::config::Config;
 use ferry_shared::ops;
-use ferry_shared::types::NodeId;
-use ferry_store::StoreError;
+use ferry_store::leader::Leadership;
+use ferry_store::node_status::{self, Probe};
+use ferry_store::{nodes, replicas, Pool, StoreError};
 use futures::future::join_all;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-use crate::leader::Leadership;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -103,7 +100,7 @@ async fn lead(
         probe_round(&config, &pool, &publisher, &http).await;
         // Bookkeeping is cheaper to do less often than probing.
         if round % 5 == 1 {
-            let expired = sweep::expire_uploads(&pool).await;
+            let expired = ferry_queue::expiry::expire_uploads(&pool).await;
             let topped = sweep::top_up_replicas(&pool, &config).await;
             let retired = sweep::retire_drained(&pool, &config).await;
             let scrubbed = sweep::schedule_scrub(&pool, &config).await;
@@ -117,45 +114,35 @@ async fn lead(
 
 /// Probes all nodes concurrently, records and publishes the results.
 async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: &reqwest::Client) {
-    let nodes = match pool.get().await {
-        Ok(client) => match client.query("SELECT id, public_url FROM nodes ORDER BY id", &[]).await {
-            Ok(rows) => rows,
+    let targets = match pool.get().await {
+        Ok(client) => match nodes::probe_targets(&client).await {
+            Ok(targets) => targets,
             Err(error) => return tracing::warn!(%error, "cannot list nodes"),
         },
         Err(error) => return tracing::warn!(%error, "cannot list nodes"),
     };
     let timeout = Duration::from_millis(config.monitor.probe_timeout_ms);
-    let probes = nodes.iter().map(|row| {
-        let (id, url): (i32, String) = (row.get(0), row.get(1));
-        async move { (NodeId(id), probe::probe(http, &url, timeout).await) }
-    });
+    let probes =
+        targets.iter().map(|node| async move { (node.id, probe::probe(http, &node.public_url, timeout).await) });
     let results = join_all(probes).await;
     let now_ms = chrono::Utc::now().timestamp_millis();
     for (node, result) in results {
         if let Ok(client) = pool.get().await {
-            let written = client
-                .execute(
-                    "INSERT INTO node_status (node_id, up, free_bytes, total_bytes, rtt_ms, error, checked_at, down_since)
-                     VALUES ($1, $2, $3, $4, $5, $6, now(), CASE WHEN $2 THEN NULL ELSE now() END)
-                     ON CONFLICT (node_id) DO UPDATE SET up = $2, free_bytes = $3, total_bytes = $4,
-                        rtt_ms = $5, error = $6, checked_at = now(),
-                        down_since = CASE WHEN $2 THEN NULL ELSE COALESCE(node_status.down_since, now()) END",
-                    &[&node.0, &result.up, &result.free_bytes, &result.total_bytes, &result.rtt_ms, &result.error],
-                )
-                .await;
+            let status = Probe {
+                up: result.up,
+                free: result.free_bytes,
+                total: result.total_bytes,
+                rtt_ms: result.rtt_ms,
+                error: result.error.as_deref(),
+            };
+            let written = node_status::record(&client, node, &status).await;
             if let Err(error) = written {
                 tracing::warn!(%error, node.id = %node, "cannot record node status");
             }
             if !result.corrupt.is_empty() {
                 // The agent moved these aside: they no longer count, and the top-up
                 // copies them again from a good replica.
-                let marked = client
-                    .execute(
-                        "UPDATE replicas SET state = 'failed', last_error = 'corrupt when served', updated_at = now()
-                         WHERE node_id = $1 AND file_id = ANY($2) AND state = 'present'",
-                        &[&node.0, &result.corrupt],
-                    )
-                    .await;
+                let marked = replicas::fail_present(&client, node, &result.corrupt, "corrupt when served").await;
                 match marked {
                     Ok(0) => {}
                     Ok(n) => tracing::error!(node.id = %node, replicas.corrupt = n, "node reported corrupt replicas"),
@@ -165,7 +152,9 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
         }
         let label = node.to_string();
         ferry_shared::metrics::NODE_UP.with_label_values(&[&label]).set(i64::from(result.up));
-        ferry_shared::metrics::NODE_FREE_BYTES.with_label_values(&[&label]).set(result.free_bytes);
+        ferry_shared::metrics::NODE_FREE_BYTES
+            .with_label_values(&[&label])
+            .set(i64::try_from(result.free_bytes.bytes()).unwrap_or(i64::MAX));
         if !result.up {
             tracing::debug!(node.id = %node, error = ?result.error, "node down");
         }

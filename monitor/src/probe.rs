@@ -2,25 +2,19 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use ferry_shared::health::NodeHealth;
+use ferry_shared::types::{ByteSize, FileId};
 
+/// One probe's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {
     pub up: bool,
-    pub free_bytes: i64,
-    pub total_bytes: i64,
+    pub free_bytes: ByteSize,
+    pub total_bytes: ByteSize,
     pub rtt_ms: Option<f64>,
     pub error: Option<String>,
     /// Files the agent found corrupt while serving them.
-    pub corrupt: Vec<uuid::Uuid>,
-}
-
-#[derive(Deserialize)]
-struct Health {
-    free_bytes: i64,
-    total_bytes: i64,
-    #[serde(default)]
-    corrupt: Vec<uuid::Uuid>,
+    pub corrupt: Vec<FileId>,
 }
 
 pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) -> ProbeResult {
@@ -28,8 +22,8 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
     let started = Instant::now();
     let down = |error: String| ProbeResult {
         up: false,
-        free_bytes: 0,
-        total_bytes: 0,
+        free_bytes: ByteSize::ZERO,
+        total_bytes: ByteSize::ZERO,
         rtt_ms: None,
         error: Some(error),
         corrupt: Vec::new(),
@@ -42,7 +36,7 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
     if !response.status().is_success() {
         return down(format!("health answered {}", response.status()));
     }
-    match response.json::<Health>().await {
+    match response.json::<NodeHealth>().await {
         Ok(h) => ProbeResult {
             up: true,
             free_bytes: h.free_bytes,

@@ -7,22 +7,14 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
+use ferry_shared::health::NodeHealth;
 use ferry_shared::ops::ReadyCheck;
+use ferry_shared::types::ByteSize;
+#[cfg(test)]
 use ferry_shared::types::FileId;
-use serde::Serialize;
 
 use crate::error::ServeError;
 use crate::state::NodeState;
-
-#[derive(Debug, Serialize)]
-pub struct Health {
-    pub status: &'static str,
-    /// Bytes an unprivileged writer (rsync as the ferry user) can still use.
-    pub free_bytes: u64,
-    pub total_bytes: u64,
-    /// Copies found corrupt while served; the monitor marks these replicas failed.
-    pub corrupt: Vec<FileId>,
-}
 
 /// `(free, total)` bytes of the filesystem holding `root`, from statvfs. `f_frsize` is
 /// the unit of the block counts (not `f_bsize`, which merely equals it on most Linux
@@ -33,14 +25,17 @@ pub fn space(root: &Path) -> nix::Result<(u64, u64)> {
     Ok((stats.blocks_available().saturating_mul(unit), stats.blocks().saturating_mul(unit)))
 }
 
-pub async fn health(State(state): State<Arc<NodeState>>) -> Result<Json<Health>, ServeError> {
+pub async fn health(State(state): State<Arc<NodeState>>) -> Result<Json<NodeHealth>, ServeError> {
     let root = state.root().to_path_buf();
     // statvfs can block for a long time on a sick disk or a network mount.
     let stats = tokio::task::spawn_blocking(move || space(&root)).await;
     match stats {
-        Ok(Ok((free_bytes, total_bytes))) => {
-            Ok(Json(Health { status: "ok", free_bytes, total_bytes, corrupt: state.corrupt() }))
-        }
+        Ok(Ok((free_bytes, total_bytes))) => Ok(Json(NodeHealth {
+            status: "ok".to_owned(),
+            free_bytes: ByteSize(free_bytes),
+            total_bytes: ByteSize(total_bytes),
+            corrupt: state.corrupt(),
+        })),
         Ok(Err(errno)) => {
             tracing::warn!(error = %errno, root = %state.root().display(), "statvfs of the storage root failed");
             Err(ServeError::RootUnavailable)

@@ -6,11 +6,13 @@
 //! - [`config`]: the one typed configuration, TOML + `FERRY_*` env overrides.
 //! - [`signing`]: the HMAC that lets a node agent trust a redirected download.
 //! - [`types`]: newtypes parsed once at the edge.
+//! - [`health`]: the node agent's `/health` answer, which the monitor parses.
 //! - [`shutdown`], [`telemetry`], [`ops`]: process plumbing shared by every binary.
 
 pub mod backoff;
 pub mod config;
 pub mod hashing;
+pub mod health;
 pub mod metrics;
 pub mod ops;
 pub mod shutdown;

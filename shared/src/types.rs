@@ -60,6 +60,32 @@ impl fmt::Display for NodeId {
 #[serde(transparent)]
 pub struct UserId(pub i64);
 
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A number of bytes: a file's size, an upload's offset, a node's free or total
+/// space. Never negative; serialised as a plain JSON number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const ZERO: ByteSize = ByteSize(0);
+
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} B", self.0)
+    }
+}
+
 /// An md5 digest, parsed from 32 hex digits (either case).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Md5(pub [u8; 16]);

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::Pool;
 use ferry_shared::config::Config;
+use ferry_shared::types::FileId;
+use ferry_store::{nodes, replicas, staging, Pool};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 pub async fn run(ctx: std::sync::Arc<crate::jobs::Ctx>, shutdown: CancellationToken) {
     // The grace leaves young things alone: the API creates a new upload's directory
@@ -45,7 +45,7 @@ pub async fn sweep(
     let mut candidates = Vec::new();
     let mut dir = tokio::fs::read_dir(staging).await?;
     while let Some(entry) = dir.next_entry().await? {
-        let Ok(id) = entry.file_name().to_string_lossy().parse::<Uuid>() else { continue };
+        let Ok(id) = entry.file_name().to_string_lossy().parse::<FileId>() else { continue };
         let modified = entry.metadata().await?.modified().unwrap_or(SystemTime::now());
         if modified.elapsed().unwrap_or_default() >= grace {
             candidates.push(id);
@@ -55,26 +55,9 @@ pub async fn sweep(
         return Ok(0);
     }
     let want = i64::from(config.storage.replication_factor);
-    let rows = pool
-        .get()
-        .await?
-        .query(
-            "SELECT c.id FROM unnest($1::uuid[]) AS c(id)
-             LEFT JOIN uploads u ON u.id = c.id
-             LEFT JOIN files f ON f.id = c.id
-             WHERE u.id IS NULL
-                OR u.status IN ('failed', 'expired')
-                OR f.deleted_at IS NOT NULL
-                OR (u.status = 'complete' AND f.id IS NOT NULL
-                    AND (SELECT count(*) FROM replicas r WHERE r.file_id = f.id AND r.state = 'present') >= $2
-                    AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = f.id
-                                    AND r.state IN ('pending', 'copying')))",
-            &[&candidates, &want],
-        )
-        .await?;
+    let unneeded = staging::unneeded(&pool.get().await?, &candidates, want).await?;
     let mut removed = 0;
-    for row in rows {
-        let id: Uuid = row.get(0);
+    for id in unneeded {
         if remove(&staging.join(id.to_string())).await {
             removed += 1;
         }
@@ -93,9 +76,6 @@ async fn remove(dir: &Path) -> bool {
     }
 }
 
-/// Advisory lock key: one worker at a time sweeps the nodes.
-const NODE_SWEEP_LOCK: i64 = 0x6665_7272_7903;
-
 /// Files on storage nodes that no replica row accounts for (a crash between an rsync
 /// and the commit of a file deleted meanwhile, a restored backup, ...) are removed once
 /// older than the grace period. Moved-aside corrupt copies (`<id>.corrupt-<time>`) are
@@ -106,22 +86,14 @@ pub async fn sweep_nodes(
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
-    let locked: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&NODE_SWEEP_LOCK]).await?.get(0);
-    if !locked {
+    if !staging::try_lock_node_sweep(&tx).await? {
         return Ok(0);
     }
-    let nodes = tx
-        .query(
-            "SELECT n.id, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path FROM nodes n
-             JOIN node_status s ON s.node_id = n.id WHERE n.state <> 'disabled' AND s.up",
-            &[],
-        )
-        .await?;
+    let nodes = nodes::reachable(&tx).await?;
     let minutes = (grace.as_secs() / 60).max(1).to_string();
     let mut removed = 0;
-    for node in &nodes {
-        let node_id: i32 = node.get(0);
-        let addr = crate::ssh::NodeAddr { host: node.get(1), port: node.get(2), user: node.get(3), root: node.get(4) };
+    for (node_id, target) in nodes {
+        let addr = crate::jobs::node_addr(target);
         let root = addr.root.clone();
         let listing = ctx
             .ssh
@@ -131,29 +103,22 @@ pub async fn sweep_nodes(
             )
             .await?;
         // Only names that are exactly `<2 hex>/<uuid>` under the root are candidates.
-        let found: Vec<Uuid> = listing
+        let found: Vec<FileId> = listing
             .lines()
             .filter_map(|line| line.strip_prefix(&format!("{}/", root.trim_end_matches('/'))))
             .filter_map(|rel| {
                 let (shard, name) = rel.split_once('/')?;
-                let id: Uuid = name.parse().ok()?;
+                let id: FileId = name.parse().ok()?;
                 (shard.len() == 2 && name.len() == 36 && name.starts_with(shard)).then_some(id)
             })
             .collect();
         if found.is_empty() {
             continue;
         }
-        let orphans = tx
-            .query(
-                "SELECT c.id FROM unnest($1::uuid[]) AS c(id)
-                 WHERE NOT EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = c.id AND r.node_id = $2)",
-                &[&found, &node_id],
-            )
-            .await?;
-        for row in orphans {
-            let id = ferry_shared::types::FileId(row.get(0));
+        let orphans = replicas::unaccounted(&tx, node_id, &found).await?;
+        for id in orphans {
             ctx.ssh.remove(&addr, &id.node_relpath()).await?;
-            tracing::info!(file.id = %id, node.id = node_id, "removed orphan file from node");
+            tracing::info!(file.id = %id, node.id = %node_id, "removed orphan file from node");
             removed += 1;
         }
     }

@@ -7,7 +7,6 @@ pub mod consumer;
 pub mod fetch;
 pub mod gc;
 pub mod jobs;
-pub mod placement;
 pub mod ssh;
 
 use std::sync::Arc;

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::html::{Page, Section};
 use crate::error::ApiError;
-use crate::nodes::NodeError;
-use crate::users::UserError;
+use ferry_store::nodes::NodeError;
+use ferry_store::users::UserError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
@@ -48,8 +48,8 @@ impl From<deadpool_postgres::PoolError> for UiError {
     }
 }
 
-impl From<tokio_postgres::Error> for UiError {
-    fn from(e: tokio_postgres::Error) -> Self {
+impl From<ferry_store::StoreError> for UiError {
+    fn from(e: ferry_store::StoreError) -> Self {
         UiError::Api(e.into())
     }
 }
@@ -60,7 +60,7 @@ impl From<NodeError> for UiError {
             NodeError::Invalid(detail) => UiError::Invalid(detail),
             NodeError::Exists => UiError::Conflict("A node with that name already exists.".into()),
             NodeError::NotFound => UiError::NotFound("Node"),
-            NodeError::Db(e) => UiError::Api(e.into()),
+            NodeError::Store(e) => UiError::Api(e.into()),
         }
     }
 }
@@ -70,7 +70,7 @@ impl From<UserError> for UiError {
         match e {
             UserError::BadUsername | UserError::ShortPassword => UiError::Invalid(format!("The {e}.")),
             UserError::Hash(cause) => UiError::Api(ApiError::Internal(cause)),
-            UserError::Db(e) => UiError::Api(e.into()),
+            UserError::Store(e) => UiError::Api(e.into()),
         }
     }
 }

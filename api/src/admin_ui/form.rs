@@ -31,7 +31,7 @@ fn parse(bytes: &[u8]) -> Result<Form, UiError> {
 pub async fn read_checked(state: &AppState, session: &AdminSession, body: Body) -> Result<Form, UiError> {
     let form = read(body).await?;
     if !session.csrf_ok(state, form.get("csrf").map(String::as_str)) {
-        tracing::warn!(user.id = session.user_id, "admin form rejected: CSRF token missing or wrong");
+        tracing::warn!(user.id = %session.user_id, "admin form rejected: CSRF token missing or wrong");
         return Err(UiError::Csrf);
     }
     Ok(form)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use ferry_shared::types::ByteSize;
 
 use super::session::AdminSession;
 
@@ -131,14 +132,15 @@ pub fn notice(kind: &'static str, text: &str) -> String {
 }
 
 /// `1.5 GiB`: binary units, one decimal from KiB on.
-pub fn fmt_bytes(bytes: i64) -> String {
+pub fn fmt_bytes(size: ByteSize) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes.unsigned_abs() < 1024 {
+    let bytes = size.bytes();
+    if bytes < 1024 {
         return format!("{bytes} B");
     }
     let mut value = bytes as f64 / 1024.0;
     let mut unit = 0;
-    while value.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
         value /= 1024.0;
         unit += 1;
     }
@@ -206,10 +208,10 @@ mod tests {
 
     #[test]
     fn formats_sizes_and_ages() {
-        assert_eq!(fmt_bytes(0), "0 B");
-        assert_eq!(fmt_bytes(1023), "1023 B");
-        assert_eq!(fmt_bytes(1536), "1.5 KiB");
-        assert_eq!(fmt_bytes(10 << 30), "10.0 GiB");
+        assert_eq!(fmt_bytes(ByteSize(0)), "0 B");
+        assert_eq!(fmt_bytes(ByteSize(1023)), "1023 B");
+        assert_eq!(fmt_bytes(ByteSize(1536)), "1.5 KiB");
+        assert_eq!(fmt_bytes(ByteSize(10 << 30)), "10.0 GiB");
         assert_eq!(fmt_age(Duration::from_millis(800)), "0.8 s ago");
         assert_eq!(fmt_age(Duration::from_secs(42)), "42 s ago");
         assert_eq!(fmt_age(Duration::from_secs(300)), "5 min ago");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
+use ferry_shared::types::UserId;
 
 use super::csrf;
 use super::error::UiError;
@@ -22,7 +23,7 @@ pub const CLEAR_SESSION_COOKIE: &str = "ferry_admin=; Path=/admin; Max-Age=0; Ht
 /// never reach a log.
 #[derive(Clone)]
 pub struct AdminSession {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub username: String,
     /// The CSRF token this session's forms carry.
     pub csrf: String,
@@ -75,19 +76,15 @@ impl FromRequestParts<Arc<AppState>> for AdminSession {
         if claims.sub != claims.user_id.to_string() {
             return Err(UiError::LoginRequired);
         }
-        let row = state
-            .pool
-            .get()
-            .await?
-            .query_opt("SELECT username, is_admin FROM users WHERE id = $1", &[&claims.user_id])
+        let account = ferry_store::users::account(&state.pool.get().await?, UserId(claims.user_id))
             .await?
             .ok_or(UiError::LoginRequired)?;
-        let username: String = row.get(0);
-        if !row.get::<_, bool>(1) {
+        let username = account.username;
+        if !account.is_admin {
             return Err(UiError::NotAdmin { username });
         }
         Ok(AdminSession {
-            user_id: claims.user_id,
+            user_id: UserId(claims.user_id),
             username,
             csrf: csrf::token(secret(state), token),
             token: token.to_owned(),

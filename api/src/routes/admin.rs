@@ -8,13 +8,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::extract::Json as JsonBody;
-use ferry_shared::types::NodeId;
+use ferry_shared::types::{FileId, NodeId};
+use ferry_store::nodes::{self, NodeError, NodeInput, Overview};
+use ferry_store::{files, replicas};
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ApiResult};
-use crate::nodes::{self, NodeError, NodeInput};
 use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
@@ -24,57 +24,45 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/api/files/{id}", get(show_file))
 }
 
-const NODE_SELECT: &str =
-    "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
-        n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.error,
-        (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = 'present')
-     FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id";
-
-fn node_json(state: &SharedState, row: &tokio_postgres::Row) -> Value {
-    let id = NodeId(row.get(0));
+fn node_json(state: &SharedState, o: &Overview) -> Value {
+    let (n, id) = (&o.node, o.node.id);
     let beat = state.heartbeats.latest(id);
     json!({
         "id": id,
-        "name": row.get::<_, String>(1),
-        "ssh_host": row.get::<_, String>(2),
-        "ssh_port": row.get::<_, i32>(3),
-        "ssh_user": row.get::<_, String>(4),
-        "root_path": row.get::<_, String>(5),
-        "public_url": row.get::<_, String>(6),
-        "region": row.get::<_, String>(7),
-        "lat": row.get::<_, f64>(8),
-        "lon": row.get::<_, f64>(9),
-        "state": row.get::<_, String>(10),
+        "name": n.name,
+        "ssh_host": n.ssh.host,
+        "ssh_port": n.ssh.port,
+        "ssh_user": n.ssh.user,
+        "root_path": n.ssh.root,
+        "public_url": n.public_url,
+        "region": n.region,
+        "lat": n.lat,
+        "lon": n.lon,
+        "state": n.state.as_str(),
         // `up` is what this API replica acts on: a fresh heartbeat saying up.
         "up": state.heartbeats.healthy(id).is_some(),
-        "free_bytes": beat.as_ref().map(|(b, _)| b.free_bytes).or(row.get::<_, Option<i64>>(12)),
-        "total_bytes": beat.as_ref().map(|(b, _)| b.total_bytes).or(row.get::<_, Option<i64>>(13)),
+        "free_bytes": beat.as_ref().map(|(b, _)| b.free_bytes).or(o.probe.free),
+        "total_bytes": beat.as_ref().map(|(b, _)| b.total_bytes).or(o.probe.total),
         "rtt_ms": beat.as_ref().and_then(|(b, _)| b.rtt_ms),
         "heartbeat_age_ms": beat.as_ref().map(|(_, age)| age.as_millis() as u64),
-        "last_heartbeat": row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(14),
-        "last_error": row.get::<_, Option<String>>(15),
-        "replicas": row.get::<_, i64>(16),
+        "last_heartbeat": o.probe.checked_at,
+        "last_error": o.probe.error,
+        "replicas": o.replicas,
     })
 }
 
 async fn list_nodes(State(state): State<SharedState>, _admin: AdminUser) -> ApiResult<Json<Value>> {
-    let rows = state.pool.get().await?.query(&format!("{NODE_SELECT} ORDER BY n.id"), &[]).await?;
-    Ok(Json(Value::Array(rows.iter().map(|r| node_json(&state, r)).collect())))
+    let nodes = nodes::overview(&state.pool.get().await?, None).await?;
+    Ok(Json(Value::Array(nodes.iter().map(|o| node_json(&state, o)).collect())))
 }
 
-async fn load_node(state: &SharedState, id: i32) -> ApiResult<Value> {
-    let row = state
-        .pool
-        .get()
-        .await?
-        .query_opt(&format!("{NODE_SELECT} WHERE n.id = $1"), &[&id])
-        .await?
-        .ok_or(ApiError::NotFound { what: "Node" })?;
-    Ok(node_json(state, &row))
+async fn load_node(state: &SharedState, id: NodeId) -> ApiResult<Value> {
+    let node = nodes::overview(&state.pool.get().await?, Some(id)).await?.pop();
+    Ok(node_json(state, &node.ok_or(ApiError::NotFound { what: "Node" })?))
 }
 
-fn parse_node_id(raw: &str) -> ApiResult<i32> {
-    raw.parse().map_err(|_| ApiError::NotFound { what: "Node" })
+fn parse_node_id(raw: &str) -> ApiResult<NodeId> {
+    raw.parse().map(NodeId).map_err(|_| ApiError::NotFound { what: "Node" })
 }
 
 async fn show_node(
@@ -95,7 +83,7 @@ impl From<NodeError> for ApiError {
                 state: None,
             },
             NodeError::NotFound => ApiError::NotFound { what: "Node" },
-            NodeError::Db(e) => e.into(),
+            NodeError::Store(e) => e.into(),
         }
     }
 }
@@ -106,7 +94,7 @@ async fn add_node(
     JsonBody(input): JsonBody<NodeInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = nodes::insert(&state.pool.get().await?, &input).await?;
-    tracing::info!(node.id = id, node.name = ?input.name, "node added");
+    tracing::info!(node.id = %id, node.name = ?input.name, "node added");
     Ok((StatusCode::CREATED, Json(load_node(&state, id).await?)))
 }
 
@@ -118,7 +106,7 @@ async fn edit_node(
 ) -> ApiResult<Json<Value>> {
     let id = parse_node_id(&id)?;
     nodes::update(&state.pool.get().await?, id, &input).await?;
-    tracing::info!(node.id = id, node.state = ?input.state, "node edited");
+    tracing::info!(node.id = %id, node.state = ?input.state, "node edited");
     Ok(Json(load_node(&state, id).await?))
 }
 
@@ -128,38 +116,27 @@ async fn show_file(
     _admin: AdminUser,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id: Uuid = id.parse().map_err(|_| ApiError::NotFound { what: "File" })?;
+    let id: FileId = id.parse().map_err(|_| ApiError::NotFound { what: "File" })?;
     let client = state.pool.get().await?;
-    let file = client
-        .query_opt(
-            "SELECT id, user_id, filename, size, md5, sha256, created_at, deleted_at FROM files WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .ok_or(ApiError::NotFound { what: "File" })?;
-    let replicas = client
-        .query(
-            "SELECT r.node_id, n.name, r.state, r.attempts, r.last_error, r.updated_at
-             FROM replicas r JOIN nodes n ON n.id = r.node_id WHERE r.file_id = $1 ORDER BY r.node_id",
-            &[&id],
-        )
-        .await?;
+    let file = files::get_any(&client, id).await?.ok_or(ApiError::NotFound { what: "File" })?.file;
+    let mut replicas = replicas::of_files(&client, &[id]).await?;
+    replicas.sort_by_key(|r| r.node);
     Ok(Json(json!({
-        "id": file.get::<_, Uuid>(0),
-        "user": file.get::<_, i64>(1),
-        "filename": file.get::<_, String>(2),
-        "size": file.get::<_, i64>(3),
-        "md5": file.get::<_, String>(4),
-        "sha256": file.get::<_, String>(5),
-        "created_at": file.get::<_, chrono::DateTime<chrono::Utc>>(6),
-        "deleted_at": file.get::<_, Option<chrono::DateTime<chrono::Utc>>>(7),
+        "id": file.id,
+        "user": file.user,
+        "filename": file.filename,
+        "size": file.size,
+        "md5": file.md5,
+        "sha256": file.sha256,
+        "created_at": file.created_at,
+        "deleted_at": file.deleted_at,
         "replicas": replicas.iter().map(|r| json!({
-            "node": r.get::<_, i32>(0),
-            "node_name": r.get::<_, String>(1),
-            "state": r.get::<_, String>(2),
-            "attempts": r.get::<_, i32>(3),
-            "last_error": r.get::<_, Option<String>>(4),
-            "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>(5),
+            "node": r.node,
+            "node_name": r.node_name,
+            "state": r.state.as_str(),
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "updated_at": r.updated_at,
         })).collect::<Vec<_>>(),
     })))
 }

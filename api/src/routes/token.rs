@@ -21,14 +21,9 @@ async fn obtain_token(State(state): State<SharedState>, headers: HeaderMap, body
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         return Err(ApiError::bad_request("credentials_required", "Both 'username' and 'password' are required."));
     };
-    let row = state
-        .pool
-        .get()
-        .await?
-        .query_opt("SELECT id, password_hash FROM users WHERE username = $1", &[username])
-        .await?;
-    let (id, hash) = match row {
-        Some(row) => (Some(row.get::<_, i64>(0)), Some(row.get::<_, String>(1))),
+    let found = ferry_store::users::credentials(&state.pool.get().await?, username).await?;
+    let (id, hash) = match found {
+        Some(c) => (Some(c.id), Some(c.password_hash)),
         None => (None, None),
     };
     // Same work whether or not the user exists: no user-enumeration by timing.

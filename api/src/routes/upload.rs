@@ -12,11 +12,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::{Json, Router};
-use deadpool_postgres::GenericClient;
 use ferry_queue::outbox;
 use ferry_queue::Job;
 use ferry_shared::hashing::RunningDigest;
-use ferry_shared::types::{FileId, FileName, Md5};
+use ferry_shared::types::{ByteSize, FileId, FileName, Md5, UserId};
+use ferry_store::uploads::{self as store_uploads, Upload, UploadFailure};
+use ferry_store::{files, GenericClient, UploadState};
 use serde::Deserialize;
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
@@ -32,7 +33,7 @@ use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, file_required, Limits, Received};
 use crate::upload::staging::upload_dir;
-use crate::uploads::{Upload, UploadState};
+use crate::uploads;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -89,23 +90,18 @@ impl Drop for NewDirGuard {
 }
 
 /// Bytes the user may still store: quota minus live files and open uploads.
-async fn quota_left(client: &impl GenericClient, state: &SharedState, user: i64) -> ApiResult<u64> {
-    let row = client
-        .query_one(
-            "SELECT COALESCE(u.quota_bytes, $2),
-                    (SELECT COALESCE(SUM(size), 0)::BIGINT FROM files WHERE user_id = u.id AND deleted_at IS NULL)
-                  + (SELECT COALESCE(SUM(COALESCE(total_size, \"offset\")), 0)::BIGINT FROM uploads
-                     WHERE user_id = u.id AND status IN ('uploading', 'assembling'))
-             FROM users u WHERE u.id = $1",
-            &[&user, &(state.config.storage.default_quota_bytes as i64)],
-        )
-        .await?;
-    let (quota, used): (i64, i64) = (row.get(0), row.get(1));
-    Ok(quota.saturating_sub(used).max(0) as u64)
+async fn quota_left(client: &impl GenericClient, state: &SharedState, user: UserId) -> ApiResult<u64> {
+    let default = ByteSize(state.config.storage.default_quota_bytes);
+    Ok(ferry_store::users::quota_left(client, user, default).await?.bytes())
 }
 
 /// Checks a new file's declared size against the file size limit and the quota.
-async fn check_new_file_size(client: &impl GenericClient, state: &SharedState, user: i64, total: u64) -> ApiResult<()> {
+async fn check_new_file_size(
+    client: &impl GenericClient,
+    state: &SharedState,
+    user: UserId,
+    total: u64,
+) -> ApiResult<()> {
     let max = state.config.storage.max_file_bytes;
     if total > max {
         return Err(ApiError::TooLarge { detail: format!("Files are limited to {max} bytes."), limit: max });
@@ -138,17 +134,11 @@ fn resolve_filename(fields: &Option<String>, query: &UploadQuery, headers: &Head
 }
 
 /// The root of `parent`'s version chain, which must be a live file of the same user.
-async fn resolve_parent(client: &impl GenericClient, user: i64, raw: Option<&str>) -> ApiResult<Option<Uuid>> {
+async fn resolve_parent(client: &impl GenericClient, user: UserId, raw: Option<&str>) -> ApiResult<Option<FileId>> {
     let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
     let not_found = || ApiError::bad_request("parent_not_found", "The parent file does not exist.");
-    let id: Uuid = raw.parse().map_err(|_| not_found())?;
-    let row = client
-        .query_opt(
-            "SELECT COALESCE(parent_id, id) FROM files WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
-            &[&id, &user],
-        )
-        .await?;
-    row.map(|r| Some(r.get(0))).ok_or_else(not_found)
+    let id: FileId = raw.parse().map_err(|_| not_found())?;
+    files::chain_root(client, id, user).await?.map(Some).ok_or_else(not_found)
 }
 
 fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
@@ -162,46 +152,34 @@ fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
 async fn insert_upload(
     state: &SharedState,
     id: FileId,
-    user: i64,
+    user: UserId,
     filename: &FileName,
-    parent: Option<Uuid>,
+    parent: Option<FileId>,
     received: Received,
     total: u64,
     md5: Option<Md5>,
 ) -> ApiResult<Upload> {
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
-    let size = received.size as i64;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let status = if md5.is_some() { "assembling" } else { "uploading" };
-    tx.execute(
-        "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
-                              md5_state, sha256_state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        &[
-            &id.0,
-            &user,
-            &filename.as_str(),
-            &parent,
-            &(total as i64),
-            &size,
-            &md5.map(|m| m.to_string()),
-            &status,
-            &expires_at(state),
-            &md5_state,
-            &sha256_state,
-        ],
-    )
-    .await?;
-    if size > 0 {
-        tx.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)", &[&id.0, &size])
-            .await?;
-    }
+    let new = store_uploads::NewUpload {
+        id,
+        user,
+        filename: filename.as_str(),
+        parent,
+        total_size: ByteSize(total),
+        received: ByteSize(received.size),
+        md5: md5.map(|m| m.to_string()),
+        expires_at: expires_at(state),
+        md5_state: &md5_state,
+        sha256_state: &sha256_state,
+    };
+    store_uploads::insert(&tx, &new).await?;
     if md5.is_some() {
         outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
     }
-    let upload = Upload::load(&tx, id, user, false).await?;
+    let upload = uploads::load(&tx, id, user, false).await?;
     tx.commit().await?;
     if md5.is_some() {
         state.relay.wake();
@@ -213,17 +191,14 @@ async fn insert_upload(
 /// upload stays open (drf-chunked-upload's behaviour), so a retry with the right md5
 /// completes it.
 fn checksum_mismatch() -> ApiError {
-    ApiError::bad_request(
-        "checksum_mismatch",
-        "md5 checksum does not match the uploaded file. The upload stays open: complete it again with the right md5.",
-    )
+    let failure = UploadFailure::ChecksumMismatch;
+    ApiError::bad_request(failure.code(), failure.public_detail())
 }
 
 /// The md5 of the bytes received so far, from the running digest stored with the last
 /// chunk; `None` for a row without one (then the worker hashes the file).
 async fn stored_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option<Md5>> {
-    let row = client.query_one("SELECT md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0]).await?;
-    Ok(match (row.get::<_, Option<Vec<u8>>>(0), row.get::<_, Option<Vec<u8>>>(1)) {
+    Ok(match store_uploads::digest_state(client, id).await? {
         (Some(md5), Some(sha)) => Some(RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?.finalize().0),
         _ => None,
     })
@@ -231,8 +206,7 @@ async fn stored_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option
 
 /// The md5 a completing POST already handed to the workers, if any.
 async fn accepted_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option<Md5>> {
-    let row = client.query_one("SELECT md5 FROM uploads WHERE id = $1", &[&id.0]).await?;
-    Ok(row.get::<_, Option<String>>(0).and_then(|m| m.parse().ok()))
+    Ok(store_uploads::accepted_md5(client, id).await?.and_then(|m| m.parse().ok()))
 }
 
 /// `PUT /storage/tmp-upload/`: a new upload from its first chunk.
@@ -246,7 +220,7 @@ async fn create_chunk(
     let range = content_range(&headers)?
         .ok_or_else(|| ApiError::bad_request("content_range_required", "Chunks need a Content-Range header."))?;
     if range.start != 0 {
-        return Err(ApiError::OffsetMismatch { offset: 0 });
+        return Err(ApiError::OffsetMismatch { offset: ByteSize::ZERO });
     }
     let limits = chunk_limit(&state, &range)?;
     check_new_file_size(&state.pool.get().await?, &state, user.id, range.total).await?;
@@ -261,7 +235,7 @@ async fn create_chunk(
     let upload = insert_upload(&state, id, user.id, &filename, parent, received, range.total, None).await?;
     guard.keep();
     tracing::info!(upload.id = %id, upload.total_bytes = range.total, "upload created");
-    Ok(Json(upload.to_json(&state.base_url(&headers))).into_response())
+    Ok(Json(uploads::to_json(&upload, &state.base_url(&headers))).into_response())
 }
 
 /// `POST /storage/tmp-upload/`: a whole file with its md5 in one request.
@@ -318,7 +292,7 @@ async fn append_chunk(
     let range = content_range(&headers)?
         .ok_or_else(|| ApiError::bad_request("content_range_required", "Chunks need a Content-Range header."))?;
     let limits = chunk_limit(&state, &range)?;
-    let upload = Upload::load(&state.pool.get().await?, id, user.id, false).await?;
+    let upload = uploads::load(&state.pool.get().await?, id, user.id, false).await?;
     check_appendable(&upload, &range)?;
     let _permit = intake_permit(&state)?;
     // Only the lease holder writes into the data file; a second PUT for the same
@@ -327,7 +301,7 @@ async fn append_chunk(
     match receive_and_record(&state, &lease, id, user.id, &range, limits, &headers, body).await {
         Ok(upload) => {
             lease.committed();
-            Ok(Json(upload.to_json(&state.base_url(&headers))).into_response())
+            Ok(Json(uploads::to_json(&upload, &state.base_url(&headers))).into_response())
         }
         Err(e) => {
             // Released before answering, so the client's retry finds it free.
@@ -343,7 +317,7 @@ async fn receive_and_record(
     state: &SharedState,
     lease: &Lease,
     id: FileId,
-    user: i64,
+    user: UserId,
     range: &ChunkRange,
     limits: Limits,
     headers: &HeaderMap,
@@ -356,34 +330,20 @@ async fn receive_and_record(
     let (md5_state, sha256_state) = digest.to_bytes();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let advanced = tx
-        .execute(
-            "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
-                    writer = NULL, writer_until = NULL, expires_at = $7
-             WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = 'uploading'",
-            &[
-                &id.0,
-                &(received.size as i64),
-                &md5_state,
-                &sha256_state,
-                &lease.token,
-                &(range.start as i64),
-                // Expiry slides: an upload that keeps receiving chunks never expires mid-way.
-                &expires_at(state),
-            ],
-        )
-        .await?;
-    if advanced == 0 {
+    let chunk = store_uploads::Chunk {
+        start: ByteSize(range.start),
+        size: ByteSize(received.size),
+        md5_state: &md5_state,
+        sha256_state: &sha256_state,
+        // Expiry slides: an upload that keeps receiving chunks never expires mid-way.
+        expires_at: expires_at(state),
+    };
+    if !store_uploads::record_chunk(&tx, id, lease.token, &chunk).await? {
         // The lease ran out and another writer took over: its chunk is the one recorded.
-        let current = Upload::load(&tx, id, user, false).await?;
+        let current = uploads::load(&tx, id, user, false).await?;
         return Err(ApiError::OffsetMismatch { offset: current.offset });
     }
-    tx.execute(
-        "INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, $2, $3)",
-        &[&id.0, &(range.start as i64), &(received.size as i64)],
-    )
-    .await?;
-    let upload = Upload::load(&tx, id, user, false).await?;
+    let upload = uploads::load(&tx, id, user, false).await?;
     tx.commit().await?;
     Ok(upload)
 }
@@ -404,26 +364,16 @@ struct Lease {
 const LEASE_SECS: f64 = 900.0;
 
 impl Lease {
-    async fn acquire(state: &SharedState, upload: FileId, user: i64, offset: u64) -> ApiResult<Lease> {
+    async fn acquire(state: &SharedState, upload: FileId, user: UserId, offset: u64) -> ApiResult<Lease> {
         let token = Uuid::new_v4();
-        let row = state
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                "UPDATE uploads SET writer = $3, writer_until = now() + make_interval(secs => $5)
-                 WHERE id = $1 AND user_id = $2 AND status = 'uploading' AND \"offset\" = $4
-                   AND (writer IS NULL OR writer_until < now())
-                 RETURNING md5_state, sha256_state",
-                &[&upload.0, &user, &token, &(offset as i64), &LEASE_SECS],
-            )
-            .await?;
-        let Some(row) = row else {
+        let client = state.pool.get().await?;
+        let taken = store_uploads::take_lease(&client, upload, user, ByteSize(offset), token, LEASE_SECS).await?;
+        let Some(stored) = taken else {
             // Someone else holds the lease for this offset, or has moved past it.
-            let current = Upload::load(&state.pool.get().await?, upload, user, false).await?;
+            let current = uploads::load(&client, upload, user, false).await?;
             return Err(ApiError::OffsetMismatch { offset: current.offset });
         };
-        let digest = match (row.get::<_, Option<Vec<u8>>>(0), row.get::<_, Option<Vec<u8>>>(1)) {
+        let digest = match stored {
             (Some(md5), Some(sha)) => RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?,
             _ => RunningDigest::default(),
         };
@@ -440,14 +390,9 @@ impl Lease {
     }
 }
 
-async fn release(pool: deadpool_postgres::Pool, upload: FileId, token: Uuid) {
+async fn release(pool: ferry_store::Pool, upload: FileId, token: Uuid) {
     if let Ok(client) = pool.get().await {
-        let _ = client
-            .execute(
-                "UPDATE uploads SET writer = NULL, writer_until = NULL WHERE id = $1 AND writer = $2",
-                &[&upload.0, &token],
-            )
-            .await;
+        let _ = store_uploads::release_lease(&client, upload, token).await;
     }
 }
 
@@ -462,7 +407,7 @@ impl Drop for Lease {
 }
 
 fn check_appendable(upload: &Upload, range: &ChunkRange) -> ApiResult<()> {
-    match upload.effective_state() {
+    match uploads::effective_state(upload) {
         UploadState::Uploading => {}
         UploadState::Expired => return Err(ApiError::Expired),
         other => {
@@ -472,11 +417,11 @@ fn check_appendable(upload: &Upload, range: &ChunkRange) -> ApiResult<()> {
             ))
         }
     }
-    if upload.total_size != Some(range.total as i64) {
+    if upload.total_size != Some(ByteSize(range.total)) {
         return Err(ApiError::bad_request("total_mismatch", "Content-Range TOTAL must not change between chunks."));
     }
-    if upload.offset != range.start as i64 {
-        if range.one_based && range.start as i64 + 1 == upload.offset {
+    if upload.offset != ByteSize(range.start) {
+        if range.one_based && range.start + 1 == upload.offset.bytes() {
             // `bytes 40-100/100` at offset 40: a 0-based range whose END is TOTAL. Read as
             // the original's 1-based form it starts at 39; answering offset_mismatch with
             // the offset the client already sent would make it loop forever.
@@ -484,7 +429,7 @@ fn check_appendable(upload: &Upload, range: &ChunkRange) -> ApiResult<()> {
                 "invalid_content_range",
                 format!(
                     "Content-Range END must be below TOTAL (RFC 9110 ranges are 0-based: bytes {}-{}/{}).",
-                    upload.offset,
+                    upload.offset.bytes(),
                     range.total - 1,
                     range.total
                 ),
@@ -504,10 +449,10 @@ async fn list(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let page = Page::parse(query.page.as_deref(), state.config.api.page_size)?;
-    let (count, uploads) = Upload::page(&state.pool.get().await?, user.id, page.size, page.offset).await?;
+    let (count, uploads) = uploads::page(&state.pool.get().await?, user.id, page.size, page.offset).await?;
     page.check(count)?;
     let base = state.base_url(&headers);
-    let results = uploads.iter().map(|u| u.to_json(&base)).collect();
+    let results = uploads.iter().map(|u| uploads::to_json(u, &base)).collect();
     Ok(Json(page.envelope(count, results, &format!("{base}/storage/tmp-upload/"))).into_response())
 }
 
@@ -518,10 +463,10 @@ async fn show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let upload = Upload::load(&state.pool.get().await?, parse_id(&id)?, user.id, false).await?;
-    let mut response = Json(upload.to_json(&state.base_url(&headers))).into_response();
-    response.headers_mut().insert("upload-offset", HeaderValue::from(upload.offset));
-    response.headers_mut().insert("upload-state", HeaderValue::from_static(upload.effective_state().as_str()));
+    let upload = uploads::load(&state.pool.get().await?, parse_id(&id)?, user.id, false).await?;
+    let mut response = Json(uploads::to_json(&upload, &state.base_url(&headers))).into_response();
+    response.headers_mut().insert("upload-offset", HeaderValue::from(upload.offset.bytes()));
+    response.headers_mut().insert("upload-state", HeaderValue::from_static(uploads::effective_state(&upload).as_str()));
     Ok(response)
 }
 
@@ -555,14 +500,14 @@ async fn complete(
     {
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
-        let upload = Upload::load(&tx, id, user.id, true).await?;
-        match upload.effective_state() {
+        let upload = uploads::load(&tx, id, user.id, true).await?;
+        match uploads::effective_state(&upload) {
             UploadState::Uploading => {
                 let total = upload.total_size.unwrap_or(upload.offset);
                 if upload.offset != total {
                     return Err(ApiError::bad_request(
                         "upload_incomplete",
-                        format!("Only {} of {total} bytes have been received.", upload.offset),
+                        format!("Only {} of {} bytes have been received.", upload.offset.bytes(), total.bytes()),
                     ));
                 }
                 // The md5 of what was received, from the digest state stored with the
@@ -571,11 +516,7 @@ async fn complete(
                 if stored_md5(&tx, id).await?.is_some_and(|stored| stored != md5) {
                     return Err(checksum_mismatch());
                 }
-                tx.execute(
-                    "UPDATE uploads SET status = 'assembling', md5 = $2 WHERE id = $1",
-                    &[&id.0, &md5.to_string()],
-                )
-                .await?;
+                store_uploads::start_assembly(&tx, id, &md5.to_string()).await?;
                 outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
                 tx.commit().await?;
                 state.relay.wake();
@@ -603,7 +544,7 @@ async fn complete(
 async fn verdict(
     state: &SharedState,
     id: FileId,
-    user: i64,
+    user: UserId,
     wait: Duration,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
@@ -611,8 +552,8 @@ async fn verdict(
     let deadline = Instant::now() + wait;
     loop {
         // A pooled connection per look, not one held across the wait.
-        let upload = Upload::load(&state.pool.get().await?, id, user, false).await?;
-        let body = upload.to_json(&state.base_url(headers));
+        let upload = uploads::load(&state.pool.get().await?, id, user, false).await?;
+        let body = uploads::to_json(&upload, &state.base_url(headers));
         match upload.state {
             // Verified; 200 once the write quorum of copies can be served (the same
             // test the download redirect makes), so a download right after finds one.
@@ -622,19 +563,21 @@ async fn verdict(
                 return Ok((StatusCode::OK, Json(body)).into_response())
             }
             // The worker found the md5 wrong and reopened the upload for another try.
-            UploadState::Uploading if upload.error.as_deref().is_some_and(|e| e.starts_with("checksum_mismatch")) => {
+            UploadState::Uploading if upload.failure() == Some(UploadFailure::ChecksumMismatch) => {
                 return Err(checksum_mismatch())
             }
             UploadState::Failed => {
-                let error = upload.error.unwrap_or_default();
-                return Err(if error.starts_with("checksum_mismatch") {
-                    checksum_mismatch()
-                } else {
-                    ApiError::Conflict {
+                // The stored text is for operators; clients get the failure's fixed text.
+                return Err(match upload.failure() {
+                    Some(UploadFailure::ChecksumMismatch) => checksum_mismatch(),
+                    other => ApiError::Conflict {
                         code: "upload_failed",
-                        detail: format!("The upload failed: {error}"),
+                        detail: format!(
+                            "The upload failed: {}",
+                            other.map_or("the server gave up on it; upload the file again.", |f| f.public_detail())
+                        ),
                         state: Some("failed"),
-                    }
+                    },
                 });
             }
             _ if Instant::now() >= deadline || state.shutdown.is_cancelled() => {

@@ -6,8 +6,10 @@
 //! - [`publisher`]: persistent, mandatory publishing with publisher confirms.
 //! - [`outbox`]: enqueueing a job in the caller's transaction and the relay that
 //!   publishes outbox rows (SQL in `ferry_store::outbox`).
+//! - [`expiry`]: expiring abandoned uploads with their delete jobs.
 //! - [`ready`]: the readiness check of processes that need PostgreSQL and RabbitMQ.
 
+pub mod expiry;
 pub mod messages;
 pub mod outbox;
 pub mod publisher;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use ferry_shared::types::{FileId, NodeId};
+use ferry_shared::types::{ByteSize, FileId, NodeId};
 
 /// The job queues a worker can consume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,8 +81,8 @@ impl Job {
 pub struct Heartbeat {
     pub node: NodeId,
     pub up: bool,
-    pub free_bytes: i64,
-    pub total_bytes: i64,
+    pub free_bytes: ByteSize,
+    pub total_bytes: ByteSize,
     pub rtt_ms: Option<f64>,
     /// Unix milliseconds at the probe.
     pub at_ms: i64,

@@ -18,6 +18,9 @@ pub enum StoreError {
     /// schema and this build disagree.
     #[error("unexpected value in {column}: {value:?}")]
     Corrupt { column: &'static str, value: String },
+    /// A value to store does not fit its column (a byte count beyond `i64::MAX`).
+    #[error("{what} {value} does not fit the database column")]
+    OutOfRange { what: &'static str, value: u64 },
 }
 
 /// tokio-postgres' Display says only "db error" for server errors; keep the server's
@@ -36,7 +39,7 @@ impl StoreError {
         match self {
             StoreError::Pool(_) => true,
             StoreError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
-            StoreError::Config(_) | StoreError::Corrupt { .. } => false,
+            StoreError::Config(_) | StoreError::Corrupt { .. } | StoreError::OutOfRange { .. } => false,
         }
     }
 

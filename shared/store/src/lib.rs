@@ -2,17 +2,31 @@
 //!
 //! - [`pool`]: the connection pool, the migrations (`shared/store/migrations/`, applied
 //!   at start-up under an advisory lock) and the readiness ping.
-//! - one module per table or concern, each a set of functions taking a
-//!   [`GenericClient`] (a pooled connection or an open transaction, so callers decide
-//!   what commits together) and returning typed rows.
+//! - one module per table or concern ([`uploads`], [`files`], [`replicas`],
+//!   [`nodes`], [`node_status`], [`users`], [`outbox`], [`staging`], [`notify`], [`leader`]),
+//!   each a set of functions taking a [`GenericClient`] (a pooled connection or an open
+//!   transaction, so callers decide what commits together) and returning typed rows.
 //!
 //! Rows are read by column name (`try_get("col")`), so a schema change fails as a
-//! [`StoreError`], never as a panic; states are enums with fallible parsing.
+//! [`StoreError`], never as a panic; states are enums ([`UploadState`],
+//! [`ReplicaState`], [`NodeState`]) bound as parameters and parsed fallibly.
 
+mod convert;
 mod error;
+pub mod files;
+pub mod leader;
+pub mod node_status;
+pub mod nodes;
+pub mod notify;
 pub mod outbox;
 pub mod pool;
+pub mod replicas;
+pub mod staging;
+mod states;
+pub mod uploads;
+pub mod users;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};
 pub use error::StoreError;
 pub use pool::{migrate, pg_config, ping, pool};
+pub use states::{NodeState, ReplicaState, UnknownState, UploadState};

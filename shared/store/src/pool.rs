@@ -10,11 +10,6 @@ use ferry_shared::config::DatabaseConfig;
 
 use crate::{Client, StoreError};
 
-/// PostgreSQL `NOTIFY` channel for upload events; the payload is the upload's id
-/// (= its file's id). Workers notify when an assembly ends and when a replica becomes
-/// present; each API process `LISTEN`s and wakes its completing POSTs.
-pub const UPLOAD_CHANNEL: &str = "ferry_upload";
-
 /// Arbitrary but fixed key for the migration advisory lock: two processes starting
 /// together serialise here instead of racing on `CREATE TABLE`.
 const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_7901;

@@ -10,56 +10,53 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use deadpool_postgres::GenericClient;
 use ferry_queue::outbox;
 use ferry_queue::Job;
 use ferry_shared::hashing::RunningDigest;
 use ferry_shared::staging::{data_path, upload_dir};
-use ferry_shared::types::FileId;
-use ferry_shared::types::{Md5, Sha256};
+use ferry_shared::types::{ByteSize, FileId, Md5, NodeId, Sha256};
+use ferry_store::uploads::UploadFailure;
+use ferry_store::{files, nodes, notify, replicas, uploads, GenericClient, UploadState};
 
 use super::{Ctx, JobError};
-use crate::placement;
-
 const READ_BUF: usize = 1 << 20;
 
 pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
-    let Some(row) = client
-        .query_opt("SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0])
-        .await?
-    else {
+    let Some(upload) = uploads::assembly_input(&client, id).await? else {
         tracing::warn!(upload.id = %id, "assemble job for an unknown upload; dropping");
         return Ok(());
     };
-    let (status, md5, total): (String, Option<String>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-    if status != "assembling" {
+    drop(client);
+    if upload.state != UploadState::Assembling {
         // Redelivery after the work was committed.
         return Ok(());
     }
-    let expected_md5 = md5.ok_or_else(|| JobError::Permanent("upload has no md5".into()))?;
-    let total = total.unwrap_or(0);
-    let stored: Option<RunningDigest> = match (row.get::<_, Option<Vec<u8>>>(3), row.get::<_, Option<Vec<u8>>>(4)) {
+    let expected_md5 = upload.md5.ok_or_else(|| JobError::Permanent("upload has no md5".into()))?;
+    let total = upload.total_size.unwrap_or_default();
+    let stored: Option<RunningDigest> = match (upload.md5_state, upload.sha256_state) {
         (Some(md5), Some(sha)) => RunningDigest::from_bytes(&md5, &sha).ok(),
         _ => None,
     };
-    drop(client);
 
     let dir = upload_dir(&ctx.config.storage.staging_dir, id);
     let data = data_path(&dir);
     let started = std::time::Instant::now();
-    let checked = tokio::task::spawn_blocking(move || check_data(&data, total as u64, stored))
+    let checked = tokio::task::spawn_blocking(move || check_data(&data, total.bytes(), stored))
         .await
         .map_err(|e| JobError::Retry(format!("assembly thread: {e}")))?;
     let (md5, sha256) = match checked {
         Ok(d) => d,
         // Bytes that are gone cannot come back: fail visibly.
-        Err(AssembleError::Missing(detail)) => return fail(ctx, id, &format!("missing_bytes: {detail}")).await,
+        Err(AssembleError::Missing(detail)) => {
+            tracing::warn!(upload.id = %id, staging = %dir.display(), detail, "staging copy is incomplete");
+            return fail(ctx, id, UploadFailure::MissingBytes, &detail).await;
+        }
         Err(AssembleError::Io(e)) => return Err(e.into()),
     };
     tracing::info!(
         upload.id = %id,
-        size_bytes = total,
+        size_bytes = total.bytes(),
         duration_ms = started.elapsed().as_millis() as u64,
         "assembled"
     );
@@ -67,7 +64,8 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
     if !md5.eq_ignore_ascii_case(&expected_md5) {
         // As drf-chunked-upload does: the upload stays open with its bytes, and the
         // client may complete it again with the right md5.
-        reopen(ctx, id, &format!("checksum_mismatch: client sent {expected_md5}, file has {md5}")).await?;
+        let detail = format!("client sent {expected_md5}, file has {md5}");
+        reopen(ctx, id, &detail).await?;
         return Ok(());
     }
     record_file(ctx, id, total, &md5, &sha256).await?;
@@ -75,49 +73,33 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
 }
 
 /// Files row, replica rows and replicate jobs, and the upload's completion, at once.
-async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &str) -> Result<(), JobError> {
+async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: ByteSize, md5: &str, sha256: &str) -> Result<(), JobError> {
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
-    let row = tx
-        .query_opt("SELECT status, user_id, filename, parent_id FROM uploads WHERE id = $1 FOR UPDATE", &[&id.0])
-        .await?;
-    let Some(row) = row.filter(|r| r.get::<_, String>(0) == "assembling") else {
+    let Some(origin) = uploads::lock_origin(&tx, id).await?.filter(|o| o.state == UploadState::Assembling) else {
         return Ok(());
     };
-    let (user, filename, parent): (i64, String, Option<uuid::Uuid>) = (row.get(1), row.get(2), row.get(3));
     // The parent may have been deleted meanwhile: the file then stands alone. Its row is
     // locked so that versions of one chain completing at once take their numbers one
     // after another (distinct and increasing; the unique index files_chain_version
     // enforces it).
-    let parent = match parent {
-        Some(p) => tx
-            .query_opt("SELECT id FROM files WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", &[&p])
-            .await?
-            .map(|r| r.get::<_, uuid::Uuid>(0)),
+    let parent = match origin.parent {
+        Some(p) => files::lock_live(&tx, p).await?,
         None => None,
     };
-    let version: i32 = match parent {
-        Some(p) => tx
-            .query_one("SELECT COALESCE(MAX(version), 1) + 1 FROM files WHERE id = $1 OR parent_id = $1", &[&p])
-            .await?
-            .get(0),
+    let version = match parent {
+        Some(p) => files::next_version(&tx, p).await?,
         None => 1,
     };
-    tx.execute(
-        "INSERT INTO files (id, user_id, filename, size, md5, sha256, parent_id, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        &[&id.0, &user, &filename, &size, &md5, &sha256, &parent, &version],
-    )
-    .await?;
+    let file = files::NewFile { id, user: origin.user, filename: &origin.filename, size, md5, sha256, parent, version };
+    files::insert(&tx, &file).await?;
     let targets = choose_targets(ctx, &tx, size).await?;
     for node in &targets {
-        tx.execute("INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&id.0, &node.0])
-            .await?;
+        replicas::insert_pending(&tx, id, *node).await?;
         outbox::enqueue(&tx, &Job::Replicate { file: id, node: *node }).await?;
     }
-    tx.execute("UPDATE uploads SET status = 'complete', completed_at = now(), error = NULL WHERE id = $1", &[&id.0])
-        .await?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &id.to_string()]).await?;
+    uploads::mark_complete(&tx, id).await?;
+    notify::upload_event(&tx, id).await?;
     tx.commit().await?;
     ctx.relay.wake();
     if (targets.len() as u32) < ctx.config.storage.replication_factor {
@@ -131,49 +113,35 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: i64, md5: &str, sha256: &
     Ok(())
 }
 
-async fn choose_targets(
-    ctx: &Arc<Ctx>,
-    client: &impl GenericClient,
-    size: i64,
-) -> Result<Vec<ferry_shared::types::NodeId>, JobError> {
-    Ok(placement::choose_nodes(
-        client,
-        i64::from(ctx.config.storage.replication_factor),
+async fn choose_targets(ctx: &Arc<Ctx>, client: &impl GenericClient, size: ByteSize) -> Result<Vec<NodeId>, JobError> {
+    let placement = nodes::Placement {
+        count: i64::from(ctx.config.storage.replication_factor),
         size,
-        ctx.config.storage.node_reserve_bytes as i64,
-        ctx.config.api.heartbeat_stale_secs as f64,
-        &[],
-    )
-    .await?)
+        reserve: ByteSize(ctx.config.storage.node_reserve_bytes),
+        fresh_secs: ctx.config.api.heartbeat_stale_secs as f64,
+        exclude: &[],
+    };
+    Ok(nodes::eligible(client, placement).await?)
 }
 
 /// Hands an upload whose md5 did not match back to its client: `uploading` again with
-/// `error` (visible to the client) and no accepted md5; wakes its waiter, which answers
-/// `400 checksum_mismatch`.
-async fn reopen(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobError> {
+/// the mismatch recorded (visible to the client) and no accepted md5; wakes its waiter,
+/// which answers `400 checksum_mismatch`.
+async fn reopen(ctx: &Arc<Ctx>, id: FileId, detail: &str) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
-    client
-        .execute(
-            "UPDATE uploads SET status = 'uploading', md5 = NULL, error = $2 WHERE id = $1 AND status = 'assembling'",
-            &[&id.0, &error],
-        )
-        .await?;
-    client.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &id.to_string()]).await?;
-    tracing::info!(upload.id = %id, error, "upload reopened: md5 mismatch");
+    uploads::reopen(&client, id, UploadFailure::ChecksumMismatch, detail).await?;
+    notify::upload_event(&client, id).await?;
+    tracing::info!(upload.id = %id, detail, "upload reopened: md5 mismatch");
     Ok(())
 }
 
-/// Marks the upload failed with `error` (visible to the client) and wakes its waiter.
-pub async fn fail(ctx: &Arc<Ctx>, id: FileId, error: &str) -> Result<(), JobError> {
+/// Marks the upload failed with `failure` and `detail` (shown to the client in the
+/// upload's `error`, so never a server path) and wakes its waiter.
+pub async fn fail(ctx: &Arc<Ctx>, id: FileId, failure: UploadFailure, detail: &str) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
-    client
-        .execute(
-            "UPDATE uploads SET status = 'failed', error = $2 WHERE id = $1 AND status = 'assembling'",
-            &[&id.0, &error],
-        )
-        .await?;
-    client.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &id.to_string()]).await?;
-    tracing::info!(upload.id = %id, error, "upload failed");
+    uploads::mark_failed(&client, id, failure, detail).await?;
+    notify::upload_event(&client, id).await?;
+    tracing::info!(upload.id = %id, failure = failure.code(), detail, "upload failed");
     Ok(())
 }
 
@@ -193,13 +161,13 @@ fn check_data(data: &Path, total: u64, stored: Option<RunningDigest>) -> Result<
             return Ok(stored.unwrap_or_default().finalize());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(AssembleError::Missing(format!("{} is gone", data.display())));
+            return Err(AssembleError::Missing("the staging copy is gone".to_owned()));
         }
         Err(e) => return Err(AssembleError::Io(e)),
     };
     let len = file.metadata().map_err(AssembleError::Io)?.len();
     if len < total {
-        return Err(AssembleError::Missing(format!("{} holds {len} of {total} bytes", data.display())));
+        return Err(AssembleError::Missing(format!("the staging copy holds {len} of {total} bytes")));
     }
     if len > total {
         file.set_len(total).and_then(|()| file.sync_all()).map_err(AssembleError::Io)?;

@@ -9,13 +9,13 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
 use ferry_queue::outbox::RelayWaker;
 use ferry_queue::Job;
 use ferry_shared::config::Config;
-use ferry_store::StoreError;
+use ferry_store::nodes::SshTarget;
+use ferry_store::{Pool, StoreError};
 
-use crate::ssh::{Ssh, SshError};
+use crate::ssh::{NodeAddr, Ssh, SshError};
 
 /// What a handler needs, shared by all jobs of one worker process.
 pub struct Ctx {
@@ -55,6 +55,11 @@ impl From<deadpool_postgres::PoolError> for JobError {
     }
 }
 
+/// How the SSH layer addresses a node the store returned.
+pub(crate) fn node_addr(t: SshTarget) -> NodeAddr {
+    NodeAddr { host: t.host, port: t.port, user: t.user, root: t.root }
+}
+
 impl From<SshError> for JobError {
     fn from(e: SshError) -> Self {
         if e.is_permanent() {
@@ -85,7 +90,9 @@ pub async fn handle(ctx: &Arc<Ctx>, job: &Job) -> Result<(), JobError> {
 /// visible there and not only in the dead-letter queue.
 pub async fn give_up(ctx: &Arc<Ctx>, job: &Job, reason: &str) -> Result<(), JobError> {
     match job {
-        Job::Assemble { upload } => assemble::fail(ctx, *upload, &format!("assembly_failed: {reason}")).await,
+        Job::Assemble { upload } => {
+            assemble::fail(ctx, *upload, ferry_store::uploads::UploadFailure::AssemblyFailed, reason).await
+        }
         Job::Replicate { file, node } => replicate::fail(ctx, *file, *node, reason).await,
         Job::Verify { file, node } => {
             tracing::warn!(file.id = %file, node.id = %node, reason, "scrub gave up; will be scheduled again");

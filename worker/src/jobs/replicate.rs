@@ -7,42 +7,25 @@ use std::sync::Arc;
 
 use ferry_shared::staging::{data_path, upload_dir};
 use ferry_shared::types::{FileId, NodeId};
+use ferry_store::{notify, replicas, NodeState, ReplicaState};
 
 use super::{Ctx, JobError};
-use crate::ssh::NodeAddr;
 
 pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT r.state, f.sha256, f.deleted_at IS NOT NULL, n.state, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path,
-                    f.md5
-             FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
-             WHERE r.file_id = $1 AND r.node_id = $2",
-            &[&file.0, &node.0],
-        )
-        .await?;
-    let Some(row) = row else {
+    let Some(job) = replicas::copy_job(&client, file, node).await? else {
         // Replica row gone (file deleted and cleaned): nothing to do.
         return Ok(());
     };
-    let (state, sha256, deleted, node_state): (String, String, bool, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    if state == "present" || state == "deleting" || deleted {
+    if job.state == ReplicaState::Present || job.state == ReplicaState::Deleting || job.file_deleted {
         return Ok(());
     }
-    if node_state == "disabled" {
+    if job.node_state == NodeState::Disabled {
         return Err(JobError::Permanent(format!("node {node} is disabled")));
     }
-    let addr = NodeAddr { host: row.get(4), port: row.get(5), user: row.get(6), root: row.get(7) };
-    let md5: String = row.get(8);
-    client
-        .execute(
-            "UPDATE replicas SET state = 'copying', attempts = attempts + 1, updated_at = now()
-             WHERE file_id = $1 AND node_id = $2 AND state IN ('pending', 'copying', 'failed')",
-            &[&file.0, &node.0],
-        )
-        .await?;
+    let (sha256, md5) = (job.sha256, job.md5);
+    let addr = super::node_addr(job.node);
+    replicas::start_copy(&client, file, node).await?;
     drop(client);
 
     let source = data_path(&upload_dir(&ctx.config.storage.staging_dir, file));
@@ -66,20 +49,12 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
 
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
-    let updated = tx
-        .execute(
-            "UPDATE replicas r SET state = 'present', last_error = NULL, updated_at = now(), verified_at = now()
-             FROM files f
-             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = 'copying'
-               AND f.id = r.file_id AND f.deleted_at IS NULL",
-            &[&file.0, &node.0],
-        )
-        .await?;
-    if updated > 0 {
+    let updated = replicas::mark_present(&tx, file, node).await?;
+    if updated {
         // Wakes a completing POST waiting for its write quorum (read-after-write).
-        tx.execute("SELECT pg_notify($1, $2)", &[&ferry_store::pool::UPLOAD_CHANNEL, &file.to_string()]).await?;
+        notify::upload_event(&tx, file).await?;
     }
-    if updated == 0 {
+    if !updated {
         // Deleted (or reassigned) while we copied: take the copy back.
         tx.commit().await?;
         ctx.ssh.remove(&addr, &relpath).await?;
@@ -88,14 +63,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     tx.commit().await?;
     // Counted after the commit, so of two replicas finishing together the later one
     // sees both (inside the transaction each would see only its own).
-    let counts = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE state IN ('pending', 'copying')), count(*) FILTER (WHERE state = 'present')
-             FROM replicas WHERE file_id = $1",
-            &[&file.0],
-        )
-        .await?;
-    let (missing, present): (i64, i64) = (counts.get(0), counts.get(1));
+    let replicas::Progress { in_flight: missing, present } = replicas::progress(&client, file).await?;
     let node_label = node.to_string();
     ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
     let size = tokio::fs::metadata(&source).await.map(|m| m.len()).unwrap_or(0);
@@ -120,15 +88,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
 
 /// Marks the replica failed with its last error, for the repair to replace.
 pub async fn fail(ctx: &Arc<Ctx>, file: FileId, node: NodeId, reason: &str) -> Result<(), JobError> {
-    ctx.pool
-        .get()
-        .await?
-        .execute(
-            "UPDATE replicas SET state = 'failed', last_error = $3, updated_at = now()
-             WHERE file_id = $1 AND node_id = $2 AND state IN ('pending', 'copying')",
-            &[&file.0, &node.0, &reason],
-        )
-        .await?;
+    replicas::fail_copy(&ctx.pool.get().await?, file, node, reason).await?;
     tracing::warn!(file.id = %file, node.id = %node, reason, "replica failed");
     Ok(())
 }
@@ -137,24 +97,13 @@ pub async fn fail(ctx: &Arc<Ctx>, file: FileId, node: NodeId, reason: &str) -> R
 async fn restore_staging(ctx: &Arc<Ctx>, file: FileId, sha256: &str, dest: &std::path::Path) -> Result<(), JobError> {
     let expected: ferry_shared::types::Sha256 =
         sha256.parse().map_err(|_| JobError::Permanent(format!("stored sha256 {sha256:?} is malformed")))?;
-    let sources = ctx
-        .pool
-        .get()
-        .await?
-        .query(
-            "SELECT n.public_url FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN node_status s ON s.node_id = n.id
-             WHERE r.file_id = $1 AND r.state = 'present' AND n.state <> 'disabled' AND s.up
-             ORDER BY s.rtt_ms NULLS LAST",
-            &[&file.0],
-        )
-        .await?;
+    let sources = replicas::healthy_sources(&ctx.pool.get().await?, file).await?;
     let mut last = JobError::Retry(format!("no healthy node holds a verified copy of {file} to repair from"));
-    for row in &sources {
-        let url: String = row.get(0);
+    for url in &sources {
         match crate::fetch::from_node(
             &ctx.http,
             ctx.config.signing.secret.expose().as_bytes(),
-            &url,
+            url,
             file,
             expected,
             dest,

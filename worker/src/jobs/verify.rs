@@ -6,28 +6,18 @@
 use std::sync::Arc;
 
 use ferry_shared::types::{FileId, NodeId};
+use ferry_store::replicas;
 
 use super::{Ctx, JobError};
-use crate::ssh::{NodeAddr, SshError};
+use crate::ssh::SshError;
 
 pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
-    let row = ctx
-        .pool
-        .get()
-        .await?
-        .query_opt(
-            "SELECT f.sha256, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
-             FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
-             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = 'present' AND f.deleted_at IS NULL",
-            &[&file.0, &node.0],
-        )
-        .await?;
-    let Some(row) = row else {
+    let target = replicas::scrub_target(&ctx.pool.get().await?, file, node).await?;
+    let Some((expected, target)) = target else {
         // Not present any more (failed, being deleted, file gone): nothing to check.
         return finished(ctx, file, node).await;
     };
-    let expected: String = row.get(0);
-    let addr = NodeAddr { host: row.get(1), port: row.get(2), user: row.get(3), root: row.get(4) };
+    let addr = super::node_addr(target);
     let relpath = file.node_relpath();
     let verdict = match ctx.ssh.remote_sha256(&addr, &relpath).await {
         Ok(actual) if actual.eq_ignore_ascii_case(&expected) => None,
@@ -40,25 +30,14 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     let client = ctx.pool.get().await?;
     match verdict {
         None => {
-            client
-                .execute(
-                    "UPDATE replicas SET verified_at = now(), scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2",
-                    &[&file.0, &node.0],
-                )
-                .await?;
+            replicas::mark_verified(&client, file, node).await?;
         }
         Some(reason) => {
             let path = addr.path(&relpath);
             let aside = format!("{path}.corrupt-{}", chrono::Utc::now().timestamp());
             // Best effort: a missing file has nothing to move.
             let _ = ctx.ssh.exec(&addr, &["mv", "-f", "--", &path, &aside]).await;
-            client
-                .execute(
-                    "UPDATE replicas SET state = 'failed', last_error = $3, updated_at = now(), scrub_queued_at = NULL
-                     WHERE file_id = $1 AND node_id = $2 AND state = 'present'",
-                    &[&file.0, &node.0, &reason],
-                )
-                .await?;
+            replicas::fail_present(&client, node, &[file], &reason).await?;
             ferry_shared::metrics::CORRUPT_REPLICAS.with_label_values(&[&node.to_string()]).inc();
             tracing::error!(file.id = %file, node.id = %node, reason, "corrupt replica moved aside; it will be repaired");
         }
@@ -69,10 +48,6 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
 /// Records that the replica's scrub is over (done, moot, or given up), so the monitor
 /// may queue its next one (`monitor.scrub_max_queued` counts the outstanding ones).
 pub async fn finished(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
-    ctx.pool
-        .get()
-        .await?
-        .execute("UPDATE replicas SET scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0])
-        .await?;
+    replicas::clear_scrub(&ctx.pool.get().await?, file, node).await?;
     Ok(())
 }

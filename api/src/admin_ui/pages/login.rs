@@ -70,25 +70,20 @@ pub async fn submit(State(state): State<SharedState>, headers: HeaderMap, body: 
         let msg = "Both username and password are required.";
         return Ok(login_page(&state, nonce, Some(msg), username, StatusCode::BAD_REQUEST));
     }
-    let row = state
-        .pool
-        .get()
-        .await?
-        .query_opt("SELECT id, password_hash, is_admin FROM users WHERE username = $1", &[&username])
-        .await?;
-    let hash = row.as_ref().map(|r| r.get::<_, String>(1));
+    let found = ferry_store::users::credentials(&state.pool.get().await?, username).await?;
+    let hash = found.as_ref().map(|c| c.password_hash.clone());
     // Same work whether or not the user exists: no user enumeration by timing.
     let ok = state.keys.check_password(password, hash).await?;
-    let Some(row) = row.filter(|_| ok) else {
+    let Some(found) = found.filter(|_| ok) else {
         tracing::info!(user.name = %username, "admin login failed");
         let msg = "Unable to log in with provided credentials.";
         return Ok(login_page(&state, nonce, Some(msg), username, StatusCode::BAD_REQUEST));
     };
-    if !row.get::<_, bool>(2) {
+    if !found.is_admin {
         tracing::info!(user.name = %username, "admin login refused: not an administrator");
         return Err(UiError::NotAdmin { username: username.to_owned() });
     }
-    let token = state.keys.issue(row.get(0), username)?;
+    let token = state.keys.issue(found.id, username)?;
     tracing::info!(user.name = %username, "admin logged in");
     let mut response = Redirect::to("/admin/").into_response();
     let headers = response.headers_mut();

@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use ferry_shared::types::NodeId;
+use ferry_shared::types::ByteSize;
+use ferry_store::nodes::Overview;
 use serde::Serialize;
 
 use crate::admin_ui::html::{csrf_field, fmt_age, fmt_bytes, Esc};
@@ -18,8 +19,8 @@ pub struct NodeView {
     pub state: String,
     /// `up`, `down` or `unknown` (never heard of).
     pub health: &'static str,
-    pub free_bytes: Option<i64>,
-    pub total_bytes: Option<i64>,
+    pub free_bytes: Option<ByteSize>,
+    pub total_bytes: Option<ByteSize>,
     pub free: String,
     pub total: String,
     pub heartbeat: String,
@@ -30,61 +31,55 @@ pub struct NodeView {
     pub last_error: Option<String>,
 }
 
-pub const SELECT: &str = "SELECT n.id, n.name, n.state, n.ssh_host, n.ssh_port, n.ssh_user, n.public_url, n.region,
-        s.up, s.free_bytes, s.total_bytes, s.checked_at, s.error,
-        (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = 'present')
-     FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id ORDER BY n.id";
-
 impl NodeView {
-    pub fn from_row(state: &AppState, row: &tokio_postgres::Row) -> NodeView {
-        let id: i32 = row.get(0);
-        let beat = state.heartbeats.latest(NodeId(id));
-        let status_up: Option<bool> = row.get(8);
-        let checked_at: Option<chrono::DateTime<chrono::Utc>> = row.get(11);
+    pub fn new(state: &AppState, o: &Overview) -> NodeView {
+        let id = o.node.id;
+        let beat = state.heartbeats.latest(id);
+        let checked_at = o.probe.checked_at;
         let status_age =
             checked_at.map(|t| (chrono::Utc::now() - t).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::MAX);
         let stale_after = Duration::from_secs(state.config.api.heartbeat_stale_secs);
         let (health, free_bytes, total_bytes, age) = match &beat {
             Some((b, age)) => (
-                if state.heartbeats.healthy(NodeId(id)).is_some() { "up" } else { "down" },
+                if state.heartbeats.healthy(id).is_some() { "up" } else { "down" },
                 Some(b.free_bytes),
                 Some(b.total_bytes),
                 Some(*age),
             ),
             None => (
-                match status_up {
+                match o.probe.up {
                     Some(true) if status_age <= stale_after => "up",
                     Some(_) => "down",
                     None => "unknown",
                 },
-                row.get(9),
-                row.get(10),
+                o.probe.free,
+                o.probe.total,
                 checked_at.map(|_| status_age),
             ),
         };
         let dash = || "—".to_owned();
         NodeView {
-            id,
-            name: row.get(1),
-            state: row.get(2),
+            id: id.0,
+            name: o.node.name.clone(),
+            state: o.node.state.as_str().to_owned(),
             health,
             free_bytes,
             total_bytes,
             free: free_bytes.map(fmt_bytes).unwrap_or_else(dash),
             total: total_bytes.map(fmt_bytes).unwrap_or_else(dash),
             heartbeat: age.map(fmt_age).unwrap_or_else(|| "never".into()),
-            replicas: row.get(13),
-            ssh: format!("{}@{}:{}", row.get::<_, String>(5), row.get::<_, String>(3), row.get::<_, i32>(4)),
-            public_url: row.get(6),
-            region: row.get(7),
-            last_error: row.get(12),
+            replicas: o.replicas,
+            ssh: format!("{}@{}:{}", o.node.ssh.user, o.node.ssh.host, o.node.ssh.port),
+            public_url: o.node.public_url.clone(),
+            region: o.node.region.clone(),
+            last_error: o.probe.error.clone(),
         }
     }
 }
 
 pub async fn load(state: &AppState) -> Result<Vec<NodeView>, crate::admin_ui::error::UiError> {
-    let rows = state.pool.get().await?.query(SELECT, &[]).await?;
-    Ok(rows.iter().map(|r| NodeView::from_row(state, r)).collect())
+    let nodes = ferry_store::nodes::overview(&state.pool.get().await?, None).await?;
+    Ok(nodes.iter().map(|o| NodeView::new(state, o)).collect())
 }
 
 /// The state changes offered for a node in `state` (value, button label).
@@ -140,7 +135,7 @@ mod tests {
             name: "<n>".into(),
             state: "active".into(),
             health: "up",
-            free_bytes: Some(2048),
+            free_bytes: Some(ByteSize(2048)),
             total_bytes: None,
             free: "2.0 KiB".into(),
             total: "—".into(),

@@ -1,5 +1,5 @@
 //! The nodes page (`/admin/`): the live table, adding and editing a node, and its
-//! state (drain, disable, activate). Every write goes through [`crate::nodes`], the
+//! state (drain, disable, activate). Every write goes through `ferry_store::nodes`, the
 //! same validation the admin JSON API and the CLI use.
 
 use std::fmt::Write as _;
@@ -9,6 +9,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
+use ferry_shared::types::NodeId;
+use ferry_store::nodes::{self, NodeInput};
 use serde_json::json;
 
 use super::node_view::{self, row_html};
@@ -16,7 +18,6 @@ use crate::admin_ui::error::UiError;
 use crate::admin_ui::form::{self, number, text, Form};
 use crate::admin_ui::html::{csrf_field, notice, Esc, Page, Section};
 use crate::admin_ui::session::AdminSession;
-use crate::nodes::{self, NodeInput};
 use crate::state::SharedState;
 
 const SCRIPT: &str = include_str!("../nodes.js");
@@ -93,7 +94,7 @@ fn node_input(f: &Form) -> Result<NodeInput, UiError> {
     })
 }
 
-fn done(kind: &str, id: i32) -> Response {
+fn done(kind: &str, id: NodeId) -> Response {
     Redirect::to(&format!("/admin/?done={kind}&node={id}")).into_response()
 }
 
@@ -102,12 +103,12 @@ pub async fn add(State(state): State<SharedState>, session: AdminSession, body: 
     let f = form::read_checked(&state, &session, body).await?;
     let input = node_input(&f)?;
     let id = nodes::insert(&state.pool.get().await?, &input).await?;
-    tracing::info!(node.id = id, node.name = ?input.name, admin = %session.username, "node added from the admin page");
+    tracing::info!(node.id = %id, node.name = ?input.name, admin = %session.username, "node added from the admin page");
     Ok(done("added", id))
 }
 
-fn parse_id(raw: &str) -> Result<i32, UiError> {
-    raw.parse().map_err(|_| UiError::NotFound("Node"))
+fn parse_id(raw: &str) -> Result<NodeId, UiError> {
+    raw.parse().map(NodeId).map_err(|_| UiError::NotFound("Node"))
 }
 
 /// `POST /admin/nodes/{id}`: the edit form's fields.
@@ -120,7 +121,7 @@ pub async fn edit(
     let id = parse_id(&id)?;
     let f = form::read_checked(&state, &session, body).await?;
     nodes::update(&state.pool.get().await?, id, &node_input(&f)?).await?;
-    tracing::info!(node.id = id, admin = %session.username, "node edited from the admin page");
+    tracing::info!(node.id = %id, admin = %session.username, "node edited from the admin page");
     Ok(done("updated", id))
 }
 
@@ -136,7 +137,7 @@ pub async fn set_state(
     let new_state = text(&f, "state").ok_or_else(|| UiError::Invalid("state is required.".into()))?;
     let input = NodeInput { state: Some(new_state.clone()), ..NodeInput::default() };
     nodes::update(&state.pool.get().await?, id, &input).await?;
-    tracing::info!(node.id = id, node.state = %new_state, admin = %session.username, "node state changed from the admin page");
+    tracing::info!(node.id = %id, node.state = %new_state, admin = %session.username, "node state changed from the admin page");
     // `update` accepted it, so it is one of the three fixed states.
     Ok(done(&new_state, id))
 }
@@ -148,33 +149,23 @@ pub async fn edit_page(
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let id = parse_id(&id)?;
-    let row = state
-        .pool
-        .get()
-        .await?
-        .query_opt(
-            "SELECT name, ssh_host, ssh_port, ssh_user, root_path, public_url, region, lat, lon, state
-             FROM nodes WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .ok_or(UiError::NotFound("Node"))?;
+    let node = nodes::overview(&state.pool.get().await?, Some(id)).await?.pop().ok_or(UiError::NotFound("Node"))?.node;
     let fields = NodeFields {
-        name: row.get(0),
-        ssh_host: row.get(1),
-        ssh_port: row.get::<_, i32>(2).to_string(),
-        ssh_user: row.get(3),
-        root_path: row.get(4),
-        public_url: row.get(5),
-        region: row.get(6),
-        lat: row.get::<_, f64>(7).to_string(),
-        lon: row.get::<_, f64>(8).to_string(),
+        name: node.name,
+        ssh_host: node.ssh.host,
+        ssh_port: node.ssh.port.to_string(),
+        ssh_user: node.ssh.user,
+        root_path: node.ssh.root,
+        public_url: node.public_url,
+        region: node.region,
+        lat: node.lat.to_string(),
+        lon: node.lon.to_string(),
     };
-    let node_state: String = row.get(9);
+    let node_state = node.state.as_str();
     let mut body = format!(
         "<p>State: <span class=\"badge s-{s}\">{s}</span> (change it with the buttons on the \
          <a href=\"/admin/\">nodes table</a>).</p><section class=\"card\">",
-        s = Esc(&node_state)
+        s = Esc(node_state)
     );
     body.push_str(&node_form(&format!("/admin/nodes/{id}"), &fields, &session.csrf, "Save"));
     body.push_str("</section>");

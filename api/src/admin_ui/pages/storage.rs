@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
+use chrono::Utc;
+use ferry_shared::types::FileId;
+use ferry_store::{files, replicas, uploads, NodeState, UploadState};
 
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::html::{fmt_bytes, fmt_time, Esc, Page, Section};
@@ -19,17 +20,7 @@ const LIMIT: i64 = 100;
 
 /// `GET /admin/uploads`
 pub async fn uploads(State(state): State<SharedState>, session: AdminSession) -> Result<Response, UiError> {
-    let rows = state
-        .pool
-        .get()
-        .await?
-        .query(
-            "SELECT u.id, us.username, u.filename, u.status, u.\"offset\", u.total_size, u.created_at,
-                u.expires_at, u.error
-             FROM uploads u JOIN users us ON us.id = u.user_id ORDER BY u.created_at DESC LIMIT $1",
-            &[&LIMIT],
-        )
-        .await?;
+    let rows = uploads::recent(&state.pool.get().await?, LIMIT).await?;
     let mut body = format!(
         "<p>The {LIMIT} most recent uploads of every user.</p>\
          <table class=\"grid\" id=\"uploads\"><thead><tr><th>Id</th><th>User</th><th>Filename</th><th>State</th>\
@@ -37,18 +28,21 @@ pub async fn uploads(State(state): State<SharedState>, session: AdminSession) ->
     );
     let now = Utc::now();
     for row in &rows {
-        let status: &str = row.get(3);
-        let offset: i64 = row.get(4);
-        let total: Option<i64> = row.get(5);
-        let expires: DateTime<Utc> = row.get(7);
-        let progress = match total {
-            Some(total) if total > 0 => {
-                format!("{} / {} ({:.0} %)", fmt_bytes(offset), fmt_bytes(total), offset as f64 * 100.0 / total as f64)
-            }
+        let upload = &row.upload;
+        let status = upload.state.as_str();
+        let offset = upload.offset;
+        let expires = upload.expires_at;
+        let progress = match upload.total_size {
+            Some(total) if total.bytes() > 0 => format!(
+                "{} / {} ({:.0} %)",
+                fmt_bytes(offset),
+                fmt_bytes(total),
+                offset.bytes() as f64 * 100.0 / total.bytes() as f64
+            ),
             Some(total) => format!("{} / {}", fmt_bytes(offset), fmt_bytes(total)),
             None => format!("{} / ?", fmt_bytes(offset)),
         };
-        let expiry = if status == "uploading" && expires < now {
+        let expiry = if upload.state == UploadState::Uploading && expires < now {
             format!("{} (overdue)", fmt_time(expires))
         } else {
             fmt_time(expires)
@@ -58,12 +52,12 @@ pub async fn uploads(State(state): State<SharedState>, session: AdminSession) ->
             "<tr><td class=\"mono\">{id}</td><td>{user}</td><td>{name}</td>\
              <td><span class=\"badge u-{status}\" title=\"{error}\">{status}</span></td>\
              <td class=\"num\">{progress}</td><td>{created}</td><td>{expiry}</td></tr>",
-            id = row.get::<_, Uuid>(0),
-            user = Esc(row.get::<_, &str>(1)),
-            name = Esc(row.get::<_, &str>(2)),
+            id = upload.id,
+            user = Esc(&row.username),
+            name = Esc(&upload.filename),
             status = Esc(status),
-            error = Esc(row.get::<_, Option<&str>>(8).unwrap_or_default()),
-            created = fmt_time(row.get(6)),
+            error = Esc(upload.error.as_deref().unwrap_or_default()),
+            created = fmt_time(upload.created_at),
         );
     }
     if rows.is_empty() {
@@ -77,30 +71,16 @@ pub async fn uploads(State(state): State<SharedState>, session: AdminSession) ->
 /// `GET /admin/files`
 pub async fn files(State(state): State<SharedState>, session: AdminSession) -> Result<Response, UiError> {
     let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT f.id, us.username, f.filename, f.size, f.md5, f.sha256, f.version, f.created_at, f.deleted_at
-             FROM files f JOIN users us ON us.id = f.user_id ORDER BY f.created_at DESC LIMIT $1",
-            &[&LIMIT],
-        )
-        .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-    let replica_rows = client
-        .query(
-            "SELECT r.file_id, n.name, r.state, n.state FROM replicas r JOIN nodes n ON n.id = r.node_id
-             WHERE r.file_id = ANY($1) ORDER BY n.name",
-            &[&ids],
-        )
-        .await?;
-    let mut replicas: HashMap<Uuid, Vec<String>> = HashMap::new();
-    for r in &replica_rows {
-        let node_state: &str = r.get(3);
-        let node_note = if node_state == "active" { String::new() } else { format!(", node {node_state}") };
-        let replica_state: &str = r.get(2);
-        replicas.entry(r.get(0)).or_default().push(format!(
+    let rows = files::recent(&client, LIMIT).await?;
+    let ids: Vec<FileId> = rows.iter().map(|r| r.file.id).collect();
+    let mut by_file: HashMap<FileId, Vec<String>> = HashMap::new();
+    for r in replicas::of_files(&client, &ids).await? {
+        let node_note =
+            if r.node_state == NodeState::Active { String::new() } else { format!(", node {}", r.node_state) };
+        by_file.entry(r.file).or_default().push(format!(
             "<span class=\"replica r-{state}\">{node} ({state}{note})</span>",
-            node = Esc(r.get::<_, &str>(1)),
-            state = Esc(replica_state),
+            node = Esc(&r.node_name),
+            state = Esc(r.state.as_str()),
             note = Esc(&node_note),
         ));
     }
@@ -110,29 +90,29 @@ pub async fn files(State(state): State<SharedState>, session: AdminSession) -> R
          <th class=\"num\">Size</th><th>md5</th><th>sha256</th><th>Replicas</th><th>Created</th></tr></thead><tbody>"
     );
     for row in &rows {
-        let id: Uuid = row.get(0);
-        let sha256: &str = row.get(5);
-        let version: i32 = row.get(6);
-        let deleted: Option<DateTime<Utc>> = row.get(8);
-        let mut name = Esc(row.get::<_, &str>(2)).to_string();
+        let file = &row.file;
+        let id = file.id;
+        let sha256 = file.sha256.as_str();
+        let version = file.version;
+        let mut name = Esc(&file.filename).to_string();
         if version > 1 {
             let _ = write!(name, " <span class=\"sub\">v{version}</span>");
         }
-        if let Some(at) = deleted {
+        if let Some(at) = file.deleted_at {
             let _ = write!(name, " <span class=\"badge s-disabled\">deleted {}</span>", fmt_time(at));
         }
-        let where_ = replicas.remove(&id).map(|r| r.join(" ")).unwrap_or_else(|| "none".into());
+        let where_ = by_file.remove(&id).map(|r| r.join(" ")).unwrap_or_else(|| "none".into());
         let _ = write!(
             body,
             "<tr><td class=\"mono\">{id}</td><td>{user}</td><td>{name}</td><td class=\"num\">{size}</td>\
              <td class=\"mono\">{md5}</td><td class=\"mono\" title=\"{sha}\">{sha_short}…</td>\
              <td>{where_}</td><td>{created}</td></tr>",
-            user = Esc(row.get::<_, &str>(1)),
-            size = fmt_bytes(row.get(3)),
-            md5 = Esc(row.get::<_, &str>(4)),
+            user = Esc(&row.username),
+            size = fmt_bytes(file.size),
+            md5 = Esc(&file.md5),
             sha = Esc(sha256),
             sha_short = Esc(sha256.get(..16).unwrap_or(sha256)),
-            created = fmt_time(row.get(7)),
+            created = fmt_time(file.created_at),
         );
     }
     if rows.is_empty() {

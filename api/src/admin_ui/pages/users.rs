@@ -1,5 +1,5 @@
 //! The users page: the list with each user's files, creating a user and resetting a
-//! password, through [`crate::users`] (the same rules as `ferry-api user-add`).
+//! password, through `ferry_store::users` (the same rules as `ferry-api user-add`).
 
 use std::fmt::Write as _;
 
@@ -7,13 +7,14 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use ferry_shared::types::{ByteSize, UserId};
+use ferry_store::users;
 
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::form::{self, text};
 use crate::admin_ui::html::{csrf_field, fmt_bytes, fmt_time, notice, Esc, Page, Section};
 use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
-use crate::users;
 
 /// `GET /admin/users`
 pub async fn page(
@@ -21,18 +22,7 @@ pub async fn page(
     session: AdminSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
-    let rows = state
-        .pool
-        .get()
-        .await?
-        .query(
-            "SELECT u.id, u.username, u.is_admin, u.quota_bytes, u.created_at,
-                count(f.id), COALESCE(sum(f.size), 0)::BIGINT
-             FROM users u LEFT JOIN files f ON f.user_id = u.id AND f.deleted_at IS NULL
-             GROUP BY u.id ORDER BY u.id",
-            &[],
-        )
-        .await?;
+    let users = users::list(&state.pool.get().await?).await?;
     let mut body = match query.as_deref() {
         Some("done=created") => notice("ok", "The user was created."),
         Some("done=password") => notice("ok", "The password was reset."),
@@ -43,10 +33,10 @@ pub async fn page(
          <th class=\"num\">Files</th><th class=\"num\">Stored</th><th class=\"num\">Quota</th><th>Created</th>\
          <th>Reset password</th></tr></thead><tbody>",
     );
-    let default_quota = fmt_bytes(state.config.storage.default_quota_bytes as i64);
-    for row in &rows {
-        let id: i64 = row.get(0);
-        let quota = row.get::<_, Option<i64>>(3).map(fmt_bytes).unwrap_or_else(|| format!("{default_quota} (default)"));
+    let default_quota = fmt_bytes(ByteSize(state.config.storage.default_quota_bytes));
+    for user in &users {
+        let id = user.id;
+        let quota = user.quota.map(fmt_bytes).unwrap_or_else(|| format!("{default_quota} (default)"));
         let _ = write!(
             body,
             "<tr data-user=\"{name}\"><td class=\"num\">{id}</td><td>{name}</td><td>{admin}</td>\
@@ -55,12 +45,12 @@ pub async fn page(
              <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required \
              aria-label=\"New password for {name}\" placeholder=\"new password\">\
              <button type=\"submit\">Reset</button></form></td></tr>",
-            name = Esc(row.get::<_, &str>(1)),
-            admin = if row.get::<_, bool>(2) { "yes" } else { "no" },
-            files = row.get::<_, i64>(5),
-            stored = fmt_bytes(row.get(6)),
+            name = Esc(&user.username),
+            admin = if user.is_admin { "yes" } else { "no" },
+            files = user.files,
+            stored = fmt_bytes(user.stored),
             quota = Esc(&quota),
-            created = fmt_time(row.get(4)),
+            created = fmt_time(user.created_at),
             csrf = csrf_field(&session.csrf),
         );
     }
@@ -85,13 +75,12 @@ pub async fn create(State(state): State<SharedState>, session: AdminSession, bod
     let username = text(&f, "username").ok_or_else(|| UiError::Invalid("A username is required.".into()))?;
     let password = f.get("password").cloned().unwrap_or_default();
     let admin = f.get("is_admin").is_some_and(|v| !v.is_empty());
-    let exists =
-        state.pool.get().await?.query_opt("SELECT 1 FROM users WHERE username = $1", &[&username]).await?.is_some();
-    if exists {
+    let client = state.pool.get().await?;
+    if users::exists(&client, &username).await? {
         return Err(UiError::Conflict(format!("A user named {username} already exists.")));
     }
-    let id = users::upsert(&state.pool, &username, &password, admin).await?;
-    tracing::info!(user.id = id, user.admin = admin, admin = %session.username, "user created from the admin page");
+    let id = users::upsert(&client, &username, &password, admin).await?;
+    tracing::info!(user.id = %id, user.admin = admin, admin = %session.username, "user created from the admin page");
     Ok(Redirect::to("/admin/users?done=created").into_response())
 }
 
@@ -102,20 +91,14 @@ pub async fn reset_password(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, UiError> {
-    let id: i64 = id.parse().map_err(|_| UiError::NotFound("User"))?;
+    let id = UserId(id.parse().map_err(|_| UiError::NotFound("User"))?);
     let f = form::read_checked(&state, &session, body).await?;
     let password = f.get("password").cloned().unwrap_or_default();
-    let username: String = state
-        .pool
-        .get()
-        .await?
-        .query_opt("SELECT username FROM users WHERE id = $1", &[&id])
-        .await?
-        .ok_or(UiError::NotFound("User"))?
-        .get(0);
-    if !users::set_password(&state.pool, &username, &password).await? {
+    let client = state.pool.get().await?;
+    let username = users::account(&client, id).await?.ok_or(UiError::NotFound("User"))?.username;
+    if !users::set_password(&client, &username, &password).await? {
         return Err(UiError::NotFound("User"));
     }
-    tracing::info!(user.id = id, admin = %session.username, "password reset from the admin page");
+    tracing::info!(user.id = %id, admin = %session.username, "password reset from the admin page");
     Ok(Redirect::to("/admin/users?done=password").into_response())
 }

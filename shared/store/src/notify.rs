@@ -1,19 +1,34 @@
-//! Upload events: workers `NOTIFY ferry_upload, '<id>'` in the transaction that
-//! ends an assembly and in the one that makes a replica present; this task `LISTEN`s on a dedicated connection and fans the ids
-//! out to the completing POSTs waiting in this process. A missed notice only delays
-//! a waiter until its next periodic look.
+//! Upload events over PostgreSQL `LISTEN`/`NOTIFY`: the one definition of the channel,
+//! of sending an event, and of listening for them. Workers notify in the transaction
+//! that ends an assembly and in the one that makes a replica present; each API process
+//! listens on a dedicated connection and wakes its completing POSTs.
 
 use std::time::Duration;
 
+use deadpool_postgres::GenericClient;
 use ferry_shared::backoff;
+use ferry_shared::types::FileId;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use ferry_store::pool::UPLOAD_CHANNEL as CHANNEL;
+use crate::StoreError;
 
+/// `NOTIFY` channel for upload events; the payload is the upload's id (= its file's
+/// id). Workers notify when an assembly ends and when a replica becomes present.
+pub const UPLOAD_CHANNEL: &str = "ferry_upload";
+
+/// Sends an upload event; inside a transaction it is delivered at commit.
+pub async fn upload_event(c: &impl GenericClient, id: FileId) -> Result<(), StoreError> {
+    c.execute("SELECT pg_notify($1, $2)", &[&UPLOAD_CHANNEL, &id.to_string()]).await?;
+    Ok(())
+}
+
+/// Listens for upload events on a dedicated connection until `shutdown`, sending each
+/// event's upload id to `tx`; reconnects with backoff when the connection is lost. A
+/// missed event only delays a waiter until its next periodic look.
 pub async fn run_listener(config: tokio_postgres::Config, tx: broadcast::Sender<Uuid>, shutdown: CancellationToken) {
     let mut attempt = 0;
     loop {
@@ -52,7 +67,7 @@ async fn listen(
         }
         Ok(())
     });
-    if let Err(error) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+    if let Err(error) = client.batch_execute(&format!("LISTEN {UPLOAD_CHANNEL}")).await {
         forward.abort();
         return Err(error);
     }

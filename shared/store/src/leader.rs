@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
+use crate::StoreError;
+
 const LEADER_LOCK_KEY: i64 = 0x6665_7272_7902;
 
+/// Held leadership: the lock lives as long as this value and its connection.
 pub struct Leadership {
     client: Client,
     connection: tokio::task::JoinHandle<()>,
@@ -15,14 +18,15 @@ pub struct Leadership {
 
 impl Leadership {
     /// Tries once to become leader.
-    pub async fn try_acquire(config: &tokio_postgres::Config) -> Result<Option<Leadership>, tokio_postgres::Error> {
+    pub async fn try_acquire(config: &tokio_postgres::Config) -> Result<Option<Leadership>, StoreError> {
         let (client, connection) = config.connect(NoTls).await?;
         let connection = tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "leader lock connection ended");
             }
         });
-        let got: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK_KEY]).await?.get(0);
+        let got: bool =
+            client.query_one("SELECT pg_try_advisory_lock($1) AS got", &[&LEADER_LOCK_KEY]).await?.try_get("got")?;
         if got {
             Ok(Some(Leadership { client, connection }))
         } else {

@@ -1,0 +1,344 @@
+//! The `nodes` table: storage nodes, the rules a node record must follow (shared by
+//! the admin API and the `ferry` CLI), and the placement query.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use ferry_shared::types::{ByteSize, NodeId};
+use serde::Deserialize;
+
+use crate::convert::{size_from_db, size_to_db};
+use crate::{NodeState, ReplicaState, StoreError};
+
+/// How a worker reaches a node over SSH (`ssh_user@ssh_host:ssh_port`, files under
+/// `root_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: i32,
+    pub user: String,
+    /// Absolute storage root on the node.
+    pub root: String,
+}
+
+impl SshTarget {
+    /// Reads the `ssh_host`, `ssh_port`, `ssh_user`, `root_path` columns.
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> Result<SshTarget, StoreError> {
+        Ok(SshTarget {
+            host: row.try_get("ssh_host")?,
+            port: row.try_get("ssh_port")?,
+            user: row.try_get("ssh_user")?,
+            root: row.try_get("root_path")?,
+        })
+    }
+}
+
+/// What the placement query needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    /// How many nodes at most.
+    pub count: i64,
+    /// The file's size.
+    pub size: ByteSize,
+    /// Room every node keeps free beyond the file (`storage.node_reserve_bytes`).
+    pub reserve: ByteSize,
+    /// A node's last probe must be younger than this many seconds.
+    pub fresh_secs: f64,
+    /// Nodes that already hold (or are getting) a copy.
+    pub exclude: &'a [NodeId],
+}
+
+/// Up to `count` distinct nodes that are active, reported up recently, and have room
+/// for `size` plus the reserve, excluding `exclude`. Prefers free space, with ±10 %
+/// jitter so nodes with about the same room share the load instead of one always
+/// winning. The one placement rule of the assembly and the repair.
+pub async fn eligible(c: &impl GenericClient, p: Placement<'_>) -> Result<Vec<NodeId>, StoreError> {
+    let exclude: Vec<i32> = p.exclude.iter().map(|n| n.0).collect();
+    let rows = c
+        .query(
+            "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
+             WHERE n.state = $6 AND s.up
+               AND s.checked_at > now() - make_interval(secs => $4::float8)
+               AND s.free_bytes >= $2::bigint + $3::bigint
+               AND NOT (n.id = ANY($5))
+             ORDER BY s.free_bytes::float8 * (0.9 + random() * 0.2) DESC
+             LIMIT $1",
+            &[
+                &p.count,
+                &size_to_db("file size", p.size)?,
+                &size_to_db("node reserve", p.reserve)?,
+                &p.fresh_secs,
+                &exclude,
+                &NodeState::Active,
+            ],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(NodeId(r.try_get("id")?))).collect()
+}
+
+/// A node the monitor probes.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    pub id: NodeId,
+    /// Base URL of its node agent.
+    pub public_url: String,
+}
+
+/// Every node, by id (disabled ones too: their health still shows in the admin page).
+pub async fn probe_targets(c: &impl GenericClient) -> Result<Vec<ProbeTarget>, StoreError> {
+    let rows = c.query("SELECT id, public_url FROM nodes ORDER BY id", &[]).await?;
+    rows.iter()
+        .map(|r| Ok(ProbeTarget { id: NodeId(r.try_get("id")?), public_url: r.try_get("public_url")? }))
+        .collect()
+}
+
+/// Nodes that are not disabled and were up at their last probe, with how to reach them.
+pub async fn reachable(c: &impl GenericClient) -> Result<Vec<(NodeId, SshTarget)>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT n.id, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path FROM nodes n
+             JOIN node_status s ON s.node_id = n.id WHERE n.state <> $1 AND s.up",
+            &[&NodeState::Disabled],
+        )
+        .await?;
+    rows.iter().map(|r| Ok((NodeId(r.try_get("id")?), SshTarget::from_row(r)?))).collect()
+}
+
+/// Why a node record was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a node with that name already exists")]
+    Exists,
+    #[error("no such node")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for NodeError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unique_violation() {
+            NodeError::Exists
+        } else {
+            NodeError::Store(e)
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for NodeError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+/// A node as submitted. Every field is optional so PATCH can reuse it; POST checks
+/// the required ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInput {
+    pub name: Option<String>,
+    pub ssh_host: Option<String>,
+    pub ssh_port: Option<i32>,
+    pub ssh_user: Option<String>,
+    pub root_path: Option<String>,
+    pub public_url: Option<String>,
+    pub region: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// `active`, `draining` or `disabled`.
+    pub state: Option<String>,
+}
+
+fn invalid(detail: impl Into<String>) -> NodeError {
+    NodeError::Invalid(detail.into())
+}
+
+impl NodeInput {
+    /// Checks every given field against the node rules (`detail` says which failed).
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let simple = |s: &str| {
+            !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b))
+        };
+        if let Some(name) = &self.name {
+            if !(1..=63).contains(&name.len())
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(invalid("name must be 1-63 letters, digits, '.', '_' or '-'."));
+            }
+        }
+        if self.ssh_host.as_deref().is_some_and(|h| !simple(h)) {
+            return Err(invalid("ssh_host must be a host name or IP address."));
+        }
+        if self.ssh_port.is_some_and(|p| !(1..=65535).contains(&p)) {
+            return Err(invalid("ssh_port must be 1-65535."));
+        }
+        if self.ssh_user.as_deref().is_some_and(|u| {
+            u.is_empty()
+                || u.len() > 32
+                || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+                || u.starts_with('-')
+        }) {
+            return Err(invalid("ssh_user must be a plain user name."));
+        }
+        if self.root_path.as_deref().is_some_and(|p| {
+            !p.starts_with('/')
+                || p.split('/').any(|c| c == ".." || c == ".")
+                || p.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        }) {
+            return Err(invalid("root_path must be an absolute path without '.' or '..' components or spaces."));
+        }
+        if self.public_url.as_deref().is_some_and(|u| {
+            !(u.starts_with("http://") || u.starts_with("https://"))
+                || u.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        }) {
+            return Err(invalid("public_url must be an http(s) URL."));
+        }
+        if self.lat.is_some_and(|v| !(-90.0..=90.0).contains(&v))
+            || self.lon.is_some_and(|v| !(-180.0..=180.0).contains(&v))
+        {
+            return Err(invalid("lat must be within ±90 and lon within ±180."));
+        }
+        if self.state.as_deref().is_some_and(|s| s.parse::<NodeState>().is_err()) {
+            return Err(invalid("state must be active, draining or disabled."));
+        }
+        Ok(())
+    }
+}
+
+/// Inserts a validated node and returns its id.
+pub async fn insert(client: &impl GenericClient, input: &NodeInput) -> Result<NodeId, NodeError> {
+    input.validate()?;
+    let required = |v: &Option<String>, name: &str| v.clone().ok_or_else(|| invalid(format!("{name} is required.")));
+    let row = client
+        .query_one(
+            "INSERT INTO nodes (name, ssh_host, ssh_port, ssh_user, root_path, public_url, region, lat, lon, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            &[
+                &required(&input.name, "name")?,
+                &required(&input.ssh_host, "ssh_host")?,
+                &input.ssh_port.unwrap_or(22),
+                &required(&input.ssh_user, "ssh_user")?,
+                &required(&input.root_path, "root_path")?,
+                &required(&input.public_url, "public_url")?,
+                &input.region.clone().unwrap_or_default(),
+                &input.lat.unwrap_or(0.0),
+                &input.lon.unwrap_or(0.0),
+                &input.state.clone().unwrap_or_else(|| NodeState::Active.as_str().into()),
+            ],
+        )
+        .await?;
+    Ok(NodeId(row.try_get("id")?))
+}
+
+/// Applies the given fields to node `id`.
+pub async fn update(client: &impl GenericClient, id: NodeId, input: &NodeInput) -> Result<(), NodeError> {
+    input.validate()?;
+    let updated = client
+        .execute(
+            "UPDATE nodes SET name = COALESCE($2, name), ssh_host = COALESCE($3, ssh_host),
+                ssh_port = COALESCE($4, ssh_port), ssh_user = COALESCE($5, ssh_user),
+                root_path = COALESCE($6, root_path), public_url = COALESCE($7, public_url),
+                region = COALESCE($8, region), lat = COALESCE($9, lat), lon = COALESCE($10, lon),
+                state = COALESCE($11, state)
+             WHERE id = $1",
+            &[
+                &id.0,
+                &input.name,
+                &input.ssh_host,
+                &input.ssh_port,
+                &input.ssh_user,
+                &input.root_path,
+                &input.public_url,
+                &input.region,
+                &input.lat,
+                &input.lon,
+                &input.state,
+            ],
+        )
+        .await?;
+    if updated == 0 {
+        return Err(NodeError::NotFound);
+    }
+    Ok(())
+}
+
+/// A node row.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: NodeId,
+    pub name: String,
+    pub ssh: SshTarget,
+    pub public_url: String,
+    pub region: String,
+    /// Degrees.
+    pub lat: f64,
+    pub lon: f64,
+    pub state: NodeState,
+}
+
+/// The monitor's last probe of a node, if any.
+#[derive(Debug, Clone, Default)]
+pub struct LastProbe {
+    pub up: Option<bool>,
+    pub free: Option<ByteSize>,
+    pub total: Option<ByteSize>,
+    pub checked_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// A node with its last probe and its count of present replicas.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub node: Node,
+    pub probe: LastProbe,
+    pub replicas: i64,
+}
+
+fn overview_from_row(r: &tokio_postgres::Row) -> Result<Overview, StoreError> {
+    let size = |col: &'static str| -> Result<Option<ByteSize>, StoreError> {
+        r.try_get::<_, Option<i64>>(col)?.map(|v| size_from_db(col, v)).transpose()
+    };
+    Ok(Overview {
+        node: Node {
+            id: NodeId(r.try_get("id")?),
+            name: r.try_get("name")?,
+            ssh: SshTarget::from_row(r)?,
+            public_url: r.try_get("public_url")?,
+            region: r.try_get("region")?,
+            lat: r.try_get("lat")?,
+            lon: r.try_get("lon")?,
+            state: r.try_get("state")?,
+        },
+        probe: LastProbe {
+            up: r.try_get("up")?,
+            free: size("free_bytes")?,
+            total: size("total_bytes")?,
+            checked_at: r.try_get("checked_at")?,
+            error: r.try_get("error")?,
+        },
+        replicas: r.try_get("replicas")?,
+    })
+}
+
+/// Every node (or only `only`), by id, with its last probe and present replicas.
+pub async fn overview(c: &impl GenericClient, only: Option<NodeId>) -> Result<Vec<Overview>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
+                    n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.error,
+                    (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = $2) AS replicas
+             FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id
+             WHERE $1::int IS NULL OR n.id = $1
+             ORDER BY n.id",
+            &[&only.map(|n| n.0), &ReplicaState::Present],
+        )
+        .await?;
+    rows.iter().map(overview_from_row).collect()
+}
+
+/// The id of the node named `name`.
+pub async fn id_by_name(c: &impl GenericClient, name: &str) -> Result<Option<NodeId>, StoreError> {
+    let row = c.query_opt("SELECT id FROM nodes WHERE name = $1", &[&name]).await?;
+    row.map(|r| Ok(NodeId(r.try_get("id")?))).transpose()
+}

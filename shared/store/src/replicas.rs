@@ -1,0 +1,444 @@
+//! The `replicas` table: one row per (file, node) copy and its state.
+
+use deadpool_postgres::GenericClient;
+use ferry_shared::types::{ByteSize, FileId, NodeId};
+use uuid::Uuid;
+
+use crate::convert::size_from_db;
+use crate::nodes::SshTarget;
+use crate::{NodeState, ReplicaState, StoreError};
+
+/// A new target: a `pending` row (kept as it is if it exists).
+pub async fn insert_pending(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
+    c.execute("INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&file.0, &node.0])
+        .await?;
+    Ok(())
+}
+
+/// A repair target: a `pending` row, resetting a row whose earlier copy failed.
+pub async fn reset_pending(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO replicas (file_id, node_id) VALUES ($1, $2)
+         ON CONFLICT (file_id, node_id) DO UPDATE SET state = $3, last_error = NULL, updated_at = now()",
+        &[&file.0, &node.0, &ReplicaState::Pending],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What the replicate job needs about one replica.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    pub state: ReplicaState,
+    /// The file's verified sha256 (hex).
+    pub sha256: String,
+    /// The file's verified md5 (hex).
+    pub md5: String,
+    pub file_deleted: bool,
+    pub node_state: NodeState,
+    pub node: SshTarget,
+}
+
+/// The replica `(file, node)` with its file and node, if the row exists.
+pub async fn copy_job(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<Option<CopyJob>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT r.state, f.sha256, f.md5, f.deleted_at IS NOT NULL AS file_deleted, n.state AS node_state,
+                    n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
+             FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
+             WHERE r.file_id = $1 AND r.node_id = $2",
+            &[&file.0, &node.0],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(CopyJob {
+            state: r.try_get("state")?,
+            sha256: r.try_get("sha256")?,
+            md5: r.try_get("md5")?,
+            file_deleted: r.try_get("file_deleted")?,
+            node_state: r.try_get("node_state")?,
+            node: SshTarget::from_row(&r)?,
+        })
+    })
+    .transpose()
+}
+
+/// Marks a copy attempt started (`copying`, attempts + 1) unless the replica is
+/// already present or being deleted.
+pub async fn start_copy(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE replicas SET state = $3, attempts = attempts + 1, updated_at = now()
+         WHERE file_id = $1 AND node_id = $2 AND state = ANY($4)",
+        &[
+            &file.0,
+            &node.0,
+            &ReplicaState::Copying,
+            &[ReplicaState::Pending, ReplicaState::Copying, ReplicaState::Failed].as_slice(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a verified copy: `copying` becomes `present`, unless the file was deleted
+/// meanwhile. Returns whether the row changed.
+pub async fn mark_present(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<bool, StoreError> {
+    let updated = c
+        .execute(
+            "UPDATE replicas r SET state = $3, last_error = NULL, updated_at = now(), verified_at = now()
+             FROM files f
+             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = $4
+               AND f.id = r.file_id AND f.deleted_at IS NULL",
+            &[&file.0, &node.0, &ReplicaState::Present, &ReplicaState::Copying],
+        )
+        .await?;
+    Ok(updated > 0)
+}
+
+/// A file's replicas still being made (`pending` or `copying`) and `present`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub in_flight: i64,
+    pub present: i64,
+}
+
+pub async fn progress(c: &impl GenericClient, file: FileId) -> Result<Progress, StoreError> {
+    let row = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = ANY($2)) AS in_flight,
+                    count(*) FILTER (WHERE state = $3) AS present
+             FROM replicas WHERE file_id = $1",
+            &[&file.0, &[ReplicaState::Pending, ReplicaState::Copying].as_slice(), &ReplicaState::Present],
+        )
+        .await?;
+    Ok(Progress { in_flight: row.try_get("in_flight")?, present: row.try_get("present")? })
+}
+
+/// Gives up on a copy in flight: `failed` with its reason, for the repair to replace.
+pub async fn fail_copy(c: &impl GenericClient, file: FileId, node: NodeId, reason: &str) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE replicas SET state = $4, last_error = $3, updated_at = now()
+         WHERE file_id = $1 AND node_id = $2 AND state = ANY($5)",
+        &[&file.0, &node.0, &reason, &ReplicaState::Failed, &[ReplicaState::Pending, ReplicaState::Copying].as_slice()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks `files`' present replicas on `node` failed with `reason` (found corrupt or
+/// missing); returns how many changed. The repair copies them again.
+pub async fn fail_present(
+    c: &impl GenericClient,
+    node: NodeId,
+    files: &[FileId],
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let ids: Vec<Uuid> = files.iter().map(|f| f.0).collect();
+    Ok(c.execute(
+        "UPDATE replicas SET state = $4, last_error = $3, updated_at = now()
+             WHERE node_id = $1 AND file_id = ANY($2) AND state = $5",
+        &[&node.0, &ids, &reason, &ReplicaState::Failed, &ReplicaState::Present],
+    )
+    .await?)
+}
+
+/// Public URLs of nodes (not disabled, up) holding a present copy of `file`, lowest
+/// round-trip time first: where a lost staging copy can be fetched back from.
+pub async fn healthy_sources(c: &impl GenericClient, file: FileId) -> Result<Vec<String>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT n.public_url FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN node_status s ON s.node_id = n.id
+             WHERE r.file_id = $1 AND r.state = $2 AND n.state <> $3 AND s.up
+             ORDER BY s.rtt_ms NULLS LAST",
+            &[&file.0, &ReplicaState::Present, &NodeState::Disabled],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("public_url")?)).collect()
+}
+
+/// Replicas of `file` if (and only if) the file is deleted, with their nodes: what
+/// the delete job removes. A stray job for a live file finds nothing.
+pub async fn of_deleted_file(c: &impl GenericClient, file: FileId) -> Result<Vec<(NodeId, SshTarget)>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT r.node_id, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
+             FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN files f ON f.id = r.file_id
+             WHERE r.file_id = $1 AND f.deleted_at IS NOT NULL",
+            &[&file.0],
+        )
+        .await?;
+    rows.iter().map(|r| Ok((NodeId(r.try_get("node_id")?), SshTarget::from_row(r)?))).collect()
+}
+
+/// Removes the replica row.
+pub async fn delete(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
+    c.execute("DELETE FROM replicas WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0]).await?;
+    Ok(())
+}
+
+/// Sets the replica's state.
+pub async fn set_state(
+    c: &impl GenericClient,
+    file: FileId,
+    node: NodeId,
+    state: ReplicaState,
+) -> Result<(), StoreError> {
+    c.execute("UPDATE replicas SET state = $3 WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0, &state])
+        .await?;
+    Ok(())
+}
+
+/// A surplus replica marked `deleting`, locked, with how many present copies the file
+/// has on other active nodes.
+#[derive(Debug, Clone)]
+pub struct Surplus {
+    pub node: SshTarget,
+    pub present_elsewhere: i64,
+}
+
+/// Locks the `deleting` replica `(file, node)` (`FOR UPDATE`) and counts the file's
+/// present copies on other active nodes. Call inside a transaction that holds the
+/// file's lock ([`crate::files::lock`]).
+pub async fn lock_surplus(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<Option<Surplus>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT n.ssh_host, n.ssh_port, n.ssh_user, n.root_path,
+                    (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
+                     WHERE r2.file_id = r.file_id AND r2.node_id <> r.node_id
+                       AND r2.state = $3 AND n2.state = $4) AS present_elsewhere
+             FROM replicas r JOIN nodes n ON n.id = r.node_id
+             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = $5
+             FOR UPDATE OF r",
+            &[&file.0, &node.0, &ReplicaState::Present, &NodeState::Active, &ReplicaState::Deleting],
+        )
+        .await?;
+    row.map(|r| Ok(Surplus { node: SshTarget::from_row(&r)?, present_elsewhere: r.try_get("present_elsewhere")? }))
+        .transpose()
+}
+
+/// What the scrub needs about a present replica of a live file.
+pub async fn scrub_target(
+    c: &impl GenericClient,
+    file: FileId,
+    node: NodeId,
+) -> Result<Option<(String, SshTarget)>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT f.sha256, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
+             FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
+             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = $3 AND f.deleted_at IS NULL",
+            &[&file.0, &node.0, &ReplicaState::Present],
+        )
+        .await?;
+    row.map(|r| Ok((r.try_get("sha256")?, SshTarget::from_row(&r)?))).transpose()
+}
+
+/// Records that the replica's bytes were checked just now (and its scrub is done).
+pub async fn mark_verified(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE replicas SET verified_at = now(), scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2",
+        &[&file.0, &node.0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends the replica's outstanding scrub (done, moot, or given up) without recording a
+/// verification.
+pub async fn clear_scrub(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
+    c.execute("UPDATE replicas SET scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0])
+        .await?;
+    Ok(())
+}
+
+/// Of `found` (files seen on `node`), those with no replica row for that node.
+pub async fn unaccounted(c: &impl GenericClient, node: NodeId, found: &[FileId]) -> Result<Vec<FileId>, StoreError> {
+    let ids: Vec<Uuid> = found.iter().map(|f| f.0).collect();
+    let rows = c
+        .query(
+            "SELECT c.id FROM unnest($1::uuid[]) AS c(id)
+             WHERE NOT EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = c.id AND r.node_id = $2)",
+            &[&ids, &node.0],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(FileId(r.try_get("id")?))).collect()
+}
+
+/// A live file with fewer live replicas than wanted.
+#[derive(Debug, Clone)]
+pub struct UnderReplicated {
+    pub file: FileId,
+    pub size: ByteSize,
+    /// Nodes holding a replica row in any state but `failed` (not to be chosen again).
+    pub existing: Vec<NodeId>,
+}
+
+/// Up to `limit` live files with fewer than `want` live replicas: pending, copying or
+/// present, on active nodes not down for longer than `grace_secs`.
+pub async fn under_replicated(
+    c: &impl GenericClient,
+    want: i64,
+    grace_secs: f64,
+    limit: i64,
+) -> Result<Vec<UnderReplicated>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT f.id, f.size,
+                    COALESCE(array_agg(r.node_id) FILTER (WHERE r.state = ANY($4)), '{}') AS existing
+             FROM files f LEFT JOIN replicas r ON r.file_id = f.id LEFT JOIN nodes n ON n.id = r.node_id
+             LEFT JOIN node_status s ON s.node_id = r.node_id
+             WHERE f.deleted_at IS NULL
+             GROUP BY f.id
+             HAVING count(r.node_id) FILTER (WHERE r.state = ANY($5) AND n.state = $6
+                        AND (s.down_since IS NULL OR s.down_since > now() - make_interval(secs => $2::float8))) < $1
+             LIMIT $3",
+            &[
+                &want,
+                &grace_secs,
+                &limit,
+                &[ReplicaState::Pending, ReplicaState::Copying, ReplicaState::Present, ReplicaState::Deleting]
+                    .as_slice(),
+                &LIVE.as_slice(),
+                &NodeState::Active,
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let existing: Vec<i32> = r.try_get("existing")?;
+            Ok(UnderReplicated {
+                file: FileId(r.try_get("id")?),
+                size: size_from_db("files.size", r.try_get("size")?)?,
+                existing: existing.into_iter().map(NodeId).collect(),
+            })
+        })
+        .collect()
+}
+
+/// States that count as a live copy (made or being made).
+const LIVE: [ReplicaState; 3] = [ReplicaState::Pending, ReplicaState::Copying, ReplicaState::Present];
+
+/// The file's live replicas (as in [`under_replicated`]).
+pub async fn live_count(c: &impl GenericClient, file: FileId, grace_secs: f64) -> Result<i64, StoreError> {
+    let row = c
+        .query_one(
+            "SELECT count(*) AS live FROM replicas r JOIN nodes n ON n.id = r.node_id
+             LEFT JOIN node_status s ON s.node_id = r.node_id
+             WHERE r.file_id = $1 AND r.state = ANY($3) AND n.state = $4
+               AND (s.down_since IS NULL OR s.down_since > now() - make_interval(secs => $2::float8))",
+            &[&file.0, &grace_secs, &LIVE.as_slice(), &NodeState::Active],
+        )
+        .await?;
+    Ok(row.try_get("live")?)
+}
+
+fn pairs(rows: &[tokio_postgres::Row]) -> Result<Vec<(FileId, NodeId)>, StoreError> {
+    rows.iter().map(|r| Ok((FileId(r.try_get("file_id")?), NodeId(r.try_get("node_id")?)))).collect()
+}
+
+/// Marks `deleting` the present replicas on draining nodes whose file has at least
+/// `want` present replicas on active nodes; returns them.
+pub async fn retire_draining(c: &impl GenericClient, want: i64) -> Result<Vec<(FileId, NodeId)>, StoreError> {
+    let rows = c
+        .query(
+            "UPDATE replicas r SET state = $2, updated_at = now()
+             FROM nodes n
+             WHERE n.id = r.node_id AND n.state = $3 AND r.state = $4
+               AND (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
+                    WHERE r2.file_id = r.file_id AND r2.state = $4 AND n2.state = $5) >= $1
+             RETURNING r.file_id, r.node_id",
+            &[&want, &ReplicaState::Deleting, &NodeState::Draining, &ReplicaState::Present, &NodeState::Active],
+        )
+        .await?;
+    pairs(&rows)
+}
+
+/// Copies beyond `want` on healthy active nodes (a node came back after its files were
+/// repaired elsewhere): keeps the `want` on the nodes with most room, marks the rest
+/// `deleting` and returns them.
+pub async fn retire_surplus(c: &impl GenericClient, want: i64) -> Result<Vec<(FileId, NodeId)>, StoreError> {
+    let rows = c
+        .query(
+            "WITH live AS (
+                 SELECT r.file_id, r.node_id,
+                        row_number() OVER (PARTITION BY r.file_id ORDER BY s.free_bytes DESC, r.node_id) AS rank
+                 FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN node_status s ON s.node_id = r.node_id
+                 JOIN files f ON f.id = r.file_id
+                 WHERE r.state = $3 AND n.state = $4 AND s.up AND f.deleted_at IS NULL)
+             UPDATE replicas r SET state = $2, updated_at = now()
+             FROM live
+             WHERE live.file_id = r.file_id AND live.node_id = r.node_id AND live.rank > $1 AND r.state = $3
+             RETURNING r.file_id, r.node_id",
+            &[&want, &ReplicaState::Deleting, &ReplicaState::Present, &NodeState::Active],
+        )
+        .await?;
+    pairs(&rows)
+}
+
+/// Claims present replicas (on nodes that are up) not verified within `interval_secs`
+/// and not already queued within `lease_secs`, at most `max_queued` queued at once,
+/// stamping `scrub_queued_at`; returns them for scrub jobs.
+pub async fn claim_scrub(
+    c: &impl GenericClient,
+    interval_secs: f64,
+    max_queued: i64,
+    lease_secs: f64,
+) -> Result<Vec<(FileId, NodeId)>, StoreError> {
+    let rows = c
+        .query(
+            "UPDATE replicas SET scrub_queued_at = now()
+             WHERE (file_id, node_id) IN (
+                 SELECT r.file_id, r.node_id FROM replicas r JOIN node_status s ON s.node_id = r.node_id
+                 WHERE r.state = $4 AND s.up
+                   AND COALESCE(r.verified_at, r.updated_at) < now() - make_interval(secs => $1::float8)
+                   AND (r.scrub_queued_at IS NULL OR r.scrub_queued_at < now() - make_interval(secs => $3::float8))
+                 ORDER BY COALESCE(r.verified_at, r.updated_at)
+                 LIMIT GREATEST(0, $2::int8 - (SELECT count(*) FROM replicas q
+                                               WHERE q.scrub_queued_at >= now() - make_interval(secs => $3::float8)))
+                 FOR UPDATE OF r SKIP LOCKED)
+             RETURNING file_id, node_id",
+            &[&interval_secs, &max_queued, &lease_secs, &ReplicaState::Present],
+        )
+        .await?;
+    pairs(&rows)
+}
+
+/// A replica as the admin views and the CLI show it.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub file: FileId,
+    pub node: NodeId,
+    pub node_name: String,
+    pub node_state: NodeState,
+    pub state: ReplicaState,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The replicas of `files`, by node name.
+pub async fn of_files(c: &impl GenericClient, files: &[FileId]) -> Result<Vec<Detail>, StoreError> {
+    let ids: Vec<Uuid> = files.iter().map(|f| f.0).collect();
+    let rows = c
+        .query(
+            "SELECT r.file_id, r.node_id, n.name, n.state AS node_state, r.state, r.attempts, r.last_error, r.updated_at
+             FROM replicas r JOIN nodes n ON n.id = r.node_id
+             WHERE r.file_id = ANY($1) ORDER BY n.name",
+            &[&ids],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Detail {
+                file: FileId(r.try_get("file_id")?),
+                node: NodeId(r.try_get("node_id")?),
+                node_name: r.try_get("name")?,
+                node_state: r.try_get("node_state")?,
+                state: r.try_get("state")?,
+                attempts: r.try_get("attempts")?,
+                last_error: r.try_get("last_error")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect()
+}

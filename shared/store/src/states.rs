@@ -1,0 +1,144 @@
+//! The state columns as enums: bound as parameters and read back with fallible
+//! parsing, so an unknown text in the database is an error, never a silent default.
+
+use std::error::Error;
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
+
+/// A state text the code does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownState {
+    /// Which enum was being parsed (`upload state`, ...).
+    pub kind: &'static str,
+    pub value: String,
+}
+
+macro_rules! state_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every state, in the order of the lifecycle.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text stored in the database and shown in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownState;
+            fn from_str(s: &str) -> Result<Self, UnknownState> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownState { kind: $kind, value: other.to_owned() }),
+                }
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as ToSql>::accepts(ty)
+            }
+
+            to_sql_checked!();
+        }
+
+        impl<'a> FromSql<'a> for $name {
+            fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+                Ok(<&str as FromSql>::from_sql(ty, raw)?.parse::<$name>()?)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as FromSql>::accepts(ty)
+            }
+        }
+    };
+}
+
+state_enum!(
+    /// `uploads.status`: `uploading → assembling → complete | failed`, or `expired`.
+    UploadState, "upload state", {
+        /// Chunks are arriving.
+        Uploading => "uploading",
+        /// The client sent its md5; a worker is checking the bytes.
+        Assembling => "assembling",
+        /// Verified; the file row exists.
+        Complete => "complete",
+        /// The check failed (see `uploads.error`).
+        Failed => "failed",
+        /// Abandoned before completion.
+        Expired => "expired",
+    }
+);
+
+state_enum!(
+    /// `replicas.state`: `pending → copying → present`, or `failed`, `deleting`.
+    ReplicaState, "replica state", {
+        /// Chosen as a target; no copy yet.
+        Pending => "pending",
+        /// A worker is copying it.
+        Copying => "copying",
+        /// Copied and verified on the node: downloads may be sent there.
+        Present => "present",
+        /// The copy failed or was found corrupt; the repair replaces it.
+        Failed => "failed",
+        /// Being removed from its node.
+        Deleting => "deleting",
+    }
+);
+
+state_enum!(
+    /// `nodes.state`, set by an operator.
+    NodeState, "node state", {
+        /// Serves downloads and gets new replicas.
+        Active => "active",
+        /// Serves downloads, gets no new replicas; its replicas move elsewhere.
+        Draining => "draining",
+        /// Neither serves nor gets replicas.
+        Disabled => "disabled",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_unknown_text_is_an_error() {
+        for s in UploadState::ALL {
+            assert_eq!(s.as_str().parse::<UploadState>(), Ok(*s));
+        }
+        for s in ReplicaState::ALL {
+            assert_eq!(s.as_str().parse::<ReplicaState>(), Ok(*s));
+        }
+        for s in NodeState::ALL {
+            assert_eq!(s.as_str().parse::<NodeState>(), Ok(*s));
+        }
+        assert!("".parse::<UploadState>().is_err());
+        assert!("Uploading".parse::<UploadState>().is_err());
+        assert!("gone".parse::<ReplicaState>().is_err());
+        assert!("retired".parse::<NodeState>().is_err());
+    }
+}

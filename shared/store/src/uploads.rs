@@ -1,0 +1,447 @@
+//! The `uploads` and `upload_chunks` tables: uploads in progress, their writer lease
+//! and running digest, and their outcome.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use ferry_shared::types::{ByteSize, FileId, UserId};
+
+use crate::convert::{size_from_db, size_to_db};
+use crate::{StoreError, UploadState};
+
+/// What the assembly reads before checking the bytes.
+#[derive(Debug, Clone)]
+pub struct AssemblyInput {
+    pub state: UploadState,
+    /// The md5 the client sent (hex).
+    pub md5: Option<String>,
+    pub total_size: Option<ByteSize>,
+    /// Serialised running md5 and sha256 (see `ferry_shared::hashing`).
+    pub md5_state: Option<Vec<u8>>,
+    pub sha256_state: Option<Vec<u8>>,
+}
+
+pub async fn assembly_input(c: &impl GenericClient, id: FileId) -> Result<Option<AssemblyInput>, StoreError> {
+    let row = c
+        .query_opt("SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0])
+        .await?;
+    row.map(|r| {
+        Ok(AssemblyInput {
+            state: r.try_get("status")?,
+            md5: r.try_get("md5")?,
+            total_size: r
+                .try_get::<_, Option<i64>>("total_size")?
+                .map(|v| size_from_db("uploads.total_size", v))
+                .transpose()?,
+            md5_state: r.try_get("md5_state")?,
+            sha256_state: r.try_get("sha256_state")?,
+        })
+    })
+    .transpose()
+}
+
+/// Who the upload belongs to and what it becomes, read under its row lock.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub state: UploadState,
+    pub user: UserId,
+    pub filename: String,
+    pub parent: Option<FileId>,
+}
+
+/// Locks the upload row (`FOR UPDATE`) and reads its origin.
+pub async fn lock_origin(c: &impl GenericClient, id: FileId) -> Result<Option<Origin>, StoreError> {
+    let row = c
+        .query_opt("SELECT status, user_id, filename, parent_id FROM uploads WHERE id = $1 FOR UPDATE", &[&id.0])
+        .await?;
+    row.map(|r| {
+        Ok(Origin {
+            state: r.try_get("status")?,
+            user: UserId(r.try_get("user_id")?),
+            filename: r.try_get("filename")?,
+            parent: r.try_get::<_, Option<uuid::Uuid>>("parent_id")?.map(FileId),
+        })
+    })
+    .transpose()
+}
+
+/// The assembly verified the upload: `complete`.
+pub async fn mark_complete(c: &impl GenericClient, id: FileId) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE uploads SET status = $2, completed_at = now(), error = NULL WHERE id = $1",
+        &[&id.0, &UploadState::Complete],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Why an assembly failed: the contract between the worker that writes it and the API
+/// that answers the completing POST. Stored at the head of `uploads.error` as
+/// `<code>: <detail>` by [`mark_failed`] or [`reopen`] (through one formatter) and read
+/// back by [`Upload::failure`], the one reader of that text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UploadFailure {
+    /// The bytes' md5 differs from the one the client sent.
+    ChecksumMismatch,
+    /// The staging copy is shorter than the bytes recorded, or gone.
+    MissingBytes,
+    /// The assembly kept failing and was given up.
+    AssemblyFailed,
+}
+
+impl UploadFailure {
+    const ALL: [UploadFailure; 3] =
+        [UploadFailure::ChecksumMismatch, UploadFailure::MissingBytes, UploadFailure::AssemblyFailed];
+
+    /// The machine-readable code (also the client-facing error `code` of a mismatch).
+    pub fn code(self) -> &'static str {
+        match self {
+            UploadFailure::ChecksumMismatch => "checksum_mismatch",
+            UploadFailure::MissingBytes => "missing_bytes",
+            UploadFailure::AssemblyFailed => "assembly_failed",
+        }
+    }
+
+    /// What a client is told: fixed text, never the stored detail (which may name
+    /// server paths or internal errors).
+    pub fn public_detail(self) -> &'static str {
+        match self {
+            UploadFailure::ChecksumMismatch => {
+                "md5 checksum does not match the uploaded file. The upload stays open: complete it again with the right md5."
+            }
+            UploadFailure::MissingBytes => {
+                "The uploaded bytes are no longer complete on the server; upload the file again."
+            }
+            UploadFailure::AssemblyFailed => "The server could not check the uploaded file; upload it again.",
+        }
+    }
+
+    /// The `uploads.error` text recording this failure with its operator-facing detail.
+    fn stored_text(self, detail: &str) -> String {
+        format!("{}: {detail}", self.code())
+    }
+
+    /// The failure a stored `uploads.error` text records, if it is one of ours.
+    fn parse(error: &str) -> Option<UploadFailure> {
+        let code = error.split_once(':').map_or(error, |(code, _)| code);
+        UploadFailure::ALL.into_iter().find(|f| f.code() == code)
+    }
+}
+
+impl Upload {
+    /// Why the last assembly failed: of a `failed` upload, or of an `uploading` one the
+    /// worker reopened after an md5 mismatch (`None` otherwise, or for a text this build
+    /// does not know).
+    pub fn failure(&self) -> Option<UploadFailure> {
+        matches!(self.state, UploadState::Failed | UploadState::Uploading)
+            .then(|| self.error.as_deref().and_then(UploadFailure::parse))
+            .flatten()
+    }
+}
+
+/// The assembly failed: `failed` with `failure` and an operator-facing `detail`, if
+/// the upload is still assembling.
+pub async fn mark_failed(
+    c: &impl GenericClient,
+    id: FileId,
+    failure: UploadFailure,
+    detail: &str,
+) -> Result<(), StoreError> {
+    let error = failure.stored_text(detail);
+    c.execute(
+        "UPDATE uploads SET status = $3, error = $2 WHERE id = $1 AND status = $4",
+        &[&id.0, &error, &UploadState::Failed, &UploadState::Assembling],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The assembly found the md5 wrong: the upload is `uploading` again with no accepted
+/// md5 and the failure recorded (as [`mark_failed`] records it), so the client may
+/// complete it again, as drf-chunked-upload allows. Only while still assembling.
+pub async fn reopen(
+    c: &impl GenericClient,
+    id: FileId,
+    failure: UploadFailure,
+    detail: &str,
+) -> Result<(), StoreError> {
+    let error = failure.stored_text(detail);
+    c.execute(
+        "UPDATE uploads SET status = $3, md5 = NULL, error = $2 WHERE id = $1 AND status = $4",
+        &[&id.0, &error, &UploadState::Uploading, &UploadState::Assembling],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks up to `limit` uploads still `uploading` past their expiry `expired` (skipping
+/// rows another transaction holds) and returns their ids.
+pub async fn expire_due(c: &impl GenericClient, limit: i64) -> Result<Vec<FileId>, StoreError> {
+    let rows = c
+        .query(
+            "UPDATE uploads SET status = $2, error = 'expired before completion'
+             WHERE id IN (SELECT id FROM uploads WHERE status = $3 AND expires_at <= now()
+                          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&limit, &UploadState::Expired, &UploadState::Uploading],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(FileId(r.try_get("id")?))).collect()
+}
+
+/// An upload row as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: FileId,
+    pub user: UserId,
+    pub filename: String,
+    /// Root of the version chain this upload extends.
+    pub parent: Option<FileId>,
+    /// The declared size (from `Content-Range`), if any.
+    pub total_size: Option<ByteSize>,
+    /// Bytes received so far: where the next chunk starts.
+    pub offset: ByteSize,
+    pub state: UploadState,
+    /// Why it failed or expired.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Upload {
+    fn from_row(r: &tokio_postgres::Row) -> Result<Upload, StoreError> {
+        Ok(Upload {
+            id: FileId(r.try_get("id")?),
+            user: UserId(r.try_get("user_id")?),
+            filename: r.try_get("filename")?,
+            parent: r.try_get::<_, Option<uuid::Uuid>>("parent_id")?.map(FileId),
+            total_size: r
+                .try_get::<_, Option<i64>>("total_size")?
+                .map(|v| size_from_db("uploads.total_size", v))
+                .transpose()?,
+            offset: size_from_db("uploads.offset", r.try_get("offset")?)?,
+            state: r.try_get("status")?,
+            error: r.try_get("error")?,
+            created_at: r.try_get("created_at")?,
+            expires_at: r.try_get("expires_at")?,
+            completed_at: r.try_get("completed_at")?,
+        })
+    }
+}
+
+/// The user's upload `id`, optionally locked `FOR UPDATE`; `None` when it does not
+/// exist or is another user's.
+pub async fn load(c: &impl GenericClient, id: FileId, user: UserId, lock: bool) -> Result<Option<Upload>, StoreError> {
+    let sql = format!(
+        "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
+                completed_at
+         FROM uploads WHERE id = $1 AND user_id = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = c.query_opt(&sql, &[&id.0, &user.0]).await?;
+    row.map(|r| Upload::from_row(&r)).transpose()
+}
+
+/// One page of `user`'s uploads, newest first, and how many there are in all.
+pub async fn page(
+    c: &impl GenericClient,
+    user: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<Upload>), StoreError> {
+    let count: i64 =
+        c.query_one("SELECT count(*) AS n FROM uploads WHERE user_id = $1", &[&user.0]).await?.try_get("n")?;
+    let rows = c
+        .query(
+            "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
+                    completed_at
+             FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+            &[&user.0, &limit, &offset],
+        )
+        .await?;
+    Ok((count, rows.iter().map(Upload::from_row).collect::<Result<_, _>>()?))
+}
+
+/// A new upload with its first chunk (already written and fsynced).
+#[derive(Debug, Clone)]
+pub struct NewUpload<'a> {
+    pub id: FileId,
+    pub user: UserId,
+    pub filename: &'a str,
+    pub parent: Option<FileId>,
+    pub total_size: ByteSize,
+    /// Bytes of the first chunk (the new offset).
+    pub received: ByteSize,
+    /// The client's md5 (hex) when the whole file came at once: the upload starts
+    /// `assembling`.
+    pub md5: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub md5_state: &'a [u8],
+    pub sha256_state: &'a [u8],
+}
+
+/// Inserts the upload and, when it has bytes, its first chunk's row.
+pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), StoreError> {
+    let state = if u.md5.is_some() { UploadState::Assembling } else { UploadState::Uploading };
+    let received = size_to_db("chunk size", u.received)?;
+    c.execute(
+        "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
+                              md5_state, sha256_state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &u.id.0,
+            &u.user.0,
+            &u.filename,
+            &u.parent.map(|p| p.0),
+            &size_to_db("total size", u.total_size)?,
+            &received,
+            &u.md5,
+            &state,
+            &u.expires_at,
+            &u.md5_state,
+            &u.sha256_state,
+        ],
+    )
+    .await?;
+    if received > 0 {
+        c.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)", &[&u.id.0, &received])
+            .await?;
+    }
+    Ok(())
+}
+
+/// The serialised running digests stored with an upload.
+pub type DigestState = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Takes the writer lease of the user's `uploading` upload for the chunk at `offset`:
+/// sets `token` with an expiry `lease_secs` away, only if the offset is `offset` and
+/// no unexpired lease exists. Returns the stored digest state, or `None` when the
+/// lease is not to be had.
+pub async fn take_lease(
+    c: &impl GenericClient,
+    id: FileId,
+    user: UserId,
+    offset: ByteSize,
+    token: uuid::Uuid,
+    lease_secs: f64,
+) -> Result<Option<DigestState>, StoreError> {
+    let row = c
+        .query_opt(
+            "UPDATE uploads SET writer = $3, writer_until = now() + make_interval(secs => $5)
+             WHERE id = $1 AND user_id = $2 AND status = $6 AND \"offset\" = $4
+               AND (writer IS NULL OR writer_until < now())
+             RETURNING md5_state, sha256_state",
+            &[&id.0, &user.0, &token, &size_to_db("offset", offset)?, &lease_secs, &UploadState::Uploading],
+        )
+        .await?;
+    row.map(|r| Ok((r.try_get("md5_state")?, r.try_get("sha256_state")?))).transpose()
+}
+
+/// Releases the writer lease if `token` still holds it.
+pub async fn release_lease(c: &impl GenericClient, id: FileId, token: uuid::Uuid) -> Result<(), StoreError> {
+    c.execute("UPDATE uploads SET writer = NULL, writer_until = NULL WHERE id = $1 AND writer = $2", &[&id.0, &token])
+        .await?;
+    Ok(())
+}
+
+/// A chunk written under the lease `token`.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    pub start: ByteSize,
+    pub size: ByteSize,
+    pub md5_state: &'a [u8],
+    pub sha256_state: &'a [u8],
+    /// The upload's new expiry (it slides with each accepted chunk).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Records a chunk: advances the offset, stores the digest state and releases the
+/// lease in one UPDATE, conditional on `token` still holding the lease at
+/// `chunk.start`; then inserts the chunk's row. Returns false (nothing written) when
+/// the lease was lost.
+pub async fn record_chunk(
+    c: &impl GenericClient,
+    id: FileId,
+    token: uuid::Uuid,
+    chunk: &Chunk<'_>,
+) -> Result<bool, StoreError> {
+    let (start, size) = (size_to_db("offset", chunk.start)?, size_to_db("chunk size", chunk.size)?);
+    let advanced = c
+        .execute(
+            "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
+                    writer = NULL, writer_until = NULL, expires_at = $8
+             WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = $7",
+            &[
+                &id.0,
+                &size,
+                &chunk.md5_state,
+                &chunk.sha256_state,
+                &token,
+                &start,
+                &UploadState::Uploading,
+                &chunk.expires_at,
+            ],
+        )
+        .await?;
+    if advanced == 0 {
+        return Ok(false);
+    }
+    c.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, $2, $3)", &[&id.0, &start, &size])
+        .await?;
+    Ok(true)
+}
+
+/// The stored running digest state (md5, sha256) of the upload `id`.
+pub async fn digest_state(c: &impl GenericClient, id: FileId) -> Result<DigestState, StoreError> {
+    let row = c.query_one("SELECT md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0]).await?;
+    Ok((row.try_get("md5_state")?, row.try_get("sha256_state")?))
+}
+
+/// The md5 (hex) a completing POST handed to the workers, if any.
+pub async fn accepted_md5(c: &impl GenericClient, id: FileId) -> Result<Option<String>, StoreError> {
+    let row = c.query_one("SELECT md5 FROM uploads WHERE id = $1", &[&id.0]).await?;
+    Ok(row.try_get("md5")?)
+}
+
+/// The client sent its md5: `assembling`.
+pub async fn start_assembly(c: &impl GenericClient, id: FileId, md5: &str) -> Result<(), StoreError> {
+    c.execute("UPDATE uploads SET status = $3, md5 = $2 WHERE id = $1", &[&id.0, &md5, &UploadState::Assembling])
+        .await?;
+    Ok(())
+}
+
+/// An upload as the admin page lists it.
+#[derive(Debug, Clone)]
+pub struct Recent {
+    pub upload: Upload,
+    pub username: String,
+}
+
+/// The `limit` most recent uploads of every user.
+pub async fn recent(c: &impl GenericClient, limit: i64) -> Result<Vec<Recent>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT u.id, u.user_id, u.filename, u.parent_id, u.total_size, u.\"offset\", u.status, u.error,
+                    u.created_at, u.expires_at, u.completed_at, us.username
+             FROM uploads u JOIN users us ON us.id = u.user_id ORDER BY u.created_at DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(Recent { upload: Upload::from_row(r)?, username: r.try_get("username")? })).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_text_round_trips_through_its_one_writer_and_reader() {
+        for f in UploadFailure::ALL {
+            let stored = f.stored_text("some detail: /srv/staging/x/data");
+            assert_eq!(UploadFailure::parse(&stored), Some(f));
+            assert!(!f.public_detail().contains('/'), "no paths in what clients see");
+        }
+        assert_eq!(UploadFailure::parse("expired before completion"), None);
+        assert_eq!(UploadFailure::parse("checksum_mismatchy: x"), None);
+    }
+}

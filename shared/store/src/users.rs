@@ -1,0 +1,173 @@
+//! The `users` table: accounts, their password hashes (argon2id) and quotas. The
+//! account rules (name shape, password length, hashing) live here so the admin page,
+//! `ferry-api user-add` and the `ferry` CLI apply the same ones.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::Argon2;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use ferry_shared::types::{ByteSize, UserId};
+
+use crate::convert::size_from_db;
+use crate::{StoreError, UploadState};
+
+/// Why an account could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("username must be 1-150 letters, digits or @.+-_")]
+    BadUsername,
+    #[error("password must be at least 8 characters")]
+    ShortPassword,
+    #[error("hashing the password failed: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Argon2id with the crate's default (OWASP-recommended) parameters and a random salt,
+/// in PHC string form.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+fn check_password(password: &str) -> Result<String, UserError> {
+    if password.chars().count() < 8 {
+        return Err(UserError::ShortPassword);
+    }
+    hash_password(password).map_err(|e| UserError::Hash(e.to_string()))
+}
+
+/// Creates `username`, or resets its password and admin flag when it exists
+/// (idempotent, so `deploy/dev up` can run it every time). Returns the id.
+pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admin: bool) -> Result<UserId, UserError> {
+    let valid = (1..=150).contains(&username.len())
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || b"@.+-_".contains(&b));
+    if !valid {
+        return Err(UserError::BadUsername);
+    }
+    let hash = check_password(password)?;
+    let row = c
+        .query_one(
+            "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3)
+             ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, is_admin = EXCLUDED.is_admin
+             RETURNING id",
+            &[&username, &hash, &admin],
+        )
+        .await
+        .map_err(StoreError::from)?;
+    Ok(UserId(row.try_get("id").map_err(StoreError::from)?))
+}
+
+/// Sets a new password for an existing user, keeping their admin flag. Returns false
+/// when there is no such user.
+pub async fn set_password(c: &impl GenericClient, username: &str, password: &str) -> Result<bool, UserError> {
+    let hash = check_password(password)?;
+    let updated = c
+        .execute("UPDATE users SET password_hash = $2 WHERE username = $1", &[&username, &hash])
+        .await
+        .map_err(StoreError::from)?;
+    Ok(updated == 1)
+}
+
+/// What a login checks.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub id: UserId,
+    pub password_hash: String,
+    pub is_admin: bool,
+}
+
+pub async fn credentials(c: &impl GenericClient, username: &str) -> Result<Option<Credentials>, StoreError> {
+    let row = c.query_opt("SELECT id, password_hash, is_admin FROM users WHERE username = $1", &[&username]).await?;
+    row.map(|r| {
+        Ok(Credentials {
+            id: UserId(r.try_get("id")?),
+            password_hash: r.try_get("password_hash")?,
+            is_admin: r.try_get("is_admin")?,
+        })
+    })
+    .transpose()
+}
+
+/// An account's name and admin flag.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub username: String,
+    pub is_admin: bool,
+}
+
+pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Account>, StoreError> {
+    let row = c.query_opt("SELECT username, is_admin FROM users WHERE id = $1", &[&id.0]).await?;
+    row.map(|r| Ok(Account { username: r.try_get("username")?, is_admin: r.try_get("is_admin")? })).transpose()
+}
+
+/// Whether an account named `username` exists.
+pub async fn exists(c: &impl GenericClient, username: &str) -> Result<bool, StoreError> {
+    Ok(c.query_opt("SELECT 1 FROM users WHERE username = $1", &[&username]).await?.is_some())
+}
+
+/// A user as the admin page and the CLI list them.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub username: String,
+    pub is_admin: bool,
+    /// `None`: the configured default applies.
+    pub quota: Option<ByteSize>,
+    pub created_at: DateTime<Utc>,
+    /// Live files and their total size.
+    pub files: i64,
+    pub stored: ByteSize,
+}
+
+/// Every user with their live files' count and size, by id.
+pub async fn list(c: &impl GenericClient) -> Result<Vec<UserSummary>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT u.id, u.username, u.is_admin, u.quota_bytes, u.created_at,
+                count(f.id) AS files, COALESCE(sum(f.size), 0)::BIGINT AS stored
+             FROM users u LEFT JOIN files f ON f.user_id = u.id AND f.deleted_at IS NULL
+             GROUP BY u.id ORDER BY u.id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UserSummary {
+                id: UserId(r.try_get("id")?),
+                username: r.try_get("username")?,
+                is_admin: r.try_get("is_admin")?,
+                quota: r
+                    .try_get::<_, Option<i64>>("quota_bytes")?
+                    .map(|q| size_from_db("users.quota_bytes", q))
+                    .transpose()?,
+                created_at: r.try_get("created_at")?,
+                files: r.try_get("files")?,
+                stored: size_from_db("stored", r.try_get("stored")?)?,
+            })
+        })
+        .collect()
+}
+
+/// Bytes `user` may still store: their quota (or `default_quota`) minus live files and
+/// open uploads (declared size, or bytes so far).
+pub async fn quota_left(c: &impl GenericClient, user: UserId, default_quota: ByteSize) -> Result<ByteSize, StoreError> {
+    let row = c
+        .query_one(
+            "SELECT COALESCE(u.quota_bytes, $2) AS quota,
+                    (SELECT COALESCE(SUM(size), 0)::BIGINT FROM files WHERE user_id = u.id AND deleted_at IS NULL)
+                  + (SELECT COALESCE(SUM(COALESCE(total_size, \"offset\")), 0)::BIGINT FROM uploads
+                     WHERE user_id = u.id AND status = ANY($3)) AS used
+             FROM users u WHERE u.id = $1",
+            &[
+                &user.0,
+                &i64::try_from(default_quota.0).unwrap_or(i64::MAX),
+                &[UploadState::Uploading, UploadState::Assembling].as_slice(),
+            ],
+        )
+        .await?;
+    let (quota, used): (i64, i64) = (row.try_get("quota")?, row.try_get("used")?);
+    Ok(ByteSize(quota.saturating_sub(used).max(0) as u64))
+}
