@@ -124,11 +124,27 @@ curl -L -OJ -H "Authorization: JWT $TOKEN" $API/storage/download/<id>/
 async fn redoc_bundle(axum::extract::State(state): axum::extract::State<SharedState>) -> Response {
     match tokio::fs::read(&state.config.api.redoc_bundle).await {
         Ok(bytes) => {
+            let bytes = offline_bundle(bytes);
             ([(header::CONTENT_TYPE, "application/javascript"), (header::CACHE_CONTROL, "max-age=3600")], bytes)
                 .into_response()
         }
         Err(_) => docs_asset_missing("The Redoc bundle is not installed (run deploy/dev up)."),
     }
+}
+
+/// The one remote asset Redoc's bundle names (its "API docs by Redocly" logo); the CSP
+/// stops the fetch, but Chromium still starts it, so the URL is replaced by an empty
+/// inline image and the page makes no request off this origin at all.
+const REDOC_CDN_LOGO: &[u8] = b"https://cdn.redoc.ly/redoc/logo-mini.svg";
+const EMPTY_SVG: &[u8] = b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E";
+
+fn offline_bundle(bytes: Vec<u8>) -> Vec<u8> {
+    let Some(at) = bytes.windows(REDOC_CDN_LOGO.len()).position(|w| w == REDOC_CDN_LOGO) else { return bytes };
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..at]);
+    out.extend_from_slice(EMPTY_SVG);
+    out.extend_from_slice(&bytes[at + REDOC_CDN_LOGO.len()..]);
+    out
 }
 
 fn error_response(description: &str) -> Value {
@@ -380,3 +396,17 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
         }
     })
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redoc_bundle_loses_its_cdn_logo() {
+        let bundle = b"a=\"https://cdn.redoc.ly/redoc/logo-mini.svg\";b".to_vec();
+        let out = offline_bundle(bundle);
+        assert!(!out.windows(REDOC_CDN_LOGO.len()).any(|w| w == REDOC_CDN_LOGO));
+        assert!(out.starts_with(b"a=\"data:image/svg+xml,") && out.ends_with(b"\";b"));
+        assert_eq!(offline_bundle(b"nothing remote".to_vec()), b"nothing remote");
+    }
+}
