@@ -262,14 +262,20 @@ free_port() {
 	die "no free TCP port found in 20000-31999"
 }
 
-# free_port_block N [EXCLUDE...]: a base port B such that B+1..B+N are all free (for
-# the dev cluster's per-node ports, which are BASE+node number).
+# free_port_block N [EXCLUDE...]: a base port B such that B+1..B+N are all free and none
+# of them is an EXCLUDE (for the dev cluster's per-node ports, which are BASE+node
+# number). Every port of the block is checked against the exclusions, not just B: a
+# block that overlapped a port picked earlier but not yet bound once gave sshd-node3
+# RabbitMQ's management port.
 free_port_block() {
-	local n=$1 base tries i
+	local n=$1 base tries i excluded
 	shift
 	for ((tries = 0; tries < 200; tries++)); do
 		base=$(free_port "$@")
 		for ((i = 1; i <= n; i++)); do
+			for excluded in "$@"; do
+				[[ $((base + i)) == "$excluded" ]] && continue 3
+			done
 			port_in_use $((base + i)) && continue 2
 		done
 		echo "$base"
