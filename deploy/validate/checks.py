@@ -287,7 +287,7 @@ def check_dockerfile():
         "api": ["ferry-api", "ca-certificates", "redoc.standalone.js", "swagger-ui-bundle.js"],
         "worker": ["ferry-worker", "rsync", "openssh-client", "ca-certificates"],
         "monitor": ["ferry-monitor", "ca-certificates"],
-        "node": ["ferry-node", "openssh-server", "rsync", "python3", "ferry-node-ssh-command", "ca-certificates"],
+        "node": ["ferry-node", "openssh-server", "rsync", "ferry-node-ssh-command", "ca-certificates"],
     }
     for target, needles in wants.items():
         text = stage_text(target)

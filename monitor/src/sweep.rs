@@ -32,7 +32,7 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, Stor
         for node in nodes::eligible(&tx, placement).await? {
             // A node whose earlier copy failed may be chosen again: reset that row.
             replicas::reset_pending(&tx, file.file, node).await?;
-            outbox::enqueue(&tx, &Job::Replicate { file: file.file, node }).await?;
+            outbox::enqueue(&tx, &Job::Replicate { file: file.file, node, repair: true }).await?;
             added += 1;
         }
     }

@@ -180,6 +180,20 @@ pub struct WorkerConfig {
     /// Passed to ssh `-c`; empty keeps OpenSSH's default.
     pub ssh_cipher: String,
     pub rsync_timeout_secs: u64,
+    /// Deliveries of `ferry.replicate` held at once (its consumer prefetch): enough
+    /// for the per-node batches to fill; bounded, and each holds only its message.
+    pub replicate_in_flight: u16,
+    /// How long a node's batch waits for more files after its first, when the node's
+    /// sessions are idle (under load a batch takes what queued while they were busy).
+    pub batch_window_ms: u64,
+    /// Most files in one rsync session.
+    pub batch_max_files: usize,
+    /// Most bytes in one rsync session.
+    pub batch_max_bytes: u64,
+    /// Files larger than this are pushed alone, at once, never behind a batch.
+    pub batch_alone_bytes: u64,
+    /// rsync batch sessions at once per node, per worker process.
+    pub batch_sessions_per_node: usize,
     /// Hard limit for one job; below RabbitMQ's consumer timeout.
     pub job_timeout_secs: u64,
     /// How often a worker sweeps staging and node garbage.
@@ -313,6 +327,12 @@ impl Default for WorkerConfig {
             ssh_control_dir: PathBuf::from("/tmp/ferry-ssh"),
             ssh_cipher: "aes128-gcm@openssh.com".into(),
             rsync_timeout_secs: 60,
+            replicate_in_flight: 64,
+            batch_window_ms: 5,
+            batch_max_files: 64,
+            batch_max_bytes: 64 << 20,
+            batch_alone_bytes: 8 << 20,
+            batch_sessions_per_node: 2,
             job_timeout_secs: 20 * 60,
             gc_interval_secs: 600,
             gc_grace_secs: 3600,
@@ -406,6 +426,17 @@ impl Config {
         }
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
+        }
+        if self.worker.replicate_in_flight == 0
+            || self.worker.batch_max_files == 0
+            || self.worker.batch_max_files > ferry_node_commands::MAX_FILES
+            || self.worker.batch_sessions_per_node == 0
+        {
+            return Err(ConfigError::Invalid(format!(
+                "worker.replicate_in_flight and worker.batch_sessions_per_node must be at least 1, \
+                 worker.batch_max_files between 1 and {}",
+                ferry_node_commands::MAX_FILES
+            )));
         }
         Ok(())
     }

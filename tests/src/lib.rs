@@ -429,11 +429,15 @@ impl Cluster {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/ssh_host_ed25519_key\nPidFile {tmp}/sshd-{name}.pid\n\
                  AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 StrictModes no\nPermitRootLogin prohibit-password\nUsePAM no\n",
+                 StrictModes no\nPermitRootLogin prohibit-password\nUsePAM no\n\
+                 ForceCommand {gate} {root}\n",
                 port = node.ssh_port,
                 dir = self.ssh_dir.display(),
                 tmp = self.dir.display(),
                 name = node.name,
+                // Production's forced command: the workers get exactly what a real node allows.
+                gate = self.bin("ferry-node-ssh-command").display(),
+                root = node.root.display(),
             ),
         )?;
         let mut cmd = std::process::Command::new("/usr/sbin/sshd");

@@ -45,7 +45,16 @@ pub async fn sweep(
     let mut candidates = Vec::new();
     let mut dir = tokio::fs::read_dir(staging).await?;
     while let Some(entry) = dir.next_entry().await? {
-        let Ok(id) = entry.file_name().to_string_lossy().parse::<FileId>() else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(crate::ssh::SCRATCH_PREFIX) {
+            // A push's hard links left by a killed worker (a live push is far younger).
+            let modified = entry.metadata().await?.modified().unwrap_or(SystemTime::now());
+            if modified.elapsed().unwrap_or_default() >= grace {
+                remove(&entry.path()).await;
+            }
+            continue;
+        }
+        let Ok(id) = name.parse::<FileId>() else { continue };
         let modified = entry.metadata().await?.modified().unwrap_or(SystemTime::now());
         if modified.elapsed().unwrap_or_default() >= grace {
             candidates.push(id);
@@ -90,34 +99,20 @@ pub async fn sweep_nodes(
         return Ok(0);
     }
     let nodes = nodes::reachable(&tx).await?;
-    let minutes = (grace.as_secs() / 60).max(1).to_string();
+    let minutes = u32::try_from(grace.as_secs() / 60).unwrap_or(u32::MAX).max(1);
     let mut removed = 0;
     for (node_id, target) in nodes {
         let addr = crate::jobs::node_addr(target);
-        let root = addr.root.clone();
-        let listing = ctx
-            .ssh
-            .exec(
-                &addr,
-                &["find", &root, "-mindepth", "2", "-maxdepth", "2", "-type", "f", "-mmin", &format!("+{minutes}")],
-            )
-            .await?;
+        let Ok(root) = ferry_node_commands::NodeRoot::new(&addr.root) else { continue };
+        let listing = ctx.ssh.run(&addr, &ferry_node_commands::Command::ListOlderThan { minutes }).await?;
         // Only names that are exactly `<2 hex>/<uuid>` under the root are candidates.
-        let found: Vec<FileId> = listing
-            .lines()
-            .filter_map(|line| line.strip_prefix(&format!("{}/", root.trim_end_matches('/'))))
-            .filter_map(|rel| {
-                let (shard, name) = rel.split_once('/')?;
-                let id: FileId = name.parse().ok()?;
-                (shard.len() == 2 && name.len() == 36 && name.starts_with(shard)).then_some(id)
-            })
-            .collect();
+        let found: Vec<FileId> = listing.lines().filter_map(|line| root.parse_file(line, "").ok()).map(FileId).collect();
         if found.is_empty() {
             continue;
         }
         let orphans = replicas::unaccounted(&tx, node_id, &found).await?;
         for id in orphans {
-            ctx.ssh.remove(&addr, &id.node_relpath()).await?;
+            ctx.ssh.remove(&addr, id.0).await?;
             tracing::info!(file.id = %id, node.id = %node_id, "removed orphan file from node");
             removed += 1;
         }

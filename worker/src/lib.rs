@@ -3,6 +3,7 @@
 //! with rsync over SSH, removing deleted files. Run as many replicas as the queues
 //! need; each handles `--concurrency` jobs per queue at once.
 
+pub mod batch;
 pub mod consumer;
 pub mod fetch;
 pub mod gc;
@@ -46,13 +47,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .read_timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| RunError::Config(format!("http client: {e}")))?;
-    let ctx = Arc::new(Ctx {
-        ssh: ssh::Ssh::new(&config.worker)?,
-        pool: pool.clone(),
-        relay: RelayWaker::default(),
-        http,
-        config,
-    });
+    let ssh = Arc::new(ssh::Ssh::new(&config.worker)?);
+    let batcher = batch::Batcher::new(
+        ssh.clone(),
+        config.storage.staging_dir.clone(),
+        batch::Limits::from_config(&config.worker),
+    );
+    let ctx = Arc::new(Ctx { ssh, batcher, pool: pool.clone(), relay: RelayWaker::default(), http, config });
 
     let tasks = TaskTracker::new();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), ctx.relay.clone(), shutdown.clone()));
@@ -62,7 +63,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             ctx: ctx.clone(),
             publisher: publisher.clone(),
             kind,
-            concurrency: ctx.config.worker.concurrency,
+            // Replicate jobs mostly wait on their node's batch: hold enough to fill batches.
+            concurrency: match kind {
+                JobKind::Replicate => ctx.config.worker.replicate_in_flight.max(ctx.config.worker.concurrency),
+                _ => ctx.config.worker.concurrency,
+            },
         };
         tasks.spawn(consumer.run(shutdown.clone()));
     }

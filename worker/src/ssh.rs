@@ -1,17 +1,24 @@
-//! Talking to storage nodes with the system `ssh` and `rsync`, driven by
-//! `tokio::process`. Chosen over the `openssh` crate because rsync needs a real ssh
-//! command line anyway, and one code path (ssh options in one place, connection reuse
-//! through OpenSSH's own ControlMaster) serves both the copy and the remote commands.
+//! Talking to storage nodes: one multiplexed SSH master connection per node (the
+//! `openssh` crate, native mux: a remote command is a new channel over the master's
+//! control socket, with no local process), remote commands from
+//! `ferry_node_commands` (the same definitions the node's forced command parses), and
+//! rsync pushes that ride the same master with `-e "ssh -S <control socket>"`.
 //!
-//! Host keys are pinned: `StrictHostKeyChecking=yes` against our own known_hosts file.
-//! Every child is killed when its future is dropped (job timeout, shutdown).
+//! Host keys are pinned: `StrictHostKeyChecking=yes` against our own known_hosts file,
+//! in an ssh config file of our own (`<control dir>/ssh_config`, passed with `-F`) that
+//! the master and rsync's ssh both read. A master that died (node restarted, idle
+//! timeout) is noticed by `check` before use and replaced.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferry_node_commands::{rsync, Command, NodeRoot};
 use ferry_shared::config::WorkerConfig;
-use tokio::process::Command;
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use uuid::Uuid;
 
 /// Where and as whom to reach a node.
 #[derive(Debug, Clone)]
@@ -23,220 +30,397 @@ pub struct NodeAddr {
 }
 
 impl NodeAddr {
-    fn target(&self) -> String {
-        format!("{}@{}", self.user, self.host)
+    /// The node's storage root, checked.
+    fn node_root(&self) -> Result<NodeRoot, SshError> {
+        NodeRoot::new(&self.root).map_err(|e| SshError::Config(e.to_string()))
     }
 
-    /// Absolute path of `relpath` under this node's root.
-    pub fn path(&self, relpath: &str) -> String {
-        format!("{}/{relpath}", self.root.trim_end_matches('/'))
+    fn key(&self) -> (String, i32, String) {
+        (self.host.clone(), self.port, self.user.clone())
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SshError {
-    #[error("could not start {program}: {source}")]
-    Spawn { program: &'static str, source: std::io::Error },
+    #[error("could not start {program}: {reason}")]
+    Spawn { program: &'static str, reason: String },
     #[error("{program} exited with {code:?}: {stderr}")]
     Failed { program: &'static str, code: Option<i32>, stderr: String },
     #[error("{program} timed out after {secs} s")]
     Timeout { program: &'static str, secs: u64 },
+    #[error("ssh connection to {node}: {reason}")]
+    Connect { node: String, reason: String },
+    /// The node's row cannot be used as it is (e.g. a relative root path).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl SshError {
-    /// rsync's own exit codes: 1-4 are usage/protocol errors that retrying will not
-    /// fix; everything else (5, 10, 12, 23, 30, 35, 255 = ssh, 11 = often a full disk)
-    /// may pass.
+    /// rsync's own exit codes 1-4 are usage/protocol errors that retrying will not
+    /// fix, and so is a node row that cannot be used; everything else (5, 10, 12, 23,
+    /// 30, 35, 255 = ssh, 11 = often a full disk, connection failures) may pass.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SshError::Failed { program: "rsync", code: Some(1..=4), .. })
+        matches!(self, SshError::Failed { program: "rsync", code: Some(1..=4), .. } | SshError::Config(_))
     }
 }
 
+/// One file of a push: the staging copy and the md5 it must have (verified at completion).
+#[derive(Debug, Clone)]
+pub struct PushFile {
+    pub id: Uuid,
+    pub source: PathBuf,
+    pub md5: String,
+}
+
+/// What a push did for one file.
+#[derive(Debug, Clone)]
+pub enum Pushed {
+    /// The node holds the file and rsync's whole-file md5 of it is the expected one.
+    Verified,
+    /// rsync moved a file whose md5 is not the expected one (staging no longer holds
+    /// the verified bytes); the copy on the node must go.
+    Differs { md5: String },
+    /// Not copied (or not provably); worth a retry unless permanent.
+    NotCopied(SshError),
+}
+
+/// Per-node master connections.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
+
 pub struct Ssh {
-    key: PathBuf,
-    known_hosts: PathBuf,
+    config_file: PathBuf,
+    config_text: String,
     control_dir: PathBuf,
-    cipher: String,
     rsync_timeout_secs: u64,
+    sessions: Mutex<HashMap<(String, i32, String), Slot>>,
 }
 
 impl Ssh {
+    /// Creates the control directory (0700) and writes the ssh config file into it.
     pub fn new(config: &WorkerConfig) -> std::io::Result<Ssh> {
-        std::fs::create_dir_all(&config.ssh_control_dir)?;
-        set_private(&config.ssh_control_dir)?;
-        Ok(Ssh {
-            key: config.ssh_key.clone(),
-            known_hosts: config.ssh_known_hosts.clone(),
+        let mut text = format!(
+            "# Written by ferry-worker at start; every ssh it runs reads only this file (-F).\n\
+             BatchMode yes\nIdentitiesOnly yes\nIdentityFile \"{}\"\nStrictHostKeyChecking yes\n\
+             UserKnownHostsFile \"{}\"\nConnectTimeout 10\nServerAliveInterval 10\nServerAliveCountMax 3\n",
+            config.ssh_key.display(),
+            config.ssh_known_hosts.display()
+        );
+        if !config.ssh_cipher.is_empty() {
+            text.push_str(&format!("Ciphers {}\n", config.ssh_cipher));
+        }
+        let ssh = Ssh {
+            config_file: config.ssh_control_dir.join("ssh_config"),
+            config_text: text,
             control_dir: config.ssh_control_dir.clone(),
-            cipher: config.ssh_cipher.clone(),
             rsync_timeout_secs: config.rsync_timeout_secs,
-        })
+            sessions: Mutex::new(HashMap::new()),
+        };
+        std::fs::create_dir_all(&ssh.control_dir)?;
+        ssh.ensure_files()?;
+        Ok(ssh)
     }
 
-    /// ssh options shared by every call; connections to one node are multiplexed
-    /// over one master (`%C` keeps the socket path short). The control directory is
-    /// re-created if something removed it (a tmp cleaner), or every call would fail.
-    fn options(&self, port: i32) -> Vec<String> {
+    /// The control directory (0700) and the config file in it, re-created if
+    /// something removed them (a tmp cleaner), or every new master would fail.
+    fn ensure_files(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         if !self.control_dir.is_dir() {
-            if let Err(error) = std::fs::create_dir_all(&self.control_dir).and_then(|()| set_private(&self.control_dir))
-            {
-                tracing::warn!(%error, dir = %self.control_dir.display(), "cannot re-create the ssh control directory");
+            std::fs::create_dir_all(&self.control_dir)?;
+        }
+        std::fs::set_permissions(&self.control_dir, std::fs::Permissions::from_mode(0o700))?;
+        if !self.config_file.is_file() {
+            std::fs::write(&self.config_file, &self.config_text)?;
+        }
+        Ok(())
+    }
+
+    /// The live master connection to `node`, made (once, however many callers ask at
+    /// once) if there is none or the last one died.
+    async fn session(&self, node: &NodeAddr) -> Result<Arc<Session>, SshError> {
+        let slot = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            sessions.entry(node.key()).or_default().clone()
+        };
+        let current = slot.lock().await.clone();
+        if let Some(session) = &current {
+            if session.check().await.is_ok() {
+                return Ok(session.clone());
             }
         }
-        let mut opts = vec![
-            "-p".to_owned(),
-            port.to_string(),
-            "-i".to_owned(),
-            self.key.display().to_string(),
-            "-o".to_owned(),
-            "BatchMode=yes".to_owned(),
-            "-o".to_owned(),
-            "IdentitiesOnly=yes".to_owned(),
-            "-o".to_owned(),
-            "StrictHostKeyChecking=yes".to_owned(),
-            "-o".to_owned(),
-            format!("UserKnownHostsFile={}", self.known_hosts.display()),
-            "-o".to_owned(),
-            "ConnectTimeout=10".to_owned(),
-            "-o".to_owned(),
-            "ServerAliveInterval=10".to_owned(),
-            "-o".to_owned(),
-            "ServerAliveCountMax=3".to_owned(),
-            "-o".to_owned(),
-            "ControlMaster=auto".to_owned(),
-            "-o".to_owned(),
-            format!("ControlPath={}/%C", self.control_dir.display()),
-            "-o".to_owned(),
-            "ControlPersist=60".to_owned(),
-        ];
-        if !self.cipher.is_empty() {
-            opts.push("-c".to_owned());
-            opts.push(self.cipher.clone());
+        let mut guard = slot.lock().await;
+        match (&*guard, &current) {
+            // Someone replaced the dead master while we checked it.
+            (Some(now), Some(dead)) if !Arc::ptr_eq(now, dead) => return Ok(now.clone()),
+            (Some(now), None) => return Ok(now.clone()),
+            _ => {}
         }
-        opts
+        let connect = |reason: String| SshError::Connect { node: format!("{}:{}", node.host, node.port), reason };
+        self.ensure_files()
+            .map_err(|e| connect(format!("ssh control directory {}: {e}", self.control_dir.display())))?;
+        let port = u16::try_from(node.port)
+            .map_err(|_| SshError::Config(format!("ssh port {} is out of range", node.port)))?;
+        let mut builder = SessionBuilder::default();
+        builder
+            .config_file(&self.config_file)
+            .user(node.user.clone())
+            .port(port)
+            .known_hosts_check(KnownHosts::Strict)
+            .control_directory(&self.control_dir)
+            .connect_timeout(Duration::from_secs(10))
+            .server_alive_interval(Duration::from_secs(10))
+            // A master whose worker was killed goes away by itself.
+            .control_persist(ControlPersist::IdleFor(std::num::NonZeroUsize::MIN.saturating_add(59)));
+        let session = builder.connect_mux(&node.host).await.map_err(|e| connect(error_chain(&e)))?;
+        let session = Arc::new(session);
+        *guard = Some(session.clone());
+        tracing::debug!(node.host = %node.host, node.port = node.port, "ssh master connected");
+        Ok(session)
     }
 
-    /// Copies `local` to `relpath` on `node`. rsync writes a temp file in the target
-    /// directory and renames it into place, so a half-copied file is never at the
-    /// final name; `--partial-dir` keeps an interrupted transfer's bytes for the retry.
+    /// Runs `command` on `node` over its master connection; its stdout.
     ///
-    /// Returns the md5 rsync computed over the whole file while sending it
-    /// (`--checksum-choice=md5`, printed with `%C`): the receiving rsync checks the file
-    /// it rebuilt against that same checksum and fails the transfer on a mismatch, so
-    /// when it equals the upload's md5 the node's copy is the client's bytes, with no
-    /// second session to re-read the copy on the node. `None` when rsync sent nothing
-    /// because an identical-looking file (same size and mtime) is already there — a
-    /// retry after a copy whose verdict was lost; the caller then checks the copy
-    /// itself.
-    pub async fn push(&self, node: &NodeAddr, local: &Path, relpath: &str) -> Result<Option<String>, SshError> {
-        let shell = std::iter::once("ssh".to_owned()).chain(self.options(node.port)).collect::<Vec<_>>().join(" ");
-        let mut cmd = Command::new("rsync");
-        cmd.arg("--protect-args")
-            .arg("--mkpath")
-            .arg("--times")
-            .arg("--chmod=F0644,D0755")
-            .arg("--partial-dir=.rsync-partial")
-            .arg("--checksum-choice=md5")
-            .arg(format!("--out-format={TRANSFER_MD5}%C"))
-            .arg(format!("--timeout={}", self.rsync_timeout_secs))
-            .arg("-e")
-            .arg(shell)
-            .arg(local)
-            .arg(format!("{}:{}", node.target(), node.path(relpath)));
-        // Whole-transfer bound on top of rsync's I/O timeout.
-        let limit = Duration::from_secs(self.rsync_timeout_secs.saturating_mul(30).max(60));
-        let out = run("rsync", cmd, limit).await?;
-        Ok(transfer_md5(&out))
+    /// # Errors
+    /// `Failed { program: "ssh", code }` with the remote exit code (126: the node's
+    /// gate refused it), `Connect` or `Timeout` when the node is unreachable.
+    pub async fn run(&self, node: &NodeAddr, command: &Command) -> Result<String, SshError> {
+        let (code, stdout, stderr) = self.run_output(node, command).await?;
+        if code == Some(0) {
+            return Ok(stdout);
+        }
+        Err(SshError::Failed { program: "ssh", code, stderr })
     }
 
-    /// Runs `argv` on `node` (each word shell-quoted) and returns its stdout.
-    pub async fn exec(&self, node: &NodeAddr, argv: &[&str]) -> Result<String, SshError> {
-        let mut cmd = Command::new("ssh");
-        cmd.args(self.options(node.port)).arg(node.target()).arg("--");
-        cmd.arg(argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
-        run("ssh", cmd, Duration::from_secs(self.rsync_timeout_secs.max(30))).await
+    /// Runs `command` on `node`: its exit code, stdout and the tail of its stderr.
+    async fn run_output(&self, node: &NodeAddr, command: &Command) -> Result<(Option<i32>, String, String), SshError> {
+        let line = command.command_line(&node.node_root()?);
+        let session = self.session(node).await?;
+        let limit = Duration::from_secs(self.rsync_timeout_secs.max(30));
+        let output = tokio::time::timeout(
+            limit,
+            session
+                .raw_command(&line)
+                .stdin(openssh::Stdio::null())
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped())
+                .output(),
+        )
+        .await
+        .map_err(|_| SshError::Timeout { program: "ssh", secs: limit.as_secs() })?
+        .map_err(|e| SshError::Connect { node: format!("{}:{}", node.host, node.port), reason: error_chain(&e) })?;
+        Ok((output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), tail(&output.stderr)))
     }
 
-    /// md5 of `relpath` on `node`, computed on the node.
-    pub async fn remote_md5(&self, node: &NodeAddr, relpath: &str) -> Result<String, SshError> {
-        self.remote_sum(node, "md5sum", relpath).await
+    /// md5 of each of `files` on `node` that could be read (an unreadable or missing
+    /// file is absent from the map).
+    pub async fn remote_md5s(&self, node: &NodeAddr, files: &[Uuid]) -> Result<HashMap<Uuid, String>, SshError> {
+        let root = node.node_root()?;
+        let (code, out, stderr) = self.run_output(node, &Command::Md5Sum(files.to_vec())).await?;
+        // md5sum's 1: some file was unreadable; the others are still listed.
+        if !matches!(code, Some(0 | 1)) {
+            return Err(SshError::Failed { program: "ssh", code, stderr });
+        }
+        Ok(out
+            .lines()
+            .filter_map(|line| {
+                let (sum, path) = line.split_once("  ")?;
+                Some((root.parse_file(path, "").ok()?, sum.to_ascii_lowercase()))
+            })
+            .collect())
     }
 
-    /// sha256 of `relpath` on `node`, computed on the node.
-    pub async fn remote_sha256(&self, node: &NodeAddr, relpath: &str) -> Result<String, SshError> {
-        self.remote_sum(node, "sha256sum", relpath).await
-    }
-
-    /// The hex digest coreutils' `program` (md5sum, sha256sum) prints for `relpath`.
-    async fn remote_sum(&self, node: &NodeAddr, program: &str, relpath: &str) -> Result<String, SshError> {
-        let out = self.exec(node, &[program, "--", &node.path(relpath)]).await?;
+    /// sha256 of `file` on `node`, computed on the node.
+    pub async fn remote_sha256(&self, node: &NodeAddr, file: Uuid) -> Result<String, SshError> {
+        let out = self.run(node, &Command::Sha256Sum(file)).await?;
         Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
     }
 
-    /// Removes `relpath` on `node`; a missing file is success.
-    pub async fn remove(&self, node: &NodeAddr, relpath: &str) -> Result<(), SshError> {
-        self.exec(node, &["rm", "-f", "--", &node.path(relpath)]).await.map(|_| ())
+    /// Removes `file` on `node`; a missing file is success.
+    pub async fn remove(&self, node: &NodeAddr, file: Uuid) -> Result<(), SshError> {
+        self.run(node, &Command::Remove(file)).await.map(|_| ())
+    }
+
+    /// Copies `files` to `node` in ONE rsync session over the node's master
+    /// connection and says, per file, whether the copy is verified.
+    ///
+    /// The files are hard-linked as `<xx>/<id>` into a scratch directory beside the
+    /// staging copies (same filesystem, no bytes copied) and listed for
+    /// `--files-from`; rsync writes each to a temp name on the node and renames it into
+    /// place, so a half-copied file is never at its final name. The md5 rsync prints
+    /// per file is its whole-file transfer checksum, which the receiver checked its
+    /// rebuilt file against: equal to the upload's verified md5, the copy is the
+    /// client's bytes. When rsync reports a partial transfer (exit 23/24) a printed md5
+    /// does not prove the receiver kept the file, so those copies are re-read on the
+    /// node with one `md5sum`.
+    pub async fn push(&self, node: &NodeAddr, scratch_parent: &Path, files: &[PushFile]) -> Vec<Pushed> {
+        match self.push_inner(node, scratch_parent, files).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => files.iter().map(|_| Pushed::NotCopied(error.clone())).collect(),
+        }
+    }
+
+    async fn push_inner(
+        &self,
+        node: &NodeAddr,
+        scratch_parent: &Path,
+        files: &[PushFile],
+    ) -> Result<Vec<Pushed>, SshError> {
+        let root = node.node_root()?;
+        let scratch = Scratch::new(scratch_parent).map_err(|e| io_error("push scratch dir", &e))?;
+        let mut outcomes: Vec<Option<Pushed>> = vec![None; files.len()];
+        let mut list = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            let rel = ferry_node_commands::root::relpath(file.id);
+            match scratch.link(&file.source, &rel) {
+                Ok(()) => {
+                    list.extend_from_slice(rel.as_bytes());
+                    list.push(0);
+                }
+                Err(e) => outcomes[i] = Some(Pushed::NotCopied(io_error("staging copy", &e))),
+            }
+        }
+        if list.is_empty() {
+            return Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(unreachable_not_copied)).collect());
+        }
+        // Inside the source directory, but not in the list, so never sent.
+        let files_from = scratch.dir.join(".files-from");
+        std::fs::write(&files_from, &list).map_err(|e| io_error("file list", &e))?;
+
+        let session = self.session(node).await?;
+        let shell = format!(
+            "ssh -F {} -S {} -o ControlMaster=no -p {} -l {}",
+            self.config_file.display(),
+            session.control_socket().display(),
+            node.port,
+            node.user
+        );
+        let mut cmd = tokio::process::Command::new("rsync");
+        cmd.args(rsync::push_args(self.rsync_timeout_secs, &files_from))
+            .arg("-e")
+            .arg(shell)
+            .arg(format!("{}/", scratch.dir.display()))
+            .arg(format!("{}@{}:{}/", node.user, node.host, root.as_str()));
+        // Whole-session bound on top of rsync's I/O timeout.
+        let limit = Duration::from_secs(self.rsync_timeout_secs.saturating_mul(30).max(60));
+        let (code, stdout, stderr) = run_process("rsync", cmd, limit).await?;
+        let sent: HashMap<&str, String> = rsync::transfer_lines(&stdout).collect();
+        let partial = matches!(code, Some(23 | 24));
+        if code != Some(0) && !partial {
+            return Err(SshError::Failed { program: "rsync", code, stderr });
+        }
+        let mut recheck = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let rel = ferry_node_commands::root::relpath(file.id);
+            outcomes[i] = Some(match sent.get(rel.as_str()) {
+                Some(md5) if !md5.eq_ignore_ascii_case(&file.md5) => Pushed::Differs { md5: md5.clone() },
+                Some(_) if partial => {
+                    recheck.push(i);
+                    continue;
+                }
+                Some(_) => Pushed::Verified,
+                None => Pushed::NotCopied(SshError::Failed { program: "rsync", code, stderr: stderr.clone() }),
+            });
+        }
+        if !recheck.is_empty() {
+            let ids: Vec<Uuid> = recheck.iter().map(|&i| files[i].id).collect();
+            let sums = self.remote_md5s(node, &ids).await;
+            for i in recheck {
+                outcomes[i] = Some(match &sums {
+                    Ok(sums) if sums.get(&files[i].id).is_some_and(|s| s.eq_ignore_ascii_case(&files[i].md5)) => {
+                        Pushed::Verified
+                    }
+                    Ok(_) => Pushed::NotCopied(SshError::Failed { program: "rsync", code, stderr: stderr.clone() }),
+                    Err(e) => Pushed::NotCopied(e.clone()),
+                });
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(unreachable_not_copied)).collect())
     }
 }
 
-/// Marks the line of rsync's `--out-format` output that carries the transfer's md5.
-const TRANSFER_MD5: &str = "ferry-transfer-md5 ";
-
-/// The md5 in rsync's output, if it transferred the file (one file per call).
-fn transfer_md5(out: &str) -> Option<String> {
-    out.lines()
-        .filter_map(|line| line.strip_prefix(TRANSFER_MD5))
-        .map(str::trim)
-        .find(|sum| sum.len() == 32 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_ascii_lowercase)
+/// Every slot is filled above; a hole would be a bug, reported as a retryable failure.
+fn unreachable_not_copied() -> Pushed {
+    Pushed::NotCopied(SshError::Config("push left a file without an outcome".into()))
 }
 
-async fn run(program: &'static str, mut cmd: Command, limit: Duration) -> Result<String, SshError> {
+fn io_error(what: &str, e: &std::io::Error) -> SshError {
+    SshError::Spawn { program: "rsync", reason: format!("{what}: {e}") }
+}
+
+/// The error and its sources on one line (openssh puts the ssh message in a source).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(cause.to_string().trim());
+        source = cause.source();
+    }
+    text
+}
+
+/// Name prefix of a push's scratch directory in staging (the staging sweep removes
+/// leftovers of a killed worker).
+pub const SCRATCH_PREFIX: &str = ".push-";
+
+/// A push's scratch directory of hard links, removed when dropped.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(parent: &Path) -> std::io::Result<Scratch> {
+        let dir = parent.join(format!("{SCRATCH_PREFIX}{}", Uuid::new_v4()));
+        std::fs::create_dir(&dir)?;
+        Ok(Scratch { dir })
+    }
+
+    fn link(&self, source: &Path, rel: &str) -> std::io::Result<()> {
+        let target = self.dir.join(rel);
+        if let Some(shard) = target.parent() {
+            std::fs::create_dir_all(shard)?;
+        }
+        std::fs::hard_link(source, target)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(%error, dir = %self.dir.display(), "could not remove a push's scratch directory");
+        }
+    }
+}
+
+/// Runs a local process to its end within `limit`: exit code, stdout, stderr's tail.
+/// The child is killed when the future is dropped (job timeout, shutdown).
+async fn run_process(
+    program: &'static str,
+    mut cmd: tokio::process::Command,
+    limit: Duration,
+) -> Result<(Option<i32>, String, String), SshError> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = cmd.spawn().map_err(|source| SshError::Spawn { program, source })?;
+    let child = cmd.spawn().map_err(|e| SshError::Spawn { program, reason: e.to_string() })?;
     let output = tokio::time::timeout(limit, child.wait_with_output())
         .await
         .map_err(|_| SshError::Timeout { program, secs: limit.as_secs() })?
-        .map_err(|source| SshError::Spawn { program, source })?;
-    if output.status.success() {
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stderr: String = stderr.trim().chars().take(500).collect();
-    Err(SshError::Failed { program, code: output.status.code(), stderr })
+        .map_err(|e| SshError::Spawn { program, reason: e.to_string() })?;
+    Ok((output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), tail(&output.stderr)))
 }
 
-/// POSIX single-quote quoting for the remote shell.
-fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', "'\\''"))
-}
-
-fn set_private(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+/// The last 500 characters of a process's stderr, trimmed.
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    let skip = text.chars().count().saturating_sub(500);
+    text.chars().skip(skip).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_quotes_and_spaces() {
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-    }
-
-    #[test]
-    fn the_transfer_md5_is_read_from_rsyncs_output_only_when_well_formed() {
-        let sum = "8f74a3e7e25eaa410441677ff3f64ca3";
-        assert_eq!(transfer_md5(&format!("{TRANSFER_MD5}{sum}\n")).as_deref(), Some(sum));
-        assert_eq!(transfer_md5(&format!("noise\n{TRANSFER_MD5}{}\n", sum.to_uppercase())).as_deref(), Some(sum));
-        // Nothing transferred: rsync prints no line at all.
-        assert_eq!(transfer_md5(""), None);
-        // Unknown checksum (`%C` is blank when rsync has none) or a truncated one.
-        assert_eq!(transfer_md5(&format!("{TRANSFER_MD5}\n")), None);
-        assert_eq!(transfer_md5(&format!("{TRANSFER_MD5}{}\n", &sum[..31])), None);
-    }
 
     #[test]
     fn rsync_usage_errors_are_permanent_transport_errors_are_not() {
@@ -245,5 +429,13 @@ mod tests {
         for code in [5, 10, 11, 12, 23, 30, 35, 255] {
             assert!(!failed(code).is_permanent(), "{code}");
         }
+        assert!(!SshError::Connect { node: "n".into(), reason: "refused".into() }.is_permanent());
+    }
+
+    #[test]
+    fn stderr_keeps_its_end() {
+        let long = format!("{}END", "x".repeat(1000));
+        assert!(tail(long.as_bytes()).ends_with("END"));
+        assert_eq!(tail(long.as_bytes()).chars().count(), 500);
     }
 }

@@ -54,8 +54,14 @@ impl std::str::FromStr for JobKind {
 pub enum Job {
     /// Concatenate an upload's chunks, hash, compare with the client's md5.
     Assemble { upload: FileId },
-    /// Copy a file to one node and verify it there.
-    Replicate { file: FileId, node: NodeId },
+    /// Copy a file to one node and verify it there. `repair` marks the monitor's
+    /// top-up (a lost or drained copy), which yields to fresh uploads in the worker.
+    Replicate {
+        file: FileId,
+        node: NodeId,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repair: bool,
+    },
     /// Remove a deleted file's replicas and staging bytes.
     Delete { file: FileId },
     /// Re-check one present replica's sha256 on its node (scrub). Travels on the

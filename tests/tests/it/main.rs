@@ -8,6 +8,7 @@ mod files;
 mod nodes;
 mod read_after_write;
 mod readme_curl;
+mod replicate_batch;
 mod scale;
 mod scrub;
 mod upload;

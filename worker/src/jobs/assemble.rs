@@ -96,7 +96,7 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: ByteSize, md5: &str, sha2
     let targets = choose_targets(ctx, &tx, size).await?;
     for node in &targets {
         replicas::insert_pending(&tx, id, *node).await?;
-        outbox::enqueue(&tx, &Job::Replicate { file: id, node: *node }).await?;
+        outbox::enqueue(&tx, &Job::Replicate { file: id, node: *node, repair: false }).await?;
     }
     uploads::mark_complete(&tx, id).await?;
     notify::upload_event(&tx, id).await?;

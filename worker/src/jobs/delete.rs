@@ -14,10 +14,9 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId) -> Result<(), JobError> {
     // Only replicas of a file that is really deleted: a stray job must not remove
     // live data.
     let targets = replicas::of_deleted_file(&client, file).await?;
-    let relpath = file.node_relpath();
     for (node, target) in targets {
         let addr = super::node_addr(target);
-        ctx.ssh.remove(&addr, &relpath).await?;
+        ctx.ssh.remove(&addr, file.0).await?;
         replicas::delete(&client, file, node).await?;
         tracing::info!(file.id = %file, node.id = %node, "replica removed");
     }
@@ -49,7 +48,7 @@ pub async fn drop_replica(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<
         return Ok(());
     }
     let addr = super::node_addr(surplus.node);
-    ctx.ssh.remove(&addr, &file.node_relpath()).await?;
+    ctx.ssh.remove(&addr, file.0).await?;
     replicas::delete(&tx, file, node).await?;
     tx.commit().await?;
     tracing::info!(file.id = %file, node.id = %node, "surplus replica removed");

@@ -15,13 +15,16 @@ use ferry_shared::config::Config;
 use ferry_store::nodes::SshTarget;
 use ferry_store::{Pool, StoreError};
 
+use crate::batch::Batcher;
 use crate::ssh::{NodeAddr, Ssh, SshError};
 
 /// What a handler needs, shared by all jobs of one worker process.
 pub struct Ctx {
     pub config: Config,
     pub pool: Pool,
-    pub ssh: Ssh,
+    pub ssh: Arc<Ssh>,
+    /// Per-node rsync batches for replicate jobs.
+    pub batcher: Batcher,
     pub relay: RelayWaker,
     /// For fetching a copy back from a node agent (repair without staging).
     pub http: reqwest::Client,
@@ -79,10 +82,14 @@ impl From<std::io::Error> for JobError {
 pub async fn handle(ctx: &Arc<Ctx>, job: &Job) -> Result<(), JobError> {
     match job {
         Job::Assemble { upload } => assemble::run(ctx, *upload).await,
-        Job::Replicate { file, node } => replicate::run(ctx, *file, *node).await,
+        Job::Replicate { file, node, repair } => replicate::run(ctx, *file, *node, *repair).await,
         Job::Delete { file } => delete::run(ctx, *file).await,
         Job::DropReplica { file, node } => delete::drop_replica(ctx, *file, *node).await,
-        Job::Verify { file, node } => verify::run(ctx, *file, *node).await,
+        Job::Verify { file, node } => {
+            // Scrubs read whole files on the nodes: fresh copies first.
+            ctx.batcher.yield_to_fresh(std::time::Duration::from_secs(5)).await;
+            verify::run(ctx, *file, *node).await
+        }
     }
 }
 
@@ -93,7 +100,7 @@ pub async fn give_up(ctx: &Arc<Ctx>, job: &Job, reason: &str) -> Result<(), JobE
         Job::Assemble { upload } => {
             assemble::fail(ctx, *upload, ferry_store::uploads::UploadFailure::AssemblyFailed, reason).await
         }
-        Job::Replicate { file, node } => replicate::fail(ctx, *file, *node, reason).await,
+        Job::Replicate { file, node, .. } => replicate::fail(ctx, *file, *node, reason).await,
         Job::Verify { file, node } => {
             tracing::warn!(file.id = %file, node.id = %node, reason, "scrub gave up; will be scheduled again");
             verify::finished(ctx, *file, *node).await

@@ -1,7 +1,8 @@
-//! Replicate: copy a file from staging to one node with rsync over SSH, check that
-//! the copy is the upload's bytes (rsync's whole-file md5 against the md5 verified at
-//! completion), and only then record the replica as present. When every
-//! wanted replica is present the staging copy is released.
+//! Replicate: copy a file from staging to one node with rsync over SSH (in a batch
+//! with other files bound for the same node, `crate::batch`), check that the copy is
+//! the upload's bytes (rsync's whole-file md5 of this file against the md5 verified at
+//! completion), and only then record the replica as present. When every wanted
+//! replica is present the staging copy is released.
 
 use std::sync::Arc;
 
@@ -10,8 +11,11 @@ use ferry_shared::types::{FileId, NodeId};
 use ferry_store::{notify, replicas, NodeState, ReplicaState};
 
 use super::{Ctx, JobError};
+use crate::batch::Priority;
+use crate::ssh::{PushFile, Pushed};
 
-pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
+/// `repair`: the monitor's top-up, which yields to fresh uploads in the node's batches.
+pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
     let Some(job) = replicas::copy_job(&client, file, node).await? else {
         // Replica row gone (file deleted and cleaned): nothing to do.
@@ -32,19 +36,20 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     if !tokio::fs::try_exists(&source).await? {
         restore_staging(ctx, file, &sha256, &source).await?;
     }
-    let relpath = file.node_relpath();
+    let size = tokio::fs::metadata(&source).await?.len();
     let started = std::time::Instant::now();
-    let copied = match ctx.ssh.push(&addr, &source, &relpath).await? {
-        Some(sent) => sent,
-        // Nothing sent: a copy from an earlier attempt is there; read it back.
-        None => ctx.ssh.remote_md5(&addr, &relpath).await?,
-    };
-    if !copied.eq_ignore_ascii_case(&md5) {
-        // Never leave a bad copy where a redirect could find it. A mismatch here means
-        // the staging copy no longer holds the verified bytes (or the node's copy is
-        // damaged); a retry re-sends, and repair restores staging from a good node.
-        let _ = ctx.ssh.remove(&addr, &relpath).await;
-        return Err(JobError::Retry(format!("md5 of the copy on node {node} is {copied}, expected {md5}")));
+    let push = PushFile { id: file.0, source: source.clone(), md5: md5.clone() };
+    let priority = if repair { Priority::Repair } else { Priority::Fresh };
+    match ctx.batcher.push(&addr, push, size, priority).await {
+        Pushed::Verified => {}
+        Pushed::Differs { md5: copied } => {
+            // Never leave a bad copy where a redirect could find it. A mismatch here
+            // means the staging copy no longer holds the verified bytes; a retry
+            // re-sends, and repair restores staging from a good node.
+            let _ = ctx.ssh.remove(&addr, file.0).await;
+            return Err(JobError::Retry(format!("md5 of the copy on node {node} is {copied}, expected {md5}")));
+        }
+        Pushed::NotCopied(error) => return Err(error.into()),
     }
 
     let mut client = ctx.pool.get().await?;
@@ -57,7 +62,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     if !updated {
         // Deleted (or reassigned) while we copied: take the copy back.
         tx.commit().await?;
-        ctx.ssh.remove(&addr, &relpath).await?;
+        ctx.ssh.remove(&addr, file.0).await?;
         return Ok(());
     }
     tx.commit().await?;
@@ -66,7 +71,6 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
     let replicas::Progress { in_flight: missing, present } = replicas::progress(&client, file).await?;
     let node_label = node.to_string();
     ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
-    let size = tokio::fs::metadata(&source).await.map(|m| m.len()).unwrap_or(0);
     ferry_shared::metrics::RSYNC_BYTES.with_label_values(&[&node_label]).inc_by(size);
     tracing::info!(
         file.id = %file,

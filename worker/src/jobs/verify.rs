@@ -9,6 +9,8 @@ use ferry_shared::types::{FileId, NodeId};
 use ferry_store::replicas;
 
 use super::{Ctx, JobError};
+use ferry_node_commands::Command;
+
 use crate::ssh::SshError;
 
 pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobError> {
@@ -18,8 +20,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
         return finished(ctx, file, node).await;
     };
     let addr = super::node_addr(target);
-    let relpath = file.node_relpath();
-    let verdict = match ctx.ssh.remote_sha256(&addr, &relpath).await {
+    let verdict = match ctx.ssh.remote_sha256(&addr, file.0).await {
         Ok(actual) if actual.eq_ignore_ascii_case(&expected) => None,
         Ok(actual) => Some(format!("scrub: sha256 on node is {actual}, expected {expected}")),
         // sha256sum's own failure (exit 1) means the file is unreadable or gone;
@@ -33,10 +34,9 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
             replicas::mark_verified(&client, file, node).await?;
         }
         Some(reason) => {
-            let path = addr.path(&relpath);
-            let aside = format!("{path}.corrupt-{}", chrono::Utc::now().timestamp());
+            let aside = Command::MoveAside { file: file.0, at_unix: chrono::Utc::now().timestamp().max(0) as u64 };
             // Best effort: a missing file has nothing to move.
-            let _ = ctx.ssh.exec(&addr, &["mv", "-f", "--", &path, &aside]).await;
+            let _ = ctx.ssh.run(&addr, &aside).await;
             replicas::fail_present(&client, node, &[file], &reason).await?;
             ferry_shared::metrics::CORRUPT_REPLICAS.with_label_values(&[&node.to_string()]).inc();
             tracing::error!(file.id = %file, node.id = %node, reason, "corrupt replica moved aside; it will be repaired");

@@ -1,0 +1,112 @@
+//! Replication in batches: the replicate jobs bound for one node travel in one rsync
+//! session, and a file that fails inside a batch fails only its own job.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_tests::{eventually, free_port, md5_hex, random_bytes, Cluster, Options};
+
+/// Five files reach both nodes; on node2 the middle one (rsync sorts its list) finds
+/// a directory where its copy must go, so its transfer fails inside the batch. The
+/// other four are present after ONE attempt, the middle one's job retries and
+/// succeeds once the obstacle is gone, and the bytes on both nodes are the uploads'.
+#[tokio::test]
+async fn a_failing_file_in_the_middle_of_a_batch_fails_only_its_own_job() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(Options {
+        nodes: 2,
+        replication: 2,
+        // Workers are started by hand below, so that every replicate job is queued
+        // before the first is taken, and all five for a node meet in one batch.
+        workers: 0,
+        env: vec![("FERRY_WORKER__BATCH_WINDOW_MS".into(), "500".into())],
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let mut files = Vec::new();
+    for i in 0..5 {
+        let bytes = random_bytes(20_000 + i * 1000);
+        let range = format!("bytes 0-{}/{}", bytes.len() - 1, bytes.len());
+        let res = api.put_multipart("/storage/tmp-upload/", Some(&range), &bytes, Some(&format!("b{i}")), None).await?;
+        anyhow::ensure!(res.status == 200, "upload {i}: {} {}", res.status, res.text());
+        let url = res.json()["url"].as_str().context("url")?.to_owned();
+        let res = api.post_form(&format!("{url}?wait=0"), &[("md5", &md5_hex(&bytes))]).await?;
+        anyhow::ensure!(res.status == 202, "completing POST without a worker: {} {}", res.status, res.text());
+        files.push((res.json()["id"].as_str().context("id")?.to_owned(), bytes));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let ids: Vec<uuid::Uuid> = files.iter().map(|(id, _)| id.parse()).collect::<Result<_, _>>()?;
+
+    spawn_worker(&mut cluster, "assembler", "assemble")?;
+    let db = cluster.db().await?;
+    eventually("ten pending replicas", Duration::from_secs(60), || {
+        let (db, ids) = (&db, &ids);
+        async move {
+            let n: i64 = db
+                .query_one("SELECT count(*) FROM replicas WHERE file_id = ANY($1) AND state = 'pending'", &[ids])
+                .await?
+                .get(0);
+            Ok((n == 10).then_some(()))
+        }
+    })
+    .await?;
+
+    let (middle, _) = &files[2];
+    let obstacle = cluster.nodes[1].path_of(middle);
+    std::fs::create_dir_all(obstacle.join("in-the-way"))?;
+    spawn_worker(&mut cluster, "replicator", "replicate")?;
+
+    let node2 = cluster.nodes[1].id.context("node2 id")?;
+    let others: Vec<uuid::Uuid> = ids.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, id)| *id).collect();
+    eventually("the four other files present on node2", Duration::from_secs(60), || {
+        let (db, others) = (&db, &others);
+        async move {
+            let n: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM replicas WHERE file_id = ANY($1) AND node_id = $2 AND state = 'present'",
+                    &[others, &(node2 as i32)],
+                )
+                .await?
+                .get(0);
+            Ok((n == 4).then_some(()))
+        }
+    })
+    .await?;
+    let state: String = db
+        .query_one("SELECT state FROM replicas WHERE file_id = $1 AND node_id = $2", &[&ids[2], &(node2 as i32)])
+        .await?
+        .get(0);
+    assert_ne!(state, "present", "the blocked copy is not counted");
+    assert!(!cluster.nodes[1].path_of(middle).is_file(), "the blocked copy is not on node2");
+    let log = cluster.log_tail("replicator", 400);
+    assert!(log.contains("batch.files=5"), "the five files for node2 went in one rsync session:\n{log}");
+    let retried = log.lines().filter(|l| l.contains("will retry")).collect::<Vec<_>>().join("\n");
+    assert!(retried.contains(middle.as_str()), "the middle file's job is retried:\n{retried}");
+    for (id, _) in files.iter().filter(|(id, _)| id != middle) {
+        assert!(!retried.contains(id.as_str()), "{id} was not retried:\n{retried}");
+    }
+
+    std::fs::remove_dir_all(&obstacle)?;
+    cluster.wait_replicas(middle, 2).await?;
+    for (id, bytes) in &files {
+        for node in &cluster.nodes {
+            assert_eq!(&std::fs::read(node.path_of(id))?, bytes, "{id} on {}", node.name);
+        }
+    }
+    let attempts = db
+        .query(
+            "SELECT file_id, attempts FROM replicas WHERE file_id = ANY($1) AND node_id = $2 ORDER BY file_id",
+            &[&ids, &(node2 as i32)],
+        )
+        .await?;
+    let attempts: Vec<i32> = attempts.iter().map(|r| r.get(1)).collect();
+    assert_eq!(attempts.iter().filter(|a| **a == 1).count(), 4, "only the middle job retried: {attempts:?}");
+    assert!(attempts[2] >= 2, "the middle job retried: {attempts:?}");
+    Ok(())
+}
+
+/// A worker process `name` consuming only `queues`.
+fn spawn_worker(cluster: &mut Cluster, name: &str, queues: &str) -> anyhow::Result<()> {
+    let listen = format!("127.0.0.1:{}", free_port());
+    cluster.spawn(name, "ferry-worker", &["--queues", queues], &[("FERRY_WORKER__LISTEN", listen)])
+}
