@@ -9,15 +9,13 @@
 //! - Files over `worker.batch_alone_bytes` skip the lanes: pushed alone and at once,
 //!   so a large file never waits behind a batch and small ones never behind it.
 //! - Fresh uploads go first: a lane fills each batch from its fresh queue before its
-//!   repair queue (the monitor's top-up), and scrubs wait while fresh copies are
-//!   pending in this worker ([`Batcher::yield_to_fresh`]).
+//!   repair queue (the monitor's top-up, marked `repair` in its message).
 //!
 //! Each job keeps its own verdict, commit and ack: a file that fails in a batch
 //! fails only its own job.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,13 +106,11 @@ pub struct Batcher {
     scratch: PathBuf,
     limits: Limits,
     lanes: Mutex<HashMap<LaneKey, Arc<Lane>>>,
-    /// Fresh files handed to the lanes and not yet answered.
-    fresh_pending: Arc<AtomicUsize>,
 }
 
 impl Batcher {
     pub fn new(ssh: Arc<Ssh>, scratch: PathBuf, limits: Limits) -> Batcher {
-        Batcher { ssh, scratch, limits, lanes: Mutex::new(HashMap::new()), fresh_pending: Arc::default() }
+        Batcher { ssh, scratch, limits, lanes: Mutex::new(HashMap::new()) }
     }
 
     /// Copies `file` (of `size` bytes) to `node`, in a batch or alone, and returns
@@ -126,7 +122,6 @@ impl Batcher {
             });
         }
         let (reply, outcome) = oneshot::channel();
-        let _pending = (priority == Priority::Fresh).then(|| Pending::new(&self.fresh_pending));
         let lane = self.lane(node);
         {
             let mut queues = lane.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -140,15 +135,6 @@ impl Batcher {
         outcome
             .await
             .unwrap_or_else(|_| Pushed::NotCopied(SshError::Config("the node's batch ended without an answer".into())))
-    }
-
-    /// Waits (at most `limit`) until no fresh copy is pending in this worker: scrubs
-    /// read whole files on the nodes and should not slow fresh uploads down.
-    pub async fn yield_to_fresh(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.fresh_pending.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// The lane of `node`, started on first use (one per node address; nodes are few).
@@ -204,22 +190,6 @@ async fn drive(lane: Arc<Lane>, ssh: Arc<Ssh>, node: NodeAddr, scratch: PathBuf,
             }
             drop(permit);
         });
-    }
-}
-
-/// Counts a fresh file as pending while it lives.
-struct Pending(Arc<AtomicUsize>);
-
-impl Pending {
-    fn new(counter: &Arc<AtomicUsize>) -> Pending {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Pending(counter.clone())
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -170,7 +170,12 @@ impl Ssh {
             .server_alive_interval(Duration::from_secs(10))
             // A master whose worker was killed goes away by itself.
             .control_persist(ControlPersist::IdleFor(std::num::NonZeroUsize::MIN.saturating_add(59)));
-        let session = builder.connect_mux(&node.host).await.map_err(|e| connect(error_chain(&e)))?;
+        // ConnectTimeout bounds the TCP connect and handshake; this bounds the rest (a
+        // node that accepts and then hangs), so a stuck node never holds its slot.
+        let session = tokio::time::timeout(Duration::from_secs(30), builder.connect_mux(&node.host))
+            .await
+            .map_err(|_| connect("no master connection within 30 s".into()))?
+            .map_err(|e| connect(error_chain(&e)))?;
         let session = Arc::new(session);
         *guard = Some(session.clone());
         tracing::debug!(node.host = %node.host, node.port = node.port, "ssh master connected");

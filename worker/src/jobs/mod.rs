@@ -85,11 +85,7 @@ pub async fn handle(ctx: &Arc<Ctx>, job: &Job) -> Result<(), JobError> {
         Job::Replicate { file, node, repair } => replicate::run(ctx, *file, *node, *repair).await,
         Job::Delete { file } => delete::run(ctx, *file).await,
         Job::DropReplica { file, node } => delete::drop_replica(ctx, *file, *node).await,
-        Job::Verify { file, node } => {
-            // Scrubs read whole files on the nodes: fresh copies first.
-            ctx.batcher.yield_to_fresh(std::time::Duration::from_secs(5)).await;
-            verify::run(ctx, *file, *node).await
-        }
+        Job::Verify { file, node } => verify::run(ctx, *file, *node).await,
     }
 }
 
