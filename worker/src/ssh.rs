@@ -87,12 +87,18 @@ pub enum Pushed {
 /// Per-node master connections.
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
 
+/// Sessions (channels) open at once over one node's master, from one worker: below
+/// sshd's default `MaxSessions` (10), past which sshd refuses a channel and the job
+/// would fail and back off.
+pub const MAX_CHANNELS_PER_NODE: usize = 8;
+
 pub struct Ssh {
     config_file: PathBuf,
     config_text: String,
     control_dir: PathBuf,
     rsync_timeout_secs: u64,
     sessions: Mutex<HashMap<(String, i32, String), Slot>>,
+    channels: Mutex<HashMap<(String, i32, String), Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Ssh {
@@ -114,6 +120,7 @@ impl Ssh {
             control_dir: config.ssh_control_dir.clone(),
             rsync_timeout_secs: config.rsync_timeout_secs,
             sessions: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
         };
         std::fs::create_dir_all(&ssh.control_dir)?;
         ssh.ensure_files()?;
@@ -132,6 +139,18 @@ impl Ssh {
             std::fs::write(&self.config_file, &self.config_text)?;
         }
         Ok(())
+    }
+
+    /// A permit for one channel over `node`'s master ([`MAX_CHANNELS_PER_NODE`]).
+    async fn channel(&self, node: &NodeAddr) -> Result<tokio::sync::OwnedSemaphorePermit, SshError> {
+        let semaphore = {
+            let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            channels
+                .entry(node.key())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_CHANNELS_PER_NODE)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.map_err(|_| SshError::Config("channel limit closed".into()))
     }
 
     /// The live master connection to `node`, made (once, however many callers ask at
@@ -198,6 +217,7 @@ impl Ssh {
     /// Runs `command` on `node`: its exit code, stdout and the tail of its stderr.
     async fn run_output(&self, node: &NodeAddr, command: &Command) -> Result<(Option<i32>, String, String), SshError> {
         let line = command.command_line(&node.node_root()?);
+        let _channel = self.channel(node).await?;
         let session = self.session(node).await?;
         let limit = Duration::from_secs(self.rsync_timeout_secs.max(30));
         let output = tokio::time::timeout(
@@ -290,6 +310,7 @@ impl Ssh {
         let files_from = scratch.dir.join(".files-from");
         std::fs::write(&files_from, &list).map_err(|e| io_error("file list", &e))?;
 
+        let channel = self.channel(node).await?;
         let session = self.session(node).await?;
         let shell = format!(
             "ssh -F {} -S {} -o ControlMaster=no -p {} -l {}",
@@ -307,6 +328,7 @@ impl Ssh {
         // Whole-session bound on top of rsync's I/O timeout.
         let limit = Duration::from_secs(self.rsync_timeout_secs.saturating_mul(30).max(60));
         let (code, stdout, stderr) = run_process("rsync", cmd, limit).await?;
+        drop(channel);
         let sent: HashMap<&str, String> = rsync::transfer_lines(&stdout).collect();
         let partial = matches!(code, Some(23 | 24));
         if code != Some(0) && !partial {
