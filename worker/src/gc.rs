@@ -106,7 +106,8 @@ pub async fn sweep_nodes(
         let Ok(root) = ferry_node_commands::NodeRoot::new(&addr.root) else { continue };
         let listing = ctx.ssh.run(&addr, &ferry_node_commands::Command::ListOlderThan { minutes }).await?;
         // Only names that are exactly `<2 hex>/<uuid>` under the root are candidates.
-        let found: Vec<FileId> = listing.lines().filter_map(|line| root.parse_file(line, "").ok()).map(FileId).collect();
+        let found: Vec<FileId> =
+            listing.lines().filter_map(|line| root.parse_file(line, "").ok()).map(FileId).collect();
         if found.is_empty() {
             continue;
         }

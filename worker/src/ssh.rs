@@ -275,7 +275,9 @@ impl Ssh {
     /// rebuilt file against: equal to the upload's verified md5, the copy is the
     /// client's bytes. When rsync reports a partial transfer (exit 23/24) a printed md5
     /// does not prove the receiver kept the file, so those copies are re-read on the
-    /// node with one `md5sum`.
+    /// node with one `md5sum`. Durable before verified: the receiver fsyncs each file
+    /// before its rename (`--fsync`) and one `sync` of the touched shard directories
+    /// follows the push; a copy whose sync failed is reported not copied.
     pub async fn push(&self, node: &NodeAddr, scratch_parent: &Path, files: &[PushFile]) -> Vec<Pushed> {
         match self.push_inner(node, scratch_parent, files).await {
             Ok(outcomes) => outcomes,
@@ -361,6 +363,22 @@ impl Ssh {
                     Ok(_) => Pushed::NotCopied(SshError::Failed { program: "rsync", code, stderr: stderr.clone() }),
                     Err(e) => Pushed::NotCopied(e.clone()),
                 });
+            }
+        }
+        // The receiver fsynced each file (`--fsync`); the renames into the shard
+        // directories are durable only once those directories are synced too. A copy
+        // is not reported verified before that.
+        let verified: Vec<Uuid> = files
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Some(Pushed::Verified)))
+            .map(|(f, _)| f.id)
+            .collect();
+        if !verified.is_empty() {
+            if let Err(error) = self.run(node, &Command::sync_for(&verified)).await {
+                for outcome in outcomes.iter_mut().filter(|o| matches!(o, Some(Pushed::Verified))) {
+                    *outcome = Some(Pushed::NotCopied(error.clone()));
+                }
             }
         }
         Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(unreachable_not_copied)).collect())

@@ -17,6 +17,7 @@
 //! | `rm -f -- <file>`                | delete, drop a replica, orphan sweep               |
 //! | `mv -f -- <file> <file>.corrupt-<unix time>` | scrub: move a bad copy aside           |
 //! | `find <root> -mindepth 2 -maxdepth 2 -type f -mmin +<minutes>` | orphan sweep listing |
+//! | `sync -- <root> <root>/<xx>...`  | replicate: make a push's renames durable before the copies count |
 
 pub mod root;
 pub mod rsync;
@@ -59,6 +60,21 @@ pub enum Command {
     /// `find <root> -mindepth 2 -maxdepth 2 -type f -mmin +<minutes>`: stored files
     /// older than `minutes`, one path per line.
     ListOlderThan { minutes: u32 },
+    /// `sync -- <root> <root>/<xx>...`: fsync(2) of the root and of the shard
+    /// directories (two lowercase hex digits each, sorted, distinct) whose entries a
+    /// push renamed or created, so the copies survive a power loss once counted. The
+    /// files' own bytes were fsynced by the receiving rsync (`--fsync`).
+    Sync { shards: Vec<String> },
+}
+
+impl Command {
+    /// The [`Command::Sync`] that makes copies of `files` durable.
+    pub fn sync_for(files: &[Uuid]) -> Command {
+        let mut shards: Vec<String> = files.iter().map(|f| root::relpath(*f)[..2].to_owned()).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        Command::Sync { shards }
+    }
 }
 
 impl Command {
@@ -80,6 +96,11 @@ impl Command {
                 words.push(format!("+{minutes}"));
                 words
             }
+            Command::Sync { shards } => ["sync", "--", root.as_str()]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(shards.iter().map(|s| format!("{}/{s}", root.as_str())))
+                .collect(),
         };
         words
     }
@@ -96,6 +117,8 @@ impl Command {
             Command::Sha256Sum(file) | Command::Remove(file) => vec![root.file(*file)],
             Command::MoveAside { .. } => self.words(root)[3..].to_vec(),
             Command::ListOlderThan { .. } => Vec::new(),
+            // Checked as directories by `confine`.
+            Command::Sync { .. } => Vec::new(),
         }
     }
 
@@ -126,6 +149,22 @@ impl Command {
                     .filter(|_| age[1..].bytes().all(|b| b.is_ascii_digit()))
                     .ok_or_else(|| Denied::new(format!("find age {age:?}")))?;
                 Command::ListOlderThan { minutes }
+            }
+            ["sync", "--", dir, shards @ ..] if root.is_root(dir) && shards.len() <= 256 => {
+                let shards = shards
+                    .iter()
+                    .map(|s| {
+                        s.strip_prefix(root.as_str())
+                            .and_then(|s| s.strip_prefix('/'))
+                            .filter(|s| s.len() == 2 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+                            .map(str::to_owned)
+                            .ok_or_else(|| Denied::new(format!("sync path {s:?} is not ROOT/<2 hex>")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if shards.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(Denied::new("sync shards must be sorted and distinct"));
+                }
+                Command::Sync { shards }
             }
             _ => {
                 return Err(Denied::new(format!(
@@ -163,6 +202,7 @@ impl Allowed {
     pub fn confine(&self, root: &NodeRoot) -> Result<(), Denied> {
         match self {
             Allowed::Receive(_) => Ok(()),
+            Allowed::Command(Command::Sync { shards }) => shards.iter().try_for_each(|s| root::confine_shard(root, s)),
             Allowed::Command(command) => command.paths(root).iter().try_for_each(|p| root::confine(root, p)),
         }
     }
@@ -213,6 +253,7 @@ mod tests {
             Command::Remove(id()),
             Command::MoveAside { file: id(), at_unix: 1_764_000_000 },
             Command::ListOlderThan { minutes: 60 },
+            Command::sync_for(&[other, id(), id()]),
         ] {
             let line = command.command_line(&root());
             assert_eq!(allow(&line, &root(), no_stdin), Ok(Allowed::Command(command.clone())), "{line}");
@@ -242,6 +283,11 @@ mod tests {
             "'find' '/srv/ferry' '-mindepth' '2' '-maxdepth' '2' '-type' 'f' '-delete'".into(),
             "'find' '/' '-mindepth' '2' '-maxdepth' '2' '-type' 'f' '-mmin' '+60'".into(),
             "'find' '/srv/ferry' '-mindepth' '2' '-maxdepth' '2' '-type' 'f' '-mmin' '+-1'".into(),
+            "'sync' '--' '/srv/ferry' '/srv/ferry/..'".into(),
+            "'sync' '--' '/srv/ferry' '/srv/ferry/cd' '/srv/ferry/ab'".into(),
+            "'sync' '--' '/srv/ferry' '/srv/ferry/AB'".into(),
+            "'sync' '--' '/' '/srv/ferry/ab'".into(),
+            "'sync' '-f' '/srv/ferry'".into(),
             "sha256sum -- $(id)".into(),
             format!("sha256sum -- {file}; id"),
             format!("sha256sum -- \"{file}\""),

@@ -10,7 +10,7 @@
 //! sshd puts what the worker asked for in `$SSH_ORIGINAL_COMMAND`; this program allows
 //! exactly the commands of `ferry_node_commands` (the same definitions the worker
 //! builds its command lines from) and execs the real program with a clean environment
-//! and no shell. A refused command exits 126 with the reason on stderr, which the
+//! and no shell, under umask 022. A refused command exits 126 with the reason on stderr, which the
 //! worker records as the job's error. `--dry-run` prints the argv it would run instead.
 
 use std::os::unix::process::CommandExt;
@@ -49,6 +49,9 @@ fn main() -> ExitCode {
         return denied(&Denied::new(format!("{} is not installed on this node", argv[0])));
     };
     let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
+    // Received files are 0644 and shard directories 0755 (rsync::RECEIVER_CHMOD); the
+    // umask makes sure nothing the gate runs creates a group- or world-writable entry.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let error = std::process::Command::new(&program)
         .arg0(&argv[0])
         .args(&argv[1..])

@@ -96,6 +96,25 @@ pub fn confine(root: &NodeRoot, path: &str) -> Result<(), Denied> {
     Ok(())
 }
 
+/// Checks on the node's filesystem that shard directory `<root>/<shard>`, if it
+/// exists, is a directory directly under the real root (not a symlink out of it).
+///
+/// # Errors
+/// [`Denied`] when it resolves elsewhere.
+pub fn confine_shard(root: &NodeRoot, shard: &str) -> Result<(), Denied> {
+    let path = Path::new(root.as_str()).join(shard);
+    if path.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let real_root = std::fs::canonicalize(root.as_str())
+        .map_err(|e| Denied::new(format!("storage root {}: {e}", root.as_str())))?;
+    let real = std::fs::canonicalize(&path).map_err(|e| Denied::new(format!("{}: {e}", path.display())))?;
+    if real.parent() != Some(real_root.as_path()) || real.file_name() != path.file_name() {
+        return Err(Denied::new(format!("{} leaves the storage root", path.display())));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +162,9 @@ mod tests {
         assert!(confine(&root, &other).is_err());
         assert!(confine(&root, &format!("{}/ab/{ID}", root.as_str())).is_err());
         assert!(confine(&root, &format!("{}/ef/ef12cd34-0000-4000-8000-00000000beef", root.as_str())).is_ok());
+        assert!(confine_shard(&root, "cd").is_err());
+        assert!(confine_shard(&root, "ab").is_ok());
+        assert!(confine_shard(&root, "ef").is_ok(), "a shard not yet created");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -34,10 +34,14 @@ pub const PARTIAL_DIR: &str = ".rsync-partial";
 /// - `--partial-dir`: an interrupted transfer's bytes wait for the retry, off the final name;
 /// - `--checksum-choice=md5 --out-format=...%C`: rsync's whole-file transfer checksum is
 ///   md5, and the sender prints it per file; the receiver checks its rebuilt file against
-///   it and discards the file on a mismatch.
+///   it and discards the file on a mismatch;
+/// - `--fsync` (rsync >= 3.2.4): the receiver fsyncs each file before renaming it into
+///   place, so a copy counted as a replica survives a power loss on the node (the
+///   directory entries are made durable afterwards by [`crate::Command::Sync`]).
 pub fn push_args(timeout_secs: u64, files_from: &Path) -> Vec<String> {
     vec![
         "--protect-args".into(),
+        "--fsync".into(),
         "--times".into(),
         "--omit-dir-times".into(),
         "--ignore-times".into(),
@@ -60,6 +64,14 @@ pub fn transfer_lines(out: &str) -> impl Iterator<Item = (&str, String)> {
         (sum.len() == 32 && sum.bytes().all(|b| b.is_ascii_hexdigit())).then(|| (name, sum.to_ascii_lowercase()))
     })
 }
+
+/// The modes every received file and directory gets, imposed by the gate on the
+/// receiving server (rsync's `--chmod` given to the receiver stands in for the modes
+/// the sender supplied): files `0644`, shard directories `0755`, never setuid,
+/// setgid, sticky or world-writable, whatever the client asks for. Without `-p`
+/// (never allowed) the receiver also masks them with its umask, which the gate sets
+/// to `022`.
+pub const RECEIVER_CHMOD: &str = "--chmod=F0644,D0755";
 
 /// Single-letter flags the receiving server may get: `s` (protect-args), `O`, `t`,
 /// `I`, `R` from [`push_args`]. Never links (`l`, `L`, `k`, `K`), devices (`D`),
@@ -140,12 +152,13 @@ impl Receive {
                 "--checksum-choice" => value == "md5",
                 "--partial-dir" => value == PARTIAL_DIR,
                 "--timeout" => (1..=6).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()),
+                "--fsync" => arg == "--fsync",
                 _ => false,
             };
             if !allowed {
                 return Err(Denied::new(format!("rsync option {arg:?} not allowed")));
             }
-            options.push(format!("{name}={value}"));
+            options.push(if arg == "--fsync" { arg.clone() } else { format!("{name}={value}") });
         }
         match rest.as_slice() {
             [dest] if root.is_root(dest) => {}
@@ -154,7 +167,8 @@ impl Receive {
         Ok(Receive { letters: letters.replace('s', ""), caps: caps.to_owned(), options })
     }
 
-    /// The receiving server's argv, arguments on the command line.
+    /// The receiving server's argv, arguments on the command line, with
+    /// [`RECEIVER_CHMOD`] added by the gate whatever the client sent.
     pub fn argv(&self, root: &NodeRoot) -> Vec<String> {
         let mut argv = vec!["rsync".to_owned(), "--server".to_owned()];
         let flags = format!("-{}{}", self.letters, self.caps);
@@ -162,6 +176,7 @@ impl Receive {
             argv.push(flags);
         }
         argv.extend(self.options.iter().cloned());
+        argv.push(RECEIVER_CHMOD.into());
         argv.push(".".into());
         argv.push(format!("{}/", root.as_str()));
         argv
@@ -231,6 +246,7 @@ mod tests {
 
     const GOOD: &[&str] = &[
         "rsync",
+        "--fsync",
         "--log-format=X",
         "--timeout=60",
         "--checksum-choice=md5",
@@ -245,8 +261,8 @@ mod tests {
         let receive = receive(GOOD).expect("allowed");
         assert_eq!(
             receive.argv(&root()).join(" "),
-            "rsync --server -OtIRe.LsfxCIvu --log-format=X --timeout=60 --checksum-choice=md5 \
-             --partial-dir=.rsync-partial . /srv/ferry/"
+            "rsync --server -OtIRe.LsfxCIvu --fsync --log-format=X --timeout=60 --checksum-choice=md5 \
+             --partial-dir=.rsync-partial --chmod=F0644,D0755 . /srv/ferry/"
         );
         let plain = Receive::parse(&words("rsync --server -tIRe.LsfxCIvu --timeout=5 . /srv/ferry"), &root(), || {
             Err(Denied::new("stdin must not be read"))
@@ -268,6 +284,10 @@ mod tests {
             ("--delete", swap("--timeout=60", "--delete")),
             ("--remove-source-files", swap("--timeout=60", "--remove-source-files")),
             ("--inplace", swap("--timeout=60", "--inplace")),
+            ("--fsync with a value", swap("--fsync", "--fsync=x")),
+            ("--recursive", swap("--fsync", "--recursive")),
+            ("--chmod on the receiver", swap("--fsync", "--chmod=F4755")),
+            ("--perms", swap("--fsync", "--perms")),
             ("not rsync", swap("rsync", "sh")),
         ] {
             assert!(receive(&args).is_err(), "{what}");
@@ -275,7 +295,17 @@ mod tests {
         let mut two = GOOD.to_vec();
         two.push("/srv/ferry/");
         assert!(receive(&two).is_err(), "two destinations");
-        for flags in ["-sOtIRle.LsfxCIvu", "-sKe.x", "-sDe.x", "-", "-se.Ls$", "x"] {
+        for flags in [
+            "-sOtIRle.LsfxCIvu",
+            "-sOtIRre.LsfxCIvu",
+            "-sOtIRpe.LsfxCIvu",
+            "-sOtIRge.LsfxCIvu",
+            "-sKe.x",
+            "-sDe.x",
+            "-",
+            "-se.Ls$",
+            "x",
+        ] {
             let parsed = Receive::parse(&words(&format!("rsync --server {flags}")), &root(), protected(GOOD));
             assert!(parsed.is_err(), "{flags}");
         }

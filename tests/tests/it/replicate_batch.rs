@@ -91,6 +91,9 @@ async fn a_failing_file_in_the_middle_of_a_batch_fails_only_its_own_job() -> any
     for (id, bytes) in &files {
         for node in &cluster.nodes {
             assert_eq!(&std::fs::read(node.path_of(id))?, bytes, "{id} on {}", node.name);
+            // The gate imposes the receiver's modes (ferry_node_commands::rsync::RECEIVER_CHMOD).
+            let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(node.path_of(id))?.permissions());
+            assert_eq!(mode & 0o7777, 0o644, "{id} on {}", node.name);
         }
     }
     let attempts = db
