@@ -17,6 +17,9 @@ pub async fn run(ctx: std::sync::Arc<crate::jobs::Ctx>, shutdown: CancellationTo
     // before its row commits, and rsync writes a file before its row says present.
     let grace = Duration::from_secs(ctx.config.worker.gc_grace_secs);
     let every = Duration::from_secs(ctx.config.worker.gc_interval_secs);
+    // At start-up, the scratch directories of pushes whose worker on this host was
+    // killed (a replacement usually starts on the same host).
+    remove_abandoned_scratch(&ctx.config.storage.staging_dir).await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -47,9 +50,10 @@ pub async fn sweep(
     while let Some(entry) = dir.next_entry().await? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(crate::ssh::SCRATCH_PREFIX) {
-            // A push's hard links left by a killed worker (a live push is far younger).
+            // A push's hard links left by a killed worker: at once when that worker
+            // ran on this host, else after the grace (a live push is far younger).
             let modified = entry.metadata().await?.modified().unwrap_or(SystemTime::now());
-            if modified.elapsed().unwrap_or_default() >= grace {
+            if crate::ssh::scratch_is_abandoned(&name) || modified.elapsed().unwrap_or_default() >= grace {
                 remove(&entry.path()).await;
             }
             continue;
@@ -72,6 +76,17 @@ pub async fn sweep(
         }
     }
     Ok(removed)
+}
+
+/// Removes the push scratch directories in `staging` left by dead workers of this host.
+async fn remove_abandoned_scratch(staging: &Path) {
+    let Ok(mut dir) = tokio::fs::read_dir(staging).await else { return };
+    while let Ok(Some(entry)) = dir.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if crate::ssh::scratch_is_abandoned(&name) && remove(&entry.path()).await {
+            tracing::info!(dir = %name, "removed a killed worker's push scratch directory");
+        }
+    }
 }
 
 async fn remove(dir: &Path) -> bool {

@@ -406,9 +406,42 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Name prefix of a push's scratch directory in staging (the staging sweep removes
-/// leftovers of a killed worker).
+/// Name prefix of a push's scratch directory in staging:
+/// `.push-<host>-<pid>-<uuid>`, so that the worker that made it can be told dead or
+/// alive ([`scratch_is_abandoned`]); the staging sweep removes leftovers of a killed
+/// worker.
 pub const SCRATCH_PREFIX: &str = ".push-";
+
+/// This process's part of a scratch directory name: `<host>-<pid>`, the host name
+/// reduced to `[A-Za-z0-9_.]`.
+fn scratch_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String =
+        host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+    format!("{host}-{}", std::process::id())
+}
+
+/// Whether the scratch directory `name` (a staging entry starting with
+/// [`SCRATCH_PREFIX`]) belongs to a worker on this host that no longer runs. A
+/// directory of another host, or of a live process, is not judged here (the sweep's
+/// age limit covers those).
+pub fn scratch_is_abandoned(name: &str) -> bool {
+    scratch_owner_of(name).is_some_and(|(host, pid)| {
+        let own = scratch_owner();
+        own.rsplit_once('-').is_some_and(|(own_host, _)| own_host == host)
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+    })
+}
+
+/// `(host, pid)` of a scratch directory name `.push-<host>-<pid>-<uuid>`.
+fn scratch_owner_of(name: &str) -> Option<(&str, u32)> {
+    let rest = name.strip_prefix(SCRATCH_PREFIX)?;
+    let (head, id) = rest.split_at(rest.len().checked_sub(36)?);
+    Uuid::parse_str(id).ok()?;
+    let (host, pid) = head.strip_suffix('-')?.rsplit_once('-')?;
+    Some((host, pid.parse().ok()?))
+}
 
 /// A push's scratch directory of hard links, removed when dropped.
 struct Scratch {
@@ -417,7 +450,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(parent: &Path) -> std::io::Result<Scratch> {
-        let dir = parent.join(format!("{SCRATCH_PREFIX}{}", Uuid::new_v4()));
+        let dir = parent.join(format!("{SCRATCH_PREFIX}{}-{}", scratch_owner(), Uuid::new_v4()));
         std::fs::create_dir(&dir)?;
         Ok(Scratch { dir })
     }
@@ -466,6 +499,21 @@ fn tail(stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_of_a_dead_worker_on_this_host_is_abandoned_and_nothing_else() {
+        let id = Uuid::new_v4();
+        let own = scratch_owner();
+        let (host, _) = own.rsplit_once('-').expect("host-pid");
+        assert_eq!(scratch_owner_of(&format!(".push-{own}-{id}")), Some((host, std::process::id())));
+        assert!(!scratch_is_abandoned(&format!(".push-{own}-{id}")), "this process is alive");
+        // pid_max is at most 2^22 on Linux: this pid never runs.
+        assert!(scratch_is_abandoned(&format!(".push-{host}-4194305-{id}")));
+        assert!(!scratch_is_abandoned(&format!(".push-other.host-4194305-{id}")), "another host's");
+        assert!(!scratch_is_abandoned(&format!(".push-{id}")), "the old name, judged by age");
+        assert!(!scratch_is_abandoned(&format!(".push-{host}-x-{id}")));
+        assert!(!scratch_is_abandoned("data"));
+    }
 
     #[test]
     fn rsync_usage_errors_are_permanent_transport_errors_are_not() {
