@@ -513,7 +513,7 @@ class Bench:
 
     def ssh_cmd(self, port):
         d = os.path.join(self.state, "ssh")
-        return (f"ssh -F /dev/null -p {port} -i {d}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
+        return (f"ssh -F /dev/null -p {port} -i {d}/ops_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
                 f"-o UserKnownHostsFile={d}/known_hosts -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes")
 
     def section_durable(self):

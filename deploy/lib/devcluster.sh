@@ -8,8 +8,9 @@
 #   postgres/            PostgreSQL data (a symlink if the postgres user cannot reach here)
 #   rabbitmq/            RabbitMQ home, mnesia, config
 #   secrets/             JWT and URL-signing secrets, RabbitMQ password (mode 600)
-#   ssh/                 client key, node host key, authorized_keys, known_hosts
-#   nodes/nodeN/         sshd_config and data/ (the node's storage root)
+#   ssh/                 workers' key, operator's key, node host key, known_hosts
+#   nodes/<name>/        data/ (the root), sshd_config, authorized_keys (workers' key forced
+#                        through ferry-node-ssh-command, the production gate)
 #   staging/             upload staging volume (api + workers)
 
 DEV_NODES=(node1 node2 node3)
@@ -218,10 +219,12 @@ dev_start_nodes() {
 		agent_port=$(dev_agent_port $((i + 1)))
 		root=$STATE/nodes/$name/data
 		mkdir -p "$root"
-		sshd_write_config "$STATE/nodes/$name/sshd_config" "$ssh_port" "$STATE/ssh" "$RUN_DIR/sshd-$name.pid"
+		node_authorized_keys "$STATE/ssh" "$BIN_DIR/ferry-node-ssh-command" "$root" "$STATE/nodes/$name/authorized_keys"
+		sshd_write_config "$STATE/nodes/$name/sshd_config" "$ssh_port" "$STATE/ssh" "$RUN_DIR/sshd-$name.pid" \
+			"$STATE/nodes/$name/authorized_keys"
 		sshd_start "sshd-$name" "$STATE/nodes/$name/sshd_config" "$LOG_DIR/sshd-$name.log" \
 			"$RUN_DIR/sshd-$name.pid" "$ssh_port"
-		ssh_check "$STATE/ssh" "$STATE/ssh/known_hosts" "$user" "$ssh_port" ||
+		ssh_check "$STATE/ssh" "$STATE/ssh/known_hosts" "$user" "$ssh_port" "$root" ||
 			die "cannot ssh to $name (port $ssh_port) with the dev key; see $LOG_DIR/sshd-$name.log"
 
 		start_bg "$name" ferry-node env "${SERVICE_ENV[@]}" "FERRY_NODE__LISTEN=127.0.0.1:$agent_port" \
