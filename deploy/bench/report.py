@@ -350,25 +350,25 @@ class Report:
         ])
         para("6. Many small files", [
             f"{self.meta['small_files']:,} different names, 64 KiB each, one-request uploads "
-            "(`POST /storage/tmp-upload/` with file, filename and md5; the answer waits for the worker's md5 "
-            "verdict and every one must be 200) from 16 client threads with kept-alive connections. files/s = "
+            "(`POST /storage/tmp-upload/?wait=0` with file, filename and md5; the answer comes once the bytes and "
+            "their md5 are recorded, 202, so the 16 threads measure the pipeline and not 16 ÷ the write-quorum wait, "
+            "which section 7 measures) from 16 client threads with kept-alive connections. files/s = "
             "files / time from the first request until all their replicas (2 each) are `present` (read in "
             "PostgreSQL every 100 ms). For 1 worker, worker2 is stopped (SIGTERM) during that run; runs alternate "
             "2 workers, 1 worker.",
             f"All uploads were answered after (median) {fmt(med('small.w2.upload_s'))} s with 2 workers and "
             f"{fmt(med('small.w1.upload_s'))} s with 1; the rest of the time is replication.",
         ], [
-            "Per file: one assemble and two replicate jobs through RabbitMQ quorum queues; each replicate spawns "
-            "rsync + an ssh client locally and an sshd session + shell + `rsync --server` on the node (one "
-            "session per replica: the copy's md5 comes from rsync itself, no second command re-reads it). A "
-            "system-wide perf profile of 300 files with 1 worker: rsync ~26 %, ssh ~15 %, PostgreSQL ~14 %, "
-            "sshd + node shells ~9 %, Ferry's own processes ~8 %, idle ~13 %.",
+            "Per file: one assemble and two replicate jobs through RabbitMQ quorum queues. Replicate jobs bound "
+            "for one node travel in batches: one rsync session (`--files-from`) per batch over the node's openssh "
+            "master connection, the copy's md5 per file from rsync itself, then one `sync` of the batch's shard "
+            "directories on the node (`--fsync` for the files), all through the node's forced command.",
             "CPU: with 2 workers the 2 cores are saturated (busy cores below); one worker already keeps them "
             "about three quarters busy. The 2-worker gain cannot exceed that headroom (busy cores with 2 workers "
             "÷ with 1) as long as the CPU per file stays the same: on 2 cores the ratio shows the machine, not "
             "a shared lock (workers share nothing but the queues and PostgreSQL rows they claim). To raise "
-            "files/s, spawn fewer processes per replica: batch small files into one rsync per node, or let the "
-            "node agent accept a signed PUT and hash while it writes (no process at all).",
+            "files/s further, the next step is the node agent accepting a signed PUT and hashing while it "
+            "writes (no process at all).",
             "The ssh ControlMaster processes run detached from the workers, so their CPU (the client-side "
             "encryption of every multiplexed session) is counted under 'anything else'. With one worker part of "
             "the worker's own share also shows up there, so the split between the two is approximate.",
