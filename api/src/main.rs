@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = ferry_shared::startup::configure(cli.config.as_deref())?;
+    let mut config = ferry_shared::startup::configure(cli.config.as_deref(), ferry_shared::config::Role::Api)?;
     if let Some(listen) = cli.listen {
         config.api.listen = listen;
     }

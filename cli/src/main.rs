@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry_shared::config::Config;
+use ferry_shared::config::{Config, Role};
 use ferry_shared::types::{FileId, NodeId};
 use ferry_store::nodes::{self, NodeInput};
 use ferry_store::{files, replicas, users, Client, NodeState};
@@ -116,7 +116,36 @@ enum UploadsCmd {
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Validate the configuration and print the effective values, secrets masked.
-    Check,
+    /// Unknown keys are errors; `--for` checks the secrets that program uses in
+    /// production mode (api: auth.jwt_secret and signing.secret; worker, node:
+    /// signing.secret; monitor: none).
+    Check {
+        /// The program the configuration is for.
+        #[arg(long = "for", value_enum, default_value = "cli")]
+        role: RoleArg,
+    },
+}
+
+/// `ferry config check --for`: a program's [`Role`].
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Api,
+    Worker,
+    Monitor,
+    Node,
+    Cli,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::Api => Role::Api,
+            RoleArg::Worker => Role::Worker,
+            RoleArg::Monitor => Role::Monitor,
+            RoleArg::Node => Role::Node,
+            RoleArg::Cli => Role::Cli,
+        }
+    }
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -128,8 +157,12 @@ fn read_password() -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
-    if let Command::Config(ConfigCmd::Check) = cli.command {
+    let role = match &cli.command {
+        Command::Config(ConfigCmd::Check { role }) => Role::from(*role),
+        _ => Role::Cli,
+    };
+    let config = Config::load(cli.config.as_deref(), role)?;
+    if let Command::Config(ConfigCmd::Check { .. }) = cli.command {
         println!("{}", toml::to_string_pretty(&config).context("rendering the configuration")?);
         eprintln!("configuration is valid");
         return Ok(());

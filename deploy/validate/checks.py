@@ -486,11 +486,11 @@ def check_k8s():
 # --- configs through the real loader ---------------------------------------------------------
 
 
-def run_config_check(ferry, toml_text, env, workdir):
+def run_config_check(ferry, toml_text, env, workdir, role="cli"):
     path = Path(workdir, f"cfg-{secrets.token_hex(4)}.toml")
     path.write_text(toml_text)
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_BACKTRACE": "0", "NO_COLOR": "1"}
-    result = subprocess.run([ferry, "config", "check", "--config", str(path)], env={**base, **env},
+    result = subprocess.run([ferry, "config", "check", "--for", role, "--config", str(path)], env={**base, **env},
                             capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         lines = [l for l in result.stderr.splitlines() if l.strip()]
@@ -505,15 +505,15 @@ def secret_file(workdir, name):
     return str(path)
 
 
-def check_one_config(ferry, label, toml_text, env, workdir):
-    """Loads `toml_text` with the real binary: it must be valid in its own mode, and every
-    setting it names must come out as written (an unknown key is silently ignored by
-    the loader, which this catches)."""
+def check_one_config(ferry, label, toml_text, env, workdir, role):
+    """Loads `toml_text` with the real binary as `role` (api, worker, monitor, node): it
+    must be valid in its own mode for that program (unknown keys are errors), and every
+    setting it names must come out as written."""
     settings = flatten(tomllib.loads(toml_text))
     env = dict(env)
     for key in FILE_KEYS & settings.keys():
         env.setdefault(FILE_ENV[key], secret_file(workdir, key.split(".")[0]))
-    effective, error = run_config_check(ferry, toml_text, env, workdir)
+    effective, error = run_config_check(ferry, toml_text, env, workdir, role)
     if error:
         problem(f"{label}: rejected by ferry config check: {error}")
         return None
@@ -558,7 +558,7 @@ def check_configs(ferry):
         effective = {}
         for process in PROCESSES:
             path = COMPOSE / "config" / f"{process}.toml"
-            effective[process] = check_one_config(ferry, f"compose/{path.name}", path.read_text(), {}, workdir)
+            effective[process] = check_one_config(ferry, f"compose/{path.name}", path.read_text(), {}, workdir, process)
         check_shared("compose", effective)
 
         # Kubernetes: the ConfigMap's files.
@@ -569,7 +569,7 @@ def check_configs(ferry):
             if text is None:
                 problem(f"k8s ConfigMap has no {process}.toml")
                 continue
-            effective[process] = check_one_config(ferry, f"k8s/{process}.toml", text, {}, workdir)
+            effective[process] = check_one_config(ferry, f"k8s/{process}.toml", text, {}, workdir, process)
         check_shared("k8s", effective)
 
         # systemd: each unit's environment and credentials on top of its TOML.
@@ -584,7 +584,7 @@ def check_configs(ferry):
                 continue
             env = unit_environment(unit_text, workdir)
             text = (SYSTEMD / "ferry" / m.group(1)).read_text()
-            effective[process] = check_one_config(ferry, f"systemd/{unit}+{m.group(1)}", text, env, workdir)
+            effective[process] = check_one_config(ferry, f"systemd/{unit}+{m.group(1)}", text, env, workdir, process)
         check_shared("systemd", effective)
 
 

@@ -24,7 +24,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = ferry_shared::startup::configure(cli.config.as_deref())?;
+    let mut config = ferry_shared::startup::configure(cli.config.as_deref(), ferry_shared::config::Role::Monitor)?;
     if let Some(listen) = cli.listen {
         config.monitor.listen = listen;
     }

@@ -44,7 +44,7 @@ impl Serialize for Secret {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `production` refuses development defaults for secrets.
     pub mode: Mode,
@@ -68,7 +68,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// libpq-style URL, e.g. `postgres://ferry@127.0.0.1:5432/ferry`.
     pub url: Secret,
@@ -79,7 +79,7 @@ pub struct DatabaseConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
     /// AMQP URL including the vhost, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub url: Secret,
@@ -91,7 +91,7 @@ pub struct BrokerConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub jwt_secret: Secret,
     pub jwt_secret_file: Option<PathBuf>,
@@ -99,7 +99,7 @@ pub struct AuthConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SigningConfig {
     /// Shared by the API (signs download URLs) and every node agent (verifies them).
     pub secret: Secret,
@@ -109,7 +109,7 @@ pub struct SigningConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Staging volume shared by the API (writes chunks) and assemble workers.
     pub staging_dir: PathBuf,
@@ -131,7 +131,7 @@ pub struct StorageConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Base URL clients reach this API at; used in `url` and `download_url` fields.
@@ -158,6 +158,7 @@ pub struct ApiConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientLocation {
     /// IPv4 or IPv6 prefix, e.g. `10.0.0.0/8`.
     pub prefix: String,
@@ -166,7 +167,7 @@ pub struct ClientLocation {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Operations endpoint: `/healthz`, `/readyz`, `/metrics`.
     pub listen: SocketAddr,
@@ -203,7 +204,7 @@ pub struct WorkerConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
     pub listen: SocketAddr,
     pub interval_ms: u64,
@@ -220,7 +221,7 @@ pub struct MonitorConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Storage root; every served path is confined below it.
@@ -369,19 +370,58 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Which program loads the configuration: each checks only the secrets it uses (a
+/// node agent never needs the JWT secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `ferry-api`: verifies tokens (`auth.jwt_secret`) and signs download links (`signing.secret`).
+    Api,
+    /// `ferry-worker`: signs the links it restores staging copies through (`signing.secret`).
+    Worker,
+    /// `ferry-monitor`: no secret of its own.
+    Monitor,
+    /// `ferry-node`: checks download links (`signing.secret`).
+    Node,
+    /// `ferry`, the operator CLI: no secret of its own.
+    Cli,
+}
+
+impl Role {
+    /// The secrets this role uses, by configuration key.
+    fn secrets(self) -> &'static [&'static str] {
+        match self {
+            Role::Api => &["auth.jwt_secret", "signing.secret"],
+            Role::Worker | Role::Node => &["signing.secret"],
+            Role::Monitor | Role::Cli => &[],
+        }
+    }
+}
+
 impl Config {
-    /// Loads defaults, then `path` (if any), then `FERRY_*` environment variables.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    /// Loads defaults, then `path` (if any), then `FERRY_*` environment variables, and
+    /// checks the result for `role`.
+    ///
+    /// Environment variables are `FERRY_MODE` and `FERRY_<SECTION>__<KEY>` (e.g.
+    /// `FERRY_API__LISTEN`); other `FERRY_*` names (`FERRY_LOG`, the dev and test
+    /// tools' own) are not configuration. Unknown sections and keys, in the file or the
+    /// environment, are errors naming the key, so a typo never silently keeps a default.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for unreadable files, unknown keys and ill-typed values;
+    /// [`ConfigError::SecretFile`]; [`ConfigError::Invalid`] for values out of range
+    /// or, in production mode, a development secret the role uses.
+    pub fn load(path: Option<&Path>, role: Role) -> Result<Config, ConfigError> {
         // Defaults come from the `#[serde(default)]` impls, not a serialized provider:
         // `Secret` serializes masked, which would overwrite the real defaults.
         let mut figment = Figment::new();
         if let Some(path) = path {
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("FERRY_").split("__"));
+        let env = Env::prefixed("FERRY_").filter(|key| key == "mode" || key.as_str().contains("__"));
+        figment = figment.merge(env.split("__"));
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
         config.resolve_secret_files()?;
-        config.validate()?;
+        config.validate(role)?;
         Ok(config)
     }
 
@@ -401,10 +441,13 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, role: Role) -> Result<(), ConfigError> {
         if self.mode == Mode::Production {
             for (name, secret) in [("auth.jwt_secret", &self.auth.jwt_secret), ("signing.secret", &self.signing.secret)]
             {
+                if !role.secrets().contains(&name) {
+                    continue;
+                }
                 if secret.expose() == DEV_SECRET || secret.expose().len() < 32 {
                     return Err(ConfigError::Invalid(format!(
                         "{name} must be set to a random value of at least 32 bytes in production mode"
@@ -463,13 +506,58 @@ mod tests {
         let mut config = Config::default();
         for (quorum, ok) in [(0, false), (1, true), (2, true), (3, false)] {
             config.storage.write_quorum = quorum;
-            assert_eq!(config.validate().is_ok(), ok, "write_quorum {quorum} with R = 2");
+            assert_eq!(config.validate(Role::Api).is_ok(), ok, "write_quorum {quorum} with R = 2");
         }
     }
 
     #[test]
-    fn production_mode_rejects_the_development_secret() {
-        let config = Config { mode: Mode::Production, ..Config::default() };
-        assert!(matches!(config.validate(), Err(ConfigError::Invalid(_))));
+    fn production_mode_rejects_the_development_secret_of_the_roles_that_use_it() {
+        let mut config = Config { mode: Mode::Production, ..Config::default() };
+        for role in [Role::Api, Role::Worker, Role::Node] {
+            assert!(matches!(config.validate(role), Err(ConfigError::Invalid(_))), "{role:?}");
+        }
+        for role in [Role::Monitor, Role::Cli] {
+            assert!(config.validate(role).is_ok(), "{role:?} uses no secret");
+        }
+        config.signing.secret = Secret::new("s".repeat(32));
+        assert!(config.validate(Role::Node).is_ok(), "a node agent does not need the JWT secret");
+        assert!(config.validate(Role::Api).is_err(), "the API does");
+    }
+
+    /// Runs `f` in figment's Jail: a private working directory and environment,
+    /// serialised with other jailed tests, restored afterwards.
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's type
+    fn jail(f: impl FnOnce(&mut figment::Jail)) {
+        figment::Jail::expect_with(|jail| {
+            f(jail);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_or_the_environment_are_errors_naming_them() {
+        jail(|jail| {
+            jail.create_file("ferry.toml", "[api]\nlisten = \"127.0.0.1:1\"\ncomplete_wait_sec = 5\n").expect("file");
+            let err = Config::load(Some(Path::new("ferry.toml")), Role::Api).expect_err("typo refused");
+            assert!(err.to_string().contains("complete_wait_sec"), "{err}");
+            jail.create_file("ok.toml", "[api]\ncomplete_wait_secs = 5\n[nodes]\nx = 1\n").expect("file");
+            let err = Config::load(Some(Path::new("ok.toml")), Role::Api).expect_err("unknown section refused");
+            assert!(err.to_string().contains("nodes"), "{err}");
+            jail.set_env("FERRY_WORKER__CONCURENCY", "4");
+            let err = Config::load(None, Role::Worker).expect_err("typo in the environment refused");
+            assert!(err.to_string().to_lowercase().contains("concurency"), "{err}");
+        });
+    }
+
+    #[test]
+    fn other_ferry_variables_are_not_configuration() {
+        jail(|jail| {
+            jail.set_env("FERRY_LOG", "debug");
+            jail.set_env("FERRY_DEV_STATE", "/tmp/x");
+            jail.set_env("FERRY_MODE", "development");
+            jail.set_env("FERRY_WORKER__CONCURRENCY", "7");
+            let config = Config::load(None, Role::Worker).expect("loads");
+            assert_eq!(config.worker.concurrency, 7);
+        });
     }
 }

@@ -10,14 +10,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 /// Starts logging (`FERRY_LOG`, `FERRY_LOG_FORMAT`) and loads the configuration:
-/// defaults, then the TOML file at `path`, then `FERRY_*` environment variables.
-/// Errors name what could not be read or parsed.
-pub fn configure(path: Option<&Path>) -> anyhow::Result<Config> {
+/// defaults, then the TOML file at `path`, then `FERRY_*` environment variables,
+/// checked for `role` ([`Config::load`]). Errors name what could not be read or parsed.
+pub fn configure(path: Option<&Path>, role: Role) -> anyhow::Result<Config> {
     crate::telemetry::init();
-    Config::load(path).context("loading configuration")
+    Config::load(path, role).context("loading configuration")
 }
 
 /// The shutdown token (cancelled on the first SIGTERM or SIGINT) and a listener bound
