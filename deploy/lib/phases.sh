@@ -5,6 +5,7 @@
 PHASE_NAME=""
 PHASE_T0=0
 PHASE_REPORT=()
+PHASE_FAILED_MARKED=0
 
 phase() {
 	phase_end
@@ -26,6 +27,7 @@ phase_end() {
 # phase_fail: close the running phase marked as the one that failed.
 phase_fail() {
 	[[ -n $PHASE_NAME ]] || return 0
+	PHASE_FAILED_MARKED=1
 	PHASE_NAME="$PHASE_NAME (FAILED)"
 	phase_end
 }

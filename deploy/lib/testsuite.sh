@@ -79,6 +79,7 @@ test_main() {
 	run_child cargo test --workspace "$@" || rc=$?
 	if ((rc)); then
 		log "cargo test failed (exit $rc)"
+		phase_fail
 	fi
 
 	# Only the whole suite runs the system phase; `deploy/dev test <filter>` is for
@@ -87,6 +88,7 @@ test_main() {
 		phase system
 		system_main "$TEST_TMP/cluster" || {
 			log "system checks failed"
+			phase_fail
 			rc=1
 		}
 		system_down
@@ -100,7 +102,7 @@ test_cleanup() {
 	local rc=$?
 	set +e
 	trap - EXIT INT TERM
-	((rc == 0)) || phase_fail
+	((rc == 0 || PHASE_FAILED_MARKED)) || phase_fail
 	phase_end
 	local t0
 	t0=$(now_ms)
