@@ -967,6 +967,62 @@ class Bench:
         log_file = open(os.path.join(self.scratch, f"extra-worker-{time.monotonic_ns()}.log"), "w")
         return subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
+    # --- 9. what durability costs on this disk ------------------------------------------
+
+    def section_fsync(self):
+        """What a replica's durability adds, on the nodes' filesystem: rsync's receiver
+        writes a temp name, fsyncs it (--fsync) and renames it; the worker then syncs
+        the batch's shard directories. Timed here without rsync around it: 200 x 64 KiB
+        files written as rsync writes them, without and with those fsyncs (one
+        directory fsync per 16 files, a batch), and one 64 MiB file."""
+        node_root = self.nodes()[0]["root_path"]
+        data = os.urandom(64 * 1024)
+        big = os.urandom(1 << 20)
+
+        def write(dirpath, name, payload, repeat, durable):
+            tmp = os.path.join(dirpath, f".{name}.tmp")
+            with open(tmp, "wb") as f:
+                for _ in range(repeat):
+                    f.write(payload)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.rename(tmp, os.path.join(dirpath, name))
+
+        def dir_fsync(dirpath):
+            fd = os.open(dirpath, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        for r in range(1, self.runs + 1):
+            log(f"9. what the fsyncs cost, run {r}/{self.runs}")
+            for durable in (False, True):
+                d = os.path.join(node_root, f"bench-fsync-{r}-{int(durable)}")
+                os.makedirs(d)
+                run("sync")
+                t0 = time.perf_counter()
+                for i in range(200):
+                    write(d, f"f{i}", data, 1, durable)
+                    if durable and i % 16 == 15:
+                        dir_fsync(d)
+                if durable:
+                    dir_fsync(d)
+                small = (time.perf_counter() - t0) / 200 * 1000
+                run("sync")
+                t0 = time.perf_counter()
+                write(d, "big", big, 64, durable)
+                if durable:
+                    dir_fsync(d)
+                whole = time.perf_counter() - t0
+                key = "fsync.durable" if durable else "fsync.plain"
+                self.results.add(f"{key}_ms_per_small", round(small, 3))
+                self.results.add(f"{key}_64m_s", round(whole, 3))
+                shutil.rmtree(d)
+            log(f"fsync: 64 KiB file {self.results.data['series']['fsync.plain_ms_per_small'][-1]} ms plain, "
+                f"{self.results.data['series']['fsync.durable_ms_per_small'][-1]} ms durable")
+
     # --- main -------------------------------------------------------------------------
 
     def main(self):
@@ -992,6 +1048,7 @@ class Bench:
         self.section_burst()
         if self.args.rtt_ms:
             self.section_rtt()
+        self.section_fsync()
         with open("/proc/loadavg") as f:
             self.results.data["meta"]["load_end"] = " ".join(f.read().split()[:3])
         self.results.save()

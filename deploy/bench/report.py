@@ -192,6 +192,13 @@ class Report:
             self.ratio_row("rtt.w2", "rtt.w1", "2 workers ÷ 1 worker at added RTT", "≥ 1.8x", lambda v: v >= 1.8)
             self.ratio_row("rtt.w4", "rtt.w1", "4 workers ÷ 1 worker at added RTT", "≥ 3x", lambda v: v >= 3)
 
+        self.section("9. What durability costs on the nodes' disk (write a temp name, rename; plain vs. "
+                     "fsync of the file + one directory fsync per 16 files, as a replica push does)")
+        self.series_row("fsync.plain_ms_per_small", "64 KiB file, plain", "ms/file")
+        self.series_row("fsync.durable_ms_per_small", "64 KiB file, fsynced (+ 1/16 directory fsync)", "ms/file")
+        self.series_row("fsync.plain_64m_s", "64 MiB file, plain", "s")
+        self.series_row("fsync.durable_64m_s", "64 MiB file, fsynced", "s")
+
     def table(self):
         head = ["| what | median | min | max | unit | target | met? |",
                 "| --- | ---: | ---: | ---: | --- | --- | --- |"]
