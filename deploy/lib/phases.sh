@@ -27,6 +27,7 @@ phase_end() {
 # phase_fail: close the running phase marked as the one that failed.
 phase_fail() {
 	[[ -n $PHASE_NAME ]] || return 0
+	# shellcheck disable=SC2034 # read by test_cleanup (testsuite.sh)
 	PHASE_FAILED_MARKED=1
 	PHASE_NAME="$PHASE_NAME (FAILED)"
 	phase_end
