@@ -3,6 +3,8 @@
 //! handling live in `ferry-store`, expiry in `ferry-queue`), so anything done here is
 //! what the admin page would have done.
 
+mod jobs;
+
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -13,7 +15,8 @@ use ferry_shared::types::{FileId, NodeId};
 use ferry_store::nodes::{self, NodeInput};
 use ferry_store::{files, replicas, users, Client, NodeState};
 
-/// Ferry's operator command line: users, storage nodes, files, uploads, config.
+/// Ferry's operator command line: users, storage nodes, files, uploads, jobs, dead letters,
+/// workers, config.
 ///
 /// Reads the same configuration as the services: --config FILE, then FERRY_* environment
 /// variables (FERRY_DATABASE__URL, ...).
@@ -41,6 +44,15 @@ enum Command {
     /// Upload housekeeping.
     #[command(subcommand)]
     Uploads(UploadsCmd),
+    /// Job records: what ran where, when, how long, and why it failed.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCmd),
+    /// Dead letters (jobs given up): list, show, replay, discard.
+    #[command(subcommand)]
+    Dlq(jobs::DlqCmd),
+    /// The worker inventory.
+    #[command(subcommand)]
+    Workers(jobs::WorkersCmd),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -169,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let pool = ferry_store::pool(&config.database)?;
     ferry_store::migrate(&pool).await?;
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     match cli.command {
         Command::Config(_) => {}
         Command::Users(UsersCmd::Add { username, admin }) => {
@@ -282,6 +294,9 @@ async fn main() -> anyhow::Result<()> {
             });
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
+        Command::Jobs(cmd) => jobs::jobs(&client, cmd).await?,
+        Command::Dlq(cmd) => jobs::dlq(&mut client, cmd).await?,
+        Command::Workers(cmd) => jobs::workers(&client, cmd).await?,
         Command::Uploads(UploadsCmd::Gc) => {
             let expired = ferry_queue::expiry::expire_uploads(&pool).await?;
             println!("expired {expired} uploads; their staging bytes are queued for removal");

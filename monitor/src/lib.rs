@@ -1,9 +1,12 @@
 //! `ferry-monitor`: probes every node agent, writes `node_status`, publishes
-//! heartbeats on the fanout exchange, expires abandoned uploads and tops up
-//! under-replicated files. One instance is active (leader by advisory lock); a second
-//! one waits and takes over if the first dies.
+//! heartbeats on the fanout exchange, expires abandoned uploads, tops up
+//! under-replicated files, re-enqueues jobs whose message was lost ([`reconcile`]) and
+//! records dead letters as job records ([`dead_letters`]). One instance is active
+//! (leader by advisory lock); a second one waits and takes over if the first dies.
 
+pub mod dead_letters;
 pub mod probe;
+pub mod reconcile;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -40,6 +43,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let tasks = TaskTracker::new();
     let relay = RelayWaker::default();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), relay.clone(), shutdown.clone()));
+    tasks.spawn(dead_letters::run(pool.clone(), config.broker.clone(), shutdown.clone()));
     tasks.spawn(lead(Arc::new(config), pool.clone(), publisher.clone(), http, relay, shutdown.clone()));
     tasks.close();
 
@@ -104,7 +108,10 @@ async fn lead(
             let topped = sweep::top_up_replicas(&pool, &config).await;
             let retired = sweep::retire_drained(&pool, &config).await;
             let scrubbed = sweep::schedule_scrub(&pool, &config).await;
-            for error in [expired.err(), topped.err(), retired.err(), scrubbed.err()].into_iter().flatten() {
+            let reconciled = reconcile::round(&pool, &config).await;
+            for error in
+                [expired.err(), topped.err(), retired.err(), scrubbed.err(), reconciled.err()].into_iter().flatten()
+            {
                 tracing::warn!(%error, "sweep failed; will retry next round");
             }
             relay.wake();

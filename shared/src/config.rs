@@ -169,6 +169,10 @@ pub struct ClientLocation {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
+    /// This worker's id in job records, the worker inventory, its AMQP connection names
+    /// and consumer tags. Empty (the default): `<hostname>:<pid>`. Set it to the pod
+    /// name on Kubernetes (`FERRY_WORKER__ID` from `metadata.name`).
+    pub id: String,
     /// Operations endpoint: `/healthz`, `/readyz`, `/metrics`.
     pub listen: SocketAddr,
     pub queues: Vec<String>,
@@ -218,6 +222,14 @@ pub struct MonitorConfig {
     /// A node down for longer than this no longer counts towards its files' replicas:
     /// they are copied to other nodes.
     pub node_grace_secs: u64,
+    /// A job whose record stayed `queued`, `active` or `retrying` for
+    /// `worker.job_timeout_secs` plus this long lost its message (a purged queue, a
+    /// dead letter the broker made, a vanished worker): the monitor re-enqueues it
+    /// through the outbox under its own id.
+    pub reconcile_margin_secs: u64,
+    /// Finished job records (`done`, `cancelled`) are deleted this many days after they
+    /// finished; dead letters stay until replayed or discarded.
+    pub job_retention_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -320,6 +332,7 @@ impl Default for ApiConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
+            id: String::new(),
             listen: ([127, 0, 0, 1], 0).into(),
             queues: vec!["assemble".into(), "replicate".into(), "delete".into()],
             concurrency: 4,
@@ -350,6 +363,8 @@ impl Default for MonitorConfig {
             scrub_interval_secs: 7 * 86_400,
             scrub_max_queued: 32,
             node_grace_secs: 300,
+            reconcile_margin_secs: 300,
+            job_retention_days: 14,
         }
     }
 }

@@ -32,7 +32,20 @@ metric!(BYTES_SERVED: IntCounterVec = register_int_counter_vec!(
 metric!(JOBS: IntCounterVec = register_int_counter_vec!(
     "ferry_jobs_total", "Jobs settled by queue and outcome (done, retried, failed).", &["queue", "outcome"]));
 metric!(JOB_DURATION: HistogramVec = register_histogram_vec!(
-    "ferry_job_duration_seconds", "Job handling time by queue.", &["queue"], JOB_BUCKETS.to_vec()));
+    "ferry_job_duration_seconds", "Job handling time by queue and job kind (assemble, replicate, verify, delete, drop_replica).",
+    &["queue", "kind"], JOB_BUCKETS.to_vec()));
+metric!(JOB_WAIT: HistogramVec = register_histogram_vec!(
+    "ferry_job_wait_seconds", "Time from queued to started of a job's first attempt, by job kind.", &["kind"], JOB_BUCKETS.to_vec()));
+metric!(JOBS_IN_FLIGHT: IntGaugeVec = register_int_gauge_vec!(
+    "ferry_jobs_in_flight", "Jobs a worker is running right now, by job kind and worker id.", &["kind", "worker"]));
+metric!(JOB_PANICS: IntCounterVec = register_int_counter_vec!(
+    "ferry_job_panics_total", "Jobs whose handler panicked (caught, counted as a failed attempt and retried), by job kind.", &["kind"]));
+metric!(JOBS_OVERDUE: IntGauge = register_int_gauge!(
+    "ferry_jobs_overdue", "Open job records (queued, active, retrying) older than the time limit plus the reconcile margin, seen by the monitor's last round; each is re-enqueued."));
+metric!(JOBS_REQUEUED: IntCounterVec = register_int_counter_vec!(
+    "ferry_jobs_requeued_total", "Jobs the monitor re-enqueued because their message was lost, by job kind.", &["kind"]));
+metric!(JOBS_DEAD: IntGauge = register_int_gauge!(
+    "ferry_jobs_dead", "Dead letters not yet replayed or discarded (job records in state dead)."));
 metric!(RSYNC_BYTES: IntCounterVec = register_int_counter_vec!(
     "ferry_rsync_bytes_total", "Bytes copied to nodes with rsync.", &["node"]));
 metric!(RSYNC_DURATION: HistogramVec = register_histogram_vec!(

@@ -9,6 +9,9 @@
 //!   scrubs still outstanding (`replicas.scrub_queued_at`), which never end;
 //! - no replica is `failed` or still moving (`pending`, `copying`, `deleting`);
 //! - no upload is still `assembling`;
+//! - every job record is finished: none `queued`, `active` or `retrying` (bar scrubs,
+//!   and the replicate jobs of declared stuck repairs), none `dead` unless dead letters
+//!   are declared;
 //! - staging holds nothing but the directories of uploads still `uploading`.
 //!
 //! [`crate::Cluster`] runs it when dropped by a test that did not panic; a test that
@@ -28,7 +31,8 @@ pub const SETTLE: Duration = Duration::from_secs(60);
 pub struct Leftovers {
     /// Replicas in state `failed` (a fault made a copy fail for good).
     pub failed_replicas: bool,
-    /// Messages in `ferry.*.dead` (jobs given up or malformed on purpose).
+    /// Messages in `ferry.*.dead` and job records `dead` (jobs given up or malformed on
+    /// purpose).
     pub dead_letters: bool,
     /// Replicas still `pending`/`copying` and their replicate jobs (queued or in a
     /// retry tier): repairs that cannot finish in the test's world, e.g. of files whose
@@ -89,6 +93,24 @@ impl Target {
         for row in replicas {
             let (state, n, error): (String, i64, Option<String>) = (row.get(0), row.get(1), row.get(2));
             dirt.push(format!("{n} replica(s) {state}{}", error.map(|e| format!(" (e.g. {e})")).unwrap_or_default()));
+        }
+        let jobs = db
+            .query(
+                "SELECT state, kind, count(*), min(error) FROM jobs
+                 WHERE (state IN ('queued', 'active', 'retrying') AND kind <> 'verify'
+                        AND NOT (kind = 'replicate' AND $1))
+                    OR (state = 'dead' AND NOT $2)
+                 GROUP BY state, kind ORDER BY state, kind",
+                &[&allowed.stuck_repairs, &allowed.dead_letters],
+            )
+            .await?;
+        for row in jobs {
+            let (state, kind, n, error): (String, String, i64, Option<String>) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            dirt.push(format!(
+                "{n} {kind} job(s) {state}{}",
+                error.map(|e| format!(" (e.g. {e})")).unwrap_or_default()
+            ));
         }
         let assembling: i64 =
             db.query_one("SELECT count(*) FROM uploads WHERE status = 'assembling'", &[]).await?.get(0);

@@ -354,16 +354,68 @@ impl Cluster {
 
     /// Adds one more worker process; returns its name.
     pub fn add_worker(&mut self) -> Result<String> {
+        self.add_worker_for("assemble,replicate,delete")
+    }
+
+    /// Adds one more worker process consuming only `queues` (comma-separated); returns
+    /// its name.
+    pub fn add_worker_for(&mut self, queues: &str) -> Result<String> {
         let port = free_port();
         let name = format!("worker{}", self.worker_ports.len() + 1);
         self.spawn(
             &name,
             "ferry-worker",
-            &["--queues", "assemble,replicate,delete", "--concurrency", "4"],
+            &["--queues", queues, "--concurrency", "4"],
             &[("FERRY_WORKER__LISTEN", format!("127.0.0.1:{port}"))],
         )?;
         self.worker_ports.push(port);
         Ok(name)
+    }
+
+    /// Runs the operator CLI `ferry ARGS` against this cluster; its stdout, or an error
+    /// with its stderr when it exits non-zero.
+    pub fn ferry(&self, args: &[&str]) -> Result<String> {
+        let out = std::process::Command::new(self.bin("ferry"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .context("running ferry")?;
+        if !out.status.success() {
+            bail!("ferry {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Messages in queue `name` of this cluster's vhost (ready + unacknowledged), from
+    /// the RabbitMQ management API.
+    pub async fn queue_messages(&self, name: &str) -> Result<u64> {
+        let env = Env::load()?;
+        let (user, pass) = env.amqp_credentials();
+        let url = format!("{}/api/queues/{}/{name}", env.mgmt_url, self.vhost());
+        let body: Value = reqwest::Client::new()
+            .get(&url)
+            .basic_auth(&user, Some(&pass))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(body["messages"].as_u64().unwrap_or(0))
+    }
+
+    /// Purges queue `name` of this cluster's vhost (what an operator does in the
+    /// RabbitMQ UI), through the management API.
+    pub async fn purge_queue(&self, name: &str) -> Result<()> {
+        let env = Env::load()?;
+        let (user, pass) = env.amqp_credentials();
+        let url = format!("{}/api/queues/{}/{name}/contents", env.mgmt_url, self.vhost());
+        reqwest::Client::new().delete(&url).basic_auth(&user, Some(&pass)).send().await?.error_for_status()?;
+        Ok(())
+    }
+
+    /// This cluster's RabbitMQ vhost (named like its database).
+    fn vhost(&self) -> String {
+        self.db_url.rsplit('/').next().unwrap_or_default().to_owned()
     }
 
     fn user_add(&self, user: &str, password: &str, admin: bool) -> Result<()> {
@@ -590,7 +642,7 @@ impl Cluster {
     fn clean_target(&self) -> Result<clean::Target> {
         let env = Env::load()?;
         let (user, password) = env.amqp_credentials();
-        let vhost = self.db_url.rsplit('/').next().unwrap_or_default().to_owned();
+        let vhost = self.vhost();
         Ok(clean::Target {
             db_url: self.db_url.clone(),
             mgmt_url: env.mgmt_url,

@@ -9,20 +9,24 @@
 //! On shutdown it stops consuming and gives in-flight jobs until the drain deadline;
 //! whatever is still unacked then is requeued by the broker when the channel closes.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_queue::{self as queue, Job, JobKind, OutgoingMessage, Publisher, RETRY_TIERS};
 use ferry_shared::backoff;
 use ferry_shared::shutdown::DRAIN_DEADLINE;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::jobs::{self, Ctx, JobError};
+use ferry_store::jobs as records;
 
 /// Attempts before a transiently failing job is given up.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -56,7 +60,8 @@ impl QueueConsumer {
 
     async fn consume(self: Arc<Self>, shutdown: &CancellationToken, attempt: &mut u32) -> lapin::Result<()> {
         let config = &self.ctx.config.broker;
-        let name = format!("ferry-worker {}", self.kind.routing_key());
+        let worker = &self.ctx.worker.id;
+        let name = format!("ferry-worker {worker} {}", self.kind.routing_key());
         let conn = queue::connect(config.url.expose(), &name, config.heartbeat_secs).await?;
         let channel = conn.create_channel().await?;
         queue::declare_topology(&channel).await?;
@@ -65,7 +70,7 @@ impl QueueConsumer {
         let mut deliveries = channel
             .basic_consume(
                 self.kind.queue().as_str().into(),
-                "".into(),
+                format!("{worker} {}", self.kind.routing_key()).as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -101,46 +106,109 @@ impl QueueConsumer {
     }
 
     async fn settle(&self, delivery: Delivery) {
+        let id: Option<Uuid> = delivery.properties.message_id().as_ref().and_then(|id| id.as_str().parse().ok());
+        let attempt = queue::attempt_of(&delivery.properties);
         let job: Job = match serde_json::from_slice(&delivery.data) {
             Ok(job) if Job::kind(&job) == self.kind => job,
             _ => {
+                let span = tracing::error_span!("job", job.id = ?id, worker.id = %self.ctx.worker.id);
+                let _entered = span.enter();
                 tracing::error!(queue = %self.kind.queue(), "malformed job message; dead-lettering");
-                let _ = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await;
+                let id = id.unwrap_or_else(Uuid::new_v4);
+                self.dead_letter(&delivery, id, None, attempt, "malformed job message").await;
                 return;
             }
         };
-        let attempt = queue::attempt_of(&delivery.properties);
+        // A message without an id predates job records (or was hand-made): it gets one.
+        let id = id.unwrap_or_else(Uuid::new_v4);
+        let span = tracing::info_span!(
+            "job",
+            job.id = %id,
+            worker.id = %self.ctx.worker.id,
+            job.kind = job.name(),
+            job.attempt = attempt
+        );
+        self.run_job(delivery, id, job, attempt).instrument(span).await;
+    }
+
+    /// Runs one job and settles its delivery; the job's record follows each step.
+    async fn run_job(&self, delivery: Delivery, id: Uuid, job: Job, attempt: u32) {
+        let payload = serde_json::to_value(&job).unwrap_or_default();
+        let record = queue::outbox::new_job(id, &job, &payload);
+        let worker = &self.ctx.worker;
+        let attempt_db = i32::try_from(attempt).unwrap_or(i32::MAX);
+        let rec = &record;
+        match self.record(|c| async move { records::start(&c, rec, &worker.id, attempt_db).await }).await {
+            // Its record says the work is done (a duplicate of a job the reconciler
+            // re-enqueued, or republished after a relay crash): nothing to do.
+            Some(None) => {
+                tracing::debug!("job already finished; acknowledging a duplicate delivery");
+                if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(%error, "could not settle a delivery");
+                }
+                return;
+            }
+            Some(Some(started)) if attempt == 0 => {
+                let waited = (chrono::Utc::now() - started.queued_at).to_std().unwrap_or_default();
+                ferry_shared::metrics::observe(&ferry_shared::metrics::JOB_WAIT, &[job.name()], waited);
+            }
+            // Recording failed (logged): the handler re-reads PostgreSQL itself and
+            // fails if it is unreachable; the reconciler mends the record later.
+            Some(Some(_)) | None => {}
+        }
+        let _in_flight = worker.track(id, job.name());
         let started = std::time::Instant::now();
         let limit = Duration::from_secs(self.ctx.config.worker.job_timeout_secs);
-        let outcome = match tokio::time::timeout(limit, jobs::handle(&self.ctx, &job)).await {
-            Ok(result) => result,
-            Err(_) => Err(JobError::Retry(format!("job exceeded its {} s time limit", limit.as_secs()))),
-        };
+        let outcome = guarded(job.name(), limit, jobs::handle(&self.ctx, &job)).await;
         let queue_name = self.kind.queue();
-        ferry_shared::metrics::observe(&ferry_shared::metrics::JOB_DURATION, &[&queue_name], started.elapsed());
+        ferry_shared::metrics::observe(
+            &ferry_shared::metrics::JOB_DURATION,
+            &[&queue_name, job.name()],
+            started.elapsed(),
+        );
         let outcome_label = match &outcome {
             Ok(()) => "done",
             Err(JobError::Retry(_)) if attempt + 1 < MAX_ATTEMPTS => "retried",
             Err(_) => "failed",
         };
         ferry_shared::metrics::JOBS.with_label_values(&[&queue_name, outcome_label]).inc();
+        let duration_ms = started.elapsed().as_millis() as u64;
         let settled = match outcome {
             Ok(()) => {
-                tracing::debug!(?job, duration_ms = started.elapsed().as_millis() as u64, "job done");
-                delivery.ack(BasicAckOptions::default()).await
+                tracing::info!(?job, duration_ms, "job done");
+                match self.record(|c| async move { records::finish(&c, id).await }).await {
+                    Some(()) => delivery.ack(BasicAckOptions::default()).await,
+                    // The record must not stay open for work that is done: run it again
+                    // (it finds its work done) once PostgreSQL answers.
+                    None => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
+                }
             }
             Err(JobError::Retry(reason)) if attempt + 1 < MAX_ATTEMPTS => {
-                tracing::warn!(?job, attempt, reason, "job failed; will retry");
-                match self.retry_later(&delivery, attempt + 1).await {
+                tracing::warn!(?job, reason, duration_ms, "job failed; will retry");
+                let next = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
+                let error = reason.as_str();
+                self.record(|c| async move { records::retrying(&c, id, next, error).await }).await;
+                match self.retry_later(&delivery, id, attempt + 1).await {
                     Ok(()) => delivery.ack(BasicAckOptions::default()).await,
                     // Could not park it: let the broker redeliver it now instead.
                     Err(_) => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
                 }
             }
             Err(JobError::Retry(reason) | JobError::Permanent(reason)) => {
-                tracing::error!(?job, attempt, reason, "job failed for good; dead-lettering");
+                tracing::error!(?job, reason, duration_ms, "job failed for good; dead-lettering");
                 match jobs::give_up(&self.ctx, &job, &reason).await {
-                    Ok(()) => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+                    Ok(()) => {
+                        let dead = records::DeadLetter {
+                            job: record.clone(),
+                            reason: &reason,
+                            attempt: attempt_db,
+                            worker: Some(&worker.id),
+                        };
+                        let dead = &dead;
+                        self.record(|c| async move { records::dead(&c, dead).await }).await;
+                        self.dead_letter(&delivery, id, Some(&job), attempt, &reason).await;
+                        return;
+                    }
                     Err(_) => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
                 }
             }
@@ -151,16 +219,66 @@ impl QueueConsumer {
         }
     }
 
+    /// Writes to the job's record; a failure is logged and swallowed (`None`): the
+    /// record is for operators, the work itself does not depend on it.
+    async fn record<T, F, Fut>(&self, write: F) -> Option<T>
+    where
+        F: FnOnce(ferry_store::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ferry_store::StoreError>>,
+    {
+        let result = match self.ctx.pool.get().await {
+            Ok(client) => write(client).await,
+            Err(e) => Err(e.into()),
+        };
+        result.map_err(|error| tracing::warn!(%error, "could not update the job record")).ok()
+    }
+
+    /// Sends the delivery to `ferry.<queue>.dead` with the headers saying why (reason,
+    /// kind, file, node, attempt, worker), confirmed, then acks it. If that publish
+    /// fails the delivery is nacked without requeue, so the broker dead-letters it
+    /// itself (without our headers; the job record still has the reason).
+    async fn dead_letter(&self, delivery: &Delivery, id: Uuid, job: Option<&Job>, attempt: u32, reason: &str) {
+        let mut headers =
+            vec![(queue::REASON_HEADER, reason.to_owned()), (queue::WORKER_HEADER, self.ctx.worker.id.clone())];
+        if let Some(job) = job {
+            headers.push((queue::KIND_HEADER, job.name().to_owned()));
+            headers.push((queue::FILE_HEADER, job.file().to_string()));
+            if let Some(node) = job.node() {
+                headers.push((queue::NODE_HEADER, node.to_string()));
+            }
+        }
+        let published = self
+            .publisher
+            .publish_confirmed(&[OutgoingMessage {
+                exchange: queue::DEAD_EXCHANGE,
+                routing_key: self.kind.routing_key(),
+                message_id: id,
+                payload: &delivery.data,
+                attempt,
+                headers: &headers,
+            }])
+            .await;
+        let settled = match published {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(error) => {
+                tracing::warn!(%error, "could not publish the dead letter; the broker dead-letters it");
+                delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await
+            }
+        };
+        if let Err(error) = settled {
+            tracing::warn!(%error, "could not settle a delivery");
+        }
+    }
+
     /// Parks the job in the delay tier for `attempt`; its TTL expiry routes it back.
-    async fn retry_later(&self, delivery: &Delivery, attempt: u32) -> Result<(), queue::PublishError> {
+    async fn retry_later(
+        &self,
+        delivery: &Delivery,
+        message_id: Uuid,
+        attempt: u32,
+    ) -> Result<(), queue::PublishError> {
         let tier = RETRY_TIERS[(attempt as usize - 1).min(RETRY_TIERS.len() - 1)].0;
         let retry_queue = self.kind.retry_queue(tier);
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .and_then(|id| id.as_str().parse().ok())
-            .unwrap_or_else(uuid::Uuid::new_v4);
         self.publisher
             .publish_confirmed(&[OutgoingMessage {
                 exchange: "",
@@ -168,7 +286,62 @@ impl QueueConsumer {
                 message_id,
                 payload: &delivery.data,
                 attempt,
+                headers: &[],
             }])
             .await
+    }
+}
+
+/// Runs a job's handler under its hard time limit, turning a panic into a failed
+/// attempt (retried like any transient failure, counted in `ferry_job_panics_total`)
+/// instead of a task that dies holding its delivery unacknowledged.
+pub async fn guarded<F>(kind: &str, limit: Duration, handler: F) -> Result<(), JobError>
+where
+    F: std::future::Future<Output = Result<(), JobError>>,
+{
+    match tokio::time::timeout(limit, AssertUnwindSafe(handler).catch_unwind()).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            ferry_shared::metrics::JOB_PANICS.with_label_values(&[kind]).inc();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic payload".into());
+            tracing::error!(panic = %message, "job panicked");
+            Err(JobError::Retry(format!("job panicked: {message}")))
+        }
+        Err(_) => Err(JobError::Retry(format!("job exceeded its {} s time limit", limit.as_secs()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_is_a_counted_retryable_failure() {
+        let panics = || ferry_shared::metrics::JOB_PANICS.with_label_values(&["test-kind"]).get();
+        let before = panics();
+        let outcome = guarded("test-kind", Duration::from_secs(5), async {
+            if before < u64::MAX {
+                panic!("boom at offset {}", 7);
+            }
+            Ok(())
+        })
+        .await;
+        match outcome {
+            Err(JobError::Retry(reason)) => assert_eq!(reason, "job panicked: boom at offset 7"),
+            other => panic!("expected a retryable failure, got {other:?}"),
+        }
+        assert_eq!(panics(), before + 1);
+        assert!(guarded("test-kind", Duration::from_secs(5), async { Ok(()) }).await.is_ok());
+        assert_eq!(panics(), before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_job_past_its_time_limit_is_a_retryable_failure() {
+        let outcome = guarded("test-kind", Duration::from_millis(20), std::future::pending()).await;
+        assert!(matches!(outcome, Err(JobError::Retry(r)) if r.contains("0 s time limit")));
     }
 }

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod consumer;
 pub mod fetch;
 pub mod gc;
+pub mod identity;
 pub mod jobs;
 pub mod ssh;
 
@@ -40,8 +41,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let pool = ferry_store::pool(&config.database)?;
     ferry_store::migrate(&pool).await?;
     tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
-    let publisher =
-        Arc::new(Publisher::new(config.broker.url.expose(), "ferry-worker publisher", config.broker.heartbeat_secs));
+    let worker = Arc::new(identity::Worker::new(&config.worker));
+    let publisher = Arc::new(Publisher::new(
+        config.broker.url.expose(),
+        &format!("ferry-worker {} publisher", worker.id),
+        config.broker.heartbeat_secs,
+    ));
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .read_timeout(std::time::Duration::from_secs(60))
@@ -53,7 +58,15 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         config.storage.staging_dir.clone(),
         batch::Limits::from_config(&config.worker),
     );
-    let ctx = Arc::new(Ctx { ssh, batcher, pool: pool.clone(), relay: RelayWaker::default(), http, config });
+    let ctx = Arc::new(Ctx {
+        ssh,
+        batcher,
+        pool: pool.clone(),
+        relay: RelayWaker::default(),
+        http,
+        worker: worker.clone(),
+        config,
+    });
 
     let tasks = TaskTracker::new();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), ctx.relay.clone(), shutdown.clone()));
@@ -72,10 +85,15 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         tasks.spawn(consumer.run(shutdown.clone()));
     }
     tasks.close();
+    // The inventory outlives the consumers' drain, so it shows what is still in flight.
+    let drained = CancellationToken::new();
+    let inventory = tokio::spawn(identity::heartbeat(worker, ctx.config.worker.clone(), pool.clone(), drained.clone()));
 
     let ready = ferry_queue::ready::db_and_broker(pool, publisher);
     tracing::info!(listen = %listener.local_addr()?, "ferry-worker running");
     ops::serve(listener, ops::routes(ready), shutdown).await?;
     tasks.wait().await;
+    drained.cancel();
+    let _ = inventory.await;
     Ok(())
 }

@@ -73,12 +73,68 @@ pub enum Job {
 }
 
 impl Job {
+    /// Every job name, as [`Job::name`] gives them.
+    pub const NAMES: [&'static str; 5] = ["assemble", "replicate", "verify", "delete", "drop_replica"];
+
+    /// The job's name, as job records store it (`jobs.kind`) and `--kind` filters take it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::Assemble { .. } => "assemble",
+            Job::Replicate { .. } => "replicate",
+            Job::Verify { .. } => "verify",
+            Job::Delete { .. } => "delete",
+            Job::DropReplica { .. } => "drop_replica",
+        }
+    }
+
+    /// The upload (= file) the job is about.
+    pub fn file(&self) -> FileId {
+        match self {
+            Job::Assemble { upload: file }
+            | Job::Replicate { file, .. }
+            | Job::Delete { file }
+            | Job::Verify { file, .. }
+            | Job::DropReplica { file, .. } => *file,
+        }
+    }
+
+    /// The node the job is about, if it is about one.
+    pub fn node(&self) -> Option<NodeId> {
+        match self {
+            Job::Replicate { node, .. } | Job::Verify { node, .. } | Job::DropReplica { node, .. } => Some(*node),
+            Job::Assemble { .. } | Job::Delete { .. } => None,
+        }
+    }
+
+    /// The queue the job travels on (scrubs share replicate, drops share delete).
     pub fn kind(&self) -> JobKind {
         match self {
             Job::Assemble { .. } => JobKind::Assemble,
             Job::Replicate { .. } | Job::Verify { .. } => JobKind::Replicate,
             Job::Delete { .. } | Job::DropReplica { .. } => JobKind::Delete,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_of_every_job() {
+        let file = FileId::new();
+        let jobs = [
+            Job::Assemble { upload: file },
+            Job::Replicate { file, node: NodeId(1), repair: false },
+            Job::Verify { file, node: NodeId(2) },
+            Job::Delete { file },
+            Job::DropReplica { file, node: NodeId(3) },
+        ];
+        let names: Vec<&str> = jobs.iter().map(Job::name).collect();
+        assert_eq!(names, Job::NAMES);
+        assert!(jobs.iter().all(|j| j.file() == file));
+        let nodes: Vec<Option<i32>> = jobs.iter().map(|j| j.node().map(|n| n.0)).collect();
+        assert_eq!(nodes, [None, Some(1), Some(2), None, Some(3)]);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ferry_store::{GenericClient, Pool, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::{Job, OutgoingMessage, PublishError, Publisher, JOBS_EXCHANGE};
 
@@ -19,10 +20,27 @@ const BATCH: i64 = 256;
 /// rows, rows left by a crash).
 const POLL: Duration = Duration::from_millis(500);
 
-/// Adds `job` to the outbox inside the caller's transaction.
-pub async fn enqueue(tx: &impl GenericClient, job: &Job) -> Result<(), StoreError> {
+/// Adds `job` to the outbox inside the caller's transaction, with its job record
+/// (`queued`); returns the job's id, which is also its AMQP `message_id`.
+pub async fn enqueue(tx: &impl GenericClient, job: &Job) -> Result<Uuid, StoreError> {
     let payload = serde_json::to_value(job).map_err(|e| StoreError::Config(e.to_string()))?;
-    ferry_store::outbox::insert(tx, JOBS_EXCHANGE, job.kind().routing_key(), &payload).await
+    let id = Uuid::new_v4();
+    let queue = job.kind().routing_key();
+    ferry_store::outbox::insert(tx, JOBS_EXCHANGE, queue, id, &payload).await?;
+    ferry_store::jobs::insert_queued(tx, &new_job(id, job, &payload)).await?;
+    Ok(id)
+}
+
+/// The record of `job` with id `id` and body `payload`.
+pub fn new_job<'a>(id: Uuid, job: &Job, payload: &'a serde_json::Value) -> ferry_store::jobs::NewJob<'a> {
+    ferry_store::jobs::NewJob {
+        id,
+        kind: job.name(),
+        queue: job.kind().routing_key(),
+        file: job.file(),
+        node: job.node(),
+        payload,
+    }
 }
 
 /// Handle to wake the relay right after a commit, so jobs do not wait for the poll.
@@ -85,6 +103,7 @@ async fn relay_batch(pool: &Pool, publisher: &Publisher) -> Result<usize, RelayE
             message_id: row.message_id,
             payload: row.payload.as_bytes(),
             attempt: 0,
+            headers: &[],
         })
         .collect();
     publisher.publish_confirmed(&messages).await?;

@@ -71,6 +71,9 @@ impl Publisher {
         for m in messages {
             let mut headers = FieldTable::default();
             headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(m.attempt));
+            for (name, value) in m.headers {
+                headers.insert((*name).into(), AMQPValue::LongString(value.as_str().into()));
+            }
             let props = BasicProperties::default()
                 .with_headers(headers)
                 .with_delivery_mode(2)
@@ -136,6 +139,31 @@ pub struct OutgoingMessage<'a> {
     pub payload: &'a [u8],
     /// Earlier failed attempts of this job (0 for a new job).
     pub attempt: u32,
+    /// Further text headers (a dead letter's [`DEAD_LETTER_HEADERS`]).
+    pub headers: &'a [(&'a str, String)],
+}
+
+/// Headers every dead letter Ferry makes carries: why, which job, about what, at
+/// which attempt, on which worker. (A broker-made dead letter has only `x-death`.)
+pub const REASON_HEADER: &str = "x-ferry-reason";
+/// The job's name (`replicate`, ...).
+pub const KIND_HEADER: &str = "x-ferry-kind";
+/// The upload (= file) id.
+pub const FILE_HEADER: &str = "x-ferry-file";
+/// The node id, for jobs about one.
+pub const NODE_HEADER: &str = "x-ferry-node";
+/// The worker id that gave the job up.
+pub const WORKER_HEADER: &str = "x-ferry-worker";
+/// All of them, for documentation and readers.
+pub const DEAD_LETTER_HEADERS: [&str; 5] = [REASON_HEADER, KIND_HEADER, FILE_HEADER, NODE_HEADER, WORKER_HEADER];
+
+/// A text header of a delivery.
+pub fn text_header(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
 }
 
 /// Header carrying the number of earlier attempts of a retried job.

@@ -3,17 +3,19 @@
 //! - [`pool`]: the connection pool, the migrations (`shared/store/migrations/`, applied
 //!   at start-up under an advisory lock) and the readiness ping.
 //! - one module per table or concern ([`uploads`], [`files`], [`replicas`],
-//!   [`nodes`], [`node_status`], [`users`], [`outbox`], [`staging`], [`notify`], [`leader`]),
+//!   [`nodes`], [`node_status`], [`users`], [`outbox`], [`jobs`], [`workers`], [`staging`],
+//!   [`notify`], [`leader`]),
 //!   each a set of functions taking a [`GenericClient`] (a pooled connection or an open
 //!   transaction, so callers decide what commits together) and returning typed rows.
 //!
 //! Rows are read by column name (`try_get("col")`), so a schema change fails as a
 //! [`StoreError`], never as a panic; states are enums ([`UploadState`],
-//! [`ReplicaState`], [`NodeState`]) bound as parameters and parsed fallibly.
+//! [`ReplicaState`], [`NodeState`], [`JobState`]) bound as parameters and parsed fallibly.
 
 mod convert;
 mod error;
 pub mod files;
+pub mod jobs;
 pub mod leader;
 pub mod node_status;
 pub mod nodes;
@@ -25,8 +27,9 @@ pub mod staging;
 mod states;
 pub mod uploads;
 pub mod users;
+pub mod workers;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};
 pub use error::StoreError;
 pub use pool::{migrate, pg_config, ping, pool};
-pub use states::{NodeState, ReplicaState, UnknownState, UploadState};
+pub use states::{JobState, NodeState, ReplicaState, UnknownState, UploadState};

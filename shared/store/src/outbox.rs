@@ -20,16 +20,18 @@ pub struct OutboxRow {
     pub payload: String,
 }
 
-/// Adds a message to the outbox inside the caller's transaction.
+/// Adds a message to the outbox inside the caller's transaction; `message_id` is the
+/// job's id (`jobs.id`).
 pub async fn insert(
     tx: &impl GenericClient,
     exchange: &str,
     routing_key: &str,
+    message_id: Uuid,
     payload: &serde_json::Value,
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO outbox (exchange, routing_key, message_id, payload) VALUES ($1, $2, $3, $4)",
-        &[&exchange, &routing_key, &Uuid::new_v4(), payload],
+        &[&exchange, &routing_key, &message_id, payload],
     )
     .await?;
     Ok(())

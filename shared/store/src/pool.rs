@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "upload_writer_lease", include_str!("../migrations/0005_upload_writer_lease.sql")),
     (6, "scrub_queued", include_str!("../migrations/0006_scrub_queued.sql")),
     (7, "file_version_unique", include_str!("../migrations/0007_file_version_unique.sql")),
+    (8, "jobs", include_str!("../migrations/0008_jobs.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet).

@@ -121,6 +121,33 @@ state_enum!(
     }
 );
 
+state_enum!(
+    /// `jobs.state`: `queued → active → done`, or `retrying` (parked in a delay tier, then
+    /// `active` again), `dead` (given up: dead-lettered), `cancelled` (discarded by an
+    /// operator).
+    JobState, "job state", {
+        /// Written to the outbox (or re-enqueued, or replayed); no worker has it yet.
+        Queued => "queued",
+        /// A worker is running it (`jobs.worker_id`).
+        Active => "active",
+        /// Failed transiently; waiting in a retry tier for its next attempt.
+        Retrying => "retrying",
+        /// Finished; the state it describes is committed.
+        Done => "done",
+        /// Given up and dead-lettered (`jobs.error` says why); replayable.
+        Dead => "dead",
+        /// A dead letter an operator discarded.
+        Cancelled => "cancelled",
+    }
+);
+
+impl JobState {
+    /// Whether the job still has work ahead (the reconciler watches these).
+    pub fn is_open(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Active | JobState::Retrying)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +163,10 @@ mod tests {
         for s in NodeState::ALL {
             assert_eq!(s.as_str().parse::<NodeState>(), Ok(*s));
         }
+        for s in JobState::ALL {
+            assert_eq!(s.as_str().parse::<JobState>(), Ok(*s));
+        }
+        assert!("running".parse::<JobState>().is_err());
         assert!("".parse::<UploadState>().is_err());
         assert!("Uploading".parse::<UploadState>().is_err());
         assert!("gone".parse::<ReplicaState>().is_err());

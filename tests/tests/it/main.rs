@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod download;
 mod files;
+mod jobs;
 mod nodes;
 mod read_after_write;
 mod readme_curl;

@@ -16,6 +16,7 @@ use ferry_store::nodes::SshTarget;
 use ferry_store::{Pool, StoreError};
 
 use crate::batch::Batcher;
+use crate::identity::Worker;
 use crate::ssh::{NodeAddr, Ssh, SshError};
 
 /// What a handler needs, shared by all jobs of one worker process.
@@ -28,6 +29,8 @@ pub struct Ctx {
     pub relay: RelayWaker,
     /// For fetching a copy back from a node agent (repair without staging).
     pub http: reqwest::Client,
+    /// This worker's id and in-flight jobs.
+    pub worker: Arc<Worker>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! The queues page: depth, consumers and dead-letter counts of every `ferry.*` queue,
-//! from the RabbitMQ management API. The broker being unreachable is shown on the
-//! page, never a failed page.
+//! from the RabbitMQ management API, and the dead letters recorded in PostgreSQL (the
+//! monitor moves every dead letter into its job record; `ferry dlq`). The broker being
+//! unreachable is shown on the page, never a failed page.
 
 use std::fmt::Write as _;
 
@@ -18,6 +19,15 @@ fn count(v: Option<i64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_else(|| "—".into())
 }
 
+/// The dead-letter notice: `recorded` dead job records (PostgreSQL).
+fn dead_notice(recorded: i64) -> String {
+    if recorded > 0 {
+        notice("error", &format!("{recorded} dead letter(s) recorded: `ferry dlq ls` lists them with their reason."))
+    } else {
+        notice("ok", "No dead-lettered jobs.")
+    }
+}
+
 fn table(queues: &[QueueStats]) -> String {
     let ferry: Vec<&QueueStats> = queues.iter().filter(|q| q.name.starts_with("ferry.")).collect();
     let dead: i64 = ferry
@@ -26,9 +36,9 @@ fn table(queues: &[QueueStats]) -> String {
         .map(|q| q.messages_ready.unwrap_or(0) + q.messages_unacknowledged.unwrap_or(0))
         .sum();
     let mut html = if dead > 0 {
-        notice("error", &format!("{dead} dead-lettered job(s): see the *.dead queues below."))
+        notice("error", &format!("{dead} dead letter(s) not yet recorded by the monitor: see the *.dead queues below."))
     } else {
-        notice("ok", "No dead-lettered jobs.")
+        String::new()
     };
     html.push_str(
         "<table class=\"grid\" id=\"queues\"><thead><tr><th>Queue</th><th class=\"num\">Ready</th>\
@@ -71,6 +81,8 @@ pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Re
         })
         .unwrap_or_default();
     let mut body = format!("<p>Work queues, their retry tiers and dead-letter queues.{link}</p>");
+    let recorded = ferry_store::jobs::count_in_state(&state.pool.get().await?, ferry_store::JobState::Dead).await?;
+    body.push_str(&dead_notice(recorded));
     match rabbit::queues(&state.config.broker).await {
         Ok(queues) => body.push_str(&table(&queues)),
         Err(error) => {
@@ -99,10 +111,12 @@ mod tests {
             q("ferry.delete.dead", 0),
         ]);
         assert!(!html.contains("amq.gen-x"));
-        assert!(html.contains("8 dead-lettered job(s)"));
+        assert!(html.contains("8 dead letter(s) not yet recorded"));
         assert!(html.contains("<tr class=\"dead alert\" data-queue=\"ferry.replicate.dead\">"));
         assert!(html.contains("<tr class=\"dead\" data-queue=\"ferry.delete.dead\">"));
         assert!(html.contains("<td class=\"num\">—</td>"));
-        assert!(table(&[q("ferry.assemble.dead", 0)]).contains("No dead-lettered jobs."));
+        assert!(!table(&[q("ferry.assemble.dead", 0)]).contains("dead letter"));
+        assert!(dead_notice(0).contains("No dead-lettered jobs."));
+        assert!(dead_notice(3).contains("3 dead letter(s) recorded"));
     }
 }

@@ -1,0 +1,286 @@
+//! `ferry jobs`, `ferry dlq` and `ferry workers`: job records, dead letters and the
+//! worker inventory, read from and written to PostgreSQL (`ferry_store::jobs`,
+//! `ferry_store::workers`). A replay goes through the outbox, so any running Ferry
+//! process (api, worker, monitor) publishes it within half a second.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use ferry_shared::types::FileId;
+use ferry_store::jobs::{self, Filter, JobRecord};
+use ferry_store::{workers, Client, JobState};
+use uuid::Uuid;
+
+#[derive(Subcommand)]
+pub enum JobsCmd {
+    /// List job records, newest first; with --upload, that upload's timeline (oldest first).
+    Ls {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only jobs in this state: queued, active, retrying, done, dead, cancelled.
+        #[arg(long)]
+        state: Option<JobState>,
+    },
+    /// Show one job record (JSON), with its wait and duration in milliseconds.
+    Show { id: Uuid },
+}
+
+#[derive(Subcommand)]
+pub enum DlqCmd {
+    /// List dead letters (jobs given up), newest first, with their reason.
+    Ls {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Show one dead letter (JSON).
+    Show { id: Uuid },
+    /// Put dead letters back in their queue under their own job id (recorded on the job).
+    Replay {
+        /// Job ids; or --all with the filters.
+        ids: Vec<Uuid>,
+        /// Every dead letter matching the filters.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Discard dead letters: they become `cancelled` (recorded on the job), never run.
+    Discard {
+        /// Job ids; or --all with the filters.
+        ids: Vec<Uuid>,
+        /// Every dead letter matching the filters.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WorkersCmd {
+    /// List workers: id, host, pid, version, queues, concurrency, heartbeat, jobs in flight.
+    Ls,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only jobs about this upload (= file) id.
+    #[arg(long)]
+    upload: Option<Uuid>,
+    /// Only jobs of this kind: assemble, replicate, verify, delete, drop_replica.
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<String>,
+    /// Only jobs queued longer ago than this: 90s, 15m, 2h, 3d.
+    #[arg(long, value_parser = parse_age)]
+    older_than: Option<f64>,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+}
+
+impl FilterArgs {
+    fn filter(&self, state: Option<JobState>) -> Filter {
+        Filter {
+            file: self.upload.map(FileId),
+            state,
+            kind: self.kind.clone(),
+            older_than_secs: self.older_than,
+            include_discarded: false,
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Result<String, String> {
+    if ferry_queue::Job::NAMES.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("expected one of {}", ferry_queue::Job::NAMES.join(", ")))
+    }
+}
+
+/// `<number><unit>` with unit s, m, h or d, in seconds.
+fn parse_age(s: &str) -> Result<f64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number.parse().map_err(|_| format!("{s:?} is not an age like 90s, 15m, 2h or 3d"))?;
+    let unit = match unit {
+        "s" | "" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return Err(format!("unknown unit in {s:?} (s, m, h or d)")),
+    };
+    Ok(n * unit)
+}
+
+fn millis(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) => format!("{:.1}s", ms as f64 / 1000.0),
+        None => "-".into(),
+    }
+}
+
+fn print_jobs(rows: &[JobRecord], with_reason: bool) {
+    println!(
+        "{:<19}  {:<36}  {:<12} {:<9} {:>3} {:>4}  {:<24} {:>7} {:>8}  {}",
+        "queued",
+        "id",
+        "kind",
+        "state",
+        "att",
+        "node",
+        "worker",
+        "wait",
+        "duration",
+        if with_reason { "reason" } else { "upload / error" }
+    );
+    for j in rows {
+        let note = match (&j.error, with_reason) {
+            (Some(e), true) => e.clone(),
+            (Some(e), false) => format!("{} {e}", j.file),
+            (None, _) => j.file.to_string(),
+        };
+        println!(
+            "{:<19}  {:<36}  {:<12} {:<9} {:>3} {:>4}  {:<24} {:>7} {:>8}  {}",
+            j.queued_at.format("%F %T"),
+            j.id,
+            j.kind,
+            j.state,
+            j.attempt,
+            j.node.map_or("-".into(), |n| n.to_string()),
+            j.worker.as_deref().unwrap_or("-"),
+            millis(j.wait_ms()),
+            millis(j.duration_ms()),
+            note,
+        );
+    }
+}
+
+fn show(job: &JobRecord) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(job)?;
+    value["wait_ms"] = job.wait_ms().into();
+    value["duration_ms"] = job.duration_ms().into();
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+pub async fn jobs(client: &Client, cmd: JobsCmd) -> anyhow::Result<()> {
+    match cmd {
+        JobsCmd::Ls { filter, state } => {
+            let mut f = filter.filter(state);
+            f.include_discarded = true;
+            print_jobs(&jobs::list(client, &f, filter.limit).await?, false);
+        }
+        JobsCmd::Show { id } => show(&jobs::get(client, id).await?.with_context(|| format!("no job {id}"))?)?,
+    }
+    Ok(())
+}
+
+/// The dead letters a replay or discard acts on: the ids given, or with --all every one
+/// matching the filters.
+async fn targets(client: &Client, ids: Vec<Uuid>, all: bool, filter: &FilterArgs) -> anyhow::Result<Vec<Uuid>> {
+    match (ids.is_empty(), all) {
+        (false, false) => Ok(ids),
+        (true, true) => {
+            let rows = jobs::list(client, &filter.filter(Some(JobState::Dead)), filter.limit).await?;
+            Ok(rows.into_iter().map(|j| j.id).collect())
+        }
+        (false, true) => bail!("give job ids or --all, not both"),
+        (true, false) => bail!("give the job ids to act on, or --all with filters"),
+    }
+}
+
+pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
+    match cmd {
+        DlqCmd::Ls { filter } => {
+            print_jobs(&jobs::list(client, &filter.filter(Some(JobState::Dead)), filter.limit).await?, true);
+        }
+        DlqCmd::Show { id } => match jobs::get(client, id).await? {
+            Some(job) if job.state == JobState::Dead || job.discarded_at.is_some() || job.replays > 0 => show(&job)?,
+            Some(job) => bail!("job {id} is {}, not a dead letter", job.state),
+            None => bail!("no job {id}"),
+        },
+        DlqCmd::Replay { ids, all, filter } => {
+            let ids = targets(client, ids, all, &filter).await?;
+            let tx = client.transaction().await?;
+            let mut replayed = 0;
+            for id in &ids {
+                if jobs::replay(&tx, *id, ferry_queue::JOBS_EXCHANGE).await? {
+                    replayed += 1;
+                    println!("replayed {id}");
+                } else {
+                    eprintln!("{id} is not a dead letter; skipped");
+                }
+            }
+            tx.commit().await?;
+            println!(
+                "{replayed} dead letter(s) replayed; they are published from the outbox by any running Ferry process"
+            );
+        }
+        DlqCmd::Discard { ids, all, filter } => {
+            let ids = targets(client, ids, all, &filter).await?;
+            let mut discarded = 0;
+            for id in &ids {
+                if jobs::discard(client, *id).await? {
+                    discarded += 1;
+                    println!("discarded {id}");
+                } else {
+                    eprintln!("{id} is not a dead letter; skipped");
+                }
+            }
+            println!("{discarded} dead letter(s) discarded");
+        }
+    }
+    Ok(())
+}
+
+pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
+    let WorkersCmd::Ls = cmd;
+    println!(
+        "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>9} {:>9}",
+        "id", "state", "host", "pid", "queues", "conc", "started", "heartbeat", "in_flight"
+    );
+    for w in workers::list(client).await? {
+        let state = if w.stopped_at.is_some() {
+            "stopped"
+        } else if w.heartbeat_age_secs > workers::STALE_AFTER_SECS {
+            "stale"
+        } else {
+            "running"
+        };
+        println!(
+            "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>8.0}s {:>9}",
+            w.id,
+            state,
+            w.host,
+            w.pid,
+            w.queues.join(","),
+            w.concurrency,
+            w.started_at.format("%F %T"),
+            w.heartbeat_age_secs,
+            w.in_flight.len(),
+        );
+        for id in &w.in_flight {
+            println!("    in flight: {id}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_kinds_parse() {
+        assert_eq!(parse_age("90s"), Ok(90.0));
+        assert_eq!(parse_age("15m"), Ok(900.0));
+        assert_eq!(parse_age("2h"), Ok(7200.0));
+        assert_eq!(parse_age("1.5d"), Ok(129_600.0));
+        assert_eq!(parse_age("30"), Ok(30.0));
+        assert!(parse_age("2w").is_err());
+        assert!(parse_age("h").is_err());
+        assert_eq!(parse_kind("drop_replica").as_deref(), Ok("drop_replica"));
+        assert!(parse_kind("scrub").is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! The reconciler: job records that stayed open (`queued`, `active`, `retrying`) for
+//! longer than a job may take (`worker.job_timeout_secs`) plus a margin
+//! (`monitor.reconcile_margin_secs`) lost their message: a purged queue, a dead letter
+//! the broker made without telling anyone, a worker that vanished. They are put back in
+//! the outbox under their own id, so the work heals, and counted
+//! (`ferry_jobs_overdue`, `ferry_jobs_requeued_total`). Handlers are idempotent and a
+//! worker acks a delivery whose record is already `done` without running it, so a
+//! re-enqueued job whose first message shows up after all costs one lookup.
+//!
+//! The same round prunes finished records past `monitor.job_retention_days` and stopped
+//! workers past that age, and sets `ferry_jobs_dead`.
+
+use ferry_queue::JOBS_EXCHANGE;
+use ferry_shared::config::Config;
+use ferry_store::{jobs, workers, JobState, Pool, StoreError};
+
+/// Re-enqueues per round at most (the rest wait for the next round).
+const BATCH: i64 = 500;
+/// A job re-enqueued this many times without finishing is given up (`dead`): its
+/// message keeps vanishing, e.g. it crashes its worker every time.
+pub const MAX_REQUEUES: i32 = 3;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Overdue jobs re-enqueued.
+    pub requeued: usize,
+    /// Overdue jobs given up after [`MAX_REQUEUES`].
+    pub given_up: usize,
+    /// Finished records deleted.
+    pub pruned: u64,
+}
+
+/// One reconcile round; see the module doc.
+pub async fn round(pool: &Pool, config: &Config) -> Result<Round, StoreError> {
+    let after_secs = (config.worker.job_timeout_secs + config.monitor.reconcile_margin_secs) as f64;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let overdue = jobs::overdue(&tx, after_secs, BATCH).await?;
+    ferry_shared::metrics::JOBS_OVERDUE.set(overdue.len() as i64);
+    let mut done = Round::default();
+    for job in &overdue {
+        if job.requeues >= MAX_REQUEUES {
+            let reason = format!(
+                "lost {} times (re-enqueued by the reconciler after {after_secs} s {} each time)",
+                job.requeues + 1,
+                job.state
+            );
+            jobs::give_up(&tx, job.id, &reason).await?;
+            tracing::error!(job.id = %job.id, job.kind = %job.kind, file.id = %job.file, reason, "job given up");
+            done.given_up += 1;
+        } else if jobs::reconcile(&tx, job.id, JOBS_EXCHANGE).await? {
+            ferry_shared::metrics::JOBS_REQUEUED.with_label_values(&[&job.kind]).inc();
+            tracing::warn!(
+                job.id = %job.id,
+                job.kind = %job.kind,
+                file.id = %job.file,
+                job.state = %job.state,
+                since = %job.state_at,
+                "job overdue: its message was lost; re-enqueued"
+            );
+            done.requeued += 1;
+        }
+    }
+    let retention_secs = (config.monitor.job_retention_days * 86_400) as f64;
+    done.pruned = jobs::prune(&tx, retention_secs).await?;
+    workers::prune(&tx, retention_secs).await?;
+    let dead = jobs::count_in_state(&tx, JobState::Dead).await?;
+    tx.commit().await?;
+    ferry_shared::metrics::JOBS_DEAD.set(dead);
+    Ok(done)
+}

@@ -1,0 +1,378 @@
+//! The `jobs` table: one record per job, keyed by the AMQP `message_id` it travels
+//! with. Written where the job is enqueued (`queued`, same transaction as the outbox
+//! row), when a worker starts it (`active`), schedules a retry (`retrying`), finishes
+//! it (`done`) or gives it up (`dead`); re-enqueued by the monitor's reconciler when
+//! its message was lost, replayed or discarded by an operator.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use ferry_shared::types::{FileId, NodeId};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::{JobState, StoreError};
+
+/// What a job is, as written when it is enqueued (and again by a worker that meets a
+/// message without a record: one published before records existed, or pruned).
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    /// The AMQP `message_id`.
+    pub id: Uuid,
+    /// The job's name (`assemble`, `replicate`, `verify`, `delete`, `drop_replica`).
+    pub kind: &'a str,
+    /// The queue's routing key on the jobs exchange (`assemble`, `replicate`, `delete`).
+    pub queue: &'a str,
+    /// The upload (= file) the job is about.
+    pub file: FileId,
+    pub node: Option<NodeId>,
+    /// The message body.
+    pub payload: &'a serde_json::Value,
+}
+
+/// One job record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub payload: serde_json::Value,
+    pub file: Uuid,
+    pub node: Option<i32>,
+    #[serde(serialize_with = "state_text")]
+    pub state: JobState,
+    /// Earlier failed attempts when the current (or last) attempt started.
+    pub attempt: i32,
+    /// `<host>:<pid>` (or the configured id) of the worker that ran the last attempt.
+    pub worker: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub state_at: DateTime<Utc>,
+    /// The last attempt's error, or why it was dead-lettered.
+    pub error: Option<String>,
+    /// Times the reconciler re-enqueued it.
+    pub requeues: i32,
+    /// Times an operator replayed it from the dead letters.
+    pub replays: i32,
+    pub replayed_at: Option<DateTime<Utc>>,
+    pub discarded_at: Option<DateTime<Utc>>,
+}
+
+fn state_text<S: serde::Serializer>(state: &JobState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
+}
+
+impl JobRecord {
+    /// Queued → started of the last attempt, in milliseconds (the first attempt's wait
+    /// for a worker; later attempts include the retry delay).
+    pub fn wait_ms(&self) -> Option<i64> {
+        self.started_at.map(|s| (s - self.queued_at).num_milliseconds())
+    }
+
+    /// Started → finished of the last attempt, in milliseconds.
+    pub fn duration_ms(&self) -> Option<i64> {
+        match (self.started_at, self.finished_at) {
+            (Some(s), Some(f)) if f >= s => Some((f - s).num_milliseconds()),
+            _ => None,
+        }
+    }
+
+    fn from_row(r: &Row) -> Result<JobRecord, StoreError> {
+        Ok(JobRecord {
+            id: r.try_get("id")?,
+            kind: r.try_get("kind")?,
+            queue: r.try_get("queue")?,
+            payload: r.try_get("payload")?,
+            file: r.try_get("file_id")?,
+            node: r.try_get("node_id")?,
+            state: r.try_get("state")?,
+            attempt: r.try_get("attempt")?,
+            worker: r.try_get("worker_id")?,
+            queued_at: r.try_get("queued_at")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+            state_at: r.try_get("state_at")?,
+            error: r.try_get("error")?,
+            requeues: r.try_get("requeues")?,
+            replays: r.try_get("replays")?,
+            replayed_at: r.try_get("replayed_at")?,
+            discarded_at: r.try_get("discarded_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, queued_at, \
+                       started_at, finished_at, state_at, error, requeues, replays, replayed_at, discarded_at";
+
+/// Records a new job as `queued`, in the transaction that writes its outbox row.
+pub async fn insert_queued(c: &impl GenericClient, job: &NewJob<'_>) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&job.id, &job.kind, &job.queue, job.payload, &job.file.0, &job.node.map(|n| n.0), &JobState::Queued],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a worker learns when it starts a job.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// When the job was first queued (for the wait-time metric).
+    pub queued_at: DateTime<Utc>,
+}
+
+/// Marks the job `active` on `worker` at `attempt`, creating the record if the message
+/// had none. `None` when the record says the job is already `done` or `cancelled`: a
+/// duplicate delivery (re-enqueued by the reconciler, or republished after a relay
+/// crash) that needs no work.
+pub async fn start(
+    c: &impl GenericClient,
+    job: &NewJob<'_>,
+    worker: &str,
+    attempt: i32,
+) -> Result<Option<Started>, StoreError> {
+    let row = c
+        .query_opt(
+            "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempt = EXCLUDED.attempt,
+                 worker_id = EXCLUDED.worker_id, started_at = now(), finished_at = NULL, state_at = now()
+             WHERE jobs.state NOT IN ('done', 'cancelled')
+             RETURNING queued_at",
+            &[
+                &job.id,
+                &job.kind,
+                &job.queue,
+                job.payload,
+                &job.file.0,
+                &job.node.map(|n| n.0),
+                &JobState::Active,
+                &attempt,
+                &worker,
+            ],
+        )
+        .await?;
+    row.map(|r| Ok(Started { queued_at: r.try_get("queued_at")? })).transpose()
+}
+
+/// Marks the job `done`.
+pub async fn finish(c: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE jobs SET state = $2, finished_at = now(), state_at = now() WHERE id = $1",
+        &[&id, &JobState::Done],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks the job `retrying` after a failed attempt; `attempt` is the next attempt's
+/// number of earlier failures.
+pub async fn retrying(c: &impl GenericClient, id: Uuid, attempt: i32, error: &str) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE jobs SET state = $2, attempt = $3, error = $4, finished_at = now(), state_at = now() WHERE id = $1",
+        &[&id, &JobState::Retrying, &attempt, &error],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What is known of a dead letter.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    pub job: NewJob<'a>,
+    pub reason: &'a str,
+    pub attempt: i32,
+    pub worker: Option<&'a str>,
+}
+
+/// Marks the job `dead` with its reason, creating the record if there was none (a
+/// broker-made dead letter of a message without one). A record already `dead` keeps
+/// the reason its worker wrote, which is more precise than the broker's.
+pub async fn dead(c: &impl GenericClient, d: &DeadLetter<'_>) -> Result<(), StoreError> {
+    let job = &d.job;
+    c.execute(
+        "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, error,
+                           finished_at, state_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
+         ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempt = GREATEST(jobs.attempt, EXCLUDED.attempt),
+             worker_id = COALESCE(EXCLUDED.worker_id, jobs.worker_id), error = EXCLUDED.error,
+             finished_at = now(), state_at = now()
+         WHERE jobs.state <> 'dead'",
+        &[
+            &job.id,
+            &job.kind,
+            &job.queue,
+            job.payload,
+            &job.file.0,
+            &job.node.map(|n| n.0),
+            &JobState::Dead,
+            &d.attempt,
+            &d.worker,
+            &d.reason,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Filters of a job listing; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub file: Option<FileId>,
+    pub state: Option<JobState>,
+    /// The job's name (`replicate`, ...).
+    pub kind: Option<String>,
+    /// Only jobs queued before this long ago (seconds).
+    pub older_than_secs: Option<f64>,
+    /// Dead letters an operator discarded are left out unless asked for.
+    pub include_discarded: bool,
+}
+
+/// Jobs matching `filter`: an upload's oldest first (its timeline), otherwise newest
+/// first.
+pub async fn list(c: &impl GenericClient, filter: &Filter, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+    let order = if filter.file.is_some() { "queued_at, id" } else { "queued_at DESC, id" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs
+         WHERE ($1::uuid IS NULL OR file_id = $1) AND ($2::text IS NULL OR state = $2)
+           AND ($3::text IS NULL OR kind = $3)
+           AND ($4::float8 IS NULL OR queued_at < now() - make_interval(secs => $4))
+           AND ($5 OR discarded_at IS NULL)
+         ORDER BY {order} LIMIT $6"
+    );
+    let rows = c
+        .query(
+            &sql,
+            &[
+                &filter.file.map(|f| f.0),
+                &filter.state,
+                &filter.kind,
+                &filter.older_than_secs,
+                &filter.include_discarded,
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(JobRecord::from_row).collect()
+}
+
+/// One job by id.
+pub async fn get(c: &impl GenericClient, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
+    let row = c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id]).await?;
+    row.as_ref().map(JobRecord::from_row).transpose()
+}
+
+/// Who puts a job back in the outbox, for the record.
+#[derive(Debug, Clone, Copy)]
+enum Requeue {
+    /// The monitor's reconciler: the job's message was lost.
+    Reconciler,
+    /// An operator replaying a dead letter (a fresh start: attempts from 0).
+    Replay,
+}
+
+/// Puts the job back in the outbox under its own id (same `message_id`, same body) and
+/// marks it `queued` again. Returns false when the job does not exist. Call inside a
+/// transaction.
+async fn requeue(c: &impl GenericClient, id: Uuid, exchange: &str, by: Requeue) -> Result<bool, StoreError> {
+    let set = match by {
+        Requeue::Replay => "replays = replays + 1, replayed_at = now(), discarded_at = NULL, attempt = 0",
+        Requeue::Reconciler => "requeues = requeues + 1",
+    };
+    let updated = c
+        .execute(
+            &format!(
+                "UPDATE jobs SET state = $2, {set}, worker_id = NULL, started_at = NULL, finished_at = NULL,
+                     state_at = now() WHERE id = $1"
+            ),
+            &[&id, &JobState::Queued],
+        )
+        .await?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT INTO outbox (exchange, routing_key, message_id, payload)
+         SELECT $2, queue, id, payload FROM jobs WHERE id = $1",
+        &[&id, &exchange],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Replays a dead (or discarded) job: back in the outbox with its id, `queued`,
+/// `replays` + 1. False when there is no such dead job.
+pub async fn replay(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<bool, StoreError> {
+    let state: Option<JobState> = c
+        .query_opt("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", &[&id])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    if !matches!(state, Some(JobState::Dead | JobState::Cancelled)) {
+        return Ok(false);
+    }
+    requeue(c, id, exchange, Requeue::Replay).await
+}
+
+/// Discards a dead letter: `cancelled`, with the time. False when there is no such
+/// dead job.
+pub async fn discard(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE jobs SET state = $2, discarded_at = now(), state_at = now() WHERE id = $1 AND state = 'dead'",
+            &[&id, &JobState::Cancelled],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Open jobs (`queued`, `active`, `retrying`) whose state has not changed for
+/// `after_secs`: their message was lost (a purged queue, a broker-made dead letter, a
+/// worker that vanished past its time limit). Jobs still in the outbox (the broker is
+/// unreachable) are not overdue: they were never published. Up to `limit`, oldest first, locked
+/// (`SKIP LOCKED`) for [`reconcile`] in the same transaction.
+pub async fn overdue(c: &impl GenericClient, after_secs: f64, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM jobs
+                 WHERE state IN ('queued', 'active', 'retrying') AND state_at < now() - make_interval(secs => $1)
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = jobs.id)
+                 ORDER BY state_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            &[&after_secs, &limit],
+        )
+        .await?;
+    rows.iter().map(JobRecord::from_row).collect()
+}
+
+/// Re-enqueues an overdue job through the outbox (same id), `requeues` + 1.
+pub async fn reconcile(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<bool, StoreError> {
+    requeue(c, id, exchange, Requeue::Reconciler).await
+}
+
+/// Marks an overdue job that was re-enqueued too often `dead` with `reason`.
+pub async fn give_up(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE jobs SET state = $2, error = $3, finished_at = now(), state_at = now() WHERE id = $1",
+        &[&id, &JobState::Dead, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes `done` and `cancelled` records finished more than `older_than_secs` ago;
+/// returns how many.
+pub async fn prune(c: &impl GenericClient, older_than_secs: f64) -> Result<u64, StoreError> {
+    Ok(c.execute(
+        "DELETE FROM jobs WHERE state IN ('done', 'cancelled')
+               AND COALESCE(finished_at, state_at) < now() - make_interval(secs => $1)",
+        &[&older_than_secs],
+    )
+    .await?)
+}
+
+/// How many records are in `state`.
+pub async fn count_in_state(c: &impl GenericClient, state: JobState) -> Result<i64, StoreError> {
+    Ok(c.query_one("SELECT count(*) FROM jobs WHERE state = $1", &[&state]).await?.try_get(0)?)
+}

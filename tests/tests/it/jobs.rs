@@ -1,0 +1,195 @@
+//! Jobs an operator can see and steer: job records (which worker ran what, how long,
+//! why it failed), the worker inventory, dead letters listed with their reason and
+//! replayed, and the reconciler healing a purged queue. Everything through the real
+//! `ferry` CLI against real processes.
+
+use std::time::Duration;
+
+use ferry_tests::{eventually, random_bytes, Cluster, Options};
+use serde_json::{json, Value};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// Data rows of a `ferry ... ls` table (the header line dropped).
+fn rows(table: &str) -> Vec<&str> {
+    table.lines().skip(1).filter(|l| !l.trim_start().starts_with("in flight:")).collect()
+}
+
+#[tokio::test]
+async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_workers() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(Options { workers: 2, ..Default::default() }).await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let res = api.upload("timeline.bin", &random_bytes(50_000), 20_000, None).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    cluster.wait_replicas(&id, 2).await?;
+
+    // Both workers registered, with their queues and concurrency.
+    let workers = eventually("both workers in the inventory", Duration::from_secs(30), || async {
+        let out = cluster.ferry(&["workers", "ls"])?;
+        Ok((rows(&out).iter().filter(|r| r.contains(" running ")).count() == 2).then_some(out))
+    })
+    .await?;
+    println!("$ ferry workers ls\n{workers}");
+    let ids: Vec<&str> = rows(&workers).iter().filter_map(|r| r.split_whitespace().next()).collect();
+    for row in rows(&workers) {
+        assert!(row.contains("assemble,replicate,delete"), "{row}");
+        let id = row.split_whitespace().next().unwrap_or_default();
+        assert!(id.contains(':'), "worker id is <host>:<pid>: {id}");
+    }
+
+    // The upload's timeline: one assemble and two replicate jobs, done, each with the
+    // worker that ran it and its wait and duration. (The last replica's record may be
+    // written a moment after its row.)
+    let timeline = eventually("the upload's jobs done", Duration::from_secs(30), || async {
+        let out = cluster.ferry(&["jobs", "ls", "--upload", &id])?;
+        let lines = rows(&out);
+        Ok((lines.len() == 3 && lines.iter().all(|l| l.contains(" done "))).then_some(out))
+    })
+    .await?;
+    println!("$ ferry jobs ls --upload {id}\n{timeline}");
+    let lines = rows(&timeline);
+    assert!(lines[0].contains(" assemble "), "the assembly comes first: {timeline}");
+    assert_eq!(lines.iter().filter(|l| l.contains(" replicate ")).count(), 2, "{timeline}");
+    for line in &lines {
+        assert!(ids.iter().any(|w| line.contains(w)), "ran by a listed worker: {line}");
+    }
+
+    let job_id = lines[0].split_whitespace().nth(2).unwrap_or_default();
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", job_id])?)?;
+    assert_eq!(shown["state"], "done");
+    assert_eq!(shown["kind"], "assemble");
+    assert_eq!(shown["file"], json!(id));
+    assert!(ids.contains(&shown["worker"].as_str().unwrap_or_default()), "{shown}");
+    assert!(shown["duration_ms"].as_i64().is_some_and(|ms| ms >= 0), "{shown}");
+    assert!(shown["wait_ms"].as_i64().is_some_and(|ms| ms >= 0), "{shown}");
+    // The worker's log lines of that job carry its id and the worker's.
+    let logs = cluster.log_tail("worker1", 10_000) + &cluster.log_tail("worker2", 10_000);
+    let job_line = logs.lines().find(|l| l.contains(job_id) && l.contains("job done")).unwrap_or_default();
+    assert!(job_line.contains("worker.id="), "job log lines carry the worker id: {job_line:?}");
+    Ok(())
+}
+
+/// A replicate job for a node disabled while it was queued is given up: a dead letter
+/// with its reason. Once the node is back, `ferry dlq replay` puts it back under its own
+/// id, and it completes.
+#[tokio::test]
+async fn a_dead_letter_is_listed_with_its_reason_replayed_and_completes() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(Options {
+        nodes: 2,
+        replication: 2,
+        workers: 0,
+        env: env(&[("FERRY_API__COMPLETE_WAIT_SECS", "1")]),
+        ..Default::default()
+    })
+    .await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    // Assembly only: the replicate jobs wait in ferry.replicate.
+    cluster.add_worker_for("assemble")?;
+    let res = api.upload("dead.bin", &random_bytes(30_000), 30_000, None).await?;
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert!(!id.is_empty(), "{} {}", res.status, res.text());
+    eventually("two replicate jobs queued", Duration::from_secs(30), || async {
+        Ok((cluster.queue_messages("ferry.replicate").await? == 2).then_some(()))
+    })
+    .await?;
+    let node2 = cluster.nodes[1].id.unwrap_or_default();
+    let res = admin.patch_json(&format!("/admin/api/nodes/{node2}"), &json!({"state": "disabled"})).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    cluster.add_worker_for("replicate")?;
+
+    // Listed with its reason, kind and upload; shown with the worker that gave it up.
+    let listing = eventually("the dead letter listed", Duration::from_secs(60), || async {
+        let out = cluster.ferry(&["dlq", "ls", "--kind", "replicate", "--upload", &id])?;
+        Ok((rows(&out).len() == 1).then_some(out))
+    })
+    .await?;
+    println!("$ ferry dlq ls --kind replicate --upload {id}\n{listing}");
+    assert!(listing.contains(&format!("node {node2} is disabled")), "{listing}");
+    let dead_id = rows(&listing)[0].split_whitespace().nth(2).unwrap_or_default().to_owned();
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["dlq", "show", &dead_id])?)?;
+    assert_eq!((shown["state"].as_str(), shown["node"].as_i64()), (Some("dead"), Some(node2)));
+    assert!(shown["worker"].as_str().is_some_and(|w| w.contains(':')), "{shown}");
+    // The dead-letter queue was only the way in: the record is where it is kept.
+    eventually("the dead-letter queue drained into the record", Duration::from_secs(30), || async {
+        Ok((cluster.queue_messages("ferry.replicate.dead").await? == 0).then_some(()))
+    })
+    .await?;
+    assert!(rows(&cluster.ferry(&["dlq", "ls", "--kind", "assemble"])?).is_empty());
+    assert!(rows(&cluster.ferry(&["dlq", "ls", "--older-than", "1h"])?).is_empty());
+
+    // Node back, dead letter replayed under its own id: it completes.
+    let res = admin.patch_json(&format!("/admin/api/nodes/{node2}"), &json!({"state": "active"})).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let out = cluster.ferry(&["dlq", "replay", &dead_id])?;
+    assert!(out.contains("1 dead letter(s) replayed"), "{out}");
+    eventually("the replayed job done", Duration::from_secs(60), || async {
+        let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", &dead_id])?)?;
+        Ok((shown["state"] == "done").then_some(shown))
+    })
+    .await
+    .map(|shown| {
+        assert_eq!(shown["replays"], 1, "{shown}");
+        assert!(shown["replayed_at"].is_string(), "{shown}");
+    })?;
+    cluster.wait_replicas(&id, 2).await?;
+    assert!(rows(&cluster.ferry(&["dlq", "ls"])?).is_empty());
+    // Replaying it again is refused: it is no dead letter any more.
+    assert!(cluster.ferry(&["dlq", "replay", &dead_id])?.contains("0 dead letter(s) replayed"));
+    Ok(())
+}
+
+/// Purging ferry.replicate (as an operator might in the RabbitMQ UI) loses the messages
+/// but not the work: their job records stay open, and once they are overdue the
+/// monitor re-enqueues them through the outbox under their own ids.
+#[tokio::test]
+async fn a_purged_replicate_queue_heals() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(Options {
+        nodes: 2,
+        replication: 2,
+        workers: 0,
+        env: env(&[
+            ("FERRY_API__COMPLETE_WAIT_SECS", "1"),
+            ("FERRY_WORKER__JOB_TIMEOUT_SECS", "10"),
+            ("FERRY_MONITOR__RECONCILE_MARGIN_SECS", "2"),
+        ]),
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    cluster.add_worker_for("assemble")?;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let res = api.upload(&format!("purged-{i}"), &random_bytes(20_000 + i), 20_000, None).await?;
+        ids.push(res.json()["id"].as_str().unwrap_or_default().to_owned());
+    }
+    eventually("ten replicate jobs queued", Duration::from_secs(60), || async {
+        Ok((cluster.queue_messages("ferry.replicate").await? == 10).then_some(()))
+    })
+    .await?;
+    cluster.purge_queue("ferry.replicate").await?;
+    // (The management API's figures lag a few seconds behind.)
+    eventually("ferry.replicate empty", Duration::from_secs(30), || async {
+        Ok((cluster.queue_messages("ferry.replicate").await? == 0).then_some(()))
+    })
+    .await?;
+    // The burst goes on with a replicating worker; the purged jobs come back.
+    cluster.add_worker_for("replicate,delete")?;
+    for i in 5..8 {
+        let res = api.upload(&format!("purged-{i}"), &random_bytes(20_000 + i), 20_000, None).await?;
+        ids.push(res.json()["id"].as_str().unwrap_or_default().to_owned());
+    }
+    for id in &ids {
+        cluster.wait_replicas(id, 2).await?;
+    }
+    let db = cluster.db().await?;
+    let requeued: i64 = db
+        .query_one("SELECT count(*) FROM jobs WHERE kind = 'replicate' AND requeues > 0 AND state = 'done'", &[])
+        .await?
+        .get(0);
+    assert_eq!(requeued, 10, "every purged job re-enqueued by the reconciler, then done");
+    Ok(())
+}
