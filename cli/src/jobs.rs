@@ -241,13 +241,7 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
         "id", "state", "host", "pid", "queues", "conc", "started", "heartbeat", "in_flight"
     );
     for w in workers::list(client).await? {
-        let state = if w.stopped_at.is_some() {
-            "stopped"
-        } else if w.heartbeat_age_secs > workers::STALE_AFTER_SECS {
-            "stale"
-        } else {
-            "running"
-        };
+        let state = w.liveness();
         println!(
             "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>8.0}s {:>9}",
             w.id,

@@ -1,7 +1,8 @@
 // Browser test of the admin page (/admin/) in Debian's headless Chromium, driven by
 // playwright-core: log in, add a node and watch it turn up with its free space (live,
-// without a reload), drain it, check the CSRF guard, visit every page, log out, and
-// see a non-administrator refused. Screenshots go to $FERRY_E2E_ARTIFACTS.
+// without a reload), drain it, check the CSRF guard, visit every page (the jobs page
+// with each job's worker and an upload's timeline, the workers with their queues), log
+// out, and see a non-administrator refused. Screenshots go to $FERRY_E2E_ARTIFACTS.
 //
 // Environment:
 //   FERRY_E2E_BASE_URL   the API, e.g. http://127.0.0.1:8000
@@ -197,6 +198,31 @@ try {
     check(queues > 0 || unreachable > 0, "neither queues nor the unreachable notice");
     check((await page.locator("#rabbit-ui").count()) === 1, "no link to the RabbitMQ management UI");
     console.log(`     ${queues} ferry queues listed${unreachable ? " (management API unreachable)" : ""}`);
+  });
+
+  await step("jobs and workers render: the workers with their queues, each job with its worker and timeline", async () => {
+    const workers = await page.goto(`${BASE}/admin/workers`);
+    check(workers.status() === 200, `/admin/workers answered ${workers.status()}`);
+    check((await page.textContent("h1")) === "Workers", "no Workers heading");
+    const running = page.locator('#workers tr[data-state="running"]');
+    check((await running.count()) >= 2, `${await running.count()} running workers listed, expected the 2 dev workers`);
+    check(/assemble, replicate, delete/.test(await running.first().textContent()), "a worker without its queues");
+    const jobs = await page.goto(`${BASE}/admin/jobs?state=done`);
+    check(jobs.status() === 200, `/admin/jobs answered ${jobs.status()}`);
+    check((await page.textContent("h1")) === "Jobs", "no Jobs heading");
+    const done = page.locator('#jobs tr[data-state="done"]');
+    check((await done.count()) > 0, "no finished job listed (the README sequence uploaded files)");
+    const worker = (await done.first().locator("td").nth(7).textContent()).trim();
+    check(/.+:\d+$/.test(worker), `a finished job without its worker: ${worker}`);
+    // The upload link filters to that upload's timeline, oldest first.
+    await Promise.all([page.waitForURL(/\/admin\/jobs\?upload=/), done.first().locator("td a").first().click()]);
+    const kinds = await page.locator("#jobs tbody tr td:nth-child(3)").allTextContents();
+    check(kinds.length > 0 && kinds.every((k) => /^(assemble|replicate|verify|delete|drop_replica)$/.test(k)), `kinds ${kinds}`);
+    const bad = await page.request.get(`${BASE}/admin/jobs?state=running`);
+    check(bad.status() === 400, `an unknown state filter answered ${bad.status()}`);
+    const path = join(ARTIFACTS, "admin-jobs.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     ${kinds.length} job(s) in the upload's timeline (${kinds.join(", ")}); screenshot ${path}`);
   });
 
   await step("the administrator logs out", async () => {

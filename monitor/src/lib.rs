@@ -108,7 +108,7 @@ async fn lead(
             let topped = sweep::top_up_replicas(&pool, &config).await;
             let retired = sweep::retire_drained(&pool, &config).await;
             let scrubbed = sweep::schedule_scrub(&pool, &config).await;
-            let reconciled = reconcile::round(&pool, &config).await;
+            let reconciled = reconcile::round(&pool, &publisher, &config).await;
             for error in
                 [expired.err(), topped.err(), retired.err(), scrubbed.err(), reconciled.err()].into_iter().flatten()
             {

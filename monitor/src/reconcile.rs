@@ -1,7 +1,9 @@
-//! The reconciler: job records that stayed open (`queued`, `active`, `retrying`) for
-//! longer than a job may take (`worker.job_timeout_secs`) plus a margin
-//! (`monitor.reconcile_margin_secs`) lost their message: a purged queue, a dead letter
-//! the broker made without telling anyone, a worker that vanished. They are put back in
+//! The reconciler: job records that stayed open for longer than a job may take
+//! (`worker.job_timeout_secs`) plus a margin (`monitor.reconcile_margin_secs`) lost
+//! their message: a purged queue, a dead letter the broker made without telling anyone,
+//! a worker that vanished. `active` records count at once; `queued` and `retrying` ones
+//! only when their queue and its retry tiers hold no ready message (read with a passive
+//! declare), because a job waiting in a backlog is late, not lost. They are put back in
 //! the outbox under their own id, so the work heals, and counted
 //! (`ferry_jobs_overdue`, `ferry_jobs_requeued_total`). Handlers are idempotent and a
 //! worker acks a delivery whose record is already `done` without running it, so a
@@ -10,7 +12,7 @@
 //! The same round prunes finished records past `monitor.job_retention_days` and stopped
 //! workers past that age, and sets `ferry_jobs_dead`.
 
-use ferry_queue::JOBS_EXCHANGE;
+use ferry_queue::{JobKind, Publisher, JOBS_EXCHANGE, RETRY_TIERS};
 use ferry_shared::config::Config;
 use ferry_store::{jobs, workers, JobState, Pool, StoreError};
 
@@ -31,12 +33,34 @@ pub struct Round {
     pub pruned: u64,
 }
 
+/// The queues (routing keys) whose main queue and retry tiers hold no ready message.
+/// A broker that cannot be asked drains nothing: only `active` records are reconciled.
+async fn drained_queues(publisher: &Publisher) -> Vec<&'static str> {
+    let mut drained = Vec::new();
+    'kinds: for kind in JobKind::ALL {
+        let queues = std::iter::once(kind.queue()).chain(RETRY_TIERS.iter().map(|(tier, _)| kind.retry_queue(tier)));
+        for queue in queues {
+            match publisher.ready_messages(&queue).await {
+                Ok(0) => {}
+                Ok(_) => continue 'kinds,
+                Err(error) => {
+                    tracing::warn!(%error, queue, "cannot read the queue depth; reconciling active jobs only");
+                    return Vec::new();
+                }
+            }
+        }
+        drained.push(kind.routing_key());
+    }
+    drained
+}
+
 /// One reconcile round; see the module doc.
-pub async fn round(pool: &Pool, config: &Config) -> Result<Round, StoreError> {
+pub async fn round(pool: &Pool, publisher: &Publisher, config: &Config) -> Result<Round, StoreError> {
     let after_secs = (config.worker.job_timeout_secs + config.monitor.reconcile_margin_secs) as f64;
+    let drained = drained_queues(publisher).await;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let overdue = jobs::overdue(&tx, after_secs, BATCH).await?;
+    let overdue = jobs::overdue(&tx, after_secs, &drained, BATCH).await?;
     ferry_shared::metrics::JOBS_OVERDUE.set(overdue.len() as i64);
     let mut done = Round::default();
     for job in &overdue {

@@ -41,15 +41,19 @@ pub enum Section {
     Uploads,
     Files,
     Queues,
+    Jobs,
+    Workers,
     None,
 }
 
-const NAV: [(Section, &str, &str); 5] = [
+const NAV: [(Section, &str, &str); 7] = [
     (Section::Nodes, "/admin/", "Nodes"),
     (Section::Users, "/admin/users", "Users"),
     (Section::Uploads, "/admin/uploads", "Uploads"),
     (Section::Files, "/admin/files", "Files"),
     (Section::Queues, "/admin/queues", "Queues"),
+    (Section::Jobs, "/admin/jobs", "Jobs"),
+    (Section::Workers, "/admin/workers", "Workers"),
 ];
 
 const STYLE: &str = include_str!("style.css");

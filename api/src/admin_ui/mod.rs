@@ -2,7 +2,8 @@
 //! with a username and password into an HttpOnly, SameSite=Strict session cookie.
 //! Every page re-checks `is_admin` in the database and every form carries a CSRF
 //! token. It shows the nodes (refreshed live by a small inline script), users,
-//! uploads, files and the RabbitMQ queues; nothing is loaded from elsewhere.
+//! uploads, files, the RabbitMQ queues, job records (with replay and discard of dead
+//! letters) and the worker inventory; nothing is loaded from elsewhere.
 
 mod csrf;
 mod error;
@@ -17,7 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::SharedState;
-use pages::{login, nodes, queues, storage, users};
+use pages::{jobs, login, nodes, queues, storage, users, workers};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -34,4 +35,7 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/uploads", get(storage::uploads))
         .route("/admin/files", get(storage::files))
         .route("/admin/queues", get(queues::page))
+        .route("/admin/jobs", get(jobs::page))
+        .route("/admin/jobs/{id}/{action}", post(jobs::act))
+        .route("/admin/workers", get(workers::page))
 }

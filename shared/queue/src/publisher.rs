@@ -1,6 +1,6 @@
 //! Publishing with confirms, on a connection of its own.
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
@@ -128,6 +128,23 @@ impl Publisher {
     /// Readiness: the broker is reachable (redials if needed).
     pub async fn ping(&self) -> Result<(), PublishError> {
         self.channel().await.map(|_| ())
+    }
+
+    /// Messages ready (not delivered to a consumer) in `queue`, by a passive declare.
+    /// The topology is declared on every new channel, so Ferry's queues exist.
+    pub async fn ready_messages(&self, queue: &str) -> Result<u32, PublishError> {
+        let result = async {
+            let channel = self.channel().await?;
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            Ok::<u32, PublishError>(
+                channel.queue_declare(queue.into(), passive, FieldTable::default()).await?.message_count(),
+            )
+        }
+        .await;
+        if result.is_err() {
+            self.reset().await;
+        }
+        result
     }
 }
 

@@ -326,21 +326,30 @@ pub async fn discard(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreErro
     Ok(n > 0)
 }
 
-/// Open jobs (`queued`, `active`, `retrying`) whose state has not changed for
-/// `after_secs`: their message was lost (a purged queue, a broker-made dead letter, a
-/// worker that vanished past its time limit). Jobs still in the outbox (the broker is
-/// unreachable) are not overdue: they were never published. Up to `limit`, oldest first, locked
-/// (`SKIP LOCKED`) for [`reconcile`] in the same transaction.
-pub async fn overdue(c: &impl GenericClient, after_secs: f64, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+/// Open jobs whose state has not changed for `after_secs`: their message was lost (a
+/// purged queue, a dead letter the broker made, a worker that vanished past its time
+/// limit). `active` ones always count (a job runs at most its time limit); `queued` and
+/// `retrying` ones only on the queues in `drained` (their queue and its retry tiers hold
+/// no ready message, so the message is nowhere), since a job merely waiting in a backlog
+/// is not lost. Jobs still in the outbox (the broker is unreachable) were never
+/// published and do not count. Up to `limit`, oldest first, locked (`SKIP LOCKED`) for
+/// [`reconcile`] in the same transaction.
+pub async fn overdue(
+    c: &impl GenericClient,
+    after_secs: f64,
+    drained: &[&str],
+    limit: i64,
+) -> Result<Vec<JobRecord>, StoreError> {
     let rows = c
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM jobs
                  WHERE state IN ('queued', 'active', 'retrying') AND state_at < now() - make_interval(secs => $1)
+                   AND (state = 'active' OR queue = ANY($2))
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = jobs.id)
-                 ORDER BY state_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+                 ORDER BY state_at LIMIT $3 FOR UPDATE SKIP LOCKED"
             ),
-            &[&after_secs, &limit],
+            &[&after_secs, &drained, &limit],
         )
         .await?;
     rows.iter().map(JobRecord::from_row).collect()

@@ -44,6 +44,20 @@ pub struct WorkerRow {
     pub heartbeat_age_secs: f64,
 }
 
+impl WorkerRow {
+    /// `running`, `stale` (no heartbeat for [`STALE_AFTER_SECS`]: killed, hung or cut
+    /// off) or `stopped` (shut down cleanly).
+    pub fn liveness(&self) -> &'static str {
+        if self.stopped_at.is_some() {
+            "stopped"
+        } else if self.heartbeat_age_secs > STALE_AFTER_SECS {
+            "stale"
+        } else {
+            "running"
+        }
+    }
+}
+
 /// Registers (or re-registers) a worker as running now.
 pub async fn register(c: &impl GenericClient, r: &Registration<'_>) -> Result<(), StoreError> {
     c.execute(

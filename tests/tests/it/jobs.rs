@@ -72,11 +72,12 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     Ok(())
 }
 
-/// A replicate job for a node disabled while it was queued is given up: a dead letter
-/// with its reason. Once the node is back, `ferry dlq replay` puts it back under its own
-/// id, and it completes.
+/// Replicate jobs for a node disabled while they were queued are given up: dead
+/// letters with their reason. Once the node is back, one is replayed with `ferry dlq
+/// replay`, the other from the admin Jobs page, each under its own id, and both
+/// complete.
 #[tokio::test]
-async fn a_dead_letter_is_listed_with_its_reason_replayed_and_completes() -> anyhow::Result<()> {
+async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> anyhow::Result<()> {
     let mut cluster = Cluster::start_with(Options {
         nodes: 2,
         replication: 2,
@@ -89,11 +90,15 @@ async fn a_dead_letter_is_listed_with_its_reason_replayed_and_completes() -> any
     let api = cluster.client("alice", "alicealice").await?;
     // Assembly only: the replicate jobs wait in ferry.replicate.
     cluster.add_worker_for("assemble")?;
-    let res = api.upload("dead.bin", &random_bytes(30_000), 30_000, None).await?;
-    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
-    assert!(!id.is_empty(), "{} {}", res.status, res.text());
-    eventually("two replicate jobs queued", Duration::from_secs(30), || async {
-        Ok((cluster.queue_messages("ferry.replicate").await? == 2).then_some(()))
+    let mut ids = Vec::new();
+    for name in ["dead-1.bin", "dead-2.bin"] {
+        let res = api.upload(name, &random_bytes(30_000), 30_000, None).await?;
+        let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+        assert!(!id.is_empty(), "{} {}", res.status, res.text());
+        ids.push(id);
+    }
+    eventually("four replicate jobs queued", Duration::from_secs(30), || async {
+        Ok((cluster.queue_messages("ferry.replicate").await? == 4).then_some(()))
     })
     .await?;
     let node2 = cluster.nodes[1].id.unwrap_or_default();
@@ -103,39 +108,70 @@ async fn a_dead_letter_is_listed_with_its_reason_replayed_and_completes() -> any
 
     // Listed with its reason, kind and upload; shown with the worker that gave it up.
     let listing = eventually("the dead letter listed", Duration::from_secs(60), || async {
-        let out = cluster.ferry(&["dlq", "ls", "--kind", "replicate", "--upload", &id])?;
+        let out = cluster.ferry(&["dlq", "ls", "--kind", "replicate", "--upload", &ids[0]])?;
         Ok((rows(&out).len() == 1).then_some(out))
     })
     .await?;
-    println!("$ ferry dlq ls --kind replicate --upload {id}\n{listing}");
+    println!("$ ferry dlq ls --kind replicate --upload {}\n{listing}", ids[0]);
     assert!(listing.contains(&format!("node {node2} is disabled")), "{listing}");
     let dead_id = rows(&listing)[0].split_whitespace().nth(2).unwrap_or_default().to_owned();
     let shown: Value = serde_json::from_str(&cluster.ferry(&["dlq", "show", &dead_id])?)?;
     assert_eq!((shown["state"].as_str(), shown["node"].as_i64()), (Some("dead"), Some(node2)));
     assert!(shown["worker"].as_str().is_some_and(|w| w.contains(':')), "{shown}");
     // The dead-letter queue was only the way in: the record is where it is kept.
-    eventually("the dead-letter queue drained into the record", Duration::from_secs(30), || async {
-        Ok((cluster.queue_messages("ferry.replicate.dead").await? == 0).then_some(()))
+    eventually("both dead letters recorded, the queue drained", Duration::from_secs(60), || async {
+        let dead = rows(&cluster.ferry(&["dlq", "ls"])?).len();
+        Ok((dead == 2 && cluster.queue_messages("ferry.replicate.dead").await? == 0).then_some(()))
     })
     .await?;
     assert!(rows(&cluster.ferry(&["dlq", "ls", "--kind", "assemble"])?).is_empty());
     assert!(rows(&cluster.ferry(&["dlq", "ls", "--older-than", "1h"])?).is_empty());
 
-    // Node back, dead letter replayed under its own id: it completes.
+    // Node back: one dead letter replayed through the CLI under its own id.
     let res = admin.patch_json(&format!("/admin/api/nodes/{node2}"), &json!({"state": "active"})).await?;
     assert_eq!(res.status, 200, "{}", res.text());
     let out = cluster.ferry(&["dlq", "replay", &dead_id])?;
     assert!(out.contains("1 dead letter(s) replayed"), "{out}");
-    eventually("the replayed job done", Duration::from_secs(60), || async {
-        let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", &dead_id])?)?;
-        Ok((shown["state"] == "done").then_some(shown))
-    })
-    .await
-    .map(|shown| {
+
+    // The other from the admin Jobs page: listed there with its reason, replayed with
+    // the page's CSRF token.
+    let token = admin.token.clone().unwrap_or_default();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie = format!("ferry_admin={token}");
+    let page = http
+        .get(format!("{}/admin/jobs?state=dead&upload={}", cluster.api, ids[1]))
+        .header("Cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(page.contains(&format!("node {node2} is disabled")), "the Jobs page shows the reason");
+    let other_id =
+        page.split("data-job=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default().to_owned();
+    let csrf = page
+        .split("name=\"ferry-csrf\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    let res = http
+        .post(format!("{}/admin/jobs/{other_id}/replay", cluster.api))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    assert_eq!(res.status(), 303, "replay from the admin page");
+
+    for (job, file) in [(&dead_id, &ids[0]), (&other_id, &ids[1])] {
+        let shown = eventually("the replayed job done", Duration::from_secs(60), || async {
+            let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", job])?)?;
+            Ok((shown["state"] == "done").then_some(shown))
+        })
+        .await?;
         assert_eq!(shown["replays"], 1, "{shown}");
         assert!(shown["replayed_at"].is_string(), "{shown}");
-    })?;
-    cluster.wait_replicas(&id, 2).await?;
+        cluster.wait_replicas(file, 2).await?;
+    }
     assert!(rows(&cluster.ferry(&["dlq", "ls"])?).is_empty());
     // Replaying it again is refused: it is no dead letter any more.
     assert!(cluster.ferry(&["dlq", "replay", &dead_id])?.contains("0 dead letter(s) replayed"));

@@ -1,8 +1,10 @@
 //! One module per admin page.
 
+pub mod jobs;
 pub mod login;
 pub mod node_view;
 pub mod nodes;
 pub mod queues;
 pub mod storage;
 pub mod users;
+pub mod workers;

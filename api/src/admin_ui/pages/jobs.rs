@@ -1,0 +1,250 @@
+//! The jobs page: job records filtered by upload, state and kind (an upload's jobs are
+//! its timeline, oldest first), with replay and discard for dead letters. Records and
+//! actions are `ferry_store::jobs`, the same the `ferry jobs` and `ferry dlq` commands
+//! use.
+
+use std::fmt::Write as _;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use ferry_shared::types::FileId;
+use ferry_store::jobs::{self, Filter, JobRecord};
+use ferry_store::JobState;
+use uuid::Uuid;
+
+use crate::admin_ui::error::UiError;
+use crate::admin_ui::form;
+use crate::admin_ui::html::{csrf_field, fmt_time, notice, Esc, Page, Section};
+use crate::admin_ui::session::AdminSession;
+use crate::state::SharedState;
+
+const LIMIT: i64 = 200;
+
+/// The page's query: `upload`, `state`, `kind` (blank = any), `done` after an action.
+#[derive(Debug, Default, PartialEq)]
+struct Query {
+    upload: Option<Uuid>,
+    state: Option<JobState>,
+    kind: Option<String>,
+    done: Option<String>,
+}
+
+fn parse_query(raw: Option<&str>) -> Result<Query, UiError> {
+    let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
+    let get = |k: &str| pairs.iter().find(|(name, v)| name == k && !v.trim().is_empty()).map(|(_, v)| v.trim());
+    let upload = get("upload")
+        .map(|v| v.parse().map_err(|_| UiError::Invalid("upload must be an upload id (a UUID).".into())))
+        .transpose()?;
+    let state = get("state")
+        .map(|v| v.parse().map_err(|_| UiError::Invalid(format!("Unknown job state {v:?}."))))
+        .transpose()?;
+    let kind = get("kind").map(str::to_owned);
+    if let Some(kind) = &kind {
+        if !ferry_queue::Job::NAMES.contains(&kind.as_str()) {
+            return Err(UiError::Invalid(format!("Unknown job kind {kind:?}.")));
+        }
+    }
+    Ok(Query { upload, state, kind, done: get("done").map(str::to_owned) })
+}
+
+fn millis(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+        None => "—".into(),
+    }
+}
+
+fn select(name: &str, options: &[&str], chosen: Option<&str>) -> String {
+    let mut html = format!("<select name=\"{name}\" id=\"filter-{name}\"><option value=\"\">any</option>");
+    for option in options {
+        let selected = if Some(*option) == chosen { " selected" } else { "" };
+        let _ = write!(html, "<option{selected}>{}</option>", Esc(option));
+    }
+    html.push_str("</select>");
+    html
+}
+
+fn filter_form(q: &Query) -> String {
+    let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+    format!(
+        "<form method=\"get\" action=\"/admin/jobs\" class=\"filters\" id=\"job-filters\">\
+         <label>Upload <input name=\"upload\" size=\"38\" value=\"{upload}\"></label> \
+         <label>State {state}</label> <label>Kind {kind}</label> <button type=\"submit\">Filter</button></form>",
+        upload = q.upload.map(|u| u.to_string()).unwrap_or_default(),
+        state = select("state", &states, q.state.map(JobState::as_str)),
+        kind = select("kind", &ferry_queue::Job::NAMES, q.kind.as_deref()),
+    )
+}
+
+fn row(job: &JobRecord, csrf: &str) -> String {
+    let actions = if job.state == JobState::Dead {
+        format!(
+            "<form method=\"post\" action=\"/admin/jobs/{id}/replay\" class=\"inline\">{csrf}\
+             <button type=\"submit\" class=\"replay\">Replay</button></form> \
+             <form method=\"post\" action=\"/admin/jobs/{id}/discard\" class=\"inline\">{csrf}\
+             <button type=\"submit\" class=\"link discard\">Discard</button></form>",
+            id = job.id,
+            csrf = csrf_field(csrf),
+        )
+    } else {
+        String::new()
+    };
+    let mut notes = Vec::new();
+    if job.requeues > 0 {
+        notes.push(format!("re-enqueued {}×", job.requeues));
+    }
+    if let Some(at) = job.replayed_at {
+        notes.push(format!("replayed {}× (last {})", job.replays, fmt_time(at)));
+    }
+    if let Some(at) = job.discarded_at {
+        notes.push(format!("discarded {}", fmt_time(at)));
+    }
+    format!(
+        "<tr data-job=\"{id}\" data-state=\"{state}\"><td>{queued}</td><td class=\"mono\">{id}</td><td>{kind}</td>\
+         <td><span class=\"badge j-{state}\">{state}</span></td><td class=\"num\">{attempt}</td>\
+         <td class=\"mono\"><a href=\"/admin/jobs?upload={file}\">{file}</a></td><td class=\"num\">{node}</td>\
+         <td class=\"mono\">{worker}</td><td class=\"num\">{wait}</td><td class=\"num\">{duration}</td>\
+         <td class=\"error\">{error}</td><td>{notes}</td><td>{actions}</td></tr>",
+        id = job.id,
+        queued = fmt_time(job.queued_at),
+        kind = Esc(&job.kind),
+        state = job.state,
+        attempt = job.attempt,
+        file = job.file,
+        node = job.node.map(|n| n.to_string()).unwrap_or_else(|| "—".into()),
+        worker = Esc(job.worker.as_deref().unwrap_or("—")),
+        wait = millis(job.wait_ms()),
+        duration = millis(job.duration_ms()),
+        error = Esc(job.error.as_deref().unwrap_or_default()),
+        notes = Esc(&notes.join("; ")),
+    )
+}
+
+/// `GET /admin/jobs`
+pub async fn page(
+    State(state): State<SharedState>,
+    session: AdminSession,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let q = parse_query(raw.as_deref())?;
+    let filter = Filter {
+        file: q.upload.map(FileId),
+        state: q.state,
+        kind: q.kind.clone(),
+        older_than_secs: None,
+        include_discarded: true,
+    };
+    let rows = jobs::list(&state.pool.get().await?, &filter, LIMIT).await?;
+    let mut body = match q.done.as_deref() {
+        Some("replayed") => notice("ok", "Replayed: the job is back in its queue under its own id."),
+        Some("discarded") => notice("ok", "Discarded: the dead letter is cancelled and will not run."),
+        _ => String::new(),
+    };
+    let intro = match q.upload {
+        Some(upload) => format!("The jobs of upload <span class=\"mono\">{upload}</span>, oldest first."),
+        None => format!("The {LIMIT} most recent jobs matching the filters, newest first."),
+    };
+    let _ = write!(
+        body,
+        "<p>{intro} Dead letters can be replayed (same job id) or discarded.</p>{}\
+         <table class=\"grid\" id=\"jobs\"><thead><tr><th>Queued</th><th>Id</th><th>Kind</th><th>State</th>\
+         <th class=\"num\">Attempt</th><th>Upload</th><th class=\"num\">Node</th><th>Worker</th>\
+         <th class=\"num\">Wait</th><th class=\"num\">Duration</th><th>Error</th><th>Notes</th><th></th>\
+         </tr></thead><tbody>",
+        filter_form(&q)
+    );
+    for job in &rows {
+        body.push_str(&row(job, &session.csrf));
+    }
+    if rows.is_empty() {
+        body.push_str("<tr class=\"empty\"><td colspan=\"13\">No jobs match.</td></tr>");
+    }
+    body.push_str("</tbody></table>");
+    Ok(Page { title: "Jobs", section: Section::Jobs, session: Some(&session), body, script: None }
+        .render(StatusCode::OK))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, UiError> {
+    raw.parse().map_err(|_| UiError::NotFound("Job"))
+}
+
+/// `POST /admin/jobs/{id}/replay` (a dead letter back in its queue: outbox, same id)
+/// and `POST /admin/jobs/{id}/discard` (a dead letter cancelled for good).
+pub async fn act(
+    State(state): State<SharedState>,
+    session: AdminSession,
+    Path((id, action)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, UiError> {
+    let id = parse_id(&id)?;
+    form::read_checked(&state, &session, body).await?;
+    let mut client = state.pool.get().await?;
+    let acted = match action.as_str() {
+        "replay" => {
+            let tx = client.transaction().await.map_err(ferry_store::StoreError::from)?;
+            let replayed = jobs::replay(&tx, id, ferry_queue::JOBS_EXCHANGE).await?;
+            tx.commit().await.map_err(ferry_store::StoreError::from)?;
+            state.relay.wake();
+            replayed
+        }
+        "discard" => jobs::discard(&client, id).await?,
+        _ => return Err(UiError::NotFound("Action")),
+    };
+    if !acted {
+        return Err(UiError::Conflict("That job is not a dead letter (any more).".into()));
+    }
+    tracing::info!(job.id = %id, action, admin = %session.username, "dead letter handled from the admin page");
+    let done = if action == "replay" { "replayed" } else { "discarded" };
+    Ok(Redirect::to(&format!("/admin/jobs?done={done}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_parsed_and_checked() {
+        let id = Uuid::new_v4();
+        let q = parse_query(Some(&format!("upload={id}&state=dead&kind=replicate"))).expect("query");
+        assert_eq!(q.upload, Some(id));
+        assert_eq!(q.state, Some(JobState::Dead));
+        assert_eq!(q.kind.as_deref(), Some("replicate"));
+        assert_eq!(parse_query(Some("upload=&state=&kind=")).expect("blank"), Query::default());
+        assert_eq!(parse_query(None).expect("none"), Query::default());
+        assert!(matches!(parse_query(Some("upload=x")), Err(UiError::Invalid(_))));
+        assert!(matches!(parse_query(Some("state=running")), Err(UiError::Invalid(_))));
+        assert!(matches!(parse_query(Some("kind=<b>")), Err(UiError::Invalid(_))));
+    }
+
+    #[test]
+    fn dead_rows_get_actions_and_everything_is_escaped() {
+        let job = JobRecord {
+            id: Uuid::new_v4(),
+            kind: "replicate".into(),
+            queue: "replicate".into(),
+            payload: serde_json::json!({}),
+            file: Uuid::new_v4(),
+            node: Some(2),
+            state: JobState::Dead,
+            attempt: 3,
+            worker: Some("h:1".into()),
+            queued_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            state_at: chrono::Utc::now(),
+            error: Some("<script>".into()),
+            requeues: 0,
+            replays: 0,
+            replayed_at: None,
+            discarded_at: None,
+        };
+        let html = row(&job, "tok");
+        assert!(html.contains(&format!("action=\"/admin/jobs/{}/replay\"", job.id)));
+        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
+        let done = JobRecord { state: JobState::Done, ..job };
+        assert!(!row(&done, "tok").contains("replay"));
+    }
+}

@@ -1,0 +1,60 @@
+//! The workers page: the worker inventory (`ferry_store::workers`, what `ferry workers
+//! ls` shows): id, host, pid, version, queues, concurrency, heartbeat and the jobs in
+//! flight, each linked to its record.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use ferry_store::workers::{self, WorkerRow};
+
+use crate::admin_ui::error::UiError;
+use crate::admin_ui::html::{fmt_age, fmt_time, Esc, Page, Section};
+use crate::admin_ui::session::AdminSession;
+use crate::state::SharedState;
+
+fn row(w: &WorkerRow) -> String {
+    let in_flight: Vec<String> = w
+        .in_flight
+        .iter()
+        .map(|id| format!("<a class=\"mono\" href=\"/admin/jobs?state=active#{id}\">{id}</a>"))
+        .collect();
+    let state = w.liveness();
+    format!(
+        "<tr data-worker=\"{id}\" data-state=\"{state}\"><td class=\"mono\">{id}</td>\
+         <td><span class=\"badge w-{state}\">{state}</span></td><td>{host}</td><td class=\"num\">{pid}</td>\
+         <td>{version}</td><td>{queues}</td><td class=\"num\">{concurrency}</td><td>{started}</td>\
+         <td>{heartbeat}</td><td>{in_flight}</td></tr>",
+        id = Esc(&w.id),
+        host = Esc(&w.host),
+        pid = w.pid,
+        version = Esc(&w.version),
+        queues = Esc(&w.queues.join(", ")),
+        concurrency = w.concurrency,
+        started = fmt_time(w.started_at),
+        heartbeat = fmt_age(Duration::from_secs_f64(w.heartbeat_age_secs.max(0.0))),
+        in_flight = if in_flight.is_empty() { "—".into() } else { in_flight.join("<br>") },
+    )
+}
+
+/// `GET /admin/workers`
+pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Result<Response, UiError> {
+    let rows = workers::list(&state.pool.get().await?).await?;
+    let mut body = String::from(
+        "<p>Every ferry-worker registers here and heartbeats every 5 s; one silent for 30 s is stale.</p>\
+         <table class=\"grid\" id=\"workers\"><thead><tr><th>Id</th><th>State</th><th>Host</th>\
+         <th class=\"num\">Pid</th><th>Version</th><th>Queues</th><th class=\"num\">Concurrency</th>\
+         <th>Started</th><th>Heartbeat</th><th>In flight</th></tr></thead><tbody>",
+    );
+    for w in &rows {
+        body.push_str(&row(w));
+    }
+    if rows.is_empty() {
+        let _ = write!(body, "<tr class=\"empty\"><td colspan=\"10\">No worker has registered yet.</td></tr>");
+    }
+    body.push_str("</tbody></table>");
+    Ok(Page { title: "Workers", section: Section::Workers, session: Some(&session), body, script: None }
+        .render(StatusCode::OK))
+}
