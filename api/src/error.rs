@@ -34,6 +34,12 @@ pub enum ApiError {
     TooLarge { detail: String, limit: u64 },
     #[error("{detail}")]
     Unavailable { detail: &'static str, retry_after: u32 },
+    /// 429 with `Retry-After`: the client is over a per-user or per-address limit.
+    #[error("{detail}")]
+    TooManyRequests { code: &'static str, detail: String, retry_after: u64 },
+    /// 408 and the connection closed: the request body arrived too slowly.
+    #[error("{detail}")]
+    RequestTimeout { code: &'static str, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -60,6 +66,8 @@ impl ApiError {
             ApiError::Expired => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,7 +79,10 @@ impl ApiError {
             ApiError::Forbidden => "permission_denied",
             ApiError::NotFound { .. } => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooManyRequests { code, .. }
+            | ApiError::RequestTimeout { code, .. } => code,
             ApiError::OffsetMismatch { .. } => "offset_mismatch",
             ApiError::Expired => "upload_expired",
             ApiError::TooLarge { .. } => "too_large",
@@ -127,6 +138,9 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { retry_after, .. } => {
                 body.insert("retry_after".into(), json!(retry_after));
             }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                body.insert("retry_after".into(), json!(retry_after));
+            }
             ApiError::Conflict { state: Some(state), .. } => {
                 body.insert("state".into(), json!(state));
             }
@@ -140,6 +154,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::RequestTimeout { .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

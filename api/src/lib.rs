@@ -30,7 +30,7 @@ use ferry_shared::config::Config;
 use ferry_shared::ops;
 use ferry_store::StoreError;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Keys;
@@ -86,7 +86,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         heartbeats: HeartbeatTable::new(Duration::from_secs(config.api.heartbeat_stale_secs)),
         completions: completions.clone(),
         replicas: replica_cache::ReplicaCache::new(Duration::from_millis(config.api.replica_cache_ms), 100_000),
-        intake: Semaphore::new(config.api.max_concurrent_uploads),
+        intake: upload::slots::IntakeSlots::new(
+            config.api.max_concurrent_uploads,
+            config.api.max_concurrent_uploads_per_user,
+        ),
         shutdown: shutdown.clone(),
         config,
     });
@@ -105,7 +108,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     ));
     tasks.close();
     tracing::info!(listen = %listener.local_addr()?, "ferry-api serving");
-    ops::serve(listener, router(state), shutdown).await?;
+    let limits = ferry_shared::serve::Limits::from_config(&state.config.http);
+    ferry_shared::serve::serve(listener, router(state), shutdown, limits).await?;
     tasks.wait().await;
     Ok(())
 }

@@ -7,12 +7,13 @@ use ferry_queue::outbox::RelayWaker;
 use ferry_queue::Publisher;
 use ferry_shared::config::Config;
 use ferry_store::Pool;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::auth::Keys;
 use crate::heartbeats::HeartbeatTable;
 use crate::replica_cache::ReplicaCache;
+use crate::upload::slots::IntakeSlots;
 
 pub struct AppState {
     pub config: Config,
@@ -24,8 +25,8 @@ pub struct AppState {
     pub replicas: ReplicaCache,
     /// Upload ids whose assembly finished (from PostgreSQL `NOTIFY`).
     pub completions: broadcast::Sender<Uuid>,
-    /// Bounds chunk bodies streamed at once by this process.
-    pub intake: Semaphore,
+    /// Bounds chunk bodies streamed at once by this process, and per user.
+    pub intake: IntakeSlots,
     /// Fires on SIGTERM: long waits (the completing POST) answer at once instead of
     /// holding the shutdown up.
     pub shutdown: tokio_util::sync::CancellationToken,

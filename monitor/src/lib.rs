@@ -44,12 +44,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let relay = RelayWaker::default();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), relay.clone(), shutdown.clone()));
     tasks.spawn(dead_letters::run(pool.clone(), config.broker.clone(), shutdown.clone()));
+    let limits = ferry_shared::serve::Limits::from_config(&config.http);
     tasks.spawn(lead(Arc::new(config), pool.clone(), publisher.clone(), http, relay, shutdown.clone()));
     tasks.close();
 
     let ready = ferry_queue::ready::db_and_broker(pool, publisher);
     tracing::info!(listen = %listener.local_addr()?, "ferry-monitor running");
-    ops::serve(listener, ops::routes(ready), shutdown).await?;
+    ferry_shared::serve::serve(listener, ops::routes(ready), shutdown, limits).await?;
     tasks.wait().await;
     Ok(())
 }

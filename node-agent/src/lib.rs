@@ -80,7 +80,11 @@ pub async fn run_with(
         Err(error) => tracing::info!(%error, root = %root.display(), reverify_secs, "ferry-node serving"),
     }
 
-    let serving = ops::serve_with(listener, router(state), shutdown.clone(), options.stalled_peer_timeout);
+    let limits = ferry_shared::serve::Limits {
+        stalled_peer_timeout: options.stalled_peer_timeout,
+        ..ferry_shared::serve::Limits::from_config(&config.http)
+    };
+    let serving = ferry_shared::serve::serve(listener, router(state), shutdown.clone(), limits);
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(DRAIN_DEADLINE).await;

@@ -53,7 +53,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             reverify_after: DEFAULT_REVERIFY_AFTER,
-            stalled_peer_timeout: ferry_shared::ops::STALLED_PEER_TIMEOUT,
+            stalled_peer_timeout: ferry_shared::serve::STALLED_PEER_TIMEOUT,
         }
     }
 }

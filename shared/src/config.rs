@@ -57,6 +57,9 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub monitor: MonitorConfig,
     pub node: NodeConfig,
+    /// Limits of every HTTP listener (API, node agent, and the worker's and monitor's
+    /// operations listeners).
+    pub http: HttpConfig,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -141,6 +144,15 @@ pub struct ApiConfig {
     pub complete_wait_secs: u64,
     /// Uploads receiving chunks at once per API process; more get 503.
     pub max_concurrent_uploads: usize,
+    /// Of those, how many one user may hold at once; more get 429 `too_many_uploads`,
+    /// so one account cannot take every slot (docs/SECURITY.md).
+    pub max_concurrent_uploads_per_user: usize,
+    /// A chunk body must be complete within this many seconds plus one second per
+    /// `body_min_rate_bytes_per_sec` bytes received (Apache `mod_reqtimeout`'s
+    /// `body=20,MinRate=500`); a slower body is cut off with 408 `body_too_slow`.
+    pub body_read_timeout_secs: u64,
+    /// The floor under a chunk body's average rate, after `body_read_timeout_secs`.
+    pub body_min_rate_bytes_per_sec: u64,
     /// A node whose last heartbeat is older than this is not redirected to.
     pub heartbeat_stale_secs: u64,
     /// `CIDR = "lat,lon"` table locating clients for nearest-node choice.
@@ -244,6 +256,28 @@ pub struct NodeConfig {
     pub reverify_secs: u64,
 }
 
+/// What every HTTP listener of every process holds a client to (docs/SECURITY.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Seconds a connection may take to deliver a request's whole header, counted from
+    /// when it was opened or — on a keep-alive connection — from the end of the previous
+    /// response; so it is also the idle keep-alive limit. Defends against idle,
+    /// half-header and slowloris connections. 0 is refused.
+    pub header_read_timeout_secs: u64,
+    /// Connections one listener holds open at once; more wait in the kernel's accept
+    /// queue until one closes. Lowered at start-up to three quarters of the process's
+    /// open-file limit (`RLIMIT_NOFILE`), so a flood of connections cannot exhaust the
+    /// descriptors the process needs for its own files and sockets. 0 is refused.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { header_read_timeout_secs: 15, max_connections: 1024 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -257,6 +291,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             monitor: MonitorConfig::default(),
             node: NodeConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -319,6 +354,9 @@ impl Default for ApiConfig {
             public_url: String::new(),
             complete_wait_secs: 30,
             max_concurrent_uploads: 256,
+            max_concurrent_uploads_per_user: 32,
+            body_read_timeout_secs: 20,
+            body_min_rate_bytes_per_sec: 500,
             heartbeat_stale_secs: 10,
             client_locations: Vec::new(),
             page_size: 50,
@@ -481,6 +519,16 @@ impl Config {
         }
         if self.monitor.scrub_max_queued == 0 {
             return Err(ConfigError::Invalid("monitor.scrub_max_queued must be at least 1".into()));
+        }
+        if self.http.header_read_timeout_secs == 0 || self.http.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "http.header_read_timeout_secs and http.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.api.max_concurrent_uploads_per_user == 0 || self.api.body_min_rate_bytes_per_sec == 0 {
+            return Err(ConfigError::Invalid(
+                "api.max_concurrent_uploads_per_user and api.body_min_rate_bytes_per_sec must be at least 1".into(),
+            ));
         }
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));

@@ -7,7 +7,8 @@
 //! - [`signing`]: the HMAC that lets a node agent trust a redirected download.
 //! - [`types`]: newtypes parsed once at the edge.
 //! - [`health`]: the node agent's `/health` answer, which the monitor parses.
-//! - [`shutdown`], [`telemetry`], [`ops`]: process plumbing shared by every binary.
+//! - [`shutdown`], [`telemetry`], [`ops`], [`serve`]: process plumbing shared by every
+//!   binary ([`serve`]: the HTTP server loop and its connection limits).
 
 pub mod backoff;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod hashing;
 pub mod health;
 pub mod metrics;
 pub mod ops;
+pub mod serve;
 pub mod shutdown;
 pub mod signing;
 pub mod staging;

@@ -1,17 +1,14 @@
-//! HTTP serving shared by every process: graceful shutdown and the operations routes.
+//! The operations routes every process serves, and request metrics. The server loop
+//! itself is [`crate::serve`].
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// A readiness probe: `Ok` when every dependency the process needs answers.
 pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
@@ -44,38 +41,6 @@ async fn readyz(ready: ReadyCheck) -> Response {
         )
             .into_response(),
     }
-}
-
-/// How long bytes a process sent may stay unacknowledged before the kernel drops the
-/// connection (`TCP_USER_TIMEOUT`), including a peer that keeps its receive window shut:
-/// a client that stops reading a download would otherwise hold its response buffers
-/// (and, many of them, every download's) forever. A slow reader that keeps acknowledging
-/// is never cut off.
-pub const STALLED_PEER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// [`serve_with`] with [`STALLED_PEER_TIMEOUT`].
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    serve_with(listener, router, shutdown, STALLED_PEER_TIMEOUT).await
-}
-
-/// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests
-/// finish (hyper's graceful shutdown). Every accepted connection gets
-/// `stalled_peer_timeout` as its `TCP_USER_TIMEOUT`.
-pub async fn serve_with(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-    stalled_peer_timeout: Duration,
-) -> std::io::Result<()> {
-    let millis = u32::try_from(stalled_peer_timeout.as_millis()).unwrap_or(u32::MAX);
-    let listener = listener.tap_io(move |tcp| {
-        if let Err(error) = nix::sys::socket::setsockopt(&*tcp, nix::sys::socket::sockopt::TcpUserTimeout, &millis) {
-            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT on a connection");
-        }
-    });
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }
 
 /// Middleware counting requests by matched route, method and status, with latency.

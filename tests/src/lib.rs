@@ -135,6 +135,8 @@ pub struct Cluster {
     pub signing_secret: String,
     pub nodes: Vec<Node>,
     pub staging: PathBuf,
+    /// The monitor's operations listener (`/healthz`, `/readyz`, `/metrics`).
+    pub monitor_port: u16,
     env: Vec<(String, String)>,
     bin_dir: PathBuf,
     ssh_dir: PathBuf,
@@ -229,6 +231,7 @@ impl Cluster {
             signing_secret,
             nodes: Vec::new(),
             staging,
+            monitor_port: free_port(),
             env: vars,
             bin_dir: env.bin_dir.clone(),
             ssh_dir: env.ssh_dir.clone(),
@@ -252,7 +255,7 @@ impl Cluster {
         for _ in 0..opts.workers {
             cluster.add_worker()?;
         }
-        let monitor_port = free_port();
+        let monitor_port = cluster.monitor_port;
         cluster.spawn(
             "monitor",
             "ferry-monitor",
@@ -350,6 +353,11 @@ impl Cluster {
     /// Starts node `i`'s sshd again.
     pub fn restart_sshd(&mut self, i: usize) -> Result<()> {
         self.with_node(i, |cluster, node| cluster.start_sshd(node))
+    }
+
+    /// The workers' operations listeners, in start order.
+    pub fn worker_ports(&self) -> &[u16] {
+        &self.worker_ports
     }
 
     /// Adds one more worker process; returns its name.

@@ -91,7 +91,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
     let ready = ferry_queue::ready::db_and_broker(pool, publisher);
     tracing::info!(listen = %listener.local_addr()?, "ferry-worker running");
-    ops::serve(listener, ops::routes(ready), shutdown).await?;
+    let limits = ferry_shared::serve::Limits::from_config(&ctx.config.http);
+    ferry_shared::serve::serve(listener, ops::routes(ready), shutdown, limits).await?;
     tasks.wait().await;
     drained.cancel();
     let _ = inventory.await;

@@ -19,7 +19,6 @@ use ferry_shared::types::{ByteSize, FileId, FileName, Md5, UserId};
 use ferry_store::uploads::{self as store_uploads, Upload, UploadFailure};
 use ferry_store::{files, GenericClient, UploadState};
 use serde::Deserialize;
-use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -32,6 +31,8 @@ use crate::page::Page;
 use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, file_required, Limits, Received};
+use crate::upload::pace::BodyPace;
+use crate::upload::slots::{Refused, Slot};
 use crate::upload::staging::upload_dir;
 use crate::uploads;
 
@@ -65,11 +66,29 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }
 
-fn intake_permit(state: &SharedState) -> ApiResult<SemaphorePermit<'_>> {
-    state.intake.try_acquire().map_err(|_| ApiError::Unavailable {
-        detail: "Too many uploads in progress on this server; retry shortly.",
-        retry_after: 1,
+/// A slot of the upload intake for `user`: 503 when the process is full, 429
+/// `too_many_uploads` when the user already holds their share.
+fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot> {
+    state.intake.try_acquire(user).map_err(|refused| match refused {
+        Refused::Full => ApiError::Unavailable {
+            detail: "Too many uploads in progress on this server; retry shortly.",
+            retry_after: 1,
+        },
+        Refused::UserShare(share) => ApiError::TooManyRequests {
+            code: "too_many_uploads",
+            detail: format!("You already have {share} chunks in progress on this server; send the next when one ends."),
+            retry_after: 1,
+        },
     })
+}
+
+/// The floor under a chunk body's pace (`api.body_read_timeout_secs`,
+/// `api.body_min_rate_bytes_per_sec`).
+fn body_pace(state: &SharedState) -> BodyPace {
+    BodyPace {
+        grace: Duration::from_secs(state.config.api.body_read_timeout_secs),
+        min_bytes_per_sec: state.config.api.body_min_rate_bytes_per_sec,
+    }
 }
 
 /// Removes a new upload's staging directory unless the upload was recorded.
@@ -224,11 +243,13 @@ async fn create_chunk(
     }
     let limits = chunk_limit(&state, &range)?;
     check_new_file_size(&state.pool.get().await?, &state, user.id, range.total).await?;
-    let _permit = intake_permit(&state)?;
+    let _permit = intake_permit(&state, user.id)?;
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let received = intake::receive(body, content_type(&headers), &dir, limits, RunningDigest::default()).await?;
+    let received =
+        intake::receive(body, content_type(&headers), &dir, limits, body_pace(&state), RunningDigest::default())
+            .await?;
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
@@ -258,11 +279,13 @@ async fn create_whole(
     let left = quota_left(&state.pool.get().await?, &state, user.id).await?;
     let max = state.config.storage.max_file_bytes.min(left);
     let limits = Limits { offset: 0, expected: range.map(|r| r.len()), max, max_is_limit: true };
-    let _permit = intake_permit(&state)?;
+    let _permit = intake_permit(&state, user.id)?;
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let received = intake::receive(body, content_type(&headers), &dir, limits, RunningDigest::default()).await?;
+    let received =
+        intake::receive(body, content_type(&headers), &dir, limits, body_pace(&state), RunningDigest::default())
+            .await?;
     let md5 = parse_md5(received.fields.md5.clone().or(query.md5.clone()))?;
     // Checked here from the digest computed while receiving (nothing is re-read): a
     // wrong md5 records nothing and the guard releases the bytes.
@@ -294,7 +317,7 @@ async fn append_chunk(
     let limits = chunk_limit(&state, &range)?;
     let upload = uploads::load(&state.pool.get().await?, id, user.id, false).await?;
     check_appendable(&upload, &range)?;
-    let _permit = intake_permit(&state)?;
+    let _permit = intake_permit(&state, user.id)?;
     // Only the lease holder writes into the data file; a second PUT for the same
     // offset finds the lease taken and gets the offset error at once.
     let lease = Lease::acquire(&state, id, user.id, range.start).await?;
@@ -325,7 +348,8 @@ async fn receive_and_record(
 ) -> ApiResult<Upload> {
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     // The digest as of this offset, which the lease keeps current.
-    let received = intake::receive(body, content_type(headers), &dir, limits, lease.digest.clone()).await?;
+    let received =
+        intake::receive(body, content_type(headers), &dir, limits, body_pace(state), lease.digest.clone()).await?;
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
     let mut client = state.pool.get().await?;

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use ferry_shared::hashing::RunningDigest;
 use futures::{Stream, StreamExt};
 
+use super::framing::{Framed, FramingError};
+use super::pace::{BodyPace, Paced, PacedError};
 use super::staging::ChunkWriter;
 use crate::error::ApiError;
 
@@ -48,21 +50,41 @@ pub struct Limits {
     pub max_is_limit: bool,
 }
 
+/// Streams `body` (multipart when `content_type` says so, else raw) into the upload's
+/// data file under `limits`, at no less than `pace`: a body that falls behind fails
+/// with 408 `body_too_slow`, whatever the parser made of the cut-off stream.
 pub async fn receive(
     body: Body,
     content_type: Option<&str>,
     dir: &Path,
     limits: Limits,
+    pace: BodyPace,
     digest: RunningDigest,
 ) -> Result<Received, ApiError> {
-    let stream = body.into_data_stream();
-    match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
-        Some(boundary) => receive_multipart(multer::Multipart::new(stream, boundary), dir, limits, digest).await,
-        None => {
-            let (digest, size) = write_stream(stream, dir, limits, digest).await?;
-            Ok(Received { digest: Some(digest), size, fields: Fields::default() })
+    let stream = Paced::new(body.into_data_stream(), pace);
+    let too_slow = stream.tripped();
+    let received = match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
+        Some(boundary) => {
+            let framed = Framed::new(stream, &boundary);
+            receive_multipart(multer::Multipart::new(framed, boundary), dir, limits, digest).await
         }
+        None => write_stream(stream, dir, limits, digest).await.map(|(digest, size)| Received {
+            digest: Some(digest),
+            size,
+            fields: Fields::default(),
+        }),
+    };
+    if received.is_err() && too_slow.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::RequestTimeout {
+            code: "body_too_slow",
+            detail: format!(
+                "The request body arrived too slowly: it must be complete within {} s plus 1 s per {} bytes.",
+                pace.grace.as_secs(),
+                pace.min_bytes_per_sec
+            ),
+        });
     }
+    received
 }
 
 async fn receive_multipart(
@@ -82,7 +104,8 @@ async fn receive_multipart(
                 let Some(digest) = digest.take() else {
                     return Err(ApiError::bad_request("duplicate_file", "Send exactly one 'file' field."));
                 };
-                let (digest, size) = write_stream(field, dir, limits, digest).await?;
+                let (digest, size) =
+                    write_stream(field.map(|frame| frame.map_err(malformed)), dir, limits, digest).await?;
                 received.digest = Some(digest);
                 received.size = size;
             }
@@ -123,14 +146,12 @@ async fn write_stream<S, E>(
 ) -> Result<(RunningDigest, u64), ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: Into<ApiError>,
 {
     let mut writer = ChunkWriter::open(dir, limits.offset, digest).await.map_err(ApiError::internal)?;
     let mut size: u64 = 0;
     while let Some(frame) = stream.next().await {
-        let frame = frame.map_err(|e| {
-            ApiError::bad_request("incomplete_body", format!("The request body could not be read: {e}"))
-        })?;
+        let frame = frame.map_err(Into::into)?;
         size += frame.len() as u64;
         if size > limits.max {
             return Err(if limits.max_is_limit {
@@ -175,6 +196,27 @@ fn size_mismatch(expected: u64) -> ApiError {
     )
 }
 
+/// A multipart body multer could not parse: over one of [`super::framing`]'s limits
+/// (`400 multipart_limit`), unreadable, or malformed.
 fn malformed(e: multer::Error) -> ApiError {
+    if let multer::Error::StreamReadFailed(cause) = &e {
+        if let Some(limit) = cause.downcast_ref::<FramingError>() {
+            return ApiError::bad_request("multipart_limit", format!("The multipart body is refused: {limit}."));
+        }
+        return incomplete(cause);
+    }
+    if matches!(e, multer::Error::IncompleteFieldData { .. } | multer::Error::IncompleteStream) {
+        return incomplete(e);
+    }
     ApiError::bad_request("malformed_body", format!("The multipart body is malformed: {e}"))
+}
+
+fn incomplete(cause: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("incomplete_body", format!("The request body could not be read: {cause}"))
+}
+
+impl From<PacedError> for ApiError {
+    fn from(e: PacedError) -> Self {
+        incomplete(e)
+    }
 }

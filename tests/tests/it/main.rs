@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod download;
 mod files;
+mod hostile;
 mod jobs;
 mod nodes;
 mod read_after_write;

@@ -1,0 +1,128 @@
+//! The one HTTP server loop every Ferry listener runs (API, node agent, and the
+//! worker's and monitor's operations listeners), with the limits that keep a hostile
+//! client from holding it: a header-read timeout that also ends idle keep-alive
+//! connections, a cap on open connections, and `TCP_USER_TIMEOUT` for peers that stop
+//! acknowledging. See docs/SECURITY.md.
+//!
+//! `axum::serve` exposes none of hyper's connection settings, so this loop builds each
+//! connection with hyper's own HTTP/1.1 server (`header_read_timeout` with a Tokio
+//! timer) and hyper-util's graceful shutdown; the only code of ours is the connection
+//! cap, a semaphore permit held by each connection's task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::config::HttpConfig;
+
+/// How long bytes a process sent may stay unacknowledged before the kernel drops the
+/// connection (`TCP_USER_TIMEOUT`), including a peer that keeps its receive window shut:
+/// a client that stops reading a download would otherwise hold its response buffers
+/// (and, many of them, every download's) forever. A slow reader that keeps acknowledging
+/// is never cut off.
+pub const STALLED_PEER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The limits one listener enforces on its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From a connection's start, or the end of its previous response, until the next
+    /// request's header is complete; past it hyper closes the connection.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// `TCP_USER_TIMEOUT` of every connection.
+    pub stalled_peer_timeout: Duration,
+}
+
+impl Limits {
+    /// The configured limits, with `max_connections` lowered to three quarters of the
+    /// process's open-file limit when that is smaller.
+    pub fn from_config(http: &HttpConfig) -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
+            max_connections: http.max_connections.min(descriptor_budget()).max(1),
+            stalled_peer_timeout: STALLED_PEER_TIMEOUT,
+        }
+    }
+}
+
+/// Three quarters of the soft `RLIMIT_NOFILE`: the rest stays for the process's own
+/// files, pools and broker connections.
+fn descriptor_budget() -> usize {
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => usize::try_from(soft / 4 * 3).unwrap_or(usize::MAX),
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then stops accepting and lets
+/// in-flight requests finish (hyper's graceful shutdown). Handlers see the peer's
+/// address as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let user_timeout_ms = u32::try_from(limits.stalled_peer_timeout.as_millis()).unwrap_or(u32::MAX);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        if let Err(error) =
+            nix::sys::socket::setsockopt(&tcp, nix::sys::socket::sockopt::TcpUserTimeout, &user_timeout_ms)
+        {
+            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT on a connection");
+        }
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// An accept error is about one connection or a passing shortage (`EMFILE`, `ENFILE`,
+/// `ENOBUFS`): log it and pause briefly instead of spinning, as hyper's own server did.
+async fn accept_failed(error: std::io::Error) {
+    tracing::warn!(%error, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
