@@ -15,6 +15,13 @@ pub struct Query<T>(pub T);
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            let limit = crate::routes::admin::MAX_JSON_BYTES;
+            return ApiError::TooLarge {
+                detail: format!("JSON bodies are limited to {limit} bytes."),
+                limit: limit as u64,
+            };
+        }
         ApiError::bad_request("invalid_json", rejection.body_text())
     }
 }

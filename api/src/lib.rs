@@ -9,6 +9,7 @@ pub mod extract;
 pub mod form;
 pub mod heartbeats;
 pub mod locate;
+pub mod login_limit;
 pub mod nearest;
 pub mod openapi;
 pub mod page;
@@ -86,9 +87,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         heartbeats: HeartbeatTable::new(Duration::from_secs(config.api.heartbeat_stale_secs)),
         completions: completions.clone(),
         replicas: replica_cache::ReplicaCache::new(Duration::from_millis(config.api.replica_cache_ms), 100_000),
-        intake: upload::slots::IntakeSlots::new(
+        intake: ferry_shared::slots::KeyedSlots::new(
             config.api.max_concurrent_uploads,
             config.api.max_concurrent_uploads_per_user,
+        ),
+        login_limit: login_limit::LoginLimiter::new(
+            config.auth.login_attempts_per_minute_per_address,
+            config.auth.login_attempts_per_minute_per_user,
         ),
         shutdown: shutdown.clone(),
         config,

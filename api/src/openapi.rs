@@ -237,6 +237,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 "responses": {
                     "200": json_response("A token.", "Token"),
                     "400": error_response("Bad credentials (`invalid_credentials`) or a malformed body."),
+                    "429": error_response("`too_many_login_attempts`: this address or this username has used its login attempts for now (`auth.login_attempts_per_minute_per_address`, `..._per_user`); retry after `Retry-After` seconds."),
                     "503": error_response("The database is unavailable.")
                 }
             }},
@@ -248,8 +249,10 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                     "requestBody": chunk_body(),
                     "responses": auth_errors(json!({
                         "200": upload_ok,
-                        "400": error_response("Bad Content-Range, size mismatch, offset mismatch (`offset`), bad filename or parent."),
-                        "413": error_response("Chunk, file or quota limit exceeded (`limit`).")
+                        "400": error_response("Bad Content-Range, size mismatch, offset mismatch (`offset`), bad filename or parent, `multipart_limit` (preamble, part header or part count over its limit)."),
+                        "408": error_response("`body_too_slow`: the body arrived below the floor (20 s, then 500 B/s by default); the connection is closed."),
+                        "413": error_response("Chunk, file or quota limit exceeded (`limit`)."),
+                        "429": error_response("`too_many_uploads`: you already have your share of chunks in progress on this server; retry after `Retry-After`.")
                     }))
                 },
                 "post": {
@@ -270,8 +273,10 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "200": json_response("Stored, md5 verified, and downloadable now: `storage.write_quorum` verified copies are on healthy nodes, so `GET /storage/download/{id}/` redirects to one (read-after-write).", "Upload"),
                         "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll the upload.", "Upload"),
                         "400": error_response("Missing or wrong md5 (`md5_required`, `checksum_mismatch`: nothing is recorded), bad filename."),
+                        "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
                         "409": error_response("Assembly failed."),
-                        "413": error_response("File or quota limit exceeded.")
+                        "413": error_response("File or quota limit exceeded."),
+                        "429": error_response("`too_many_uploads`: you already have your share of uploads in progress on this server.")
                     }))
                 }
             },
@@ -301,8 +306,10 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "200": upload_ok,
                         "400": error_response("Bad Content-Range, size mismatch, TOTAL changed, offset mismatch (`offset`), upload closed."),
                         "404": error_response("No such upload of yours."),
+                        "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
                         "410": error_response("The upload expired."),
-                        "413": error_response("Chunk limit exceeded.")
+                        "413": error_response("Chunk limit exceeded."),
+                        "429": error_response("`too_many_uploads`: you already have your share of chunks in progress on this server.")
                     }))
                 },
                 "post": {

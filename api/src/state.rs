@@ -6,14 +6,16 @@ use axum::http::HeaderMap;
 use ferry_queue::outbox::RelayWaker;
 use ferry_queue::Publisher;
 use ferry_shared::config::Config;
+use ferry_shared::slots::KeyedSlots;
+use ferry_shared::types::UserId;
 use ferry_store::Pool;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::auth::Keys;
 use crate::heartbeats::HeartbeatTable;
+use crate::login_limit::LoginLimiter;
 use crate::replica_cache::ReplicaCache;
-use crate::upload::slots::IntakeSlots;
 
 pub struct AppState {
     pub config: Config,
@@ -26,7 +28,9 @@ pub struct AppState {
     /// Upload ids whose assembly finished (from PostgreSQL `NOTIFY`).
     pub completions: broadcast::Sender<Uuid>,
     /// Bounds chunk bodies streamed at once by this process, and per user.
-    pub intake: IntakeSlots,
+    pub intake: KeyedSlots<UserId>,
+    /// Login attempts per client address and per username.
+    pub login_limit: LoginLimiter,
     /// Fires on SIGTERM: long waits (the completing POST) answer at once instead of
     /// holding the shutdown up.
     pub shutdown: tokio_util::sync::CancellationToken,

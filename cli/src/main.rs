@@ -66,8 +66,17 @@ enum UsersCmd {
         #[arg(long)]
         admin: bool,
     },
-    /// Set a user's password (read from the first line of stdin).
+    /// Set a user's password (read from the first line of stdin); the user's tokens and
+    /// admin sessions stop working.
     Passwd { username: String },
+    /// Disable a user: no more logins, and every token and admin session of theirs stops
+    /// working at once. Their files stay.
+    Disable { username: String },
+    /// Enable a disabled user again (they log in anew).
+    Enable { username: String },
+    /// Delete a user that owns no file or upload (else disable it); their tokens die
+    /// with the account.
+    Delete { username: String },
     /// List users.
     List,
 }
@@ -197,14 +206,33 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("password of {username} changed");
         }
+        Command::Users(UsersCmd::Disable { username }) => {
+            if !users::set_disabled(&client, &username, true).await? {
+                bail!("no user named {username}");
+            }
+            println!("user {username} disabled; their tokens and sessions no longer work");
+        }
+        Command::Users(UsersCmd::Enable { username }) => {
+            if !users::set_disabled(&client, &username, false).await? {
+                bail!("no user named {username}");
+            }
+            println!("user {username} enabled");
+        }
+        Command::Users(UsersCmd::Delete { username }) => {
+            if !users::delete(&client, &username).await? {
+                bail!("no user named {username}");
+            }
+            println!("user {username} deleted");
+        }
         Command::Users(UsersCmd::List) => {
-            println!("{:>6}  {:<24} {:<6} created", "id", "username", "admin");
+            println!("{:>6}  {:<24} {:<6} {:<9} created", "id", "username", "admin", "disabled");
             for user in users::list(&client).await? {
                 println!(
-                    "{:>6}  {:<24} {:<6} {}",
+                    "{:>6}  {:<24} {:<6} {:<9} {}",
                     user.id,
                     user.username,
                     user.is_admin,
+                    user.disabled,
                     user.created_at.format("%F %T")
                 );
             }

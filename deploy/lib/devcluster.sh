@@ -118,13 +118,19 @@ dev_service_env() {
 		"FERRY_WORKER__SSH_KNOWN_HOSTS=$STATE/ssh/known_hosts"
 		"FERRY_WORKER__SSH_CONTROL_DIR=$CONTROL_DIR"
 	)
+	# It holds the broker password: readable by its owner only. The umask must be set
+	# before the redirection creates the file (a redirection on the subshell itself is
+	# opened by this shell, with its umask), and chmod covers a file left by an older run.
 	(
 		umask 077
-		printf '# source this to run a Ferry binary against the dev cluster by hand\n'
-		for var in "${SERVICE_ENV[@]}"; do
-			if [[ $var == FERRY_*=* ]]; then printf 'export %q\n' "$var"; fi
-		done
-	) >"$STATE/env"
+		{
+			printf '# source this to run a Ferry binary against the dev cluster by hand\n'
+			for var in "${SERVICE_ENV[@]}"; do
+				if [[ $var == FERRY_*=* ]]; then printf 'export %q\n' "$var"; fi
+			done
+		} >"$STATE/env"
+		chmod 600 "$STATE/env"
+	)
 }
 
 # --- up ----------------------------------------------------------------------------------

@@ -21,9 +21,21 @@ system_main() {
 		"FERRY_DEV_PG_PORT=$pg" "FERRY_DEV_AMQP_PORT=$amqp" "FERRY_DEV_MGMT_PORT=$mgmt"
 		"FERRY_DEV_DIST_PORT=$dist" "FERRY_DEV_API_PORT=$api"
 		"FERRY_DEV_SSH_BASE_PORT=$ssh_base" "FERRY_DEV_AGENT_BASE_PORT=$agent_base"
+		# Every check below logs in from 127.0.0.1, schemathesis dozens of times a minute:
+		# the login rate limit is tested on its own (tests/tests/it/hostile.rs).
+		"FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS=1000"
+		"FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_USER=1000"
 	)
 	SYSTEM_DOWN=("${cluster_env[@]}")
 	env "${cluster_env[@]}" "$REPO/deploy/dev" up --no-build || return 1
+
+	# Issue 15 item 17: the env file holds the broker password.
+	local mode
+	mode=$(stat -c %a "$state/env")
+	if [[ $mode != 600 ]]; then
+		echo "system: $state/env has mode $mode; it holds the broker password and must be 600" >&2
+		rc=1
+	fi
 
 	local base=http://127.0.0.1:$api
 	# A user of its own for schemathesis, which deletes what it finds.

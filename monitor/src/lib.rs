@@ -38,8 +38,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let pool = ferry_store::pool(&config.database)?;
     ferry_store::migrate(&pool).await?;
     let publisher = Arc::new(Publisher::new(config.broker.url.expose(), "ferry-monitor", config.broker.heartbeat_secs));
-    let http =
-        reqwest::Client::builder().connect_timeout(Duration::from_millis(config.monitor.probe_timeout_ms)).build()?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(config.monitor.probe_timeout_ms))
+        // A node's /health is answered by the node itself: a redirect elsewhere is
+        // not its answer (and would let a node's URL probe other hosts).
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let tasks = TaskTracker::new();
     let relay = RelayWaker::default();
     tasks.spawn(outbox::run_relay(pool.clone(), publisher.clone(), relay.clone(), shutdown.clone()));

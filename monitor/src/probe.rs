@@ -1,4 +1,5 @@
-//! Probing node agents: `GET <public_url>/health` with a timeout.
+//! Probing node agents: `GET <public_url>/health` with a timeout, no redirects
+//! followed (the monitor's client has none) and at most [`MAX_HEALTH_BYTES`] read.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,11 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
     if !response.status().is_success() {
         return down(format!("health answered {}", response.status()));
     }
-    match response.json::<NodeHealth>().await {
+    let body = match read_bounded(response, MAX_HEALTH_BYTES).await {
+        Ok(body) => body,
+        Err(e) => return down(e),
+    };
+    match serde_json::from_slice::<NodeHealth>(&body) {
         Ok(h) => ProbeResult {
             up: true,
             free_bytes: h.free_bytes,
@@ -47,4 +52,24 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
         },
         Err(e) => down(format!("malformed health answer: {e}")),
     }
+}
+
+/// The most of a `/health` answer a probe reads: a real one is a few hundred bytes (a
+/// hundred corrupt-copy ids at most); anything longer is not an agent's answer, and
+/// reading it whole let a hostile `public_url` take the monitor from 18 to 411 MB.
+pub const MAX_HEALTH_BYTES: usize = 64 * 1024;
+
+/// The response body, or why not: longer than `limit`, or cut off.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|len| len > limit as u64) {
+        return Err(format!("health answer longer than {limit} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("health answer cut off: {e}"))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("health answer longer than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

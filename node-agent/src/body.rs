@@ -26,7 +26,7 @@ use sha2::Digest;
 use tokio::task::JoinHandle;
 
 use crate::buffers::Buffer;
-use crate::state::NodeState;
+use crate::state::{DownloadSlots, NodeState};
 use crate::verified::CopyKey;
 
 pub use crate::state::READ_STEP;
@@ -63,6 +63,8 @@ pub fn fill(file: &File, mut buffer: Buffer, offset: u64, want: usize) -> io::Re
 /// read (the handler reads it together with opening the file, so a range of up to
 /// [`READ_STEP`] costs a single trip to the blocking pool).
 ///
+/// `slots` are held until the body is dropped (sent, or its connection closed).
+///
 /// With `verify`, the bytes are hashed as they go. The last step is only handed to
 /// hyper after the verdict: on a mismatch it is replaced by an error, so the client
 /// sees a truncated body instead of a "complete" corrupt file, and the copy is moved
@@ -74,6 +76,7 @@ pub fn stream(
     count: u64,
     first: Option<Bytes>,
     verify: Option<Verify>,
+    slots: Option<DownloadSlots>,
 ) -> Body {
     let first = first.filter(|b| !b.is_empty() && b.len() as u64 <= count);
     let read = first.as_ref().map_or(0, |b| b.len() as u64);
@@ -86,6 +89,7 @@ pub fn stream(
         ready: first,
         reading: None,
         hashing: verify.map(|verify| Hashing { verify, hasher: Hasher::Idle(sha2::Sha256::new()) }),
+        _slots: slots,
     };
     Body::from_stream(futures::stream::unfold(pipeline, Pipeline::step))
 }
@@ -103,6 +107,8 @@ struct Pipeline {
     /// The read ahead in flight, if any.
     reading: Option<JoinHandle<io::Result<Bytes>>>,
     hashing: Option<Hashing>,
+    /// The client's and the link's download slots, given back when the body is dropped.
+    _slots: Option<DownloadSlots>,
 }
 
 impl Pipeline {

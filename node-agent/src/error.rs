@@ -32,6 +32,10 @@ pub enum ServeError {
     /// rather than as a node with zero free bytes.
     #[error("The storage root is not accessible.")]
     RootUnavailable,
+    /// The client address or the link already has its share of downloads in flight
+    /// (`node.max_downloads_per_client`, `node.max_downloads_per_link`).
+    #[error("Too many downloads in flight from this client or of this link; retry when one ends.")]
+    TooManyDownloads,
     /// Anything else; logged with its cause, answered with a fixed sentence.
     #[error("{context}: {source}")]
     Internal { context: &'static str, source: std::io::Error },
@@ -49,6 +53,7 @@ impl ServeError {
             ServeError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ServeError::RootUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::TooManyDownloads => StatusCode::TOO_MANY_REQUESTS,
             ServeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +70,7 @@ impl ServeError {
             ServeError::PreconditionFailed => "precondition_failed",
             ServeError::MethodNotAllowed => "method_not_allowed",
             ServeError::RootUnavailable => "root_unavailable",
+            ServeError::TooManyDownloads => "too_many_downloads",
             ServeError::Internal { .. } => "internal_error",
         }
     }
@@ -91,6 +97,9 @@ impl IntoResponse for ServeError {
             ServeError::RootUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            ServeError::TooManyDownloads => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             ServeError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
@@ -116,6 +125,7 @@ mod tests {
             (ServeError::PreconditionFailed, 412, "precondition_failed"),
             (ServeError::MethodNotAllowed, 405, "method_not_allowed"),
             (ServeError::RootUnavailable, 503, "root_unavailable"),
+            (ServeError::TooManyDownloads, 429, "too_many_downloads"),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status().as_u16(), status, "{error:?}");

@@ -6,11 +6,12 @@
 //! and then `If-Range` and `Range` looked at.
 
 use std::fs::{File, Metadata};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{ExtensionRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use crate::verified::CopyKey;
 
 pub async fn serve(
     State(state): State<Arc<NodeState>>,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<LinkQuery>, QueryRejection>,
     method: Method,
@@ -41,6 +43,14 @@ pub async fn serve(
     let grant = link::authorize(state.secret(), id, &query, chrono::Utc::now().timestamp())?;
     let expected = grant.sha256;
 
+    // A body holds read buffers until it is sent: one client, or one link, may have only
+    // its share of them in flight (429 beyond), held until the body is dropped.
+    let slots = if method == Method::HEAD {
+        None
+    } else {
+        let client = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| addr.ip());
+        Some(state.download_slots(client, query.signature())?)
+    };
     // HEAD gets the same headers but no body, so the file is not read at all.
     let buffer = if method == Method::HEAD { None } else { Some(state.buffers().take().await) };
     let path = state.path_of(id);
@@ -88,7 +98,7 @@ pub async fn serve(
     let body = if method == Method::HEAD {
         axum::body::Body::empty()
     } else {
-        body::stream(state.clone(), file, start, count, first, verify)
+        body::stream(state.clone(), file, start, count, first, verify, slots)
     };
 
     let mut response = Response::new(body);

@@ -24,6 +24,13 @@ pub struct LinkQuery {
     sig: Option<String>,
 }
 
+impl LinkQuery {
+    /// The link's signature as sent (empty when unsigned): it names one signed link.
+    pub fn signature(&self) -> &str {
+        self.sig.as_deref().unwrap_or_default()
+    }
+}
+
 /// What a valid link grants beyond the file itself.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Grant {

@@ -22,12 +22,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Settings come from the TOML file given with --config, then FERRY_* environment
 /// variables (FERRY_NODE__LISTEN, FERRY_NODE__ROOT, FERRY_NODE__REVERIFY_SECS,
-/// FERRY_SIGNING__SECRET or FERRY_SIGNING__SECRET_FILE), then the options below. Stops gracefully on SIGTERM or
-/// SIGINT.
+/// FERRY_NODE__MAX_DOWNLOADS_PER_CLIENT, FERRY_NODE__MAX_DOWNLOADS_PER_LINK, FERRY_HTTP__*,
+/// FERRY_SIGNING__SECRET or FERRY_SIGNING__SECRET_FILE), then the options below. Stops
+/// gracefully on SIGTERM or SIGINT.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// TOML configuration file (the agent uses `mode`, [node] and [signing]).
+    /// TOML configuration file (the agent uses `mode`, [node], [http] and [signing]).
     #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
     /// Address to serve HTTP on, e.g. 0.0.0.0:9001 [overrides node.listen; default
@@ -60,7 +61,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(secs) = cli.reverify_secs {
         config.node.reverify_secs = secs;
     }
-    let options = Options { reverify_after: Duration::from_secs(config.node.reverify_secs), ..Options::default() };
+    let options = Options {
+        reverify_after: Duration::from_secs(config.node.reverify_secs),
+        max_downloads_per_client: config.node.max_downloads_per_client,
+        max_downloads_per_link: config.node.max_downloads_per_link,
+        ..Options::default()
+    };
     let (listener, shutdown) = ferry_shared::startup::serve_on(config.node.listen).await?;
     ferry_node_agent::run_with(config, options, listener, shutdown).await?;
     Ok(())

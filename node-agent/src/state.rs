@@ -3,13 +3,18 @@
 //! found corrupt while they were served.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferry_shared::config::NodeConfig;
+use ferry_shared::slots::{KeyedSlots, Slot};
 use ferry_shared::types::FileId;
+use tokio::sync::Semaphore;
 
 use crate::buffers::BufferPool;
+use crate::error::ServeError;
 use crate::verified::VerifiedCopies;
 
 /// How many corrupt-file reports `/health` keeps. The monitor reads them every probe,
@@ -42,6 +47,10 @@ pub struct Options {
     /// How long bytes sent to a client may stay unacknowledged (a client that stopped
     /// reading) before its connection is dropped and its buffers return to the pool.
     pub stalled_peer_timeout: Duration,
+    /// `node.max_downloads_per_client`: downloads one client address has in flight.
+    pub max_downloads_per_client: usize,
+    /// `node.max_downloads_per_link`: downloads of one signed link in flight.
+    pub max_downloads_per_link: usize,
 }
 
 /// Default of [`Options::reverify_after`]: a day, a seventh of the monitor's default
@@ -54,6 +63,8 @@ impl Default for Options {
         Options {
             reverify_after: DEFAULT_REVERIFY_AFTER,
             stalled_peer_timeout: ferry_shared::serve::STALLED_PEER_TIMEOUT,
+            max_downloads_per_client: NodeConfig::default().max_downloads_per_client,
+            max_downloads_per_link: NodeConfig::default().max_downloads_per_link,
         }
     }
 }
@@ -67,6 +78,15 @@ pub struct NodeState {
     /// moved aside). Reported in `/health` so the monitor marks those replicas failed at
     /// once instead of waiting for the next scrub.
     corrupt: Mutex<VecDeque<FileId>>,
+    /// Downloads in flight per client address and per signed link (its signature).
+    per_client: KeyedSlots<IpAddr>,
+    per_link: KeyedSlots<String>,
+}
+
+/// The slots one download holds while its body is being sent.
+pub struct DownloadSlots {
+    _client: Slot<IpAddr>,
+    _link: Slot<String>,
 }
 
 impl NodeState {
@@ -81,7 +101,17 @@ impl NodeState {
             buffers: BufferPool::new(READ_STEP as usize, MAX_BUFFERS, RETAINED_BUFFERS),
             verified: VerifiedCopies::new(options.reverify_after),
             corrupt: Mutex::new(VecDeque::new()),
+            per_client: KeyedSlots::new(Semaphore::MAX_PERMITS, options.max_downloads_per_client),
+            per_link: KeyedSlots::new(Semaphore::MAX_PERMITS, options.max_downloads_per_link),
         }
+    }
+
+    /// A download's share for `client` and `link` (the link's signature), or
+    /// [`ServeError::TooManyDownloads`] when either already has its share in flight.
+    pub fn download_slots(&self, client: IpAddr, link: &str) -> Result<DownloadSlots, ServeError> {
+        let client = self.per_client.try_acquire(client).map_err(|_| ServeError::TooManyDownloads)?;
+        let link = self.per_link.try_acquire(link.to_owned()).map_err(|_| ServeError::TooManyDownloads)?;
+        Ok(DownloadSlots { _client: client, _link: link })
     }
 
     /// The read buffers every body draws from.

@@ -99,6 +99,13 @@ pub struct AuthConfig {
     pub jwt_secret: Secret,
     pub jwt_secret_file: Option<PathBuf>,
     pub token_ttl_secs: u64,
+    /// Login attempts (token and admin page) one client address may make a minute,
+    /// also the burst; more get 429 with `Retry-After` (docs/SECURITY.md).
+    pub login_attempts_per_minute_per_address: u32,
+    /// Login attempts one username may receive a minute, from all addresses together;
+    /// larger than the per-address figure so that one address alone can never shut a
+    /// user out.
+    pub login_attempts_per_minute_per_user: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,11 +261,18 @@ pub struct NodeConfig {
     /// whole reads of that unchanged copy are served without hashing for this long;
     /// 0 hashes every whole-file read. The monitor's scrub re-checks every copy anyway.
     pub reverify_secs: u64,
+    /// Downloads (GETs with a body) one client address has in flight at once; more get
+    /// 429 `too_many_downloads`. Each holds up to three 1 MiB read buffers of the
+    /// node's 512, so one client cannot pin them all by not reading.
+    pub max_downloads_per_client: usize,
+    /// Downloads of one signed link in flight at once (multi-connection download tools
+    /// open up to 16); more get 429 `too_many_downloads`.
+    pub max_downloads_per_link: usize,
 }
 
 /// What every HTTP listener of every process holds a client to (docs/SECURITY.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Seconds a connection may take to deliver a request's whole header, counted from
     /// when it was opened or — on a keep-alive connection — from the end of the previous
@@ -270,11 +284,16 @@ pub struct HttpConfig {
     /// open-file limit (`RLIMIT_NOFILE`), so a flood of connections cannot exhaust the
     /// descriptors the process needs for its own files and sockets. 0 is refused.
     pub max_connections: usize,
+    /// Seconds a write to a connection may stay blocked (the client reads nothing)
+    /// before the connection is closed and its response buffers freed, as nginx's
+    /// `send_timeout` (60 s): a slow reader that keeps reading is never cut off.
+    /// 0 is refused.
+    pub write_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { header_read_timeout_secs: 15, max_connections: 1024 }
+        HttpConfig { header_read_timeout_secs: 15, max_connections: 1024, write_timeout_secs: 60 }
     }
 }
 
@@ -322,7 +341,13 @@ impl Default for BrokerConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { jwt_secret: Secret::new(DEV_SECRET), jwt_secret_file: None, token_ttl_secs: 86_400 }
+        AuthConfig {
+            jwt_secret: Secret::new(DEV_SECRET),
+            jwt_secret_file: None,
+            token_ttl_secs: 86_400,
+            login_attempts_per_minute_per_address: 30,
+            login_attempts_per_minute_per_user: 100,
+        }
     }
 }
 
@@ -409,7 +434,13 @@ impl Default for MonitorConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { listen: ([127, 0, 0, 1], 9001).into(), root: PathBuf::from("/srv/ferry"), reverify_secs: 86_400 }
+        NodeConfig {
+            listen: ([127, 0, 0, 1], 9001).into(),
+            root: PathBuf::from("/srv/ferry"),
+            reverify_secs: 86_400,
+            max_downloads_per_client: 32,
+            max_downloads_per_link: 16,
+        }
     }
 }
 
@@ -520,9 +551,24 @@ impl Config {
         if self.monitor.scrub_max_queued == 0 {
             return Err(ConfigError::Invalid("monitor.scrub_max_queued must be at least 1".into()));
         }
-        if self.http.header_read_timeout_secs == 0 || self.http.max_connections == 0 {
+        if self.http.header_read_timeout_secs == 0
+            || self.http.max_connections == 0
+            || self.http.write_timeout_secs == 0
+        {
             return Err(ConfigError::Invalid(
-                "http.header_read_timeout_secs and http.max_connections must be at least 1".into(),
+                "http.header_read_timeout_secs, http.max_connections and http.write_timeout_secs must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.auth.login_attempts_per_minute_per_address == 0 || self.auth.login_attempts_per_minute_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.login_attempts_per_minute_per_address and auth.login_attempts_per_minute_per_user must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.node.max_downloads_per_client == 0 || self.node.max_downloads_per_link == 0 {
+            return Err(ConfigError::Invalid(
+                "node.max_downloads_per_client and node.max_downloads_per_link must be at least 1".into(),
             ));
         }
         if self.api.max_concurrent_uploads_per_user == 0 || self.api.body_min_rate_bytes_per_sec == 0 {

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod serve;
 pub mod shutdown;
 pub mod signing;
+pub mod slots;
 pub mod staging;
 pub mod startup;
 pub mod telemetry;

@@ -44,18 +44,51 @@ async fn readyz(ready: ReadyCheck) -> Response {
 }
 
 /// Middleware counting requests by matched route, method and status, with latency.
-/// Routes are the templates (`/files/{id}`), never raw paths, so cardinality stays
-/// bounded.
+/// Routes are the templates (`/files/{id}`), never raw paths, and a method outside
+/// RFC 9110's eight (plus PATCH) is counted as `other`, so no request can add a label
+/// set of its own (made-up methods used to grow `/metrics` by one each, unauthenticated).
 pub async fn track(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     crate::metrics::HTTP_REQUESTS.with_label_values(&[&route, &method, response.status().as_str()]).inc();
     crate::metrics::observe(&crate::metrics::HTTP_DURATION, &[&route, &method], started.elapsed());
     response
+}
+
+/// The `method` label of a request: its method if standard, else `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN.iter().find(|(known, _)| known == method).map_or("other", |(_, label)| label)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let made_up = Method::from_bytes(b"FOO123").expect("a token");
+        assert_eq!(method_label(&made_up), "other");
+    }
 }

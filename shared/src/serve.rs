@@ -2,12 +2,14 @@
 //! worker's and monitor's operations listeners), with the limits that keep a hostile
 //! client from holding it: a header-read timeout that also ends idle keep-alive
 //! connections, a cap on open connections, and `TCP_USER_TIMEOUT` for peers that stop
-//! acknowledging. See docs/SECURITY.md.
+//! acknowledging, and a write timeout for those that acknowledge but never read. See
+//! docs/SECURITY.md.
 //!
 //! `axum::serve` exposes none of hyper's connection settings, so this loop builds each
 //! connection with hyper's own HTTP/1.1 server (`header_read_timeout` with a Tokio
-//! timer) and hyper-util's graceful shutdown; the only code of ours is the connection
-//! cap, a semaphore permit held by each connection's task.
+//! timer), hyper-util's graceful shutdown and tokio-io-timeout's write timeout; the
+//! only code of ours is the connection cap, a semaphore permit held by each
+//! connection's task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -42,6 +45,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// `TCP_USER_TIMEOUT` of every connection.
     pub stalled_peer_timeout: Duration,
+    /// How long one write may stay blocked before the connection is closed.
+    pub write_timeout: Duration,
 }
 
 impl Limits {
@@ -52,6 +57,7 @@ impl Limits {
             header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
             max_connections: http.max_connections.min(descriptor_budget()).max(1),
             stalled_peer_timeout: STALLED_PEER_TIMEOUT,
+            write_timeout: Duration::from_secs(http.write_timeout_secs),
         }
     }
 }
@@ -107,7 +113,11 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             router.clone().oneshot(request)
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        // A write blocked past the timeout fails the connection (tokio-io-timeout), so a
+        // client that stops reading frees its response buffers.
+        let mut io = TimeoutStream::new(tcp);
+        io.set_write_timeout(Some(limits.write_timeout));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");

@@ -155,6 +155,19 @@ pub enum FileNameError {
     BadCharacter,
     #[error("filename must not be '.' or '..'")]
     DotName,
+    /// Bidi controls and invisible characters make a name display other than it reads
+    /// (`invoice\u{202E}txt.exe` shows as `invoiceexe.txt`).
+    #[error("filename must not contain bidirectional or invisible format characters (such as U+202E, U+200B, U+FEFF)")]
+    FormatCharacter,
+}
+
+/// Unicode format characters (general category Cf: bidirectional controls, zero-width
+/// characters, the byte order mark, soft hyphen, invisible operators) that make text
+/// display other than it reads. Refused in file names and node regions.
+pub fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
 }
 
 impl FileName {
@@ -170,6 +183,9 @@ impl FileName {
         }
         if raw == "." || raw == ".." {
             return Err(FileNameError::DotName);
+        }
+        if raw.chars().any(is_format_char) {
+            return Err(FileNameError::FormatCharacter);
         }
         Ok(FileName(raw.to_owned()))
     }
@@ -198,6 +214,10 @@ mod tests {
         assert!(FileName::parse("../etc/passwd").is_err());
         assert!(FileName::parse("a\0b").is_err());
         assert!(FileName::parse("").is_err());
+        for bad in ["invoice\u{202E}txt.exe", "a\u{200B}b", "\u{FEFF}x", "x\u{2066}y"] {
+            assert!(matches!(FileName::parse(bad), Err(FileNameError::FormatCharacter)), "{bad:?}");
+        }
+        assert!(FileName::parse("résumé 2024 (final).pdf").is_ok());
         assert!(FileName::parse(&"x".repeat(256)).is_err());
     }
 

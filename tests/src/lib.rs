@@ -218,6 +218,10 @@ impl Cluster {
             ("FERRY_MONITOR__PROBE_TIMEOUT_MS".into(), "1000".into()),
             ("FERRY_API__HEARTBEAT_STALE_SECS".into(), "3".into()),
             ("FERRY_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
+            // Every test client logs in from 127.0.0.1, many at once (the fault suite's
+            // uploads): the login rate limit is tested on its own (tests/it/hostile.rs).
+            ("FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS".into(), "100000".into()),
+            ("FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_USER".into(), "100000".into()),
             ("FERRY_LOG".into(), "info,tokio_postgres=warn".into()),
             ("NO_COLOR".into(), "1".into()),
         ];
@@ -446,6 +450,26 @@ impl Cluster {
             bail!("user-add {user} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(())
+    }
+
+    /// Runs the operator CLI (`ferry ARGS`) against this cluster with `stdin` as its
+    /// input; returns (success, stdout + stderr).
+    pub fn ferry_cli(&self, args: &[&str], stdin: &str) -> Result<(bool, String)> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(self.bin("ferry"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("spawning ferry")?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.success(), text))
     }
 
     async fn wait_ready(&self, port: u16) -> Result<()> {

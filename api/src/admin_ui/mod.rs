@@ -32,6 +32,7 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/nodes/{id}/state", post(nodes::set_state))
         .route("/admin/users", get(users::page).post(users::create))
         .route("/admin/users/{id}/password", post(users::reset_password))
+        .route("/admin/users/{id}/{action}", post(users::account_action))
         .route("/admin/uploads", get(storage::uploads))
         .route("/admin/files", get(storage::files))
         .route("/admin/queues", get(queues::page))

@@ -78,6 +78,7 @@ impl FromRequestParts<Arc<AppState>> for AdminSession {
         }
         let account = ferry_store::users::account(&state.pool.get().await?, UserId(claims.user_id))
             .await?
+            .filter(|account| crate::auth::still_valid(account, &claims))
             .ok_or(UiError::LoginRequired)?;
         let username = account.username;
         if !account.is_admin {

@@ -2,7 +2,7 @@
 //! disable; a node added here is used by the next upload, no restart) and a file's
 //! replicas.
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,11 +17,17 @@ use crate::auth::AdminUser;
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 
+/// Largest admin JSON body: a node is a few hundred bytes. Bigger bodies get
+/// `413 too_large` before they are read whole (the router disables axum's default
+/// limit for the upload routes, which stream).
+pub const MAX_JSON_BYTES: usize = 16 * 1024;
+
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/admin/api/nodes", get(list_nodes).post(add_node))
         .route("/admin/api/nodes/{id}", get(show_node).patch(edit_node))
         .route("/admin/api/files/{id}", get(show_file))
+        .route_layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
 }
 
 fn node_json(state: &SharedState, o: &Overview) -> Value {

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use ferry_queue::outbox;
 use ferry_queue::Job;
 use ferry_shared::hashing::RunningDigest;
+use ferry_shared::slots::{Refused, Slot};
 use ferry_shared::types::{ByteSize, FileId, FileName, Md5, UserId};
 use ferry_store::uploads::{self as store_uploads, Upload, UploadFailure};
 use ferry_store::{files, GenericClient, UploadState};
@@ -32,7 +33,6 @@ use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, file_required, Limits, Received};
 use crate::upload::pace::BodyPace;
-use crate::upload::slots::{Refused, Slot};
 use crate::upload::staging::upload_dir;
 use crate::uploads;
 
@@ -68,13 +68,13 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
 
 /// A slot of the upload intake for `user`: 503 when the process is full, 429
 /// `too_many_uploads` when the user already holds their share.
-fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot> {
+fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot<UserId>> {
     state.intake.try_acquire(user).map_err(|refused| match refused {
         Refused::Full => ApiError::Unavailable {
             detail: "Too many uploads in progress on this server; retry shortly.",
             retry_after: 1,
         },
-        Refused::UserShare(share) => ApiError::TooManyRequests {
+        Refused::KeyShare(share) => ApiError::TooManyRequests {
             code: "too_many_uploads",
             detail: format!("You already have {share} chunks in progress on this server; send the next when one ends."),
             retry_after: 1,
@@ -182,6 +182,16 @@ async fn insert_upload(
     let (md5_state, sha256_state) = digest.to_bytes();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
+    // The authoritative quota check: the one before the body was read only spares a
+    // hopeless upload its bytes; this one holds the user's row until the commit.
+    let default = ByteSize(state.config.storage.default_quota_bytes);
+    let left = ferry_store::users::reserve_quota(&tx, user, default).await?.bytes();
+    if total > left {
+        return Err(ApiError::TooLarge {
+            detail: format!("This upload would exceed your quota ({left} bytes left)."),
+            limit: left,
+        });
+    }
     let new = store_uploads::NewUpload {
         id,
         user,

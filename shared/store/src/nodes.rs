@@ -150,6 +150,25 @@ pub struct NodeInput {
     pub state: Option<String>,
 }
 
+/// Longest `root_path` accepted (Linux's `PATH_MAX` is 4096; ours stay far below).
+const MAX_PATH_BYTES: usize = 1024;
+/// Longest `region` accepted: a label shown on the admin page.
+const MAX_REGION_CHARS: usize = 64;
+/// Longest `public_url` accepted.
+const MAX_URL_BYTES: usize = 2048;
+
+/// `http(s)://host[:port][/path]`: the monitor appends `/health` and the API
+/// `/files/<id>?<signature>`, so user info (`@`), a query (`?`) or a fragment (`#`)
+/// would send probes and downloads somewhere the URL does not plainly say.
+fn valid_public_url(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let Some(rest) = rest else { return false };
+    let host = rest.split('/').next().unwrap_or_default();
+    url.len() <= MAX_URL_BYTES
+        && !host.is_empty()
+        && !url.bytes().any(|b| b.is_ascii_control() || b" ?#@\\".contains(&b) || !b.is_ascii())
+}
+
 fn invalid(detail: impl Into<String>) -> NodeError {
     NodeError::Invalid(detail.into())
 }
@@ -182,17 +201,24 @@ impl NodeInput {
             return Err(invalid("ssh_user must be a plain user name."));
         }
         if self.root_path.as_deref().is_some_and(|p| {
-            !p.starts_with('/')
+            p.len() > MAX_PATH_BYTES
+                || !p.starts_with('/')
                 || p.split('/').any(|c| c == ".." || c == ".")
                 || p.bytes().any(|b| b.is_ascii_control() || b == b' ')
         }) {
             return Err(invalid("root_path must be an absolute path without '.' or '..' components or spaces."));
         }
-        if self.public_url.as_deref().is_some_and(|u| {
-            !(u.starts_with("http://") || u.starts_with("https://"))
-                || u.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        if self.public_url.as_deref().is_some_and(|u| !valid_public_url(u)) {
+            return Err(invalid(
+                "public_url must be an http(s) URL of at most 2048 bytes: scheme, host, optional port and path, \
+                 without user info, query or fragment.",
+            ));
+        }
+        if self.region.as_deref().is_some_and(|r| {
+            r.chars().count() > MAX_REGION_CHARS
+                || r.chars().any(|c| c.is_control() || ferry_shared::types::is_format_char(c))
         }) {
-            return Err(invalid("public_url must be an http(s) URL."));
+            return Err(invalid(format!("region must be at most {MAX_REGION_CHARS} printable characters.")));
         }
         if self.lat.is_some_and(|v| !(-90.0..=90.0).contains(&v))
             || self.lon.is_some_and(|v| !(-180.0..=180.0).contains(&v))

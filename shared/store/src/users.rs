@@ -15,8 +15,14 @@ use crate::{StoreError, UploadState};
 /// Why an account could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("username must be 1-150 letters, digits or @.+-_")]
+    #[error("username must be 1-150 letters, digits or @.+-_, with at least one letter or digit")]
     BadUsername,
+    /// Another account has the same name but for letter case (`Admin` beside `admin`).
+    #[error("username {0} is taken (usernames are unique whatever their letter case)")]
+    Taken(String),
+    /// A user with files or uploads is disabled, not deleted: their data stays owned.
+    #[error("user {0} still has files or uploads: disable the account instead, or delete them first")]
+    HasData(String),
     #[error("password must be at least 8 characters")]
     ShortPassword,
     #[error("hashing the password failed: {0}")]
@@ -43,15 +49,25 @@ fn check_password(password: &str) -> Result<String, UserError> {
 /// (idempotent, so `deploy/dev up` can run it every time). Returns the id.
 pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admin: bool) -> Result<UserId, UserError> {
     let valid = (1..=150).contains(&username.len())
-        && username.bytes().all(|b| b.is_ascii_alphanumeric() || b"@.+-_".contains(&b));
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || b"@.+-_".contains(&b))
+        && username.bytes().any(|b| b.is_ascii_alphanumeric());
     if !valid {
         return Err(UserError::BadUsername);
+    }
+    // Unique whatever the case (a unique index on lower(username) enforces it too).
+    let same = c
+        .query_opt("SELECT username FROM users WHERE lower(username) = lower($1) AND username <> $1", &[&username])
+        .await
+        .map_err(StoreError::from)?;
+    if let Some(row) = same {
+        return Err(UserError::Taken(row.try_get("username").map_err(StoreError::from)?));
     }
     let hash = check_password(password)?;
     let row = c
         .query_one(
             "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3)
-             ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, is_admin = EXCLUDED.is_admin
+             ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, is_admin = EXCLUDED.is_admin,
+                token_generation = users.token_generation + 1
              RETURNING id",
             &[&username, &hash, &admin],
         )
@@ -60,15 +76,60 @@ pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admi
     Ok(UserId(row.try_get("id").map_err(StoreError::from)?))
 }
 
-/// Sets a new password for an existing user, keeping their admin flag. Returns false
-/// when there is no such user.
+/// Sets a new password for an existing user, keeping their admin flag; every token and
+/// admin session issued before stops working (the token generation moves on). Returns
+/// false when there is no such user.
 pub async fn set_password(c: &impl GenericClient, username: &str, password: &str) -> Result<bool, UserError> {
     let hash = check_password(password)?;
     let updated = c
-        .execute("UPDATE users SET password_hash = $2 WHERE username = $1", &[&username, &hash])
+        .execute(
+            "UPDATE users SET password_hash = $2, token_generation = token_generation + 1 WHERE username = $1",
+            &[&username, &hash],
+        )
         .await
         .map_err(StoreError::from)?;
     Ok(updated == 1)
+}
+
+/// Ends every token and admin session of `user` (logout): the token generation moves
+/// on, and tokens carry the generation they were issued under.
+pub async fn revoke_tokens(c: &impl GenericClient, user: UserId) -> Result<(), StoreError> {
+    c.execute("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1", &[&user.0]).await?;
+    Ok(())
+}
+
+/// Disables (or enables again) `username`: a disabled user cannot log in, and every
+/// token and admin session they hold stops working at once. Returns false when there
+/// is no such user.
+pub async fn set_disabled(c: &impl GenericClient, username: &str, disabled: bool) -> Result<bool, StoreError> {
+    let updated = c
+        .execute(
+            "UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) END,
+                token_generation = token_generation + 1
+             WHERE username = $1",
+            &[&username, &disabled],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+/// Deletes `username`, which must own no file or upload (else
+/// [`UserError::HasData`]: disable it instead). Their tokens die with the row. Returns
+/// false when there is no such user.
+pub async fn delete(c: &impl GenericClient, username: &str) -> Result<bool, UserError> {
+    let owns = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM files f JOIN users u ON u.id = f.user_id WHERE u.username = $1)
+                 OR EXISTS (SELECT 1 FROM uploads p JOIN users u ON u.id = p.user_id WHERE u.username = $1) AS owns",
+            &[&username],
+        )
+        .await
+        .map_err(StoreError::from)?;
+    if owns.try_get::<_, bool>("owns").map_err(StoreError::from)? {
+        return Err(UserError::HasData(username.to_owned()));
+    }
+    let deleted = c.execute("DELETE FROM users WHERE username = $1", &[&username]).await.map_err(StoreError::from)?;
+    Ok(deleted == 1)
 }
 
 /// What a login checks.
@@ -77,30 +138,59 @@ pub struct Credentials {
     pub id: UserId,
     pub password_hash: String,
     pub is_admin: bool,
+    /// Disabled accounts cannot log in.
+    pub disabled: bool,
+    /// The generation a token issued now carries.
+    pub token_generation: i32,
 }
 
 pub async fn credentials(c: &impl GenericClient, username: &str) -> Result<Option<Credentials>, StoreError> {
-    let row = c.query_opt("SELECT id, password_hash, is_admin FROM users WHERE username = $1", &[&username]).await?;
+    let row = c
+        .query_opt(
+            "SELECT id, password_hash, is_admin, disabled_at IS NOT NULL AS disabled, token_generation
+             FROM users WHERE username = $1",
+            &[&username],
+        )
+        .await?;
     row.map(|r| {
         Ok(Credentials {
             id: UserId(r.try_get("id")?),
             password_hash: r.try_get("password_hash")?,
             is_admin: r.try_get("is_admin")?,
+            disabled: r.try_get("disabled")?,
+            token_generation: r.try_get("token_generation")?,
         })
     })
     .transpose()
 }
 
-/// An account's name and admin flag.
+/// An account's name, admin flag, and what a token must match to stay valid.
 #[derive(Debug, Clone)]
 pub struct Account {
     pub username: String,
     pub is_admin: bool,
+    pub disabled: bool,
+    /// Moves on at every password change, logout, disabling: a token issued under an
+    /// older generation is refused.
+    pub token_generation: i32,
 }
 
 pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Account>, StoreError> {
-    let row = c.query_opt("SELECT username, is_admin FROM users WHERE id = $1", &[&id.0]).await?;
-    row.map(|r| Ok(Account { username: r.try_get("username")?, is_admin: r.try_get("is_admin")? })).transpose()
+    let row = c
+        .query_opt(
+            "SELECT username, is_admin, disabled_at IS NOT NULL AS disabled, token_generation FROM users WHERE id = $1",
+            &[&id.0],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Account {
+            username: r.try_get("username")?,
+            is_admin: r.try_get("is_admin")?,
+            disabled: r.try_get("disabled")?,
+            token_generation: r.try_get("token_generation")?,
+        })
+    })
+    .transpose()
 }
 
 /// Whether an account named `username` exists.
@@ -114,6 +204,8 @@ pub struct UserSummary {
     pub id: UserId,
     pub username: String,
     pub is_admin: bool,
+    /// Disabled: cannot log in, holds no valid token.
+    pub disabled: bool,
     /// `None`: the configured default applies.
     pub quota: Option<ByteSize>,
     pub created_at: DateTime<Utc>,
@@ -126,7 +218,7 @@ pub struct UserSummary {
 pub async fn list(c: &impl GenericClient) -> Result<Vec<UserSummary>, StoreError> {
     let rows = c
         .query(
-            "SELECT u.id, u.username, u.is_admin, u.quota_bytes, u.created_at,
+            "SELECT u.id, u.username, u.is_admin, u.disabled_at IS NOT NULL AS disabled, u.quota_bytes, u.created_at,
                 count(f.id) AS files, COALESCE(sum(f.size), 0)::BIGINT AS stored
              FROM users u LEFT JOIN files f ON f.user_id = u.id AND f.deleted_at IS NULL
              GROUP BY u.id ORDER BY u.id",
@@ -139,6 +231,7 @@ pub async fn list(c: &impl GenericClient) -> Result<Vec<UserSummary>, StoreError
                 id: UserId(r.try_get("id")?),
                 username: r.try_get("username")?,
                 is_admin: r.try_get("is_admin")?,
+                disabled: r.try_get("disabled")?,
                 quota: r
                     .try_get::<_, Option<i64>>("quota_bytes")?
                     .map(|q| size_from_db("users.quota_bytes", q))
@@ -149,6 +242,20 @@ pub async fn list(c: &impl GenericClient) -> Result<Vec<UserSummary>, StoreError
             })
         })
         .collect()
+}
+
+/// [`quota_left`] inside a transaction that then records a new upload, with the user's
+/// row locked (`FOR NO KEY UPDATE`) until it commits: concurrent new uploads of one
+/// user take turns, so each sees the ones before it and together they never exceed
+/// the quota (ten parallel first chunks used to pass the same check at once). Other
+/// writers that only reference the user (a worker inserting a file) are not held up.
+pub async fn reserve_quota(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user: UserId,
+    default_quota: ByteSize,
+) -> Result<ByteSize, StoreError> {
+    tx.query_opt("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user.0]).await?;
+    quota_left(tx, user, default_quota).await
 }
 
 /// Bytes `user` may still store: their quota (or `default_quota`) minus live files and

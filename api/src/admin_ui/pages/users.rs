@@ -25,13 +25,16 @@ pub async fn page(
     let users = users::list(&state.pool.get().await?).await?;
     let mut body = match query.as_deref() {
         Some("done=created") => notice("ok", "The user was created."),
-        Some("done=password") => notice("ok", "The password was reset."),
+        Some("done=password") => notice("ok", "The password was reset; the user's tokens and sessions ended."),
+        Some("done=disabled") => notice("ok", "The user was disabled; their tokens and sessions ended."),
+        Some("done=enabled") => notice("ok", "The user was enabled."),
+        Some("done=deleted") => notice("ok", "The user was deleted."),
         _ => String::new(),
     };
     body.push_str(
         "<table class=\"grid\" id=\"users\"><thead><tr><th class=\"num\">Id</th><th>User</th><th>Admin</th>\
          <th class=\"num\">Files</th><th class=\"num\">Stored</th><th class=\"num\">Quota</th><th>Created</th>\
-         <th>Reset password</th></tr></thead><tbody>",
+         <th>Reset password</th><th>Account</th></tr></thead><tbody>",
     );
     let default_quota = fmt_bytes(ByteSize(state.config.storage.default_quota_bytes));
     for user in &users {
@@ -44,7 +47,11 @@ pub async fn page(
              <td>{created}</td><td><form method=\"post\" action=\"/admin/users/{id}/password\" class=\"inline\">{csrf}\
              <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required \
              aria-label=\"New password for {name}\" placeholder=\"new password\">\
-             <button type=\"submit\">Reset</button></form></td></tr>",
+             <button type=\"submit\">Reset</button></form></td><td>{state} \
+             <form method=\"post\" action=\"/admin/users/{id}/{toggle}\" class=\"inline\">{csrf}\
+             <button type=\"submit\">{toggle_label}</button></form> \
+             <form method=\"post\" action=\"/admin/users/{id}/delete\" class=\"inline\">{csrf}\
+             <button type=\"submit\">Delete</button></form></td></tr>",
             name = Esc(&user.username),
             admin = if user.is_admin { "yes" } else { "no" },
             files = user.files,
@@ -52,6 +59,9 @@ pub async fn page(
             quota = Esc(&quota),
             created = fmt_time(user.created_at),
             csrf = csrf_field(&session.csrf),
+            state = if user.disabled { "disabled" } else { "active" },
+            toggle = if user.disabled { "enable" } else { "disable" },
+            toggle_label = if user.disabled { "Enable" } else { "Disable" },
         );
     }
     let _ = write!(
@@ -101,4 +111,35 @@ pub async fn reset_password(
     }
     tracing::info!(user.id = %id, admin = %session.username, "password reset from the admin page");
     Ok(Redirect::to("/admin/users?done=password").into_response())
+}
+
+/// `POST /admin/users/{id}/disable`, `.../enable`, `.../delete`: disabling ends the
+/// user's tokens and sessions at once (their files stay); deleting is refused while
+/// the user owns files or uploads.
+pub async fn account_action(
+    State(state): State<SharedState>,
+    session: AdminSession,
+    Path((id, action)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, UiError> {
+    let id = UserId(id.parse().map_err(|_| UiError::NotFound("User"))?);
+    form::read_checked(&state, &session, body).await?;
+    let client = state.pool.get().await?;
+    let username = users::account(&client, id).await?.ok_or(UiError::NotFound("User"))?.username;
+    let found = match action.as_str() {
+        "disable" => users::set_disabled(&client, &username, true).await?,
+        "enable" => users::set_disabled(&client, &username, false).await?,
+        "delete" => users::delete(&client, &username).await?,
+        _ => return Err(UiError::NotFound("Action")),
+    };
+    if !found {
+        return Err(UiError::NotFound("User"));
+    }
+    tracing::info!(user.id = %id, action = %action, admin = ?session.username, "user account changed from the admin page");
+    let done = match action.as_str() {
+        "disable" => "disabled",
+        "enable" => "enabled",
+        _ => "deleted",
+    };
+    Ok(Redirect::to(&format!("/admin/users?done={done}")).into_response())
 }
