@@ -4,6 +4,7 @@
 //! what the admin page would have done.
 
 mod jobs;
+mod queues;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use ferry_store::nodes::{self, NodeInput};
 use ferry_store::{files, replicas, users, Client, NodeState};
 
 /// Ferry's operator command line: users, storage nodes, files, uploads, jobs, dead letters,
-/// workers, config.
+/// workers, queues, config.
 ///
 /// Reads the same configuration as the services: --config FILE, then FERRY_* environment
 /// variables (FERRY_DATABASE__URL, ...).
@@ -53,6 +54,9 @@ enum Command {
     /// The worker inventory.
     #[command(subcommand)]
     Workers(jobs::WorkersCmd),
+    /// Job queues: depth, consumers, pause and resume.
+    #[command(subcommand)]
+    Queues(queues::QueuesCmd),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -325,6 +329,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(cmd) => jobs::jobs(&client, cmd).await?,
         Command::Dlq(cmd) => jobs::dlq(&mut client, cmd).await?,
         Command::Workers(cmd) => jobs::workers(&client, cmd).await?,
+        Command::Queues(cmd) => queues::queues(&client, &config, cmd).await?,
         Command::Uploads(UploadsCmd::Gc) => {
             let expired = ferry_queue::expiry::expire_uploads(&pool).await?;
             println!("expired {expired} uploads; their staging bytes are queued for removal");

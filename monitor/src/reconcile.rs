@@ -1,5 +1,5 @@
-//! The reconciler: job records that stayed open for longer than a job may take
-//! (`worker.job_timeout_secs`) plus a margin (`monitor.reconcile_margin_secs`) lost
+//! The reconciler: job records that stayed open for longer than a job may take (the
+//! longest of `worker.job_timeout_secs` and the per-kind time limits) plus a margin (`monitor.reconcile_margin_secs`) lost
 //! their message: a purged queue, a dead letter the broker made without telling anyone,
 //! a worker that vanished. `active` records count at once; `queued` and `retrying` ones
 //! only when their queue and its retry tiers hold no ready message (read with a passive
@@ -40,8 +40,8 @@ async fn drained_queues(publisher: &Publisher) -> Vec<&'static str> {
     'kinds: for kind in JobKind::ALL {
         let queues = std::iter::once(kind.queue()).chain(RETRY_TIERS.iter().map(|(tier, _)| kind.retry_queue(tier)));
         for queue in queues {
-            match publisher.ready_messages(&queue).await {
-                Ok(0) => {}
+            match publisher.queue_counts(&queue).await {
+                Ok(counts) if counts.ready == 0 => {}
                 Ok(_) => continue 'kinds,
                 Err(error) => {
                     tracing::warn!(%error, queue, "cannot read the queue depth; reconciling active jobs only");
@@ -56,7 +56,7 @@ async fn drained_queues(publisher: &Publisher) -> Vec<&'static str> {
 
 /// One reconcile round; see the module doc.
 pub async fn round(pool: &Pool, publisher: &Publisher, config: &Config) -> Result<Round, StoreError> {
-    let after_secs = (config.worker.job_timeout_secs + config.monitor.reconcile_margin_secs) as f64;
+    let after_secs = (config.worker.longest_time_limit_secs() + config.monitor.reconcile_margin_secs) as f64;
     let drained = drained_queues(publisher).await;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;

@@ -6,6 +6,7 @@
 //! never have to sit in the environment or in the TOML itself. Each process reads only
 //! the sections it needs; defaults suit `deploy/dev up`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -199,6 +200,10 @@ pub struct WorkerConfig {
     pub concurrency: u16,
     pub ssh_key: PathBuf,
     pub ssh_known_hosts: PathBuf,
+    /// Per job kind (`assemble`, `replicate`, `verify`, `delete`, `drop_replica`):
+    /// attempts, retry delays and time limit, over the defaults (`[worker.policy.verify]`,
+    /// or `FERRY_WORKER__POLICY__VERIFY__MAX_ATTEMPTS=3`).
+    pub policy: BTreeMap<String, JobPolicy>,
     /// Directory for ssh control sockets; keep the path short (`sun_path` is 108 bytes).
     pub ssh_control_dir: PathBuf,
     /// Passed to ssh `-c`; empty keeps OpenSSH's default.
@@ -224,6 +229,26 @@ pub struct WorkerConfig {
     pub gc_interval_secs: u64,
     /// Garbage younger than this is left alone.
     pub gc_grace_secs: u64,
+}
+
+/// One job kind's policy (`worker.policy.<kind>`); a missing value keeps the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobPolicy {
+    /// Attempts in all before the job is given up (dead-lettered). Default 8.
+    pub max_attempts: Option<u32>,
+    /// Retry delay after failed attempt 1, 2, ...: names of the retry tiers `1s`, `5s`,
+    /// `30s`, `2m` (the last repeats). Default all four in that order.
+    pub backoff: Option<Vec<String>>,
+    /// Hard limit of one attempt, in seconds. Default `worker.job_timeout_secs`.
+    pub time_limit_secs: Option<u64>,
+}
+
+impl WorkerConfig {
+    /// The longest time limit any job kind has (what the reconciler waits beyond).
+    pub fn longest_time_limit_secs(&self) -> u64 {
+        self.policy.values().filter_map(|p| p.time_limit_secs).fold(self.job_timeout_secs, u64::max)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -401,6 +426,7 @@ impl Default for WorkerConfig {
             concurrency: 4,
             ssh_key: PathBuf::from("/etc/ferry/ssh/id_ed25519"),
             ssh_known_hosts: PathBuf::from("/etc/ferry/ssh/known_hosts"),
+            policy: BTreeMap::new(),
             ssh_control_dir: PathBuf::from("/tmp/ferry-ssh"),
             ssh_cipher: "aes128-gcm@openssh.com".into(),
             rsync_timeout_secs: 60,

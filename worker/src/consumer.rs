@@ -6,6 +6,10 @@
 //! - permanent failure, or retries exhausted: record it in PostgreSQL, then nack
 //!   without requeue, which dead-letters it (at-least-once) to `ferry.<kind>.dead`.
 //!
+//! Attempts, retry delays and the time limit come from the job kind's policy
+//! ([`crate::policy`]). A queue an operator paused is not consumed (the consumer is
+//! cancelled; deliveries already taken run) until it is resumed.
+//!
 //! On shutdown it stops consuming and gives in-flight jobs until the drain deadline;
 //! whatever is still unacked then is requeued by the broker when the channel closes.
 
@@ -13,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_queue::{self as queue, Job, JobKind, OutgoingMessage, Publisher, RETRY_TIERS};
+use ferry_queue::{self as queue, Job, JobKind, OutgoingMessage, Publisher};
 use ferry_shared::backoff;
 use ferry_shared::shutdown::DRAIN_DEADLINE;
 use futures::{FutureExt, StreamExt};
@@ -27,9 +31,6 @@ use uuid::Uuid;
 
 use crate::jobs::{self, Ctx, JobError};
 use ferry_store::jobs as records;
-
-/// Attempts before a transiently failing job is given up.
-pub const MAX_ATTEMPTS: u32 = 8;
 
 pub struct QueueConsumer {
     pub ctx: Arc<Ctx>,
@@ -67,42 +68,89 @@ impl QueueConsumer {
         queue::declare_topology(&channel).await?;
         // Per-consumer prefetch (global QoS is an error on quorum queues).
         channel.basic_qos(self.concurrency, BasicQosOptions { global: false }).await?;
-        let mut deliveries = channel
-            .basic_consume(
-                self.kind.queue().as_str().into(),
-                format!("{worker} {}", self.kind.routing_key()).as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        *attempt = 0;
-        tracing::info!(queue = %self.kind.queue(), concurrency = self.concurrency, "consuming");
-        let in_flight = TaskTracker::new();
-        let result = loop {
+        // A queue paused before this (re)connect is not consumed until resumed.
+        let mut paused = self.ctx.worker.watch_paused();
+        while paused.borrow_and_update().contains(self.kind.routing_key()) {
             tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                delivery = deliveries.next() => match delivery {
-                    Some(Ok(delivery)) => {
-                        let this = self.clone();
-                        in_flight.spawn(async move { this.settle(delivery).await });
+                _ = shutdown.cancelled() => return Ok(()),
+                changed = paused.changed() => if changed.is_err() { return Ok(()) },
+            }
+        }
+        let mut deliveries = self.start_consuming(&channel).await?;
+        *attempt = 0;
+        let rk = self.kind.routing_key();
+        let mut paused = self.ctx.worker.watch_paused();
+        let in_flight = TaskTracker::new();
+        let result = 'consuming: loop {
+            tracing::info!(queue = %self.kind.queue(), concurrency = self.concurrency, "consuming");
+            let outcome = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(true),
+                    changed = paused.changed() => {
+                        if changed.is_err() || paused.borrow_and_update().contains(rk) {
+                            break Ok(false);
+                        }
                     }
-                    Some(Err(error)) => break Err(error),
-                    None => break Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
-                        lapin::ChannelState::Closed,
-                        "consumer ended",
-                    ))),
+                    delivery = deliveries.next() => match delivery {
+                        Some(Ok(delivery)) => {
+                            let this = self.clone();
+                            in_flight.spawn(async move { this.settle(delivery).await });
+                        }
+                        Some(Err(error)) => break Err(error),
+                        None => break Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                            lapin::ChannelState::Closed,
+                            "consumer ended",
+                        ))),
+                    }
+                }
+            };
+            let stop = match outcome {
+                Ok(stop) => stop,
+                Err(error) => break Err(error),
+            };
+            let _ = channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default()).await;
+            if stop {
+                break Ok(());
+            }
+            // Paused: what was already delivered runs; nothing more is taken until resumed.
+            tracing::info!(queue = %self.kind.queue(), "queue paused by an operator; not consuming");
+            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_secs(5), deliveries.next()).await {
+                let this = self.clone();
+                in_flight.spawn(async move { this.settle(delivery).await });
+            }
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'consuming Ok(()),
+                    changed = paused.changed() => {
+                        if changed.is_err() || !paused.borrow_and_update().contains(rk) {
+                            break;
+                        }
+                    }
                 }
             }
+            deliveries = match self.start_consuming(&channel).await {
+                Ok(deliveries) => deliveries,
+                Err(error) => break Err(error),
+            };
         };
-        if result.is_ok() {
-            let _ = channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default()).await;
-        }
         in_flight.close();
         if tokio::time::timeout(DRAIN_DEADLINE, in_flight.wait()).await.is_err() {
             tracing::warn!(queue = %self.kind.queue(), "drain deadline passed; unfinished jobs go back to the queue");
         }
         let _ = conn.close(200, "shutdown".into()).await;
         result
+    }
+
+    /// Starts consuming this queue on `channel`, the consumer tag naming the worker.
+    async fn start_consuming(&self, channel: &lapin::Channel) -> lapin::Result<lapin::Consumer> {
+        channel
+            .basic_consume(
+                self.kind.queue().as_str().into(),
+                format!("{} {}", self.ctx.worker.id, self.kind.routing_key()).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
     }
 
     async fn settle(&self, delivery: Delivery) {
@@ -158,8 +206,8 @@ impl QueueConsumer {
         }
         let _in_flight = worker.track(id, job.name());
         let started = std::time::Instant::now();
-        let limit = Duration::from_secs(self.ctx.config.worker.job_timeout_secs);
-        let outcome = guarded(job.name(), limit, jobs::handle(&self.ctx, &job)).await;
+        let policy = self.ctx.policies.get(job.name());
+        let outcome = guarded(job.name(), policy.time_limit, jobs::handle(&self.ctx, &job)).await;
         let queue_name = self.kind.queue();
         ferry_shared::metrics::observe(
             &ferry_shared::metrics::JOB_DURATION,
@@ -168,7 +216,7 @@ impl QueueConsumer {
         );
         let outcome_label = match &outcome {
             Ok(()) => "done",
-            Err(JobError::Retry(_)) if attempt + 1 < MAX_ATTEMPTS => "retried",
+            Err(JobError::Retry(_)) if attempt + 1 < policy.max_attempts => "retried",
             Err(_) => "failed",
         };
         ferry_shared::metrics::JOBS.with_label_values(&[&queue_name, outcome_label]).inc();
@@ -183,12 +231,12 @@ impl QueueConsumer {
                     None => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
                 }
             }
-            Err(JobError::Retry(reason)) if attempt + 1 < MAX_ATTEMPTS => {
+            Err(JobError::Retry(reason)) if attempt + 1 < policy.max_attempts => {
                 tracing::warn!(?job, reason, duration_ms, "job failed; will retry");
                 let next = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
                 let error = reason.as_str();
                 self.record(|c| async move { records::retrying(&c, id, next, error).await }).await;
-                match self.retry_later(&delivery, id, attempt + 1).await {
+                match self.retry_later(&delivery, id, policy.tier(attempt + 1), attempt + 1).await {
                     Ok(()) => delivery.ack(BasicAckOptions::default()).await,
                     // Could not park it: let the broker redeliver it now instead.
                     Err(_) => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
@@ -275,9 +323,9 @@ impl QueueConsumer {
         &self,
         delivery: &Delivery,
         message_id: Uuid,
+        tier: &str,
         attempt: u32,
     ) -> Result<(), queue::PublishError> {
-        let tier = RETRY_TIERS[(attempt as usize - 1).min(RETRY_TIERS.len() - 1)].0;
         let retry_queue = self.kind.retry_queue(tier);
         self.publisher
             .publish_confirmed(&[OutgoingMessage {

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_shared::config::WorkerConfig;
-use ferry_store::{workers, Pool};
+use ferry_store::{pauses, workers, Pool};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -22,6 +23,8 @@ pub struct Worker {
     pub host: String,
     pub pid: u32,
     in_flight: Mutex<BTreeSet<Uuid>>,
+    /// The queues (routing keys) an operator paused, as of the last heartbeat.
+    paused: watch::Sender<BTreeSet<String>>,
 }
 
 impl Worker {
@@ -33,7 +36,27 @@ impl Worker {
             .unwrap_or_else(|| "localhost".into());
         let pid = std::process::id();
         let id = if config.id.trim().is_empty() { format!("{host}:{pid}") } else { config.id.trim().to_owned() };
-        Worker { id, host, pid, in_flight: Mutex::new(BTreeSet::new()) }
+        Worker { id, host, pid, in_flight: Mutex::new(BTreeSet::new()), paused: watch::Sender::new(BTreeSet::new()) }
+    }
+
+    /// Follows the set of paused queues (routing keys).
+    pub fn watch_paused(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.paused.subscribe()
+    }
+
+    /// Reads the paused queues from PostgreSQL; consumers of a queue that became paused
+    /// stop consuming, those of a resumed one start again.
+    pub async fn refresh_paused(&self, pool: &Pool) -> Result<(), ferry_store::StoreError> {
+        let now: BTreeSet<String> = pauses::list(&pool.get().await?).await?.into_iter().map(|p| p.queue).collect();
+        self.paused.send_if_modified(|paused| {
+            let changed = *paused != now;
+            if changed {
+                tracing::info!(paused = ?now, "paused queues changed");
+                *paused = now;
+            }
+            changed
+        });
+        Ok(())
     }
 
     /// Marks job `id` of `kind` in flight until the returned guard is dropped (also
@@ -69,8 +92,8 @@ impl Drop for InFlight {
     }
 }
 
-/// Registers the worker, heartbeats every [`HEARTBEAT`] with its in-flight jobs until
-/// `shutdown`, then marks it stopped. A failed write is logged and retried at the next
+/// Registers the worker, heartbeats every [`HEARTBEAT`] with its in-flight jobs (and
+/// reads the paused queues) until `shutdown`, then marks it stopped. A failed write is logged and retried at the next
 /// beat (the inventory is for operators; jobs do not depend on it).
 pub async fn heartbeat(worker: Arc<Worker>, config: WorkerConfig, pool: Pool, shutdown: CancellationToken) {
     let queues = config.queues.clone();
@@ -94,6 +117,9 @@ pub async fn heartbeat(worker: Arc<Worker>, config: WorkerConfig, pool: Pool, sh
             Ok(client) => workers::heartbeat(&client, &worker.id, &worker.in_flight()).await,
             Err(e) => Err(e.into()),
         };
+        if let Err(error) = worker.refresh_paused(&pool).await {
+            tracing::warn!(%error, "cannot read the paused queues; will retry");
+        }
         match result {
             Ok(()) if !registered => {
                 registered = true;

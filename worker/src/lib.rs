@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod gc;
 pub mod identity;
 pub mod jobs;
+pub mod policy;
 pub mod ssh;
 
 use std::sync::Arc;
@@ -41,7 +42,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let pool = ferry_store::pool(&config.database)?;
     ferry_store::migrate(&pool).await?;
     tokio::fs::create_dir_all(&config.storage.staging_dir).await?;
+    let policies = policy::Policies::from_config(&config.worker).map_err(RunError::Config)?;
     let worker = Arc::new(identity::Worker::new(&config.worker));
+    // Before any consumer starts, so a paused queue is not consumed for a moment.
+    worker.refresh_paused(&pool).await?;
     let publisher = Arc::new(Publisher::new(
         config.broker.url.expose(),
         &format!("ferry-worker {} publisher", worker.id),
@@ -65,6 +69,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         relay: RelayWaker::default(),
         http,
         worker: worker.clone(),
+        policies,
         config,
     });
 

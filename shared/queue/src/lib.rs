@@ -18,8 +18,8 @@ pub mod topology;
 
 pub use messages::{Heartbeat, Job, JobKind};
 pub use publisher::{
-    attempt_of, text_header, OutgoingMessage, PublishError, Publisher, ATTEMPT_HEADER, DEAD_LETTER_HEADERS,
-    FILE_HEADER, KIND_HEADER, NODE_HEADER, REASON_HEADER, WORKER_HEADER,
+    attempt_of, text_header, OutgoingMessage, PublishError, Publisher, QueueCounts, ATTEMPT_HEADER,
+    DEAD_LETTER_HEADERS, FILE_HEADER, KIND_HEADER, NODE_HEADER, REASON_HEADER, WORKER_HEADER,
 };
 pub use topology::{
     connect, declare_heartbeat_exchange, declare_topology, DEAD_EXCHANGE, DELIVERY_LIMIT, HEARTBEAT_EXCHANGE,

@@ -130,15 +130,15 @@ impl Publisher {
         self.channel().await.map(|_| ())
     }
 
-    /// Messages ready (not delivered to a consumer) in `queue`, by a passive declare.
-    /// The topology is declared on every new channel, so Ferry's queues exist.
-    pub async fn ready_messages(&self, queue: &str) -> Result<u32, PublishError> {
+    /// Messages ready (not delivered to a consumer) in `queue` and its consumers, by a
+    /// passive declare. The topology is declared on every new channel, so Ferry's
+    /// queues exist.
+    pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, PublishError> {
         let result = async {
             let channel = self.channel().await?;
             let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            Ok::<u32, PublishError>(
-                channel.queue_declare(queue.into(), passive, FieldTable::default()).await?.message_count(),
-            )
+            let q = channel.queue_declare(queue.into(), passive, FieldTable::default()).await?;
+            Ok::<QueueCounts, PublishError>(QueueCounts { ready: q.message_count(), consumers: q.consumer_count() })
         }
         .await;
         if result.is_err() {
@@ -146,6 +146,14 @@ impl Publisher {
         }
         result
     }
+}
+
+/// What a passive declare tells about a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Messages waiting for a consumer (not those delivered and unacknowledged).
+    pub ready: u32,
+    pub consumers: u32,
 }
 
 /// One message to publish.

@@ -3,7 +3,7 @@
 //! - [`pool`]: the connection pool, the migrations (`shared/store/migrations/`, applied
 //!   at start-up under an advisory lock) and the readiness ping.
 //! - one module per table or concern ([`uploads`], [`files`], [`replicas`],
-//!   [`nodes`], [`node_status`], [`users`], [`outbox`], [`jobs`], [`workers`], [`staging`],
+//!   [`nodes`], [`node_status`], [`users`], [`outbox`], [`jobs`], [`workers`], [`pauses`], [`staging`],
 //!   [`notify`], [`leader`]),
 //!   each a set of functions taking a [`GenericClient`] (a pooled connection or an open
 //!   transaction, so callers decide what commits together) and returning typed rows.
@@ -21,6 +21,7 @@ pub mod node_status;
 pub mod nodes;
 pub mod notify;
 pub mod outbox;
+pub mod pauses;
 pub mod pool;
 pub mod replicas;
 pub mod staging;

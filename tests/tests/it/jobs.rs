@@ -224,3 +224,43 @@ async fn a_purged_replicate_queue_heals() -> anyhow::Result<()> {
     assert_eq!(requeued, 10, "every purged job re-enqueued by the reconciler, then done");
     Ok(())
 }
+
+/// A paused queue keeps its jobs and no worker takes them until it is resumed; the
+/// per-kind policy is read from the environment like any setting.
+#[tokio::test]
+async fn a_paused_queue_waits_until_resumed() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(Options {
+        env: env(&[
+            ("FERRY_API__COMPLETE_WAIT_SECS", "1"),
+            ("FERRY_WORKER__POLICY__REPLICATE__TIME_LIMIT_SECS", "300"),
+            ("FERRY_WORKER__POLICY__REPLICATE__MAX_ATTEMPTS", "5"),
+        ]),
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let out = cluster.ferry(&["queues", "pause", "replicate"])?;
+    assert!(out.contains("ferry.replicate paused"), "{out}");
+    eventually("the worker stopped consuming ferry.replicate", Duration::from_secs(30), || async {
+        Ok(cluster.log_tail("worker1", 200).contains("queue paused by an operator").then_some(()))
+    })
+    .await?;
+    let res = api.upload("paused.bin", &random_bytes(20_000), 20_000, None).await?;
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    let listing = eventually("two jobs waiting in the paused queue", Duration::from_secs(30), || async {
+        let out = cluster.ferry(&["queues", "ls"])?;
+        let line = out.lines().find(|l| l.starts_with("ferry.replicate ")).unwrap_or_default().to_owned();
+        let ready = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        Ok((ready == "2" && line.contains("since")).then_some(out))
+    })
+    .await?;
+    println!("$ ferry queues ls\n{listing}");
+    assert!(listing.lines().any(|l| l.starts_with("ferry.assemble ") && l.ends_with(" no")), "{listing}");
+    let jobs = cluster.ferry(&["jobs", "ls", "--upload", &id, "--kind", "replicate", "--state", "queued"])?;
+    assert_eq!(rows(&jobs).len(), 2, "both replicate jobs still queued: {jobs}");
+
+    assert!(cluster.ferry(&["queues", "resume", "replicate"])?.contains("ferry.replicate resumed"));
+    cluster.wait_replicas(&id, 2).await?;
+    assert!(cluster.ferry(&["queues", "resume", "replicate"]).is_err(), "resuming twice is refused");
+    Ok(())
+}

@@ -31,6 +31,8 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// This worker's id and in-flight jobs.
     pub worker: Arc<Worker>,
+    /// Attempts, retry delays and time limit per job kind.
+    pub policies: crate::policy::Policies,
 }
 
 #[derive(Debug, thiserror::Error)]
