@@ -508,13 +508,20 @@ impl Cluster {
 
     fn start_sshd(&self, node: &mut Node) -> Result<()> {
         let config = self.dir.join(format!("sshd-{}.conf", node.name));
+        // sshd runs the forced command through the login shell, and bash started by
+        // sshd reads ~/.bashrc: a storage node's ssh user has none, but the developer
+        // running the tests may (this machine's root runs `pyenv init` there, ~0.4 s
+        // per remote command). An empty HOME keeps every replica off it.
+        let home = self.dir.join("node-home");
+        std::fs::create_dir_all(&home)?;
         std::fs::write(
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/ssh_host_ed25519_key\nPidFile {tmp}/sshd-{name}.pid\n\
                  AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 StrictModes no\nPermitRootLogin prohibit-password\nUsePAM no\n\
+                 StrictModes no\nPermitRootLogin prohibit-password\nUsePAM no\nSetEnv HOME={home}\n\
                  ForceCommand {gate} {root}\n",
+                home = home.display(),
                 port = node.ssh_port,
                 dir = self.ssh_dir.display(),
                 tmp = self.dir.display(),

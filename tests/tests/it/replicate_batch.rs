@@ -113,3 +113,67 @@ fn spawn_worker(cluster: &mut Cluster, name: &str, queues: &str) -> anyhow::Resu
     let listen = format!("127.0.0.1:{}", free_port());
     cluster.spawn(name, "ferry-worker", &["--queues", queues], &[("FERRY_WORKER__LISTEN", listen)])
 }
+
+/// At least once: a second delivery of a replicate job can run beside the first (a
+/// redelivery after a broker restart). When the other delivery records the copy first,
+/// this one finds the row already `present` at its own commit and must leave the file
+/// alone: it IS the recorded copy. (It used to remove it, leaving a `present` row with
+/// nothing on the node, which the fault suite caught after a RabbitMQ restart.)
+///
+/// The race is made deterministic with the lane's batching window: the job marks its
+/// row `copying` and then waits 3 s in node2's lane, during which the test records the
+/// row as `present`, as the other delivery would.
+#[tokio::test]
+async fn a_copy_recorded_by_another_delivery_meanwhile_is_kept() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(Options {
+        nodes: 2,
+        replication: 2,
+        env: vec![("FERRY_WORKER__BATCH_WINDOW_MS".into(), "3000".into())],
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(50_000);
+    let range = format!("bytes 0-{}/{}", bytes.len() - 1, bytes.len());
+    let res = api.put_multipart("/storage/tmp-upload/", Some(&range), &bytes, Some("twice"), None).await?;
+    anyhow::ensure!(res.status == 200, "upload: {} {}", res.status, res.text());
+    let url = res.json()["url"].as_str().context("url")?.to_owned();
+    let res = api.post_form(&format!("{url}?wait=0"), &[("md5", &md5_hex(&bytes))]).await?;
+    anyhow::ensure!(res.status == 202 || res.status == 200, "completing POST: {} {}", res.status, res.text());
+    let id = res.json()["id"].as_str().context("id")?.to_owned();
+    let file: uuid::Uuid = id.parse()?;
+    let node2 = cluster.nodes[1].id.context("node2 id")? as i32;
+
+    let db = cluster.db().await?;
+    eventually("node2's copy in its lane (row copying)", Duration::from_secs(30), || {
+        let db = &db;
+        async move {
+            let state: Option<String> = db
+                .query_opt("SELECT state FROM replicas WHERE file_id = $1 AND node_id = $2", &[&file, &node2])
+                .await?
+                .map(|r| r.get(0));
+            Ok((state.as_deref() == Some("copying")).then_some(()))
+        }
+    })
+    .await?;
+    // The other delivery's commit.
+    let changed = db
+        .execute(
+            "UPDATE replicas SET state = 'present', verified_at = now() WHERE file_id = $1 AND node_id = $2 AND state = 'copying'",
+            &[&file, &node2],
+        )
+        .await?;
+    anyhow::ensure!(changed == 1, "the row left `copying` before the test could record it (window too short?)");
+
+    eventually("the late delivery finished", Duration::from_secs(60), || {
+        let log = cluster.log_tail("worker1", 400) + &cluster.log_tail("worker2", 400);
+        let done = log.lines().any(|l| l.contains("copy already recorded by another delivery") && l.contains(&id));
+        async move { Ok(done.then_some(())) }
+    })
+    .await?;
+    cluster.wait_replicas(&id, 2).await?;
+    for node in &cluster.nodes {
+        assert_eq!(std::fs::read(node.path_of(&id)).ok().as_deref(), Some(&bytes[..]), "{id} on {}", node.name);
+    }
+    Ok(())
+}

@@ -60,15 +60,24 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         notify::upload_event(&tx, file).await?;
     }
     if !updated {
-        // Deleted (or reassigned) while we copied: take the copy back.
         tx.commit().await?;
-        ctx.ssh.remove(&addr, file.0).await?;
+        // Not recorded. Take the copy back only when the file was deleted (or its
+        // replica row dropped) while we copied. When another delivery of this job (at
+        // least once: a redelivery after a broker restart can run beside the first)
+        // already recorded the copy as present, the file at that path IS the recorded
+        // copy, the same verified bytes: removing it would leave a `present` row with
+        // nothing on the node (the fault suite caught exactly that).
+        let now = replicas::copy_job(&ctx.pool.get().await?, file, node).await?;
+        let gone = now.as_ref().is_none_or(|j| j.file_deleted || j.state == ReplicaState::Deleting);
+        if gone {
+            ctx.ssh.remove(&addr, file.0).await?;
+        } else {
+            tracing::info!(file.id = %file, node.id = %node, state = ?now.map(|j| j.state), "copy already recorded by another delivery");
+            release_staging_when_done(ctx, file).await?;
+        }
         return Ok(());
     }
     tx.commit().await?;
-    // Counted after the commit, so of two replicas finishing together the later one
-    // sees both (inside the transaction each would see only its own).
-    let replicas::Progress { in_flight: missing, present } = replicas::progress(&client, file).await?;
     let node_label = node.to_string();
     ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
     ferry_shared::metrics::RSYNC_BYTES.with_label_values(&[&node_label]).inc_by(size);
@@ -79,6 +88,15 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         duration_ms = started.elapsed().as_millis() as u64,
         "replica verified"
     );
+    release_staging_when_done(ctx, file).await
+}
+
+/// Releases the staging copy once every wanted replica is present. Counted after the
+/// replica's commit, so of two replicas finishing together the later one sees both
+/// (inside its transaction each would see only its own).
+async fn release_staging_when_done(ctx: &Arc<Ctx>, file: FileId) -> Result<(), JobError> {
+    let client = ctx.pool.get().await?;
+    let replicas::Progress { in_flight: missing, present } = replicas::progress(&client, file).await?;
     if missing == 0 && present >= i64::from(ctx.config.storage.replication_factor) {
         let dir = upload_dir(&ctx.config.storage.staging_dir, file);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
