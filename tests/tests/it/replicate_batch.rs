@@ -165,10 +165,19 @@ async fn a_copy_recorded_by_another_delivery_meanwhile_is_kept() -> anyhow::Resu
         .await?;
     anyhow::ensure!(changed == 1, "the row left `copying` before the test could record it (window too short?)");
 
+    let on_node2 = cluster.nodes[1].path_of(&id);
+    let mut seen_on_node2 = false;
     eventually("the late delivery finished", Duration::from_secs(60), || {
-        let log = cluster.log_tail("worker1", 400) + &cluster.log_tail("worker2", 400);
+        let log = cluster.log_tail("worker1", 400);
         let done = log.lines().any(|l| l.contains("copy already recorded by another delivery") && l.contains(&id));
-        async move { Ok(done.then_some(())) }
+        // Once the late push has put the file on node2, it must stay there.
+        let there = on_node2.is_file();
+        let removed = seen_on_node2 && !there;
+        seen_on_node2 |= there;
+        async move {
+            anyhow::ensure!(!removed, "the late delivery removed the copy the row records as present");
+            Ok(done.then_some(()))
+        }
     })
     .await?;
     cluster.wait_replicas(&id, 2).await?;
