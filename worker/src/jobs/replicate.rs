@@ -21,8 +21,14 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         // Replica row gone (file deleted and cleaned): nothing to do.
         return Ok(());
     };
-    if job.state == ReplicaState::Present || job.state == ReplicaState::Deleting || job.file_deleted {
+    if job.state == ReplicaState::Deleting || job.file_deleted {
         return Ok(());
+    }
+    if job.state == ReplicaState::Present {
+        // Done before, e.g. by a delivery whose worker died after its commit and
+        // before it could release staging: finish that part.
+        drop(client);
+        return release_staging_when_done(ctx, file).await;
     }
     if job.node_state == NodeState::Disabled {
         return Err(JobError::Permanent(format!("node {node} is disabled")));
