@@ -106,6 +106,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         state.heartbeats.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(replica_cache::forget_on_events(state.clone(), completions.subscribe(), shutdown.clone()));
     tasks.spawn(ferry_store::notify::run_listener(
         ferry_store::pg_config(&state.config.database)?,
         completions,

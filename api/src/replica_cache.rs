@@ -3,8 +3,9 @@
 //!
 //! Safe because a stale entry can only point at a node that held a verified copy a
 //! moment ago: node health is still checked on every request from the live
-//! heartbeats, a node agent only serves bytes it has, and this replica drops the
-//! entry at once when it deletes the file (other API replicas within `ttl`).
+//! heartbeats, a node agent only serves bytes it has, and every API process drops a
+//! file's entry as soon as any process announces a change to its replicas
+//! ([`forget_on_events`]); `ttl` only bounds what a missed notification costs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,38 @@ impl ReplicaCache {
     pub fn invalidate(&self, file: FileId) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|(f, _), _| *f != file);
+        }
+    }
+
+    /// Forgets every entry (after missed events).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+/// Drops a file's cached locations whenever any process announces a change to it on
+/// the upload-event channel (`ferry_store::notify`: a replica became present, was
+/// retired for a drain or a surplus, removed, or found corrupt), so every API process,
+/// not only the one that made the change, stops redirecting to a copy that is going
+/// away within one notification, not one `api.replica_cache_ms`. Events missed while
+/// the receiver lagged clear the whole cache.
+pub async fn forget_on_events(
+    state: std::sync::Arc<crate::state::AppState>,
+    mut events: tokio::sync::broadcast::Receiver<uuid::Uuid>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(id) => state.replicas.invalidate(FileId(id)),
+            Err(RecvError::Lagged(_)) => state.replicas.clear(),
+            Err(RecvError::Closed) => return,
         }
     }
 }

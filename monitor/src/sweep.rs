@@ -5,7 +5,7 @@ use ferry_queue::outbox;
 use ferry_queue::Job;
 use ferry_shared::config::Config;
 use ferry_shared::types::ByteSize;
-use ferry_store::{nodes, replicas, Pool, StoreError};
+use ferry_store::{nodes, notify, replicas, Pool, StoreError};
 
 /// Files with fewer live replicas (pending, copying or present, on active nodes) than
 /// the replication factor get new targets among eligible nodes, and replicate jobs.
@@ -57,6 +57,9 @@ pub async fn retire_drained(pool: &Pool, config: &Config) -> Result<usize, Store
     rows.extend(replicas::retire_surplus(&tx, want).await?);
     for &(file, node) in &rows {
         outbox::enqueue(&tx, &Job::DropReplica { file, node }).await?;
+        // The copy is no longer `present`: every API process drops its cached
+        // locations of the file at commit, before a worker removes the copy.
+        notify::upload_event(&tx, file).await?;
     }
     tx.commit().await?;
     if !rows.is_empty() {

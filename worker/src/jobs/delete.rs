@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ferry_shared::staging::upload_dir;
 use ferry_shared::types::{FileId, NodeId};
-use ferry_store::{files, replicas, staging, ReplicaState};
+use ferry_store::{files, notify, replicas, staging, ReplicaState};
 
 use super::{Ctx, JobError};
 
@@ -50,6 +50,7 @@ pub async fn drop_replica(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<
     let addr = super::node_addr(surplus.node);
     ctx.ssh.remove(&addr, file.0).await?;
     replicas::delete(&tx, file, node).await?;
+    notify::upload_event(&tx, file).await?;
     tx.commit().await?;
     tracing::info!(file.id = %file, node.id = %node, "surplus replica removed");
     Ok(())

@@ -38,6 +38,8 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId) -> Result<(), JobEr
             // Best effort: a missing file has nothing to move.
             let _ = ctx.ssh.run(&addr, &aside).await;
             replicas::fail_present(&client, node, &[file], &reason).await?;
+            // API processes forget the withdrawn copy's location at once.
+            ferry_store::notify::upload_event(&client, file).await?;
             ferry_shared::metrics::CORRUPT_REPLICAS.with_label_values(&[&node.to_string()]).inc();
             tracing::error!(file.id = %file, node.id = %node, reason, "corrupt replica moved aside; it will be repaired");
         }
