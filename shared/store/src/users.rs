@@ -46,7 +46,8 @@ fn check_password(password: &str) -> Result<String, UserError> {
 }
 
 /// Creates `username`, or resets its password and admin flag when it exists
-/// (idempotent, so `deploy/dev up` can run it every time). Returns the id.
+/// (idempotent, so `deploy/dev up` can run it every time: the same password and flag
+/// again change nothing and end no token; a change ends them all). Returns the id.
 pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admin: bool) -> Result<UserId, UserError> {
     let valid = (1..=150).contains(&username.len())
         && username.bytes().all(|b| b.is_ascii_alphanumeric() || b"@.+-_".contains(&b))
@@ -61,6 +62,28 @@ pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admi
         .map_err(StoreError::from)?;
     if let Some(row) = same {
         return Err(UserError::Taken(row.try_get("username").map_err(StoreError::from)?));
+    }
+    // Re-running with what is stored already (`deploy/dev up`, a compose bootstrap on
+    // every start) changes nothing, so the user's tokens and sessions stay valid; a new
+    // password or admin flag ends them.
+    let existing = c
+        .query_opt("SELECT id, password_hash, is_admin FROM users WHERE username = $1", &[&username])
+        .await
+        .map_err(StoreError::from)?;
+    if let Some(row) = existing {
+        let stored: String = row.try_get("password_hash").map_err(StoreError::from)?;
+        let was_admin: bool = row.try_get("is_admin").map_err(StoreError::from)?;
+        let same_password = argon2::password_hash::PasswordHash::new(&stored).is_ok_and(|parsed| {
+            argon2::password_hash::PasswordVerifier::verify_password(
+                &argon2::Argon2::default(),
+                password.as_bytes(),
+                &parsed,
+            )
+            .is_ok()
+        });
+        if same_password && was_admin == admin {
+            return Ok(UserId(row.try_get("id").map_err(StoreError::from)?));
+        }
     }
     let hash = check_password(password)?;
     let row = c
