@@ -16,6 +16,7 @@ pub mod page;
 pub mod replica_cache;
 pub mod routes;
 pub mod state;
+pub mod tus;
 pub mod upload;
 pub mod uploads;
 
@@ -56,6 +57,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(routes::files::router())
         .merge(routes::download::router())
         .merge(routes::admin::router())
+        .merge(tus::router(&state.config.api.cors_origins))
         .merge(openapi::router())
         .merge(admin_ui::router())
         .fallback(|| async { ApiError::NotFound { what: "Resource" } })

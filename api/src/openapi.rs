@@ -212,6 +212,136 @@ fn auth_errors(mut responses: Value) -> Value {
     responses
 }
 
+/// A tus request header parameter.
+fn tus_header(name: &str, required: bool, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "header", "required": required, "schema": schema, "description": description})
+}
+
+/// `Tus-Resumable: 1.0.0`, which every tus request but OPTIONS carries.
+fn tus_resumable() -> Value {
+    tus_header(
+        "Tus-Resumable",
+        true,
+        json!({"type": "string", "enum": ["1.0.0"]}),
+        "The protocol version; anything else is `412`.",
+    )
+}
+
+/// The answers every tus request may get besides its own (tus 1.0 status codes).
+fn tus_errors(mut responses: Value) -> Value {
+    if let Value::Object(map) = &mut responses {
+        map.entry("412").or_insert_with(|| error_response("`unsupported_tus_version`: `Tus-Resumable` is missing or not 1.0.0 (`Tus-Version` lists what is served)."));
+    }
+    auth_errors(responses)
+}
+
+/// The tus offset stream body (`PATCH`, and `POST` with creation-with-upload).
+fn tus_body(required: bool) -> Value {
+    json!({"required": required, "content": {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}})
+}
+
+fn tus_offset_headers() -> Value {
+    json!({
+        "Upload-Offset": {"schema": {"type": "integer"}, "description": "Bytes received so far: where the next PATCH starts."},
+        "Upload-Expires": {"schema": {"type": "string"}, "description": "When the unfinished upload expires (RFC 9110 date); it slides with each chunk."}
+    })
+}
+
+/// `OPTIONS` on a tus URL: what the server supports; no auth.
+fn tus_options(operation_id: &str) -> Value {
+    json!({"summary": "tus discovery", "operationId": operation_id, "security": [],
+        "responses": {"204": {"description": "`Tus-Version`, `Tus-Extension`, `Tus-Max-Size` (`storage.max_file_bytes`) and `Tus-Checksum-Algorithm`.", "headers": {
+            "Tus-Version": {"schema": {"type": "string"}},
+            "Tus-Extension": {"schema": {"type": "string"}},
+            "Tus-Max-Size": {"schema": {"type": "integer"}},
+            "Tus-Checksum-Algorithm": {"schema": {"type": "string"}}}}}})
+}
+
+/// `/files/`: tus 1.0 creation (README, "tus").
+fn tus_collection() -> Value {
+    json!({
+        "options": tus_options("tusOptions"),
+        "post": {
+            "summary": "tus: create an upload (creation, creation-with-upload, creation-defer-length)", "operationId": "tusCreate",
+            "description": "tus 1.0 (https://tus.io/protocols/resumable-upload) on the same pipeline as the chunked protocol: the upload becomes an ordinary file (listed, versioned, downloadable, deletable) with the id at the end of `Location`. `Upload-Metadata` keys read: `filename` (or `name`), `parent` (file id: the next version of that file), `md5` (hex md5 of the whole file, checked before the last chunk is recorded). A body of type `application/offset+octet-stream` holds the first bytes. When they are all of the file, the answer waits (up to `api.complete_wait_secs`) until it is downloadable.",
+            "parameters": [
+                tus_resumable(),
+                tus_header("Upload-Length", false, json!({"type": "integer", "minimum": 0}), "The file's size; or send `Upload-Defer-Length: 1`."),
+                tus_header("Upload-Defer-Length", false, json!({"type": "integer", "enum": [1]}), "The size comes with a later PATCH."),
+                tus_header("Upload-Metadata", false, json!({"type": "string"}), "`key base64value` pairs separated by commas, at most 4096 bytes."),
+                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha256 <base64 digest>` of this request's body.")
+            ],
+            "requestBody": tus_body(false),
+            "responses": tus_errors(json!({
+                "201": {"description": "Created; `Location` is the upload's URL.", "headers": {
+                    "Location": {"schema": {"type": "string"}},
+                    "Upload-Offset": {"schema": {"type": "integer"}, "description": "Bytes received with this request."},
+                    "Upload-Expires": {"schema": {"type": "string"}}}},
+                "400": error_response("Bad `Upload-Length`/`Upload-Defer-Length`, metadata (`invalid_metadata`, `filename_required`, `invalid_filename`, `parent_not_found`, `invalid_md5`), checksum header, or `concatenation_unsupported`."),
+                "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
+                "409": error_response("`upload_failed`: the assembly of a complete upload failed."),
+                "413": error_response("`too_large`: file size, chunk size (`storage.max_chunk_bytes` per request) or quota exceeded (`limit`)."),
+                "415": error_response("`unsupported_media_type`: a body that is not `application/offset+octet-stream`."),
+                "429": error_response("`too_many_uploads`: you already have your share of uploads in progress on this server."),
+                "460": error_response("`checksum_mismatch`: the body does not match `Upload-Checksum`, or the file not its `md5`; nothing is recorded.")
+            }))
+        }
+    })
+}
+
+/// `/files/{id}`: tus 1.0 HEAD, PATCH and termination.
+fn tus_upload() -> Value {
+    json!({
+        "parameters": [id_param("Upload id (the future file id), the last segment of `Location`.")],
+        "options": tus_options("tusUploadOptions"),
+        "head": {
+            "summary": "tus: where to resume", "operationId": "tusHead",
+            "parameters": [tus_resumable()],
+            "responses": {
+                "200": {"description": "`Upload-Offset`, `Upload-Length` (or `Upload-Defer-Length: 1`), `Upload-Metadata`; `Cache-Control: no-store`.", "headers": tus_offset_headers()},
+                "401": {"description": "Missing, invalid or expired token."},
+                "404": {"description": "No such upload of yours, or its file was deleted."},
+                "410": {"description": "The upload expired, was terminated or failed."},
+                "412": {"description": "`Tus-Resumable` missing or not 1.0.0."},
+                "503": {"description": "A dependency is unavailable."}
+            }
+        },
+        "patch": {
+            "summary": "tus: append bytes at Upload-Offset", "operationId": "tusPatch",
+            "description": "The chunk is recorded only when its `Upload-Checksum` (and, for the last one, the metadata `md5`) matches, so a `460` leaves the upload resumable at its previous offset. The last chunk's answer waits (up to `api.complete_wait_secs`) until the file is downloadable.",
+            "parameters": [
+                tus_resumable(),
+                tus_header("Upload-Offset", true, json!({"type": "integer", "minimum": 0}), "Where this body starts: the upload's current offset."),
+                tus_header("Upload-Length", false, json!({"type": "integer", "minimum": 0}), "Declares a deferred length."),
+                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha256 <base64 digest>` of this body.")
+            ],
+            "requestBody": tus_body(true),
+            "responses": tus_errors(json!({
+                "204": {"description": "Recorded; `Upload-Offset` is the new offset.", "headers": tus_offset_headers()},
+                "400": error_response("Bad `Upload-Offset`, `Upload-Length` or checksum header (`unsupported_checksum_algorithm`), an empty body (`file_required`) or one cut short."),
+                "404": error_response("No such upload of yours."),
+                "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
+                "409": error_response("`offset_mismatch`: `Upload-Offset` is not the upload's offset (`offset`), or another request is writing there; or `upload_failed`."),
+                "410": error_response("The upload expired, was terminated or failed."),
+                "413": error_response("`too_large`: past the upload's length, `storage.max_chunk_bytes`, the file size limit or the quota (`limit`)."),
+                "415": error_response("`unsupported_media_type`: the body is not `application/offset+octet-stream`."),
+                "429": error_response("`too_many_uploads`: you already have your share of uploads in progress on this server."),
+                "460": error_response("`checksum_mismatch`: nothing recorded; the upload stays at `offset`.")
+            }))
+        },
+        "delete": {
+            "summary": "tus: terminate an upload (or delete its file once complete)", "operationId": "tusTerminate",
+            "parameters": [tus_resumable()],
+            "responses": tus_errors(json!({
+                "204": {"description": "Terminated: further requests get 410 (a completed upload's file is deleted: 404)."},
+                "404": error_response("No such upload of yours."),
+                "409": error_response("`upload_busy`: being assembled; delete its file once complete."),
+                "410": error_response("Already expired, terminated or failed.")
+            }))
+        }
+    })
+}
+
 static SPEC: LazyLock<Value> = LazyLock::new(|| {
     let upload_query = json!([
         {"name": "filename", "in": "query", "required": false, "schema": {"type": "string"}, "description": "File name for raw bodies."},
@@ -349,6 +479,8 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                     "503": error_response("`unavailable`: no healthy node holds a verified copy right now; retry after `Retry-After` seconds.")
                 }))
             }},
+            "/files/": tus_collection(),
+            "/files/{id}": tus_upload(),
             "/healthz": {"get": {"summary": "Process is up", "operationId": "healthz", "security": [],
                 "responses": {"200": {"description": "Up.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/readyz": {"get": {"summary": "Database and broker reachable", "operationId": "readyz", "security": [],

@@ -22,6 +22,7 @@ ensure_packages() {
 	{ command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
 	command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	command -v openssl >/dev/null 2>&1 || missing+=(openssl) # e2e/tus/curl.sh, as the README types it
 	((${#missing[@]})) || return 0
 
 	if ((EUID != 0)); then

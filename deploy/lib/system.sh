@@ -4,6 +4,7 @@
 # checks through real HTTP against it, then `down --purge`:
 #   e2e/readme-curl.sh   the original README's curl sequence, typed as written there
 #   e2e/download-names.sh  curl -OJL, wget and aria2c keep the stored name (and its type)
+#   e2e/tus/curl.sh      the README's tus sequence (create, PATCH with checksum, HEAD)
 #   e2e/openapi.sh       openapi-spec-validator + schemathesis against the live API
 #   e2e/admin            the admin page in headless Chromium (when present)
 
@@ -49,6 +50,7 @@ system_main() {
 	) || return 1
 	BASE=$base "$REPO/e2e/readme-curl.sh" || rc=1
 	BASE=$base "$REPO/e2e/download-names.sh" || rc=1
+	BASE=$base "$REPO/e2e/tus/curl.sh" || rc=1
 	BASE=$base E2E_USER=schemathesis E2E_PASSWORD=schemathesis-pass "$REPO/e2e/openapi.sh" || rc=1
 	if [[ -x $REPO/e2e/admin/run.sh ]]; then
 		FERRY_E2E_BASE_URL=$base FERRY_E2E_ADMIN=admin:adminadmin FERRY_E2E_USER=bob:bobbobbob \

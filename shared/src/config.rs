@@ -175,6 +175,11 @@ pub struct ApiConfig {
     /// Swagger UI's dist directory (the `swagger-ui-dist` npm package), whose bundle and
     /// stylesheet are served under `/docs/swagger-ui/` for the page at `/docs/swagger/`.
     pub swagger_ui_dir: PathBuf,
+    /// Origins (`scheme://host[:port]`, exactly as browsers send `Origin`) whose pages
+    /// may call the tus endpoint `/files/` from another origin: their requests get the
+    /// CORS headers tus browser clients need. Empty (the default): no CORS headers, so
+    /// only same-origin pages (Ferry's own) can use it from a browser.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -413,6 +418,7 @@ impl Default for ApiConfig {
             replica_cache_ms: 2000,
             redoc_bundle: PathBuf::from("/usr/share/ferry/redoc.standalone.js"),
             swagger_ui_dir: PathBuf::from("/usr/share/ferry/swagger-ui"),
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -117,6 +117,15 @@ impl Client {
         read(self.request(reqwest::Method::POST, path).json(body).send().await?).await
     }
 
+    /// Any request with the given headers and body (e.g. a tus PATCH).
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Res> {
+        let mut req = self.request(reqwest::Method::from_bytes(method.as_bytes())?, path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        read(req.body(body).send().await?).await
+    }
+
     pub async fn patch_json(&self, path: &str, body: &Value) -> Result<Res> {
         read(self.request(reqwest::Method::PATCH, path).json(body).send().await?).await
     }
@@ -263,6 +272,18 @@ impl Client {
         content_length: usize,
         sent: &[u8],
     ) -> Result<CutShort> {
+        self.send_cut_short("PUT", path, headers, content_length, sent).await
+    }
+
+    /// [`Client::put_cut_short`] with another method (a tus PATCH).
+    pub async fn send_cut_short(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: usize,
+        sent: &[u8],
+    ) -> Result<CutShort> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let url = reqwest::Url::parse(&self.url(path))?;
@@ -272,7 +293,8 @@ impl Client {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let mut head = format!("PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {content_length}\r\n");
+        let mut head =
+            format!("{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {content_length}\r\n");
         if let Some(token) = &self.token {
             head.push_str(&format!("Authorization: JWT {token}\r\n"));
         }

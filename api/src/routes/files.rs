@@ -100,10 +100,16 @@ async fn show(
 /// Hides the file (and, for a root, its versions) at once and hands the replicas to
 /// the delete workers through the outbox.
 async fn remove(State(state): State<SharedState>, user: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let id = parse_id(&id)?;
+    delete_file(&state, parse_id(&id)?, user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes the user's live file `id` as `DELETE /storage/files/<id>/` does (also
+/// tus termination of a completed upload); `404` when there is none.
+pub(crate) async fn delete_file(state: &SharedState, id: FileId, user: UserId) -> ApiResult<()> {
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let deleted = files::soft_delete(&tx, id, user.id).await?;
+    let deleted = files::soft_delete(&tx, id, user).await?;
     if deleted.is_empty() {
         return Err(ApiError::NotFound { what: "File" });
     }
@@ -116,5 +122,5 @@ async fn remove(State(state): State<SharedState>, user: AuthUser, Path(id): Path
     }
     state.relay.wake();
     tracing::info!(file.id = %id, files.deleted = deleted.len(), "file deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -62,13 +62,13 @@ fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
     content_range::parse(text).map(Some).map_err(|e| ApiError::bad_request("invalid_content_range", e.to_string()))
 }
 
-fn content_type(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn content_type(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }
 
 /// A slot of the upload intake for `user`: 503 when the process is full, 429
 /// `too_many_uploads` when the user already holds their share.
-fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot<UserId>> {
+pub(crate) fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot<UserId>> {
     state.intake.try_acquire(user).map_err(|refused| match refused {
         Refused::Full => ApiError::Unavailable {
             detail: "Too many uploads in progress on this server; retry shortly.",
@@ -84,7 +84,7 @@ fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot<UserId>> {
 
 /// The floor under a chunk body's pace (`api.body_read_timeout_secs`,
 /// `api.body_min_rate_bytes_per_sec`).
-fn body_pace(state: &SharedState) -> BodyPace {
+pub(crate) fn body_pace(state: &SharedState) -> BodyPace {
     BodyPace {
         grace: Duration::from_secs(state.config.api.body_read_timeout_secs),
         min_bytes_per_sec: state.config.api.body_min_rate_bytes_per_sec,
@@ -92,10 +92,10 @@ fn body_pace(state: &SharedState) -> BodyPace {
 }
 
 /// Removes a new upload's staging directory unless the upload was recorded.
-struct NewDirGuard(Option<PathBuf>);
+pub(crate) struct NewDirGuard(pub(crate) Option<PathBuf>);
 
 impl NewDirGuard {
-    fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.0 = None;
     }
 }
@@ -109,13 +109,13 @@ impl Drop for NewDirGuard {
 }
 
 /// Bytes the user may still store: quota minus live files and open uploads.
-async fn quota_left(client: &impl GenericClient, state: &SharedState, user: UserId) -> ApiResult<u64> {
+pub(crate) async fn quota_left(client: &impl GenericClient, state: &SharedState, user: UserId) -> ApiResult<u64> {
     let default = ByteSize(state.config.storage.default_quota_bytes);
     Ok(ferry_store::users::quota_left(client, user, default).await?.bytes())
 }
 
 /// Checks a new file's declared size against the file size limit and the quota.
-async fn check_new_file_size(
+pub(crate) async fn check_new_file_size(
     client: &impl GenericClient,
     state: &SharedState,
     user: UserId,
@@ -153,14 +153,18 @@ fn resolve_filename(fields: &Option<String>, query: &UploadQuery, headers: &Head
 }
 
 /// The root of `parent`'s version chain, which must be a live file of the same user.
-async fn resolve_parent(client: &impl GenericClient, user: UserId, raw: Option<&str>) -> ApiResult<Option<FileId>> {
+pub(crate) async fn resolve_parent(
+    client: &impl GenericClient,
+    user: UserId,
+    raw: Option<&str>,
+) -> ApiResult<Option<FileId>> {
     let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
     let not_found = || ApiError::bad_request("parent_not_found", "The parent file does not exist.");
     let id: FileId = raw.parse().map_err(|_| not_found())?;
     files::chain_root(client, id, user).await?.map(Some).ok_or_else(not_found)
 }
 
-fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() + chrono::Duration::seconds(state.config.storage.upload_expiry_secs as i64)
 }
 
@@ -168,15 +172,16 @@ fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
 /// before the commit leaves only an orphan staging directory, which the workers'
 /// garbage collection removes, never a row without its bytes).
 #[allow(clippy::too_many_arguments)]
-async fn insert_upload(
+pub(crate) async fn insert_upload(
     state: &SharedState,
     id: FileId,
     user: UserId,
     filename: &FileName,
     parent: Option<FileId>,
     received: Received,
-    total: u64,
+    total: Option<u64>,
     md5: Option<Md5>,
+    metadata: Option<&str>,
 ) -> ApiResult<Upload> {
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
@@ -186,7 +191,7 @@ async fn insert_upload(
     // hopeless upload its bytes; this one holds the user's row until the commit.
     let default = ByteSize(state.config.storage.default_quota_bytes);
     let left = ferry_store::users::reserve_quota(&tx, user, default).await?.bytes();
-    if total > left {
+    if total.unwrap_or(received.size) > left {
         return Err(ApiError::TooLarge {
             detail: format!("This upload would exceed your quota ({left} bytes left)."),
             limit: left,
@@ -197,12 +202,13 @@ async fn insert_upload(
         user,
         filename: filename.as_str(),
         parent,
-        total_size: ByteSize(total),
+        total_size: total.map(ByteSize),
         received: ByteSize(received.size),
         md5: md5.map(|m| m.to_string()),
         expires_at: expires_at(state),
         md5_state: &md5_state,
         sha256_state: &sha256_state,
+        metadata,
     };
     store_uploads::insert(&tx, &new).await?;
     if md5.is_some() {
@@ -263,7 +269,7 @@ async fn create_chunk(
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
-    let upload = insert_upload(&state, id, user.id, &filename, parent, received, range.total, None).await?;
+    let upload = insert_upload(&state, id, user.id, &filename, parent, received, Some(range.total), None, None).await?;
     guard.keep();
     tracing::info!(upload.id = %id, upload.total_bytes = range.total, "upload created");
     Ok(Json(uploads::to_json(&upload, &state.base_url(&headers))).into_response())
@@ -307,7 +313,7 @@ async fn create_whole(
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
     let size = received.size;
-    insert_upload(&state, id, user.id, &filename, parent, received, size, Some(md5)).await?;
+    insert_upload(&state, id, user.id, &filename, parent, received, Some(size), Some(md5), None).await?;
     guard.keep();
     tracing::info!(upload.id = %id, upload.total_bytes = size, "single-request upload received");
     verdict(&state, id, user.id, wait(&state, &query), &headers).await
@@ -386,11 +392,11 @@ async fn receive_and_record(
 /// expiry, taken only while the offset is the chunk's start. Released on commit (the
 /// same UPDATE), or by `Drop` when the request fails or the client goes away; a crash
 /// leaves it to expire.
-struct Lease {
+pub(crate) struct Lease {
     state: SharedState,
     upload: FileId,
-    token: Uuid,
-    digest: RunningDigest,
+    pub(crate) token: Uuid,
+    pub(crate) digest: RunningDigest,
     held: bool,
 }
 
@@ -398,7 +404,7 @@ struct Lease {
 const LEASE_SECS: f64 = 900.0;
 
 impl Lease {
-    async fn acquire(state: &SharedState, upload: FileId, user: UserId, offset: u64) -> ApiResult<Lease> {
+    pub(crate) async fn acquire(state: &SharedState, upload: FileId, user: UserId, offset: u64) -> ApiResult<Lease> {
         let token = Uuid::new_v4();
         let client = state.pool.get().await?;
         let taken = store_uploads::take_lease(&client, upload, user, ByteSize(offset), token, LEASE_SECS).await?;
@@ -414,11 +420,11 @@ impl Lease {
         Ok(Lease { state: state.clone(), upload, token, digest, held: true })
     }
 
-    fn committed(mut self) {
+    pub(crate) fn committed(mut self) {
         self.held = false;
     }
 
-    async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         self.held = false;
         release(self.state.pool.clone(), self.upload, self.token).await;
     }
@@ -504,7 +510,7 @@ async fn show(
     Ok(response)
 }
 
-fn parse_md5(raw: Option<String>) -> ApiResult<Md5> {
+pub(crate) fn parse_md5(raw: Option<String>) -> ApiResult<Md5> {
     let raw = raw.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
         ApiError::bad_request("md5_required", "The completing request must include the file's md5 (hex).")
     })?;
@@ -575,7 +581,7 @@ async fn complete(
 /// verified AND `storage.write_quorum` verified copies are on healthy nodes (the file
 /// is downloadable now: read-after-write), 400 checksum_mismatch, 409 for another
 /// failure, 202 while assembling or copying (the POST may be repeated to wait again).
-async fn verdict(
+pub(crate) async fn verdict(
     state: &SharedState,
     id: FileId,
     user: UserId,

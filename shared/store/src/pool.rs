@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (8, "jobs", include_str!("../migrations/0008_jobs.sql")),
     (9, "user_revocation", include_str!("../migrations/0009_user_revocation.sql")),
     (10, "paused_queues", include_str!("../migrations/0010_paused_queues.sql")),
+    (11, "upload_metadata", include_str!("../migrations/0011_upload_metadata.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet).

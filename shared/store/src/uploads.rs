@@ -206,6 +206,8 @@ pub struct Upload {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The tus `Upload-Metadata` header sent at creation (None for the chunked protocol).
+    pub metadata: Option<String>,
 }
 
 impl Upload {
@@ -225,6 +227,7 @@ impl Upload {
             created_at: r.try_get("created_at")?,
             expires_at: r.try_get("expires_at")?,
             completed_at: r.try_get("completed_at")?,
+            metadata: r.try_get("metadata")?,
         })
     }
 }
@@ -234,7 +237,7 @@ impl Upload {
 pub async fn load(c: &impl GenericClient, id: FileId, user: UserId, lock: bool) -> Result<Option<Upload>, StoreError> {
     let sql = format!(
         "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
-                completed_at
+                completed_at, metadata
          FROM uploads WHERE id = $1 AND user_id = $2{}",
         if lock { " FOR UPDATE" } else { "" }
     );
@@ -254,7 +257,7 @@ pub async fn page(
     let rows = c
         .query(
             "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
-                    completed_at
+                    completed_at, metadata
              FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
             &[&user.0, &limit, &offset],
         )
@@ -269,7 +272,8 @@ pub struct NewUpload<'a> {
     pub user: UserId,
     pub filename: &'a str,
     pub parent: Option<FileId>,
-    pub total_size: ByteSize,
+    /// The declared size; None while a tus upload defers its length.
+    pub total_size: Option<ByteSize>,
     /// Bytes of the first chunk (the new offset).
     pub received: ByteSize,
     /// The client's md5 (hex) when the whole file came at once: the upload starts
@@ -278,6 +282,8 @@ pub struct NewUpload<'a> {
     pub expires_at: DateTime<Utc>,
     pub md5_state: &'a [u8],
     pub sha256_state: &'a [u8],
+    /// The tus `Upload-Metadata` header, stored to be echoed by HEAD.
+    pub metadata: Option<&'a str>,
 }
 
 /// Inserts the upload and, when it has bytes, its first chunk's row.
@@ -286,20 +292,21 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), Sto
     let received = size_to_db("chunk size", u.received)?;
     c.execute(
         "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
-                              md5_state, sha256_state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                              md5_state, sha256_state, metadata)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             &u.id.0,
             &u.user.0,
             &u.filename,
             &u.parent.map(|p| p.0),
-            &size_to_db("total size", u.total_size)?,
+            &u.total_size.map(|t| size_to_db("total size", t)).transpose()?,
             &received,
             &u.md5,
             &state,
             &u.expires_at,
             &u.md5_state,
             &u.sha256_state,
+            &u.metadata,
         ],
     )
     .await?;
@@ -410,6 +417,33 @@ pub async fn start_assembly(c: &impl GenericClient, id: FileId, md5: &str) -> Re
     Ok(())
 }
 
+/// Sets the size of an upload that deferred it (tus `creation-defer-length`), only
+/// while it is still unknown and `uploading`. Returns false when nothing changed.
+pub async fn declare_length(c: &impl GenericClient, id: FileId, total: ByteSize) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE uploads SET total_size = $2 WHERE id = $1 AND total_size IS NULL AND status = $3",
+            &[&id.0, &size_to_db("total size", total)?, &UploadState::Uploading],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Ends the user's `uploading` upload at its client's request (tus `termination`): it
+/// becomes `expired` (further requests get 410) and its lease is dropped. Returns
+/// false when it was not `uploading`. The caller enqueues the delete job that
+/// reclaims the staging bytes, in the same transaction.
+pub async fn terminate(c: &impl GenericClient, id: FileId, user: UserId) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE uploads SET status = $3, error = 'terminated by its client', writer = NULL, writer_until = NULL
+             WHERE id = $1 AND user_id = $2 AND status = $4",
+            &[&id.0, &user.0, &UploadState::Expired, &UploadState::Uploading],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// An upload as the admin page lists it.
 #[derive(Debug, Clone)]
 pub struct Recent {
@@ -422,7 +456,7 @@ pub async fn recent(c: &impl GenericClient, limit: i64) -> Result<Vec<Recent>, S
     let rows = c
         .query(
             "SELECT u.id, u.user_id, u.filename, u.parent_id, u.total_size, u.\"offset\", u.status, u.error,
-                    u.created_at, u.expires_at, u.completed_at, us.username
+                    u.created_at, u.expires_at, u.completed_at, u.metadata, us.username
              FROM uploads u JOIN users us ON us.id = u.user_id ORDER BY u.created_at DESC LIMIT $1",
             &[&limit],
         )

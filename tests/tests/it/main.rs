@@ -13,4 +13,5 @@ mod readme_curl;
 mod replicate_batch;
 mod scale;
 mod scrub;
+mod tus;
 mod upload;

@@ -1,0 +1,311 @@
+//! tus 1.0 at `/files/`, on the same pipeline as the chunked protocol: uploads in
+//! chunks with per-request checksums become ordinary Ferry files (listed, versioned,
+//! downloaded byte-identical through the redirect, deleted); an interrupted PATCH and a
+//! checksum mismatch leave the upload resumable where it was; deferred length,
+//! termination, expiry headers and CORS for configured origins only.
+
+use anyhow::Context;
+use base64::Engine;
+use ferry_tests::client::{Client, Res};
+use ferry_tests::{md5_hex, random_bytes, Cluster, Options};
+use md5::Digest;
+
+const TUS: (&str, &str) = ("Tus-Resumable", "1.0.0");
+const CHUNK: (&str, &str) = ("Content-Type", "application/offset+octet-stream");
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn sha256_b64(bytes: &[u8]) -> String {
+    b64(&sha2::Sha256::digest(bytes))
+}
+
+fn md5_b64(bytes: &[u8]) -> String {
+    b64(&md5::Md5::digest(bytes))
+}
+
+/// `POST /files/` with `Upload-Length` (None: deferred) and the given metadata.
+async fn create(api: &Client, length: Option<usize>, metadata: &[(&str, &str)]) -> anyhow::Result<Res> {
+    let metadata = metadata.iter().map(|(k, v)| format!("{k} {}", b64(v.as_bytes()))).collect::<Vec<_>>().join(",");
+    let length = length.map(|l| l.to_string());
+    let mut headers = vec![TUS, ("Upload-Metadata", metadata.as_str())];
+    match &length {
+        Some(l) => headers.push(("Upload-Length", l)),
+        None => headers.push(("Upload-Defer-Length", "1")),
+    }
+    api.send("POST", "/files/", &headers, Vec::new()).await
+}
+
+async fn patch(api: &Client, url: &str, offset: usize, bytes: &[u8], extra: &[(&str, &str)]) -> anyhow::Result<Res> {
+    let offset = offset.to_string();
+    let mut headers = vec![TUS, CHUNK, ("Upload-Offset", offset.as_str())];
+    headers.extend_from_slice(extra);
+    api.send("PATCH", url, &headers, bytes.to_vec()).await
+}
+
+async fn offset_of(api: &Client, url: &str) -> anyhow::Result<u64> {
+    let res = api.send("HEAD", url, &[TUS], Vec::new()).await?;
+    anyhow::ensure!(res.status == 200, "HEAD {url}: {}", res.status);
+    res.header("upload-offset").context("Upload-Offset")?.parse().context("offset")
+}
+
+fn location(res: &Res) -> anyhow::Result<String> {
+    anyhow::ensure!(res.status == 201, "creation: {} {}", res.status, res.text());
+    res.header("location").context("Location")
+}
+
+fn id_of(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// A CORS preflight of a tus PATCH from `origin`.
+async fn preflight(anonymous: &Client, origin: &str) -> anyhow::Result<Res> {
+    let headers = [
+        ("Origin", origin),
+        ("Access-Control-Request-Method", "PATCH"),
+        ("Access-Control-Request-Headers", "authorization,tus-resumable,upload-offset,content-type"),
+    ];
+    anonymous.send("OPTIONS", "/files/", &headers, Vec::new()).await
+}
+
+#[tokio::test]
+async fn a_tus_upload_in_chunks_is_an_ordinary_ferry_file() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+
+    // Discovery needs no token.
+    let options = cluster.anonymous().send("OPTIONS", "/files/", &[], Vec::new()).await?;
+    assert_eq!(options.status, 204);
+    assert_eq!(options.header("tus-version").as_deref(), Some("1.0.0"));
+    assert_eq!(options.header("tus-checksum-algorithm").as_deref(), Some("md5,sha256"));
+    let extensions = options.header("tus-extension").unwrap_or_default();
+    for ext in ["creation", "creation-with-upload", "creation-defer-length", "termination", "expiration", "checksum"] {
+        assert!(extensions.split(',').any(|e| e == ext), "{ext} missing from {extensions}");
+    }
+    assert!(options.header("tus-max-size").is_some_and(|m| m.parse::<u64>().is_ok()));
+    // No CORS headers unless origins are configured.
+    assert!(options.header("access-control-allow-origin").is_none());
+
+    // Wrong or missing version: 412 with the versions served; no token: 401.
+    let res = api.send("POST", "/files/", &[("Upload-Length", "10")], Vec::new()).await?;
+    assert_eq!((res.status, res.code().as_str()), (412, "unsupported_tus_version"), "{}", res.text());
+    assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
+    let res = cluster.anonymous().send("POST", "/files/", &[TUS, ("Upload-Length", "10")], Vec::new()).await?;
+    assert_eq!(res.status, 401);
+    assert_eq!(res.header("tus-resumable").as_deref(), Some("1.0.0"));
+    let res = create(&api, Some(10), &[]).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "filename_required"));
+
+    let bytes = random_bytes(3 * 100_000 + 4321);
+    let res =
+        create(&api, Some(bytes.len()), &[("filename", "résumé 2024.pdf"), ("filetype", "application/pdf")]).await?;
+    let url = location(&res)?;
+    assert!(url.starts_with(&format!("{}/files/", cluster.api)), "{url}");
+    assert_eq!(res.header("upload-offset").as_deref(), Some("0"));
+    let expires = res.header("upload-expires").context("Upload-Expires")?;
+    chrono::DateTime::parse_from_rfc2822(&expires.replace("GMT", "+0000")).context("Upload-Expires is a date")?;
+    let head = api.send("HEAD", &url, &[TUS], Vec::new()).await?;
+    assert_eq!(head.header("upload-length"), Some(bytes.len().to_string()));
+    assert_eq!(head.header("cache-control").as_deref(), Some("no-store"));
+    assert!(head.header("upload-metadata").is_some_and(|m| m.contains("filename ")));
+
+    // A PATCH must be an offset stream at the current offset.
+    let res = api.send("PATCH", &url, &[TUS, ("Upload-Offset", "0")], bytes[..10].to_vec()).await?;
+    assert_eq!((res.status, res.code().as_str()), (415, "unsupported_media_type"));
+    let res = patch(&api, &url, 5, &bytes[5..10], &[]).await?;
+    assert_eq!((res.status, res.header("upload-offset").as_deref()), (409, Some("0")), "{}", res.text());
+
+    // Chunks, each with a checksum of another algorithm.
+    let sums = [("sha256", sha256_b64(&bytes[..100_000])), ("md5", md5_b64(&bytes[100_000..200_000]))];
+    for (i, (algorithm, sum)) in sums.iter().enumerate() {
+        let checksum = format!("{algorithm} {sum}");
+        let res =
+            patch(&api, &url, i * 100_000, &bytes[i * 100_000..(i + 1) * 100_000], &[("Upload-Checksum", &checksum)])
+                .await?;
+        assert_eq!(res.status, 204, "{}", res.text());
+        assert_eq!(res.header("upload-offset"), Some(((i + 1) * 100_000).to_string()));
+        assert!(res.header("upload-expires").is_some());
+    }
+    let res = patch(&api, &url, 200_000, &bytes[200_000..], &[]).await?;
+    assert_eq!(res.status, 204, "{}", res.text());
+    assert_eq!(res.header("upload-offset"), Some(bytes.len().to_string()));
+    assert_eq!(offset_of(&api, &url).await?, bytes.len() as u64);
+
+    // An ordinary file: listed with its md5, downloaded byte-identical via the redirect.
+    let id = id_of(&url);
+    let list = api.get("/storage/files/").await?.json();
+    assert_eq!(list["count"], 1, "{list}");
+    assert_eq!(list["results"][0]["id"], id.as_str());
+    assert_eq!(list["results"][0]["filename"], "résumé 2024.pdf");
+    assert_eq!(list["results"][0]["md5"], md5_hex(&bytes).as_str());
+    api.wait_download(&id).await?;
+    let got = api.download(&id, None).await?;
+    assert_eq!(got.status, 200);
+    assert!(got.body == bytes, "download differs from the upload");
+
+    // The next version, created with its whole body in one POST (creation-with-upload),
+    // its whole-file md5 given in the metadata.
+    let second = random_bytes(70_000);
+    let length = second.len().to_string();
+    let metadata = format!(
+        "filename {},parent {},md5 {}",
+        b64("résumé 2024.pdf".as_bytes()),
+        b64(id.as_bytes()),
+        b64(md5_hex(&second).as_bytes())
+    );
+    let res = api
+        .send(
+            "POST",
+            "/files/",
+            &[TUS, CHUNK, ("Upload-Length", &length), ("Upload-Metadata", &metadata)],
+            second.clone(),
+        )
+        .await?;
+    let url2 = location(&res)?;
+    assert_eq!(res.header("upload-offset"), Some(length.clone()));
+    let list = api.get("/storage/files/").await?.json();
+    assert_eq!(list["count"], 1, "a version is listed under its root: {list}");
+    assert_eq!(list["results"][0]["versions"][0]["id"], id_of(&url2).as_str());
+    assert_eq!(list["results"][0]["versions"][0]["version"], 2);
+    api.wait_download(&id_of(&url2)).await?;
+    assert!(api.download(&id_of(&url2), None).await?.body == second);
+
+    // Another user sees none of it.
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    assert_eq!(bob.send("HEAD", &url, &[TUS], Vec::new()).await?.status, 404);
+    assert_eq!(bob.send("DELETE", &url, &[TUS], Vec::new()).await?.status, 404);
+
+    // Termination of a completed upload deletes its file (and, for a root, its versions).
+    assert_eq!(api.send("DELETE", &url, &[TUS], Vec::new()).await?.status, 204);
+    assert_eq!(api.get("/storage/files/").await?.json()["count"], 0);
+    assert_eq!(api.send("HEAD", &url, &[TUS], Vec::new()).await?.status, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_interrupted_or_corrupt_patch_leaves_the_upload_resumable_where_it_was() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(600_000);
+    let url = location(&create(&api, Some(bytes.len()), &[("filename", "big.bin")]).await?)?;
+    assert_eq!(patch(&api, &url, 0, &bytes[..200_000], &[]).await?.status, 204);
+
+    // The connection dies mid-body: nothing of that chunk counts.
+    let cut = api
+        .send_cut_short("PATCH", &url, &[TUS, CHUNK, ("Upload-Offset", "200000")], 200_000, &bytes[200_000..300_000])
+        .await?;
+    assert_ne!(cut.status, Some(204), "{}", cut.raw);
+    assert_eq!(offset_of(&api, &url).await?, 200_000);
+
+    // A wrong checksum: 460, and the upload stays at its previous offset.
+    let wrong = format!("sha256 {}", sha256_b64(b"something else"));
+    let res = patch(&api, &url, 200_000, &bytes[200_000..400_000], &[("Upload-Checksum", &wrong)]).await?;
+    assert_eq!((res.status, res.code().as_str()), (460, "checksum_mismatch"), "{}", res.text());
+    assert_eq!(res.header("upload-offset").as_deref(), Some("200000"));
+    assert_eq!(offset_of(&api, &url).await?, 200_000);
+    // An algorithm not offered is a 400, a malformed one too.
+    let res = patch(&api, &url, 200_000, &bytes[200_000..400_000], &[("Upload-Checksum", "crc32 AAAAAA==")]).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "unsupported_checksum_algorithm"));
+
+    // Resumed from the offset HEAD gave, it completes byte-identical.
+    let right = format!("md5 {}", md5_b64(&bytes[200_000..400_000]));
+    assert_eq!(patch(&api, &url, 200_000, &bytes[200_000..400_000], &[("Upload-Checksum", &right)]).await?.status, 204);
+    assert_eq!(patch(&api, &url, 400_000, &bytes[400_000..], &[]).await?.status, 204);
+    let id = id_of(&url);
+    api.wait_download(&id).await?;
+    assert!(api.download(&id, None).await?.body == bytes);
+
+    // A whole-file md5 that the bytes do not have: the last chunk gets 460 and is not
+    // recorded, so the upload is still open at the offset before it.
+    let small = random_bytes(50_000);
+    let url = location(
+        &create(&api, Some(small.len()), &[("filename", "small.bin"), ("md5", &md5_hex(b"other bytes"))]).await?,
+    )?;
+    assert_eq!(patch(&api, &url, 0, &small[..20_000], &[]).await?.status, 204);
+    let res = patch(&api, &url, 20_000, &small[20_000..], &[]).await?;
+    assert_eq!((res.status, res.code().as_str()), (460, "checksum_mismatch"), "{}", res.text());
+    assert_eq!(offset_of(&api, &url).await?, 20_000);
+    assert_eq!(api.send("DELETE", &url, &[TUS], Vec::new()).await?.status, 204);
+    assert_eq!(api.get("/storage/files/").await?.json()["count"], 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn deferred_length_termination_and_cors_for_configured_origins() -> anyhow::Result<()> {
+    let origin = "https://app.example.com";
+    let cluster = Cluster::start_with(Options {
+        env: vec![("FERRY_API__CORS_ORIGINS".into(), format!("[\"{origin}\"]"))],
+        ..Options::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+
+    // creation-defer-length: the length comes with a later PATCH.
+    let bytes = random_bytes(150_000);
+    let url = location(&create(&api, None, &[("name", "later.bin")]).await?)?;
+    let head = api.send("HEAD", &url, &[TUS], Vec::new()).await?;
+    assert_eq!(head.header("upload-defer-length").as_deref(), Some("1"));
+    assert!(head.header("upload-length").is_none());
+    assert_eq!(patch(&api, &url, 0, &bytes[..100_000], &[]).await?.status, 204);
+    let res = patch(&api, &url, 100_000, &bytes[100_000..], &[("Upload-Length", "99999")]).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_upload_length"), "{}", res.text());
+    let length = bytes.len().to_string();
+    let res = patch(&api, &url, 100_000, &bytes[100_000..], &[("Upload-Length", &length)]).await?;
+    assert_eq!(res.status, 204, "{}", res.text());
+    let id = id_of(&url);
+    api.wait_download(&id).await?;
+    assert!(api.download(&id, None).await?.body == bytes);
+    let file = api.get(&format!("/storage/files/{id}/")).await?.json();
+    assert_eq!(file["filename"], "later.bin");
+    assert_eq!(file["size"], bytes.len());
+
+    // An empty file is complete at its creation.
+    let url = location(&create(&api, Some(0), &[("filename", "empty.txt")]).await?)?;
+    api.wait_download(&id_of(&url)).await?;
+    let empty = api.download(&id_of(&url), None).await?;
+    assert_eq!((empty.status, empty.body.len()), (200, 0));
+
+    // More than the declared length is refused before a byte is stored.
+    let url = location(&create(&api, Some(10), &[("filename", "ten.bin")]).await?)?;
+    let res = patch(&api, &url, 0, &random_bytes(11), &[]).await?;
+    assert_eq!((res.status, res.code().as_str()), (413, "too_large"), "{}", res.text());
+    assert_eq!(offset_of(&api, &url).await?, 0);
+
+    // Termination of an upload in progress: 204, then 410 for everything, and the
+    // staging bytes are reclaimed.
+    assert_eq!(patch(&api, &url, 0, &random_bytes(5), &[]).await?.status, 204);
+    assert_eq!(api.send("DELETE", &url, &[TUS], Vec::new()).await?.status, 204);
+    assert_eq!(api.send("HEAD", &url, &[TUS], Vec::new()).await?.status, 410);
+    assert_eq!(patch(&api, &url, 5, &random_bytes(5), &[]).await?.status, 410);
+    let staged = cluster.staging.join(id_of(&url));
+    ferry_tests::eventually("terminated upload's staging removed", std::time::Duration::from_secs(30), || {
+        let gone = !staged.exists();
+        async move { Ok(gone.then_some(())) }
+    })
+    .await?;
+
+    // CORS: the configured origin gets the headers a tus browser client needs, any
+    // other origin none.
+    let anonymous = cluster.anonymous();
+    let ok = preflight(&anonymous, origin).await?;
+    assert_eq!(ok.header("access-control-allow-origin").as_deref(), Some(origin));
+    let allowed = ok.header("access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
+    assert!(allowed.contains("upload-offset") && allowed.contains("authorization"), "{allowed}");
+    assert!(ok.header("access-control-allow-methods").is_some_and(|m| m.contains("PATCH")));
+    let other = preflight(&anonymous, "https://evil.example").await?;
+    assert!(other.header("access-control-allow-origin").is_none());
+    let created = api
+        .send(
+            "POST",
+            "/files/",
+            &[TUS, ("Origin", origin), ("Upload-Length", "1"), ("Upload-Metadata", "filename eA==")],
+            Vec::new(),
+        )
+        .await?;
+    assert_eq!(created.status, 201);
+    let exposed = created.header("access-control-expose-headers").unwrap_or_default().to_ascii_lowercase();
+    assert!(exposed.contains("location") && exposed.contains("upload-offset"), "{exposed}");
+    assert_eq!(api.send("DELETE", &location(&created)?, &[TUS], Vec::new()).await?.status, 204);
+    Ok(())
+}
