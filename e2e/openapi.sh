@@ -23,7 +23,8 @@ curl -sSf "$BASE/docs/openapi.json" -o "$work/openapi.json"
 TOKEN=$(curl -sSf -X POST -d "username=${E2E_USER:?}&password=${E2E_PASSWORD:?}" "$BASE/api-token-auth/" |
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 cd "$work"
-"$VENV/bin/schemathesis" run "$work/openapi.json" --url "$BASE" -H "Authorization: JWT $TOKEN" \
+# The hooks teach it tus's application/offset+octet-stream bodies (raw bytes).
+PYTHONPATH=$HERE SCHEMATHESIS_HOOKS=schemathesis_hooks "$VENV/bin/schemathesis" run "$work/openapi.json" --url "$BASE" -H "Authorization: JWT $TOKEN" \
 	--max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --seed 1 \
 	--checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
 	2>&1 | tee "$work/schemathesis.log" | tail -n 25
