@@ -10,6 +10,8 @@ use ferry_store::jobs::{self, Filter, JobRecord};
 use ferry_store::{workers, Client, JobState};
 use uuid::Uuid;
 
+use crate::output::{print_json, Json};
+
 #[derive(Subcommand)]
 pub enum JobsCmd {
     /// List job records, newest first; with --upload, that upload's timeline (oldest first).
@@ -19,6 +21,8 @@ pub enum JobsCmd {
         /// Only jobs in this state: queued, active, retrying, done, dead, cancelled.
         #[arg(long)]
         state: Option<JobState>,
+        #[command(flatten)]
+        out: Json,
     },
     /// Show one job record (JSON), with its wait and duration in milliseconds.
     Show { id: Uuid },
@@ -30,6 +34,8 @@ pub enum DlqCmd {
     Ls {
         #[command(flatten)]
         filter: FilterArgs,
+        #[command(flatten)]
+        out: Json,
     },
     /// Show one dead letter (JSON).
     Show { id: Uuid },
@@ -58,7 +64,10 @@ pub enum DlqCmd {
 #[derive(Subcommand)]
 pub enum WorkersCmd {
     /// List workers: id, host, pid, version, queues, concurrency, heartbeat, jobs in flight.
-    Ls,
+    Ls {
+        #[command(flatten)]
+        out: Json,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -156,20 +165,33 @@ fn print_jobs(rows: &[JobRecord], with_reason: bool) {
     }
 }
 
-fn show(job: &JobRecord) -> anyhow::Result<()> {
+/// A job record as JSON, with its wait and duration in milliseconds.
+fn job_json(job: &JobRecord) -> anyhow::Result<serde_json::Value> {
     let mut value = serde_json::to_value(job)?;
     value["wait_ms"] = job.wait_ms().into();
     value["duration_ms"] = job.duration_ms().into();
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(value)
+}
+
+fn show(job: &JobRecord) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&job_json(job)?)?);
+    Ok(())
+}
+
+fn list(rows: &[JobRecord], out: Json, with_reason: bool) -> anyhow::Result<()> {
+    if out.json {
+        return print_json(rows.iter().map(job_json).collect::<anyhow::Result<Vec<_>>>()?);
+    }
+    print_jobs(rows, with_reason);
     Ok(())
 }
 
 pub async fn jobs(client: &Client, cmd: JobsCmd) -> anyhow::Result<()> {
     match cmd {
-        JobsCmd::Ls { filter, state } => {
+        JobsCmd::Ls { filter, state, out } => {
             let mut f = filter.filter(state);
             f.include_discarded = true;
-            print_jobs(&jobs::list(client, &f, filter.limit).await?, false);
+            list(&jobs::list(client, &f, filter.limit).await?, out, false)?;
         }
         JobsCmd::Show { id } => show(&jobs::get(client, id).await?.with_context(|| format!("no job {id}"))?)?,
     }
@@ -192,8 +214,8 @@ async fn targets(client: &Client, ids: Vec<Uuid>, all: bool, filter: &FilterArgs
 
 pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
     match cmd {
-        DlqCmd::Ls { filter } => {
-            print_jobs(&jobs::list(client, &filter.filter(Some(JobState::Dead)), filter.limit).await?, true);
+        DlqCmd::Ls { filter, out } => {
+            list(&jobs::list(client, &filter.filter(Some(JobState::Dead)), filter.limit).await?, out, true)?;
         }
         DlqCmd::Show { id } => match jobs::get(client, id).await? {
             Some(job) if job.state == JobState::Dead || job.discarded_at.is_some() || job.replays > 0 => show(&job)?,
@@ -235,12 +257,20 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
 }
 
 pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
-    let WorkersCmd::Ls = cmd;
+    let WorkersCmd::Ls { out } = cmd;
+    let rows = workers::list(client).await?;
+    if out.json {
+        return print_json(rows.iter().map(|w| {
+            let mut value = serde_json::to_value(w).unwrap_or_default();
+            value["state"] = w.liveness().into();
+            value
+        }));
+    }
     println!(
         "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>9} {:>9}",
         "id", "state", "host", "pid", "queues", "conc", "started", "heartbeat", "in_flight"
     );
-    for w in workers::list(client).await? {
+    for w in rows {
         let state = w.liveness();
         println!(
             "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>8.0}s {:>9}",

@@ -9,10 +9,15 @@ use ferry_queue::{JobKind, Publisher};
 use ferry_shared::config::Config;
 use ferry_store::{pauses, Client};
 
+use crate::output::{print_json, Json};
+
 #[derive(Subcommand)]
 pub enum QueuesCmd {
     /// List the job queues: ready messages, consumers, paused or not.
-    Ls,
+    Ls {
+        #[command(flatten)]
+        out: Json,
+    },
     /// Stop workers taking jobs from a queue (assemble, replicate or delete); its
     /// messages wait.
     Pause { queue: JobKind },
@@ -22,25 +27,41 @@ pub enum QueuesCmd {
 
 pub async fn queues(client: &Client, config: &Config, cmd: QueuesCmd) -> anyhow::Result<()> {
     match cmd {
-        QueuesCmd::Ls => {
+        QueuesCmd::Ls { out } => {
             let paused = pauses::list(client).await?;
             let broker = Publisher::new(config.broker.url.expose(), "ferry cli", config.broker.heartbeat_secs);
-            println!("{:<18} {:>7} {:>9}  paused", "queue", "ready", "consumers");
+            let mut rows = Vec::new();
             for kind in JobKind::ALL {
-                let (ready, consumers) = match broker.queue_counts(&kind.queue()).await {
-                    Ok(c) => (c.ready.to_string(), c.consumers.to_string()),
+                let counts = match broker.queue_counts(&kind.queue()).await {
+                    Ok(c) => Some(c),
                     Err(error) => {
                         eprintln!("{}: broker unreachable: {error}", kind.queue());
-                        ("?".into(), "?".into())
+                        None
                     }
                 };
+                let pause = paused.iter().find(|p| p.queue == kind.routing_key());
+                rows.push(serde_json::json!({
+                    "queue": kind.queue(),
+                    "ready": counts.map(|c| c.ready),
+                    "consumers": counts.map(|c| c.consumers),
+                    "paused": pause.is_some(),
+                    "paused_at": pause.map(|p| p.paused_at),
+                    "paused_by": pause.map(|p| p.paused_by.clone()),
+                }));
+            }
+            broker.reset().await;
+            if out.json {
+                return print_json(rows);
+            }
+            println!("{:<18} {:>7} {:>9}  paused", "queue", "ready", "consumers");
+            for (kind, row) in JobKind::ALL.iter().zip(&rows) {
+                let shown = |key: &str| row[key].as_u64().map_or_else(|| "?".to_owned(), |n| n.to_string());
                 let pause = paused.iter().find(|p| p.queue == kind.routing_key()).map_or_else(
                     || "no".to_owned(),
                     |p| format!("since {} by {}", p.paused_at.format("%F %T"), p.paused_by),
                 );
-                println!("{:<18} {:>7} {:>9}  {pause}", kind.queue(), ready, consumers);
+                println!("{:<18} {:>7} {:>9}  {pause}", kind.queue(), shown("ready"), shown("consumers"));
             }
-            broker.reset().await;
         }
         QueuesCmd::Pause { queue } => {
             if !pauses::pause(client, queue.routing_key(), "ferry queues pause").await? {

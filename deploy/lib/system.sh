@@ -54,7 +54,7 @@ system_main() {
 	BASE=$base E2E_USER=schemathesis E2E_PASSWORD=schemathesis-pass "$REPO/e2e/openapi.sh" || rc=1
 	if [[ -x $REPO/e2e/admin/run.sh ]]; then
 		FERRY_E2E_BASE_URL=$base FERRY_E2E_ADMIN=admin:adminadmin FERRY_E2E_USER=bob:bobbobbob \
-			FERRY_E2E_NODE_JSON="{\"name\":\"node-e2e\",\"ssh_host\":\"127.0.0.1\",\"ssh_port\":$((ssh_base + 1)),\"ssh_user\":\"$(id -un)\",\"root_path\":\"$state/nodes/node1/data\",\"public_url\":\"http://127.0.0.1:$((agent_base + 1))\"}" \
+			FERRY_E2E_NODE_JSON="{\"name\":\"node-e2e\",\"ssh_host\":\"127.0.0.1\",\"ssh_port\":$((ssh_base + 1)),\"ssh_user\":\"$(id -un)\",\"root_path\":\"$state/nodes/node1/data\",\"public_url\":\"http://127.0.0.1:$((agent_base + 1))\",\"lat\":50.1,\"lon\":8.7}" \
 			FERRY_E2E_ARTIFACTS=${FERRY_TEST_ARTIFACTS:-$REPO/target/test-artifacts} \
 			"$REPO/e2e/admin/run.sh" || rc=1
 	fi

@@ -8,7 +8,7 @@
 //   FERRY_E2E_BASE_URL   the API, e.g. http://127.0.0.1:8000
 //   FERRY_E2E_ADMIN      user:password of an administrator
 //   FERRY_E2E_USER       user:password of a user who is not an administrator
-//   FERRY_E2E_NODE_JSON  {"name","ssh_host","ssh_port","ssh_user","root_path","public_url"}
+//   FERRY_E2E_NODE_JSON  {"name","ssh_host","ssh_port","ssh_user","root_path","public_url","lat","lon"}
 //                        of a running node agent (so it reports free space)
 //   FERRY_E2E_ARTIFACTS  directory for screenshots (default ./artifacts)
 //
@@ -133,7 +133,7 @@ try {
     }
     const form = page.locator('form[action="/admin/nodes"]');
     await form.locator('input[name="name"]').fill(nodeName);
-    for (const field of ["ssh_host", "ssh_port", "ssh_user", "root_path", "public_url"]) {
+    for (const field of ["ssh_host", "ssh_port", "ssh_user", "root_path", "public_url", "lat", "lon"]) {
       await form.locator(`input[name="${field}"]`).fill(String(NODE[field] ?? ""));
     }
     await Promise.all([page.waitForURL(/\/admin\/\?done=added/), form.locator('button[type="submit"]').click()]);

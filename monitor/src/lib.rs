@@ -147,9 +147,11 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
                 rtt_ms: result.rtt_ms,
                 error: result.error.as_deref(),
             };
-            let written = node_status::record(&client, node, &status).await;
-            if let Err(error) = written {
-                tracing::warn!(%error, node.id = %node, "cannot record node status");
+            match node_status::record(&client, node, &status).await {
+                Ok(true) if result.up => tracing::info!(node.id = %node, "node is up again"),
+                Ok(true) => tracing::warn!(node.id = %node, error = ?result.error, "node went down"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, node.id = %node, "cannot record node status"),
             }
             if !result.corrupt.is_empty() {
                 // The agent moved these aside: they no longer count, and the top-up

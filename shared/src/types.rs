@@ -78,6 +78,58 @@ impl ByteSize {
     pub const fn bytes(self) -> u64 {
         self.0
     }
+
+    /// For people: `1023 B`, `1.5 KiB`, `71.1 GiB` (binary units, one decimal from KiB
+    /// on). The admin page and the `ferry` CLI both show sizes this way; scripts ask
+    /// for exact byte counts (`ferry ... --bytes`, `--json`).
+    pub fn human(self) -> String {
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        if self.0 < 1024 {
+            return format!("{} B", self.0);
+        }
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit < UNITS.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A size that [`ByteSize::parse_human`] could not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a size like 1048576, 500MB or 10GiB (B, KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024)")]
+pub struct SizeParseError(String);
+
+impl ByteSize {
+    /// Reads `1048576`, `500MB`, `10GiB`, `1.5 TiB` (decimal units are powers of 1000,
+    /// binary ones of 1024, as IEC 80000-13 has it): what an operator types for a quota.
+    pub fn parse_human(s: &str) -> Result<ByteSize, SizeParseError> {
+        let t = s.trim();
+        let err = || SizeParseError(s.to_owned());
+        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: f64 = number.parse().map_err(|_| err())?;
+        let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "kb" => 1e3,
+            "mb" => 1e6,
+            "gb" => 1e9,
+            "tb" => 1e12,
+            "kib" => 1024.0,
+            "mib" => 1024f64.powi(2),
+            "gib" => 1024f64.powi(3),
+            "tib" => 1024f64.powi(4),
+            _ => return Err(err()),
+        };
+        let bytes = (n * factor).round();
+        // Sizes are stored as BIGINT.
+        if !(0.0..=i64::MAX as f64).contains(&bytes) {
+            return Err(err());
+        }
+        Ok(ByteSize(bytes as u64))
+    }
 }
 
 impl fmt::Display for ByteSize {
@@ -198,6 +250,20 @@ impl FileName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_and_print_for_people() {
+        assert_eq!(ByteSize::parse_human("1048576"), Ok(ByteSize(1_048_576)));
+        assert_eq!(ByteSize::parse_human("10GiB"), Ok(ByteSize(10 << 30)));
+        assert_eq!(ByteSize::parse_human(" 1.5 KiB "), Ok(ByteSize(1536)));
+        assert_eq!(ByteSize::parse_human("500MB"), Ok(ByteSize(500_000_000)));
+        assert!(ByteSize::parse_human("10 parsecs").is_err());
+        assert!(ByteSize::parse_human("GiB").is_err());
+        assert!(ByteSize::parse_human("-5").is_err());
+        assert!(ByteSize::parse_human("99999999999TiB").is_err());
+        assert_eq!(ByteSize(1023).human(), "1023 B");
+        assert_eq!(ByteSize(76_311_453_696).human(), "71.1 GiB");
+    }
 
     #[test]
     fn md5_parses_hex_only() {

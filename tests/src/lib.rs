@@ -455,10 +455,16 @@ impl Cluster {
     /// Runs the operator CLI (`ferry ARGS`) against this cluster with `stdin` as its
     /// input; returns (success, stdout + stderr).
     pub fn ferry_cli(&self, args: &[&str], stdin: &str) -> Result<(bool, String)> {
+        self.ferry_cli_with(args, stdin, &[])
+    }
+
+    /// [`Cluster::ferry_cli`] with `extra` environment variables over the cluster's.
+    pub fn ferry_cli_with(&self, args: &[&str], stdin: &str, extra: &[(&str, &str)]) -> Result<(bool, String)> {
         use std::io::Write;
         let mut child = std::process::Command::new(self.bin("ferry"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

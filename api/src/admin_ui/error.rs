@@ -60,6 +60,9 @@ impl From<NodeError> for UiError {
             NodeError::Invalid(detail) => UiError::Invalid(detail),
             NodeError::Exists => UiError::Conflict("A node with that name already exists.".into()),
             NodeError::NotFound => UiError::NotFound("Node"),
+            NodeError::Active | NodeError::HoldsReplicas(_) => {
+                UiError::Conflict(format!("The node was not removed: {e}."))
+            }
             NodeError::Store(e) => UiError::Api(e.into()),
         }
     }

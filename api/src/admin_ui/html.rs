@@ -135,20 +135,9 @@ pub fn notice(kind: &'static str, text: &str) -> String {
     format!("<p class=\"notice {kind}\" role=\"status\">{}</p>", Esc(text))
 }
 
-/// `1.5 GiB`: binary units, one decimal from KiB on.
+/// `1.5 GiB`: [`ByteSize::human`].
 pub fn fmt_bytes(size: ByteSize) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let bytes = size.bytes();
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    size.human()
 }
 
 /// `0.8 s ago`, `42 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.

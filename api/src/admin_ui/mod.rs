@@ -9,6 +9,7 @@ mod csrf;
 mod error;
 mod form;
 mod html;
+pub(crate) mod listing;
 mod pages;
 mod rabbit;
 mod session;

@@ -1,16 +1,20 @@
 //! Admin JSON API (admin users only): storage nodes (add, list, edit, drain,
-//! disable; a node added here is used by the next upload, no restart) and a file's
-//! replicas.
+//! disable, remove; a node added here is used by the next upload, no restart), every
+//! user's uploads, files and accounts (filtered and paged like the admin page, the
+//! same objects `ferry ... --json` prints), a file's replicas, a user's quota and
+//! disabled flag.
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::admin_ui::listing::Listing;
 use crate::extract::Json as JsonBody;
-use ferry_shared::types::{FileId, NodeId};
+use ferry_shared::types::{ByteSize, FileId, NodeId, UserId};
 use ferry_store::nodes::{self, NodeError, NodeInput, Overview};
-use ferry_store::{files, replicas};
+use ferry_store::{files, replicas, uploads, users, UploadState};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::AdminUser;
@@ -25,36 +29,28 @@ pub const MAX_JSON_BYTES: usize = 16 * 1024;
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/admin/api/nodes", get(list_nodes).post(add_node))
-        .route("/admin/api/nodes/{id}", get(show_node).patch(edit_node))
+        .route("/admin/api/nodes/{id}", get(show_node).patch(edit_node).delete(remove_node))
+        .route("/admin/api/uploads", get(list_uploads))
+        .route("/admin/api/files", get(list_files))
         .route("/admin/api/files/{id}", get(show_file))
+        .route("/admin/api/users", get(list_users))
+        .route("/admin/api/users/{id}", axum::routing::patch(edit_user))
         .route_layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
 }
 
 fn node_json(state: &SharedState, o: &Overview) -> Value {
-    let (n, id) = (&o.node, o.node.id);
+    let id = o.node.id;
     let beat = state.heartbeats.latest(id);
-    json!({
-        "id": id,
-        "name": n.name,
-        "ssh_host": n.ssh.host,
-        "ssh_port": n.ssh.port,
-        "ssh_user": n.ssh.user,
-        "root_path": n.ssh.root,
-        "public_url": n.public_url,
-        "region": n.region,
-        "lat": n.lat,
-        "lon": n.lon,
-        "state": n.state.as_str(),
-        // `up` is what this API replica acts on: a fresh heartbeat saying up.
-        "up": state.heartbeats.healthy(id).is_some(),
-        "free_bytes": beat.as_ref().map(|(b, _)| b.free_bytes).or(o.probe.free),
-        "total_bytes": beat.as_ref().map(|(b, _)| b.total_bytes).or(o.probe.total),
-        "rtt_ms": beat.as_ref().and_then(|(b, _)| b.rtt_ms),
-        "heartbeat_age_ms": beat.as_ref().map(|(_, age)| age.as_millis() as u64),
-        "last_heartbeat": o.probe.checked_at,
-        "last_error": o.probe.error,
-        "replicas": o.replicas,
-    })
+    let mut value = o.json();
+    // `up` is what this API replica acts on: a fresh heartbeat saying up.
+    value["up"] = state.heartbeats.healthy(id).is_some().into();
+    if let Some((b, age)) = &beat {
+        value["free_bytes"] = json!(b.free_bytes);
+        value["total_bytes"] = json!(b.total_bytes);
+        value["rtt_ms"] = json!(b.rtt_ms);
+        value["heartbeat_age_ms"] = json!(age.as_millis() as u64);
+    }
+    value
 }
 
 async fn list_nodes(State(state): State<SharedState>, _admin: AdminUser) -> ApiResult<Json<Value>> {
@@ -89,6 +85,10 @@ impl From<NodeError> for ApiError {
                 state: None,
             },
             NodeError::NotFound => ApiError::NotFound { what: "Node" },
+            NodeError::Active => ApiError::Conflict { code: "node_active", detail: format!("{e}."), state: None },
+            NodeError::HoldsReplicas(_) => {
+                ApiError::Conflict { code: "node_holds_replicas", detail: format!("{e}."), state: None }
+            }
             NodeError::Store(e) => e.into(),
         }
     }
@@ -114,6 +114,123 @@ async fn edit_node(
     nodes::update(&state.pool.get().await?, id, &input).await?;
     tracing::info!(node.id = %id, node.state = ?input.state, "node edited");
     Ok(Json(load_node(&state, id).await?))
+}
+
+/// `DELETE /admin/api/nodes/<id>`: 204 once removed; 409 `node_active` (drain it
+/// first) or `node_holds_replicas` (the count is in `detail`).
+async fn remove_node(
+    State(state): State<SharedState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_node_id(&id)?;
+    let name = nodes::remove(&state.pool.get().await?, id).await?;
+    tracing::info!(node.id = %id, node.name = %name, admin.id = %admin.0.id, "node removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn listing(query: Option<&str>) -> ApiResult<Listing> {
+    Listing::parse(query).map_err(|detail| ApiError::bad_request("invalid_query", detail))
+}
+
+/// The page envelope of every listing: `{"total", "page", "per_page", "items"}`.
+fn page_json(l: &Listing, total: i64, items: Vec<Value>) -> Json<Value> {
+    Json(json!({ "total": total, "page": l.page, "per_page": l.per_page, "items": items }))
+}
+
+/// A `state` filter with two values: `no` is `Some(false)`, `yes` `Some(true)`, none
+/// `None`.
+fn two_states(l: &Listing, no: &str, yes: &str) -> ApiResult<Option<bool>> {
+    match l.state.as_deref() {
+        None => Ok(None),
+        Some(s) if s == no => Ok(Some(false)),
+        Some(s) if s == yes => Ok(Some(true)),
+        Some(_) => Err(ApiError::bad_request("invalid_query", format!("state must be {no} or {yes}."))),
+    }
+}
+
+/// `GET /admin/api/uploads?user=&name=&id=&from=&to=&state=&page=&per_page=`
+async fn list_uploads(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let l = listing(query.as_deref())?;
+    let upload_state = l
+        .state
+        .as_deref()
+        .map(|s| s.parse::<UploadState>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_query", "state must be an upload state."))?;
+    let (total, rows) = uploads::search(&state.pool.get().await?, &l.search, upload_state, l.paging()).await?;
+    Ok(page_json(&l, total, rows.iter().map(|r| r.json()).collect()))
+}
+
+/// `GET /admin/api/files?...&state=live|deleted` (both without `state`)
+async fn list_files(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let l = listing(query.as_deref())?;
+    let deleted = two_states(&l, "live", "deleted")?;
+    let (total, rows) = files::search(&state.pool.get().await?, &l.search, deleted, l.paging()).await?;
+    Ok(page_json(&l, total, rows.iter().map(|r| r.json()).collect()))
+}
+
+/// `GET /admin/api/users?...&state=active|disabled`
+async fn list_users(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let l = listing(query.as_deref())?;
+    let disabled = two_states(&l, "active", "disabled")?;
+    let (total, rows) = users::search(&state.pool.get().await?, &l.search, disabled, l.paging()).await?;
+    Ok(page_json(&l, total, rows.iter().map(|u| u.json()).collect()))
+}
+
+/// What `PATCH /admin/api/users/<id>` may change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    /// Bytes; `null` for the configured default. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    quota_bytes: Option<Option<ByteSize>>,
+    /// Disabling ends the user's tokens and sessions at once.
+    disabled: Option<bool>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ByteSize>>, D::Error> {
+    Option::<ByteSize>::deserialize(d).map(Some)
+}
+
+/// `PATCH /admin/api/users/<id>` with `{"quota_bytes": N|null, "disabled": bool}`:
+/// the user as `GET /admin/api/users` shows it.
+async fn edit_user(
+    State(state): State<SharedState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<UserPatch>,
+) -> ApiResult<Json<Value>> {
+    let id = UserId(id.parse().map_err(|_| ApiError::NotFound { what: "User" })?);
+    let client = state.pool.get().await?;
+    let username = users::account(&client, id).await?.ok_or(ApiError::NotFound { what: "User" })?.username;
+    if patch.quota_bytes.flatten().is_some_and(|q| i64::try_from(q.bytes()).is_err()) {
+        return Err(ApiError::bad_request("invalid_quota", "quota_bytes is too large."));
+    }
+    if let Some(quota) = patch.quota_bytes {
+        users::set_quota(&client, &username, quota).await?;
+    }
+    if let Some(disabled) = patch.disabled {
+        users::set_disabled(&client, &username, disabled).await?;
+    }
+    tracing::info!(user.id = %id, admin.id = %admin.0.id, quota = ?patch.quota_bytes, disabled = ?patch.disabled, "user edited");
+    let search = ferry_store::search::Search { id_prefix: Some(id.to_string()), ..Default::default() };
+    let (_, rows) = users::search(&client, &search, None, ferry_store::search::Paging { limit: 1, offset: 0 }).await?;
+    let user = rows.first().ok_or(ApiError::NotFound { what: "User" })?;
+    Ok(Json(user.json()))
 }
 
 /// A file (any user's) with its checksums and where its replicas are.

@@ -5,6 +5,7 @@ use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, FileId, NodeId, UserId};
 
 use crate::convert::{size_from_db, size_to_db};
+use crate::search::{Paging, Search};
 use crate::{NodeState, ReplicaState, StoreError};
 
 /// A new file row, written by the assembly.
@@ -202,6 +203,27 @@ pub struct Owned {
     pub present: i64,
 }
 
+impl Owned {
+    /// The file as JSON (`ferry files ls --json`, `GET /admin/api/files`): sizes in
+    /// bytes, times RFC 3339, `replicas` the count of present copies.
+    pub fn json(&self) -> serde_json::Value {
+        let f = &self.file;
+        serde_json::json!({
+            "id": f.id,
+            "user": self.username,
+            "filename": f.filename,
+            "size": f.size,
+            "md5": f.md5,
+            "sha256": f.sha256,
+            "version": f.version,
+            "parent": f.parent,
+            "created_at": f.created_at,
+            "deleted_at": f.deleted_at,
+            "replicas": self.present,
+        })
+    }
+}
+
 fn owned_from_row(r: &tokio_postgres::Row) -> Result<Owned, StoreError> {
     Ok(Owned { file: File::from_row(r)?, username: r.try_get("username")?, present: r.try_get("present")? })
 }
@@ -217,22 +239,55 @@ pub async fn get_any(c: &impl GenericClient, id: FileId) -> Result<Option<Owned>
     row.map(|r| owned_from_row(&r)).transpose()
 }
 
-/// The `limit` most recent files of every user, deleted ones included.
-pub async fn recent(c: &impl GenericClient, limit: i64) -> Result<Vec<Owned>, StoreError> {
+/// Every user's files matching `search`, newest first (`deleted`: `Some(false)` live
+/// ones only, `Some(true)` deleted ones only, `None` both): one page and how many match.
+pub async fn search(
+    c: &impl GenericClient,
+    search: &Search,
+    deleted: Option<bool>,
+    paging: Paging,
+) -> Result<(i64, Vec<Owned>), StoreError> {
+    // The same six conditions, numbered from `$first` on.
+    let filter = |first: usize| {
+        let p: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+        format!(
+            "WHERE ({0}::text IS NULL OR u.username = {0}) AND ({1}::text IS NULL OR f.filename ILIKE {1})
+               AND ({2}::text IS NULL OR f.id::text LIKE {2}) AND ({3}::date IS NULL OR f.created_at >= {3}::date)
+               AND ({4}::date IS NULL OR f.created_at < {4}::date + 1)
+               AND ({5}::bool IS NULL OR (f.deleted_at IS NOT NULL) = {5})",
+            p[0], p[1], p[2], p[3], p[4], p[5]
+        )
+    };
+    let (name, id) = (search.name_pattern(), search.id_pattern());
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+        &ReplicaState::Present,
+        &search.user,
+        &name,
+        &id,
+        &search.from,
+        &search.to,
+        &deleted,
+        &paging.limit,
+        &paging.offset,
+    ];
+    let total: i64 = c
+        .query_one(
+            &format!("SELECT count(*) AS n FROM files f JOIN users u ON u.id = f.user_id {}", filter(1)),
+            &params[1..7],
+        )
+        .await?
+        .try_get("n")?;
     let rows =
-        c.query(&format!("{OWNED} ORDER BY f.created_at DESC LIMIT $2"), &[&ReplicaState::Present, &limit]).await?;
-    rows.iter().map(owned_from_row).collect()
+        c.query(&format!("{OWNED} {} ORDER BY f.created_at DESC, f.id LIMIT $8 OFFSET $9", filter(2)), &params).await?;
+    Ok((total, rows.iter().map(owned_from_row).collect::<Result<_, _>>()?))
 }
 
-/// Live files, newest first, of the user named `username` or of everyone.
-pub async fn list_live(c: &impl GenericClient, username: Option<&str>, limit: i64) -> Result<Vec<Owned>, StoreError> {
+/// Every version of the chain `root` (any user's, deleted ones too), oldest first.
+pub async fn chain_any(c: &impl GenericClient, root: FileId) -> Result<Vec<Owned>, StoreError> {
     let rows = c
         .query(
-            &format!(
-                "{OWNED} WHERE f.deleted_at IS NULL AND ($2::text IS NULL OR u.username = $2)
-                 ORDER BY f.created_at DESC LIMIT $3"
-            ),
-            &[&ReplicaState::Present, &username, &limit],
+            &format!("{OWNED} WHERE f.id = $2 OR f.parent_id = $2 ORDER BY f.version, f.created_at"),
+            &[&ReplicaState::Present, &root.0],
         )
         .await?;
     rows.iter().map(owned_from_row).collect()

@@ -4,7 +4,7 @@
 //!   at start-up under an advisory lock) and the readiness ping.
 //! - one module per table or concern ([`uploads`], [`files`], [`replicas`],
 //!   [`nodes`], [`node_status`], [`users`], [`outbox`], [`jobs`], [`workers`], [`pauses`], [`staging`],
-//!   [`notify`], [`leader`]),
+//!   [`notify`], [`leader`]), and [`search`], the filters and paging the admin listings share,
 //!   each a set of functions taking a [`GenericClient`] (a pooled connection or an open
 //!   transaction, so callers decide what commits together) and returning typed rows.
 //!
@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod pauses;
 pub mod pool;
 pub mod replicas;
+pub mod search;
 pub mod staging;
 mod states;
 pub mod uploads;

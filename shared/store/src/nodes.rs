@@ -112,6 +112,12 @@ pub enum NodeError {
     Exists,
     #[error("no such node")]
     NotFound,
+    /// Removal asked for a node still in service: drain it first.
+    #[error("the node is active: drain it first, so its files are copied elsewhere and it gets no new ones")]
+    Active,
+    /// Removal asked for a node that still holds replica rows (any state).
+    #[error("the node still holds {0} replica(s): wait until the drain has moved them all (replicas 0)")]
+    HoldsReplicas(i64),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -236,6 +242,11 @@ impl NodeInput {
 pub async fn insert(client: &impl GenericClient, input: &NodeInput) -> Result<NodeId, NodeError> {
     input.validate()?;
     let required = |v: &Option<String>, name: &str| v.clone().ok_or_else(|| invalid(format!("{name} is required.")));
+    // Required, not defaulted: every download goes to the node nearest its client, and
+    // 0,0 (the old default) is a real point in the Gulf of Guinea.
+    let (Some(lat), Some(lon)) = (input.lat, input.lon) else {
+        return Err(invalid("lat and lon are required: where the node is, for the nearest-node choice."));
+    };
     let row = client
         .query_one(
             "INSERT INTO nodes (name, ssh_host, ssh_port, ssh_user, root_path, public_url, region, lat, lon, state)
@@ -248,8 +259,8 @@ pub async fn insert(client: &impl GenericClient, input: &NodeInput) -> Result<No
                 &required(&input.root_path, "root_path")?,
                 &required(&input.public_url, "public_url")?,
                 &input.region.clone().unwrap_or_default(),
-                &input.lat.unwrap_or(0.0),
-                &input.lon.unwrap_or(0.0),
+                &lat,
+                &lon,
                 &input.state.clone().unwrap_or_else(|| NodeState::Active.as_str().into()),
             ],
         )
@@ -309,7 +320,13 @@ pub struct LastProbe {
     pub up: Option<bool>,
     pub free: Option<ByteSize>,
     pub total: Option<ByteSize>,
+    /// When the last probe ran (good or not).
     pub checked_at: Option<DateTime<Utc>>,
+    /// When a probe last found the node up: its last good heartbeat.
+    pub last_up_at: Option<DateTime<Utc>>,
+    /// Since when the probes have failed (`None` while up).
+    pub down_since: Option<DateTime<Utc>>,
+    /// Why the last probe counted it down.
     pub error: Option<String>,
 }
 
@@ -319,6 +336,37 @@ pub struct Overview {
     pub node: Node,
     pub probe: LastProbe,
     pub replicas: i64,
+}
+
+impl Overview {
+    /// The node as JSON, as the database knows it (last probe from `node_status`):
+    /// what `ferry nodes list --json` prints and the base of the admin API's node,
+    /// which overrides `up`, `free_bytes` and `total_bytes` with its live heartbeat.
+    /// Sizes in bytes, times RFC 3339.
+    pub fn json(&self) -> serde_json::Value {
+        let (n, p) = (&self.node, &self.probe);
+        serde_json::json!({
+            "id": n.id,
+            "name": n.name,
+            "ssh_host": n.ssh.host,
+            "ssh_port": n.ssh.port,
+            "ssh_user": n.ssh.user,
+            "root_path": n.ssh.root,
+            "public_url": n.public_url,
+            "region": n.region,
+            "lat": n.lat,
+            "lon": n.lon,
+            "state": n.state.as_str(),
+            "up": p.up,
+            "free_bytes": p.free,
+            "total_bytes": p.total,
+            "last_heartbeat": p.checked_at,
+            "last_up_at": p.last_up_at,
+            "down_since": p.down_since,
+            "last_error": p.error,
+            "replicas": self.replicas,
+        })
+    }
 }
 
 fn overview_from_row(r: &tokio_postgres::Row) -> Result<Overview, StoreError> {
@@ -341,6 +389,8 @@ fn overview_from_row(r: &tokio_postgres::Row) -> Result<Overview, StoreError> {
             free: size("free_bytes")?,
             total: size("total_bytes")?,
             checked_at: r.try_get("checked_at")?,
+            last_up_at: r.try_get("last_up_at")?,
+            down_since: r.try_get("down_since")?,
             error: r.try_get("error")?,
         },
         replicas: r.try_get("replicas")?,
@@ -352,7 +402,7 @@ pub async fn overview(c: &impl GenericClient, only: Option<NodeId>) -> Result<Ve
     let rows = c
         .query(
             "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
-                    n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.error,
+                    n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.last_up_at, s.down_since, s.error,
                     (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = $2) AS replicas
              FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id
              WHERE $1::int IS NULL OR n.id = $1
@@ -367,4 +417,54 @@ pub async fn overview(c: &impl GenericClient, only: Option<NodeId>) -> Result<Ve
 pub async fn id_by_name(c: &impl GenericClient, name: &str) -> Result<Option<NodeId>, StoreError> {
     let row = c.query_opt("SELECT id FROM nodes WHERE name = $1", &[&name]).await?;
     row.map(|r| Ok(NodeId(r.try_get("id")?))).transpose()
+}
+
+/// Removes node `id` from Ferry, which is allowed only once it is drained (or
+/// disabled) and holds no replica row in any state: nothing Ferry knows of is on it.
+/// Its status, health history and space samples go with it; job records keep its id.
+/// Refusals say why ([`NodeError::Active`], [`NodeError::HoldsReplicas`] with the count).
+pub async fn remove(c: &impl GenericClient, id: NodeId) -> Result<String, NodeError> {
+    // The check is part of the DELETE: a replica inserted after a separate check would
+    // be orphaned (the foreign key refuses that race anyway, and it is reported the
+    // same way). A second try covers a replica removed between the two statements.
+    for _ in 0..2 {
+        let deleted = c
+            .query_opt(
+                "DELETE FROM nodes n WHERE n.id = $1 AND n.state <> $2
+                    AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.node_id = n.id)
+                 RETURNING n.name",
+                &[&id.0, &NodeState::Active],
+            )
+            .await;
+        match deleted {
+            Ok(Some(row)) => return Ok(row.try_get("name")?),
+            Ok(None) => {}
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let row = c
+            .query_opt(
+                "SELECT n.state, (SELECT count(*) FROM replicas r WHERE r.node_id = n.id) AS replicas
+                 FROM nodes n WHERE n.id = $1",
+                &[&id.0],
+            )
+            .await?
+            .ok_or(NodeError::NotFound)?;
+        let (state, replicas): (NodeState, i64) = (row.try_get("state")?, row.try_get("replicas")?);
+        if state == NodeState::Active {
+            return Err(NodeError::Active);
+        }
+        if replicas > 0 {
+            return Err(NodeError::HoldsReplicas(replicas));
+        }
+    }
+    Err(NodeError::HoldsReplicas(1))
+}
+
+/// Node `name_or_id`'s id: a number is an id, anything else a name.
+pub async fn resolve(c: &impl GenericClient, name_or_id: &str) -> Result<Option<NodeId>, StoreError> {
+    match name_or_id.parse() {
+        Ok(id) => Ok(c.query_opt("SELECT id FROM nodes WHERE id = $1", &[&id]).await?.map(|_| NodeId(id))),
+        Err(_) => id_by_name(c, name_or_id).await,
+    }
 }

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "user_revocation", include_str!("../migrations/0009_user_revocation.sql")),
     (10, "paused_queues", include_str!("../migrations/0010_paused_queues.sql")),
     (11, "upload_metadata", include_str!("../migrations/0011_upload_metadata.sql")),
+    (12, "node_history", include_str!("../migrations/0012_node_history.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet).
@@ -35,6 +36,29 @@ pub fn pg_config(config: &DatabaseConfig) -> Result<tokio_postgres::Config, Stor
         tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| StoreError::Config(e.to_string()))?;
     pg.connect_timeout(Duration::from_secs(5));
     Ok(pg)
+}
+
+/// Where `config` points, for error messages: `host:port/dbname` (several hosts
+/// joined by commas, a Unix socket by its directory), never the user or password.
+pub fn address(config: &DatabaseConfig) -> String {
+    let Ok(pg) = tokio_postgres::Config::from_str(config.url.expose()) else {
+        return "an unparsable database.url".into();
+    };
+    let ports = pg.get_ports();
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(dir) => format!("{}:{port}", dir.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() { "localhost:5432".to_owned() } else { hosts.join(",") };
+    format!("{hosts}/{}", pg.get_dbname().or(pg.get_user()).unwrap_or_default())
 }
 
 /// Builds the connection pool. Connections are made lazily, so this succeeds while

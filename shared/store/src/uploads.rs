@@ -6,6 +6,7 @@ use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, FileId, UserId};
 
 use crate::convert::{size_from_db, size_to_db};
+use crate::search::{Paging, Search};
 use crate::{StoreError, UploadState};
 
 /// What the assembly reads before checking the bytes.
@@ -444,24 +445,111 @@ pub async fn terminate(c: &impl GenericClient, id: FileId, user: UserId) -> Resu
     Ok(n == 1)
 }
 
-/// An upload as the admin page lists it.
+/// An upload as the admin page and `ferry uploads ls` list it.
 #[derive(Debug, Clone)]
 pub struct Recent {
     pub upload: Upload,
     pub username: String,
+    /// The md5 the client sent with its completing POST (hex), once it did.
+    pub md5: Option<String>,
 }
 
-/// The `limit` most recent uploads of every user.
-pub async fn recent(c: &impl GenericClient, limit: i64) -> Result<Vec<Recent>, StoreError> {
+impl Recent {
+    /// When an upload in progress expires; `None` once it is no longer open (a
+    /// completed upload never expires: its file is kept).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        (self.upload.state == UploadState::Uploading).then_some(self.upload.expires_at)
+    }
+
+    /// The upload as JSON (`ferry uploads ls --json`, `GET /admin/api/uploads`): sizes
+    /// in bytes, times RFC 3339, `expires_at` only while it is open.
+    pub fn json(&self) -> serde_json::Value {
+        let u = &self.upload;
+        serde_json::json!({
+            "id": u.id,
+            "user": self.username,
+            "filename": u.filename,
+            "state": u.state.as_str(),
+            "offset": u.offset,
+            "total_size": u.total_size,
+            "md5": self.md5,
+            "parent": u.parent,
+            "error": u.error,
+            "created_at": u.created_at,
+            "completed_at": u.completed_at,
+            "expires_at": self.expires_at(),
+        })
+    }
+}
+
+fn recent_from_row(r: &tokio_postgres::Row) -> Result<Recent, StoreError> {
+    Ok(Recent { upload: Upload::from_row(r)?, username: r.try_get("username")?, md5: r.try_get("md5")? })
+}
+
+const RECENT: &str = "SELECT u.id, u.user_id, u.filename, u.parent_id, u.total_size, u.\"offset\", u.status, u.error,
+        u.created_at, u.expires_at, u.completed_at, u.metadata, u.md5, us.username
+     FROM uploads u JOIN users us ON us.id = u.user_id";
+
+/// Every user's uploads matching `search` (and `state`), newest first: one page of
+/// them and how many match in all.
+pub async fn search(
+    c: &impl GenericClient,
+    search: &Search,
+    state: Option<UploadState>,
+    paging: Paging,
+) -> Result<(i64, Vec<Recent>), StoreError> {
+    let filter = "WHERE ($1::text IS NULL OR us.username = $1) AND ($2::text IS NULL OR u.filename ILIKE $2)
+           AND ($3::text IS NULL OR u.id::text LIKE $3) AND ($4::date IS NULL OR u.created_at >= $4::date)
+           AND ($5::date IS NULL OR u.created_at < $5::date + 1) AND ($6::text IS NULL OR u.status = $6)";
+    let (name, id) = (search.name_pattern(), search.id_pattern());
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&search.user, &name, &id, &search.from, &search.to, &state];
+    let total: i64 = c
+        .query_one(&format!("SELECT count(*) AS n FROM uploads u JOIN users us ON us.id = u.user_id {filter}"), &params)
+        .await?
+        .try_get("n")?;
+    let mut all = params.to_vec();
+    all.extend([&paging.limit as &(dyn tokio_postgres::types::ToSql + Sync), &paging.offset]);
+    let rows = c.query(&format!("{RECENT} {filter} ORDER BY u.created_at DESC, u.id LIMIT $7 OFFSET $8"), &all).await?;
+    Ok((total, rows.iter().map(recent_from_row).collect::<Result<_, _>>()?))
+}
+
+/// Any user's upload `id`.
+pub async fn get_any(c: &impl GenericClient, id: FileId) -> Result<Option<Recent>, StoreError> {
+    let row = c.query_opt(&format!("{RECENT} WHERE u.id = $1"), &[&id.0]).await?;
+    row.as_ref().map(recent_from_row).transpose()
+}
+
+/// One accepted chunk of an upload.
+#[derive(Debug, Clone)]
+pub struct ChunkRow {
+    pub offset: ByteSize,
+    pub size: ByteSize,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The accepted chunks of upload `id`, in offset order (at most `limit`), and how many
+/// there are.
+pub async fn chunks(c: &impl GenericClient, id: FileId, limit: i64) -> Result<(i64, Vec<ChunkRow>), StoreError> {
+    let total: i64 =
+        c.query_one("SELECT count(*) AS n FROM upload_chunks WHERE upload_id = $1", &[&id.0]).await?.try_get("n")?;
     let rows = c
         .query(
-            "SELECT u.id, u.user_id, u.filename, u.parent_id, u.total_size, u.\"offset\", u.status, u.error,
-                    u.created_at, u.expires_at, u.completed_at, u.metadata, us.username
-             FROM uploads u JOIN users us ON us.id = u.user_id ORDER BY u.created_at DESC LIMIT $1",
-            &[&limit],
+            "SELECT \"offset\", size, received_at FROM upload_chunks WHERE upload_id = $1 ORDER BY \"offset\" LIMIT $2",
+            &[&id.0, &limit],
         )
         .await?;
-    rows.iter().map(|r| Ok(Recent { upload: Upload::from_row(r)?, username: r.try_get("username")? })).collect()
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(ChunkRow {
+                offset: size_from_db("upload_chunks.offset", r.try_get("offset")?)?,
+                size: size_from_db("upload_chunks.size", r.try_get("size")?)?,
+                received_at: r.try_get("received_at")?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok((total, rows))
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, UserId};
 
-use crate::convert::size_from_db;
+use crate::convert::{size_from_db, size_to_db};
+use crate::search::{Paging, Search};
 use crate::{StoreError, UploadState};
 
 /// Why an account could not be written.
@@ -237,18 +238,53 @@ pub struct UserSummary {
     pub stored: ByteSize,
 }
 
-/// Every user with their live files' count and size, by id.
-pub async fn list(c: &impl GenericClient) -> Result<Vec<UserSummary>, StoreError> {
+impl UserSummary {
+    /// The user as JSON (`ferry users list --json`, `GET /admin/api/users`):
+    /// `quota_bytes` null when the configured default applies.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "username": self.username,
+            "is_admin": self.is_admin,
+            "disabled": self.disabled,
+            "quota_bytes": self.quota,
+            "files": self.files,
+            "stored_bytes": self.stored,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+/// Users matching `search` (`name`: a piece of the username; `user`: the exact name;
+/// `id_prefix`: the exact numeric id; `from`/`to`: created) and, when given, `disabled`, by id: one page with each user's
+/// live files' count and size, and how many match in all.
+pub async fn search(
+    c: &impl GenericClient,
+    search: &Search,
+    disabled: Option<bool>,
+    paging: Paging,
+) -> Result<(i64, Vec<UserSummary>), StoreError> {
+    let filter = "WHERE ($1::text IS NULL OR u.username = $1) AND ($2::text IS NULL OR u.username ILIKE $2)
+           AND ($3::date IS NULL OR u.created_at >= $3::date) AND ($4::date IS NULL OR u.created_at < $4::date + 1)
+           AND ($5::bool IS NULL OR (u.disabled_at IS NOT NULL) = $5) AND ($6::text IS NULL OR u.id::text = $6)";
+    let name = search.name_pattern();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+        [&search.user, &name, &search.from, &search.to, &disabled, &search.id_prefix, &paging.limit, &paging.offset];
+    let total: i64 =
+        c.query_one(&format!("SELECT count(*) AS n FROM users u {filter}"), &params[..6]).await?.try_get("n")?;
     let rows = c
         .query(
-            "SELECT u.id, u.username, u.is_admin, u.disabled_at IS NOT NULL AS disabled, u.quota_bytes, u.created_at,
-                count(f.id) AS files, COALESCE(sum(f.size), 0)::BIGINT AS stored
-             FROM users u LEFT JOIN files f ON f.user_id = u.id AND f.deleted_at IS NULL
-             GROUP BY u.id ORDER BY u.id",
-            &[],
+            &format!(
+                "SELECT u.id, u.username, u.is_admin, u.disabled_at IS NOT NULL AS disabled, u.quota_bytes,
+                    u.created_at, count(f.id) AS files, COALESCE(sum(f.size), 0)::BIGINT AS stored
+                 FROM users u LEFT JOIN files f ON f.user_id = u.id AND f.deleted_at IS NULL
+                 {filter} GROUP BY u.id ORDER BY u.id LIMIT $7 OFFSET $8"
+            ),
+            &params,
         )
         .await?;
-    rows.iter()
+    let users = rows
+        .iter()
         .map(|r| {
             Ok(UserSummary {
                 id: UserId(r.try_get("id")?),
@@ -264,7 +300,16 @@ pub async fn list(c: &impl GenericClient) -> Result<Vec<UserSummary>, StoreError
                 stored: size_from_db("stored", r.try_get("stored")?)?,
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok((total, users))
+}
+
+/// Sets `username`'s quota (`None`: the configured default applies again). It bounds
+/// new uploads only: what is stored stays. Returns false when there is no such user.
+pub async fn set_quota(c: &impl GenericClient, username: &str, quota: Option<ByteSize>) -> Result<bool, StoreError> {
+    let quota = quota.map(|q| size_to_db("quota", q)).transpose()?;
+    let updated = c.execute("UPDATE users SET quota_bytes = $2 WHERE username = $1", &[&username, &quota]).await?;
+    Ok(updated == 1)
 }
 
 /// [`quota_left`] inside a transaction that then records a new upload, with the user's

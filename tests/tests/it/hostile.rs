@@ -637,7 +637,7 @@ async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
 fn node_body(name: &str, public_url: &str) -> serde_json::Value {
     serde_json::json!({
         "name": name, "ssh_host": "127.0.0.1", "ssh_port": 22, "ssh_user": "ferry",
-        "root_path": "/srv/ferry", "public_url": public_url, "region": "test",
+        "root_path": "/srv/ferry", "public_url": public_url, "region": "test", "lat": 1.0, "lon": 2.0,
     })
 }
 

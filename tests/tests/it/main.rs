@@ -1,6 +1,7 @@
 //! Ferry's integration tests: every test runs against its own cluster of real
 //! processes (see `ferry_tests::Cluster`). Run them with `deploy/dev test`.
 
+mod admin;
 mod auth;
 mod bad_input;
 mod download;

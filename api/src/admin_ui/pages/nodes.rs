@@ -213,8 +213,8 @@ fn node_form(action: &str, v: &NodeFields, csrf: &str, submit: &str) -> String {
         ("root_path", "Root path", &v.root_path, "/srv/ferry"),
         ("public_url", "Public URL", &v.public_url, "http://10.0.0.4:9001"),
         ("region", "Region", &v.region, "optional"),
-        ("lat", "Latitude", &v.lat, "optional"),
-        ("lon", "Longitude", &v.lon, "optional"),
+        ("lat", "Latitude", &v.lat, "50.11 (required)"),
+        ("lon", "Longitude", &v.lon, "8.68 (required)"),
     ];
     for (name, label, value, placeholder) in fields {
         let _ = write!(

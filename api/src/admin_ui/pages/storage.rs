@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use ferry_shared::types::FileId;
+use ferry_store::search::{Paging, Search};
 use ferry_store::{files, replicas, uploads, NodeState, UploadState};
 
 use crate::admin_ui::error::UiError;
@@ -17,10 +18,11 @@ use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
 
 const LIMIT: i64 = 100;
+const FIRST: Paging = Paging { limit: LIMIT, offset: 0 };
 
 /// `GET /admin/uploads`
 pub async fn uploads(State(state): State<SharedState>, session: AdminSession) -> Result<Response, UiError> {
-    let rows = uploads::recent(&state.pool.get().await?, LIMIT).await?;
+    let (_, rows) = uploads::search(&state.pool.get().await?, &Search::default(), None, FIRST).await?;
     let mut body = format!(
         "<p>The {LIMIT} most recent uploads of every user.</p>\
          <table class=\"grid\" id=\"uploads\"><thead><tr><th>Id</th><th>User</th><th>Filename</th><th>State</th>\
@@ -71,7 +73,7 @@ pub async fn uploads(State(state): State<SharedState>, session: AdminSession) ->
 /// `GET /admin/files`
 pub async fn files(State(state): State<SharedState>, session: AdminSession) -> Result<Response, UiError> {
     let client = state.pool.get().await?;
-    let rows = files::recent(&client, LIMIT).await?;
+    let (_, rows) = files::search(&client, &Search::default(), None, FIRST).await?;
     let ids: Vec<FileId> = rows.iter().map(|r| r.file.id).collect();
     let mut by_file: HashMap<FileId, Vec<String>> = HashMap::new();
     for r in replicas::of_files(&client, &ids).await? {

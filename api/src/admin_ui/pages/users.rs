@@ -8,6 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use ferry_shared::types::{ByteSize, UserId};
+use ferry_store::search::{Paging, Search};
 use ferry_store::users;
 
 use crate::admin_ui::error::UiError;
@@ -22,7 +23,8 @@ pub async fn page(
     session: AdminSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
-    let users = users::list(&state.pool.get().await?).await?;
+    let all = Paging { limit: i64::MAX, offset: 0 };
+    let (_, users) = users::search(&state.pool.get().await?, &Search::default(), None, all).await?;
     let mut body = match query.as_deref() {
         Some("done=created") => notice("ok", "The user was created."),
         Some("done=password") => notice("ok", "The password was reset; the user's tokens and sessions ended."),

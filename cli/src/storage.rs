@@ -1,0 +1,121 @@
+//! `ferry files` and `ferry uploads`: every user's files and uploads, filtered and paged
+//! like the admin page's lists, and upload housekeeping.
+
+use anyhow::Context;
+use clap::Subcommand;
+use ferry_shared::types::FileId;
+use ferry_store::{files, replicas, uploads, Client, Pool, UploadState};
+
+use crate::output::{footer, print_json, Format, SearchArgs};
+
+#[derive(Subcommand)]
+pub enum FilesCmd {
+    /// List files, newest first (live ones; --deleted for deleted ones).
+    Ls {
+        #[command(flatten)]
+        search: SearchArgs,
+        /// Deleted files instead of live ones.
+        #[arg(long)]
+        deleted: bool,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Show a file with its checksums and replicas (JSON).
+    Show { id: uuid::Uuid },
+}
+
+#[derive(Subcommand)]
+pub enum UploadsCmd {
+    /// List uploads of every user, newest first.
+    Ls {
+        #[command(flatten)]
+        search: SearchArgs,
+        /// Only uploads in this state: uploading, assembling, complete, failed, expired.
+        #[arg(long)]
+        state: Option<UploadState>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Expire uploads past their expiry now and queue their staging bytes for removal.
+    Gc,
+}
+
+pub async fn files(client: &Client, cmd: FilesCmd) -> anyhow::Result<()> {
+    match cmd {
+        FilesCmd::Ls { search, deleted, format } => {
+            let (filter, paging) = search.resolve(client).await?;
+            let (total, rows) = files::search(client, &filter, Some(deleted), paging).await?;
+            if format.json {
+                return print_json(rows.iter().map(|o| o.json()));
+            }
+            println!("{:<36}  {:<12} {:>12}  {:>8}  {:<19}  name", "id", "user", "size", "replicas", "created");
+            for o in &rows {
+                println!(
+                    "{}  {:<12} {:>12}  {:>8}  {}  {}",
+                    o.file.id,
+                    o.username,
+                    format.size(o.file.size),
+                    o.present,
+                    o.file.created_at.format("%F %T"),
+                    o.file.filename
+                );
+            }
+            footer(rows.len(), paging, total);
+        }
+        FilesCmd::Show { id } => {
+            let id = FileId(id);
+            let owned = files::get_any(client, id).await?.with_context(|| format!("no file {id}"))?;
+            let replicas = replicas::of_files(client, &[id]).await?;
+            let mut view = owned.json();
+            view["replicas"] = replicas
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "node": r.node_name,
+                        "state": r.state.as_str(),
+                        "attempts": r.attempts,
+                        "last_error": r.last_error,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&view)?);
+        }
+    }
+    Ok(())
+}
+
+pub async fn uploads(pool: &Pool, client: &Client, cmd: UploadsCmd) -> anyhow::Result<()> {
+    match cmd {
+        UploadsCmd::Ls { search, state, format } => {
+            let (filter, paging) = search.resolve(client).await?;
+            let (total, rows) = uploads::search(client, &filter, state, paging).await?;
+            if format.json {
+                return print_json(rows.iter().map(|r| r.json()));
+            }
+            println!(
+                "{:<36}  {:<12} {:<10} {:>12} {:>12}  {:<19}  {:<19}  name",
+                "id", "user", "state", "offset", "total", "created", "expires"
+            );
+            for r in &rows {
+                let u = &r.upload;
+                println!(
+                    "{}  {:<12} {:<10} {:>12} {:>12}  {}  {:<19}  {}",
+                    u.id,
+                    r.username,
+                    u.state,
+                    format.size(u.offset),
+                    u.total_size.map_or_else(|| "?".into(), |t| format.size(t)),
+                    u.created_at.format("%F %T"),
+                    r.expires_at().map_or_else(|| "-".into(), |t| t.format("%F %T").to_string()),
+                    u.filename
+                );
+            }
+            footer(rows.len(), paging, total);
+        }
+        UploadsCmd::Gc => {
+            let expired = ferry_queue::expiry::expire_uploads(pool).await?;
+            println!("expired {expired} uploads; their staging bytes are queued for removal");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The operator's tools at fleet scale (issue 18): node removal (refused while a node is
+//! active or holds replicas, allowed once drained and empty), filtered and paged
+//! listings of every user's uploads, files and users through the admin API, and the
+//! `ferry` CLI's `--json` listings, which must print the same objects.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ferry_tests::{eventually, random_bytes, Cluster, Options};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+fn items(page: &Value) -> Vec<Value> {
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn parse_json(out: &str) -> Result<Vec<Value>> {
+    let value: Value = serde_json::from_str(out).with_context(|| format!("not JSON: {out}"))?;
+    value.as_array().cloned().context("not a JSON array")
+}
+
+#[tokio::test]
+async fn nodes_are_removed_only_once_drained_and_empty() -> Result<()> {
+    let mut cluster = Cluster::start_with(Options { nodes: 2, replication: 1, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let alice = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(5000);
+    let id = alice.upload("kept.bin", &bytes, 4096, None).await?.json()["id"].as_str().unwrap_or_default().to_owned();
+    let holder = cluster.wait_replicas(&id, 1).await?[0];
+    let name = cluster.nodes.iter().find(|n| n.id == Some(holder)).context("holder")?.name.clone();
+
+    // Active: refused, through the API and the CLI, saying why.
+    let res = admin.delete(&format!("/admin/api/nodes/{holder}")).await?;
+    assert_eq!((res.status, res.code().as_str()), (409, "node_active"), "{}", res.text());
+    let (ok, out) = cluster.ferry_cli(&["nodes", "rm", &name], "")?;
+    assert!(!ok && out.contains("drain it first"), "{out}");
+
+    // Draining but still holding its copy: refused with the count.
+    let res = admin.patch_json(&format!("/admin/api/nodes/{holder}"), &json!({"state": "draining"})).await?;
+    assert_eq!(res.status, 200);
+    let res = admin.delete(&format!("/admin/api/nodes/{holder}")).await?;
+    assert_eq!((res.status, res.code().as_str()), (409, "node_holds_replicas"), "{}", res.text());
+    assert!(res.json()["detail"].as_str().unwrap_or_default().contains("holds 1 replica"), "{}", res.text());
+
+    // Once the drain moved the copy away and retired it, the CLI removes it.
+    eventually("the drained node to hold no replica row", Duration::from_secs(90), || {
+        let out = cluster.ferry_cli(&["nodes", "rm", &name], "");
+        async move {
+            let (ok, out) = out?;
+            anyhow::ensure!(ok || out.contains("replica"), "unexpected refusal: {out}");
+            Ok(ok.then_some(()))
+        }
+    })
+    .await?;
+    assert_eq!(admin.get(&format!("/admin/api/nodes/{holder}")).await?.status, 404);
+    let listed = cluster.ferry(&["nodes", "list", "--json"])?;
+    assert!(!parse_json(&listed)?.iter().any(|n| n["name"] == name.as_str()), "{listed}");
+    let location = alice.wait_download(&id).await?;
+    assert!(
+        !location.contains(&format!(":{}/", cluster.nodes.iter().find(|n| n.name == name).map_or(0, |n| n.agent_port)))
+    );
+
+    // A node added by mistake (empty) goes once drained, through the API.
+    let i = cluster.add_node("mistake")?;
+    let mistake = cluster.register_node(i).await?;
+    let res = admin.patch_json(&format!("/admin/api/nodes/{mistake}"), &json!({"state": "draining"})).await?;
+    assert_eq!(res.status, 200);
+    assert_eq!(admin.delete(&format!("/admin/api/nodes/{mistake}")).await?.status, 204);
+    assert_eq!(admin.delete(&format!("/admin/api/nodes/{mistake}")).await?.status, 404);
+    let (ok, out) = cluster.ferry_cli(&["nodes", "rm", "nosuchnode"], "")?;
+    assert!(!ok && out.contains("no node named \"nosuchnode\""), "{out}");
+    Ok(())
+}
+
+/// First chunks only: uploads that stay `uploading` (cheap to make by the hundred).
+async fn open_uploads(client: &ferry_tests::client::Client, prefix: &str, n: usize) -> Result<Vec<String>> {
+    let puts = futures::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            let target = format!("/storage/tmp-upload/?filename={prefix}-{i:03}.bin");
+            async move {
+                let res = client.put_raw(&target, "bytes 0-9/100", vec![7; 10]).await?;
+                anyhow::ensure!(res.status == 200, "{}", res.text());
+                Ok(res.json()["id"].as_str().unwrap_or_default().to_owned())
+            }
+        })
+        .buffer_unordered(8);
+    puts.collect::<Vec<Result<String>>>().await.into_iter().collect()
+}
+
+#[tokio::test]
+async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin_api() -> Result<()> {
+    let cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let alice = cluster.client("alice", "alicealice").await?;
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    let mut complete = Vec::new();
+    for i in 0..3 {
+        let res = alice.upload(&format!("done-{i}.bin"), &random_bytes(3000 + i), 4096, None).await?;
+        assert_eq!(res.status, 200, "{}", res.text());
+        complete.push(res.json()["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let mut open = open_uploads(&alice, "a", 197).await?;
+    open.extend(open_uploads(&bob, "b", 50).await?);
+
+    // 250 uploads, paged 50 at a time: five full pages, every id once.
+    let mut seen = std::collections::HashSet::new();
+    for page in 1..=6 {
+        let res = admin.get(&format!("/admin/api/uploads?page={page}")).await?;
+        assert_eq!(res.status, 200, "{}", res.text());
+        let body = res.json();
+        assert_eq!(body["total"], 250);
+        let rows = items(&body);
+        assert_eq!(rows.len(), if page <= 5 { 50 } else { 0 }, "page {page}");
+        for row in rows {
+            assert!(seen.insert(row["id"].as_str().unwrap_or_default().to_owned()), "{row} twice");
+        }
+    }
+    assert_eq!(seen.len(), 250);
+
+    // Filters: user, state, name, id, dates; completed uploads have no expiry.
+    let total = |path: String| {
+        let admin = admin.clone();
+        async move { anyhow::Ok(admin.get(&path).await?.json()["total"].as_i64().unwrap_or(-1)) }
+    };
+    assert_eq!(total("/admin/api/uploads?user=bob".into()).await?, 50);
+    assert_eq!(total("/admin/api/uploads?user=alice&state=uploading".into()).await?, 197);
+    let done = admin.get("/admin/api/uploads?user=alice&state=complete").await?.json();
+    assert_eq!(done["total"], 3);
+    assert!(items(&done).iter().all(|u| u["expires_at"].is_null() && u["md5"].is_string()), "{done}");
+    let uploading = admin.get("/admin/api/uploads?state=uploading&per_page=1").await?.json();
+    assert!(items(&uploading)[0]["expires_at"].is_string(), "{uploading}");
+    assert_eq!(total("/admin/api/uploads?name=A-01".into()).await?, 10, "a-010..a-019, case-insensitive");
+    assert_eq!(total("/admin/api/uploads?name=%25".into()).await?, 0, "% is taken literally");
+    let prefix = &open[0][..8];
+    let by_id = admin.get(&format!("/admin/api/uploads?id={prefix}")).await?.json();
+    assert!(items(&by_id).iter().any(|u| u["id"] == open[0].as_str()), "{by_id}");
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(total(format!("/admin/api/uploads?from={today}")).await?, 250);
+    assert_eq!(total(format!("/admin/api/uploads?to={}", today.pred_opt().context("date")?)).await?, 0);
+    for bad in ["state=bogus", "from=yesterday", "page=0", "id=zz"] {
+        let res = admin.get(&format!("/admin/api/uploads?{bad}")).await?;
+        assert_eq!((res.status, res.code().as_str()), (400, "invalid_query"), "{bad}");
+    }
+    assert_eq!(alice.get("/admin/api/uploads").await?.status, 403);
+    assert_eq!(total("/admin/api/files?user=alice&state=live".into()).await?, 3);
+    assert_eq!(total("/admin/api/users?name=ALI".into()).await?, 1);
+
+    // The CLI prints the same objects as the admin API.
+    let api_items = |path: &'static str| {
+        let admin = admin.clone();
+        async move { anyhow::Ok(items(&admin.get(path).await?.json())) }
+    };
+    let cli = parse_json(&cluster.ferry(&["uploads", "ls", "--user", "bob", "--limit", "100", "--json"])?)?;
+    assert_eq!(cli, api_items("/admin/api/uploads?user=bob&per_page=100").await?);
+    let cli = parse_json(&cluster.ferry(&["uploads", "ls", "--state", "complete", "--json"])?)?;
+    assert_eq!(cli, api_items("/admin/api/uploads?state=complete").await?);
+    let cli = parse_json(&cluster.ferry(&["files", "ls", "--user", "alice", "--json"])?)?;
+    assert_eq!(cli, api_items("/admin/api/files?user=alice&state=live").await?);
+    assert_eq!(cli.len(), 3);
+    let cli = parse_json(&cluster.ferry(&["users", "list", "--json"])?)?;
+    assert_eq!(cli, api_items("/admin/api/users").await?);
+    let cli = parse_json(&cluster.ferry(&["nodes", "list", "--json"])?)?;
+    let api = admin.get("/admin/api/nodes").await?.json();
+    let api = api.as_array().context("nodes")?;
+    assert_eq!(cli.len(), api.len());
+    for (c, a) in cli.iter().zip(api) {
+        for key in ["id", "name", "state", "public_url", "lat", "lon", "replicas", "ssh_host", "last_up_at"] {
+            assert_eq!(c[key], a[key], "{key}");
+        }
+    }
+    for args in [
+        &["jobs", "ls", "--json"][..],
+        &["dlq", "ls", "--json"],
+        &["workers", "ls", "--json"],
+        &["queues", "ls", "--json"],
+    ] {
+        parse_json(&cluster.ferry(args)?).with_context(|| args.join(" "))?;
+    }
+    let jobs = parse_json(&cluster.ferry(&["jobs", "ls", "--upload", &complete[0], "--json"])?)?;
+    assert!(jobs.iter().any(|j| j["kind"] == "assemble" && j["state"] == "done"), "{jobs:?}");
+
+    // Sizes: human by default, exact with --bytes (the total: free space moves).
+    let exact_list = cluster.ferry(&["nodes", "list", "--bytes"])?;
+    let exact = cli[0]["total_bytes"].as_u64().context("total_bytes")?.to_string();
+    assert!(exact_list.contains(&exact), "{exact_list} lacks {exact}");
+    let human = cluster.ferry(&["nodes", "list"])?;
+    assert!(human.contains("iB ") && !human.contains(&exact), "{human}");
+
+    // Unknown names fail loudly; so does a node without a location.
+    for args in [&["files", "ls", "--user", "nosuchuser"][..], &["uploads", "ls", "--user", "nosuchuser"]] {
+        let (ok, out) = cluster.ferry_cli(args, "")?;
+        assert!(!ok && out.contains("no user named \"nosuchuser\""), "{out}");
+    }
+    let add = ["nodes", "add", "--name", "n9", "--ssh-host", "h", "--ssh-user", "u", "--root-path", "/srv"];
+    let (ok, out) = cluster.ferry_cli(&[&add[..], &["--public-url", "http://h:1"]].concat(), "")?;
+    assert!(!ok && out.contains("--lat"), "{out}");
+    let mut body = cluster.node_json(0);
+    body["name"] = json!("n9");
+    body.as_object_mut().context("object")?.remove("lat");
+    let res = admin.post_json("/admin/api/nodes", &body).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_node"));
+    assert!(res.json()["detail"].as_str().unwrap_or_default().contains("lat and lon are required"));
+
+    // A database that cannot be reached is named.
+    let port = ferry_tests::free_port();
+    let url = format!("postgres://ferry@127.0.0.1:{port}/nowhere");
+    let (ok, out) = cluster.ferry_cli_with(&["users", "list"], "", &[("FERRY_DATABASE__URL", &url)])?;
+    assert!(!ok && out.contains(&format!("PostgreSQL at 127.0.0.1:{port}/nowhere")), "{out}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn quota_edits_and_disabling_a_user_take_effect_at_once() -> Result<()> {
+    let cluster = Cluster::start_with(Options { nodes: 0, register_nodes: false, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let alice = cluster.client("alice", "alicealice").await?;
+    let users = admin.get("/admin/api/users?user=alice").await?.json();
+    let id = items(&users)[0]["id"].as_i64().context("alice's id")?;
+    assert!(items(&users)[0]["quota_bytes"].is_null());
+
+    let res = admin.patch_json(&format!("/admin/api/users/{id}"), &json!({"quota_bytes": 1000})).await?;
+    assert_eq!((res.status, res.json()["quota_bytes"].as_i64()), (200, Some(1000)), "{}", res.text());
+    let res = alice.put_raw("/storage/tmp-upload/?filename=big.bin", "bytes 0-9/2000", vec![1; 10]).await?;
+    assert_eq!((res.status, res.code().as_str()), (413, "too_large"), "{}", res.text());
+    let (ok, out) = cluster.ferry_cli(&["users", "quota", "alice", "10KiB"], "")?;
+    assert!(ok && out.contains("10.0 KiB (10240 bytes)"), "{out}");
+    let res = alice.put_raw("/storage/tmp-upload/?filename=big.bin", "bytes 0-9/2000", vec![1; 10]).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = admin.patch_json(&format!("/admin/api/users/{id}"), &json!({"quota_bytes": null})).await?;
+    assert!(res.json()["quota_bytes"].is_null(), "{}", res.text());
+    let res = admin.patch_json(&format!("/admin/api/users/{id}"), &json!({"quota": 5})).await?;
+    assert_eq!(res.status, 400);
+    let (ok, out) = cluster.ferry_cli(&["users", "quota", "alice", "10 parsecs"], "")?;
+    assert!(!ok && out.contains("not a size"), "{out}");
+
+    // Disabled: the token stops at once, the listing says so; enabled: log in anew.
+    let res = admin.patch_json(&format!("/admin/api/users/{id}"), &json!({"disabled": true})).await?;
+    assert_eq!(res.json()["disabled"], true);
+    assert_eq!(alice.get("/storage/files/").await?.status, 401);
+    let disabled = admin.get("/admin/api/users?state=disabled").await?.json();
+    assert_eq!(items(&disabled).iter().map(|u| u["username"].clone()).collect::<Vec<_>>(), vec![json!("alice")]);
+    admin.patch_json(&format!("/admin/api/users/{id}"), &json!({"disabled": false})).await?;
+    let again = cluster.client("alice", "alicealice").await?;
+    assert_eq!(again.get("/storage/files/").await?.status, 200);
+    Ok(())
+}
