@@ -1,10 +1,14 @@
 //! Batching replica copies per node: every replicate job hands its file to the lane
 //! of its node and waits for that file's own outcome; the lane moves what is waiting
 //! in ONE rsync session ([`Ssh::push`]), at most `worker.batch_sessions_per_node`
-//! sessions per node at once. While those sessions are busy, files queue, so under
-//! load a batch takes everything that arrived meanwhile (up to
-//! `worker.batch_max_files` / `worker.batch_max_bytes`); an idle lane waits
-//! `worker.batch_window_ms` after the first file for more.
+//! sessions per node at once. While a session is busy, files queue, so under load the
+//! next batch takes everything that arrived meanwhile (up to `worker.batch_max_files` /
+//! `worker.batch_max_bytes`); an idle lane waits `worker.batch_window_ms` after the
+//! first file for more. A further session starts only beside a busy one when a full
+//! batch is waiting: every session costs the node a process tree (sshd channel, shell,
+//! gate, `rsync --server`) and both ends a round of the rsync protocol, so on a loaded
+//! machine many small batches run slower than a few full ones (measured: with every
+//! idle session taking what was queued, most batches held 1-2 files).
 //!
 //! - Files over `worker.batch_alone_bytes` skip the lanes: pushed alone and at once,
 //!   so a large file never waits behind a batch and small ones never behind it.
@@ -71,6 +75,13 @@ struct Queues {
 impl Queues {
     fn is_empty(&self) -> bool {
         self.fresh.is_empty() && self.repair.is_empty()
+    }
+
+    /// Whether what waits fills a whole batch (by files or by bytes).
+    fn holds_a_full_batch(&self, limits: &Limits) -> bool {
+        let waiting = self.fresh.iter().chain(&self.repair);
+        self.fresh.len() + self.repair.len() >= limits.max_files
+            || waiting.map(|i| i.size).fold(0u64, u64::saturating_add) >= limits.max_bytes
     }
 
     /// The next batch: fresh files first, within the limits (at least one file).
@@ -151,26 +162,39 @@ impl Batcher {
     }
 }
 
-/// A lane's loop: take a session slot, wait for files, gather, push, repeat.
+/// A lane's loop: take a session slot, wait for files (and, beside a busy session,
+/// for a full batch or the end of the busy ones), gather, push, repeat.
 async fn drive(lane: Arc<Lane>, ssh: Arc<Ssh>, node: NodeAddr, scratch: PathBuf, limits: Limits) {
     let sessions = Arc::new(Semaphore::new(limits.sessions_per_node));
     loop {
         let Ok(permit) = sessions.clone().acquire_owned().await else { return };
+        let mut was_busy = false;
         loop {
-            if !lane.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() {
+            let woken = lane.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let busy = sessions.available_permits() + 1 < limits.sessions_per_node;
+            let ready = {
+                let queues = lane.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                !queues.is_empty() && (!busy || queues.holds_a_full_batch(&limits))
+            };
+            if ready {
                 break;
             }
-            lane.wake.notified().await;
+            was_busy |= busy;
+            woken.await;
         }
+        // An idle lane gives a lone file a moment for company; one that was busy
+        // already gathered what arrived meanwhile.
         let waiting = lane.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fresh.len();
-        if waiting < limits.max_files && !limits.window.is_zero() {
+        if !was_busy && waiting < limits.max_files && !limits.window.is_zero() {
             tokio::time::sleep(limits.window).await;
         }
         let batch = lane.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(&limits);
         if batch.is_empty() {
             continue;
         }
-        let (ssh, node, scratch) = (ssh.clone(), node.clone(), scratch.clone());
+        let (ssh, node, scratch, lane) = (ssh.clone(), node.clone(), scratch.clone(), lane.clone());
         tokio::spawn(async move {
             let files: Vec<PushFile> = batch.iter().map(|item| item.file.clone()).collect();
             let started = Instant::now();
@@ -189,6 +213,8 @@ async fn drive(lane: Arc<Lane>, ssh: Arc<Ssh>, node: NodeAddr, scratch: PathBuf,
                 let _ = item.reply.send(outcome);
             }
             drop(permit);
+            // The loop may be waiting for this session to end.
+            lane.wake.notify_one();
         });
     }
 }
@@ -216,6 +242,18 @@ mod tests {
         assert_eq!(order, [Priority::Fresh, Priority::Fresh, Priority::Fresh, Priority::Repair]);
         assert_eq!(queues.take(&limits(4, 100)).len(), 1);
         assert!(queues.is_empty());
+    }
+
+    #[test]
+    fn a_full_batch_is_counted_in_files_or_in_bytes() {
+        let mut queues = Queues::default();
+        queues.fresh.extend([item(10, Priority::Fresh), item(10, Priority::Fresh)]);
+        assert!(!queues.holds_a_full_batch(&limits(3, 100)));
+        queues.repair.push_back(item(10, Priority::Repair));
+        assert!(queues.holds_a_full_batch(&limits(3, 100)), "3 files of at most 3");
+        assert!(!queues.holds_a_full_batch(&limits(10, 100)));
+        queues.fresh.push_back(item(70, Priority::Fresh));
+        assert!(queues.holds_a_full_batch(&limits(10, 100)), "100 bytes of at most 100");
     }
 
     #[test]

@@ -267,14 +267,15 @@ impl QueueConsumer {
         }
     }
 
-    /// Writes to the job's record; a failure is logged and swallowed (`None`): the
-    /// record is for operators, the work itself does not depend on it.
+    /// Writes to the job's record, committed asynchronously (`Ctx::records`); a failure
+    /// is logged and swallowed (`None`): the record is for operators, the work itself
+    /// does not depend on it, and the reconciler mends a record left open.
     async fn record<T, F, Fut>(&self, write: F) -> Option<T>
     where
         F: FnOnce(ferry_store::Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, ferry_store::StoreError>>,
     {
-        let result = match self.ctx.pool.get().await {
+        let result = match self.ctx.records.get().await {
             Ok(client) => write(client).await,
             Err(e) => Err(e.into()),
         };

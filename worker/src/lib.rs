@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::consumer::QueueConsumer;
+
+/// Connections of the job-record pool: each record write is one short statement.
+const RECORD_CONNECTIONS: usize = 4;
 use crate::jobs::Ctx;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         ssh,
         batcher,
         pool: pool.clone(),
+        records: ferry_store::bookkeeping_pool(&config.database, RECORD_CONNECTIONS)?,
         relay: RelayWaker::default(),
         http,
         worker: worker.clone(),

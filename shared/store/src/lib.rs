@@ -33,5 +33,5 @@ pub mod workers;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};
 pub use error::StoreError;
-pub use pool::{migrate, pg_config, ping, pool};
+pub use pool::{bookkeeping_pool, migrate, pg_config, ping, pool};
 pub use states::{JobState, NodeState, ReplicaState, UnknownState, UploadState};

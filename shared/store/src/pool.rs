@@ -64,11 +64,29 @@ pub fn address(config: &DatabaseConfig) -> String {
 /// Builds the connection pool. Connections are made lazily, so this succeeds while
 /// the database is down; `wait_timeout` bounds how long a caller waits for one.
 pub fn pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
-    let manager =
-        Manager::from_config(pg_config(config)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    build(pg_config(config)?, config, config.pool_size)
+}
+
+/// A small pool (`size` connections) for bookkeeping writes that something else mends
+/// if a database crash loses them: its sessions commit with `synchronous_commit = off`
+/// (PostgreSQL docs, "Asynchronous Commit"), so a commit returns before its WAL is
+/// flushed and does not wait for an fsync of its own. Such a commit can be lost only
+/// with the last few hundred milliseconds of WAL (`wal_writer_delay` x 3) in a crash of
+/// PostgreSQL itself, never reordered after a later synchronous commit of any session
+/// (which flushes the WAL up to itself). The workers' job records use it: a lost
+/// `active`/`done` is an open record the monitor's reconciler re-enqueues, and the
+/// idempotent handler finds its work done.
+pub fn bookkeeping_pool(config: &DatabaseConfig, size: usize) -> Result<Pool, StoreError> {
+    let mut pg = pg_config(config)?;
+    pg.options("-c synchronous_commit=off");
+    build(pg, config, size.max(1))
+}
+
+fn build(pg: tokio_postgres::Config, config: &DatabaseConfig, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let timeout = Duration::from_millis(config.acquire_timeout_ms);
     Pool::builder(manager)
-        .max_size(config.pool_size)
+        .max_size(size)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))

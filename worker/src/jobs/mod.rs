@@ -23,6 +23,8 @@ use crate::ssh::{NodeAddr, Ssh, SshError};
 pub struct Ctx {
     pub config: Config,
     pub pool: Pool,
+    /// For the job records only: asynchronous commit ([`ferry_store::bookkeeping_pool`]).
+    pub records: Pool,
     pub ssh: Arc<Ssh>,
     /// Per-node rsync batches for replicate jobs.
     pub batcher: Batcher,

@@ -67,6 +67,10 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
     }
     if !updated {
         tx.commit().await?;
+        // Never hold a pooled connection while taking another: enough jobs doing
+        // that at once hold the whole pool and wait for each other until the pool's
+        // acquire timeout (the small-files bench stalled 5 s at a time on it).
+        drop(client);
         // Not recorded. Take the copy back only when the file was deleted (or its
         // replica row dropped) while we copied. When another delivery of this job (at
         // least once: a redelivery after a broker restart can run beside the first)
@@ -84,6 +88,7 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         return Ok(());
     }
     tx.commit().await?;
+    drop(client);
     let node_label = node.to_string();
     ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
     ferry_shared::metrics::RSYNC_BYTES.with_label_values(&[&node_label]).inc_by(size);
