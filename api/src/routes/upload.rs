@@ -187,16 +187,6 @@ pub(crate) async fn insert_upload(
     let (md5_state, sha256_state) = digest.to_bytes();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    // The authoritative quota check: the one before the body was read only spares a
-    // hopeless upload its bytes; this one holds the user's row until the commit.
-    let default = ByteSize(state.config.storage.default_quota_bytes);
-    let left = ferry_store::users::reserve_quota(&tx, user, default).await?.bytes();
-    if total.unwrap_or(received.size) > left {
-        return Err(ApiError::TooLarge {
-            detail: format!("This upload would exceed your quota ({left} bytes left)."),
-            limit: left,
-        });
-    }
     let new = store_uploads::NewUpload {
         id,
         user,
@@ -215,6 +205,21 @@ pub(crate) async fn insert_upload(
         outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
     }
     let upload = uploads::load(&tx, id, user, false).await?;
+    // The authoritative quota check (the one before the body was read only spares a
+    // hopeless upload its bytes), last: it holds the user's row until the commit.
+    let default = ByteSize(state.config.storage.default_quota_bytes);
+    let left_after = ferry_store::users::lock_quota_left(&tx, user, default).await?;
+    if left_after < 0 {
+        // Dropping the transaction rolls the upload's rows back.
+        // What was left before it: its own rows count its declared length, or the
+        // bytes received so far when the length is deferred (tus).
+        let own = i64::try_from(total.unwrap_or(received.size)).unwrap_or(i64::MAX);
+        let left = u64::try_from(left_after.saturating_add(own)).unwrap_or(0);
+        return Err(ApiError::TooLarge {
+            detail: format!("This upload would exceed your quota ({left} bytes left)."),
+            limit: left,
+        });
+    }
     tx.commit().await?;
     if md5.is_some() {
         state.relay.wake();

@@ -312,23 +312,35 @@ pub async fn set_quota(c: &impl GenericClient, username: &str, quota: Option<Byt
     Ok(updated == 1)
 }
 
-/// [`quota_left`] inside a transaction that then records a new upload, with the user's
-/// row locked (`FOR NO KEY UPDATE`) until it commits: concurrent new uploads of one
-/// user take turns, so each sees the ones before it and together they never exceed
-/// the quota (ten parallel first chunks used to pass the same check at once). Other
-/// writers that only reference the user (a worker inserting a file) are not held up.
-pub async fn reserve_quota(
+/// The authoritative quota check of a transaction that records a new upload, taken
+/// LAST, after its inserts: locks the user's row (`FOR NO KEY UPDATE`) until the
+/// transaction ends and returns quota minus use counting that transaction's own rows,
+/// negative when they overdraw it. Concurrent new uploads of one user take turns here,
+/// each seeing the ones committed before it (the sums run in a statement after the lock,
+/// so with a snapshot taken after the wait), and together they never exceed the quota
+/// (ten parallel first chunks used to pass the same check at once). Taken last, the lock
+/// is held only for this check and the commit: one user's parallel uploads are
+/// serialised for that long and no longer. Other writers that only reference the user
+/// (a worker inserting a file) are not held up.
+pub async fn lock_quota_left(
     tx: &deadpool_postgres::Transaction<'_>,
     user: UserId,
     default_quota: ByteSize,
-) -> Result<ByteSize, StoreError> {
+) -> Result<i64, StoreError> {
     tx.query_opt("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user.0]).await?;
-    quota_left(tx, user, default_quota).await
+    let (quota, used) = quota_and_use(tx, user, default_quota).await?;
+    Ok(quota.saturating_sub(used))
 }
 
 /// Bytes `user` may still store: their quota (or `default_quota`) minus live files and
 /// open uploads (declared size, or bytes so far).
 pub async fn quota_left(c: &impl GenericClient, user: UserId, default_quota: ByteSize) -> Result<ByteSize, StoreError> {
+    let (quota, used) = quota_and_use(c, user, default_quota).await?;
+    Ok(ByteSize(quota.saturating_sub(used).max(0) as u64))
+}
+
+/// The user's quota (or `default_quota`) and bytes in use (live files and open uploads).
+async fn quota_and_use(c: &impl GenericClient, user: UserId, default_quota: ByteSize) -> Result<(i64, i64), StoreError> {
     let row = c
         .query_one(
             "SELECT COALESCE(u.quota_bytes, $2) AS quota,
@@ -343,6 +355,5 @@ pub async fn quota_left(c: &impl GenericClient, user: UserId, default_quota: Byt
             ],
         )
         .await?;
-    let (quota, used): (i64, i64) = (row.try_get("quota")?, row.try_get("used")?);
-    Ok(ByteSize(quota.saturating_sub(used).max(0) as u64))
+    Ok((row.try_get("quota")?, row.try_get("used")?))
 }
