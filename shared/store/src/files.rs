@@ -1,5 +1,6 @@
 //! The `files` table: verified files (same id as their upload) and version chains.
 
+use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, FileId, NodeId, UserId};
@@ -25,7 +26,7 @@ pub struct NewFile<'a> {
 
 /// Inserts the file; a row with the same id already there is kept (redelivery).
 pub async fn insert(c: &impl GenericClient, f: &NewFile<'_>) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "INSERT INTO files (id, user_id, filename, size, md5, sha256, parent_id, version)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         &[
@@ -46,14 +47,15 @@ pub async fn insert(c: &impl GenericClient, f: &NewFile<'_>) -> Result<(), Store
 /// `id` if it is a live (not deleted) file, its row locked (`FOR UPDATE`) for the rest
 /// of the transaction.
 pub async fn lock_live(c: &impl GenericClient, id: FileId) -> Result<Option<FileId>, StoreError> {
-    let row = c.query_opt("SELECT id FROM files WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", &[&id.0]).await?;
+    let row =
+        c.query_opt_cached("SELECT id FROM files WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", &[&id.0]).await?;
     row.map(|r| Ok(FileId(r.try_get("id")?))).transpose()
 }
 
 /// The version a new file in `root`'s chain gets: one past the chain's highest.
 pub async fn next_version(c: &impl GenericClient, root: FileId) -> Result<i32, StoreError> {
     let row = c
-        .query_one(
+        .query_one_cached(
             "SELECT COALESCE(MAX(version), 1) + 1 AS next FROM files WHERE id = $1 OR parent_id = $1",
             &[&root.0],
         )
@@ -64,7 +66,7 @@ pub async fn next_version(c: &impl GenericClient, root: FileId) -> Result<i32, S
 /// Locks the file row (`FOR UPDATE`) for the rest of the transaction: one drop of a
 /// surplus replica per file at a time.
 pub async fn lock(c: &impl GenericClient, id: FileId) -> Result<(), StoreError> {
-    c.execute("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", &[&id.0]).await?;
+    c.execute_cached("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", &[&id.0]).await?;
     Ok(())
 }
 
@@ -106,7 +108,7 @@ impl File {
 /// How many live version-chain roots `user` has (what the listing pages through).
 pub async fn count_roots(c: &impl GenericClient, user: UserId) -> Result<i64, StoreError> {
     let row = c
-        .query_one(
+        .query_one_cached(
             "SELECT count(*) AS n FROM files WHERE user_id = $1 AND deleted_at IS NULL AND parent_id IS NULL",
             &[&user.0],
         )
@@ -122,7 +124,7 @@ pub async fn roots_page(
     offset: i64,
 ) -> Result<Vec<File>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {FILE_COLUMNS} FROM files f WHERE f.user_id = $1 AND f.deleted_at IS NULL AND f.parent_id IS NULL
                  ORDER BY f.created_at DESC, f.id LIMIT $2 OFFSET $3"
@@ -137,7 +139,7 @@ pub async fn roots_page(
 pub async fn versions_of(c: &impl GenericClient, roots: &[FileId], user: UserId) -> Result<Vec<File>, StoreError> {
     let ids: Vec<uuid::Uuid> = roots.iter().map(|f| f.0).collect();
     let rows = c
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {FILE_COLUMNS} FROM files f WHERE f.parent_id = ANY($1) AND f.user_id = $2 AND f.deleted_at IS NULL
                  ORDER BY f.version, f.created_at"
@@ -151,7 +153,7 @@ pub async fn versions_of(c: &impl GenericClient, roots: &[FileId], user: UserId)
 /// `user`'s live file `id`.
 pub async fn get_live(c: &impl GenericClient, id: FileId, user: UserId) -> Result<Option<File>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT {FILE_COLUMNS} FROM files f WHERE f.id = $1 AND f.user_id = $2 AND f.deleted_at IS NULL"),
             &[&id.0, &user.0],
         )
@@ -162,7 +164,7 @@ pub async fn get_live(c: &impl GenericClient, id: FileId, user: UserId) -> Resul
 /// The root of `id`'s version chain, if `id` is a live file of `user`.
 pub async fn chain_root(c: &impl GenericClient, id: FileId, user: UserId) -> Result<Option<FileId>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "SELECT COALESCE(parent_id, id) AS root FROM files WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
             &[&id.0, &user.0],
         )
@@ -175,7 +177,7 @@ pub async fn chain_root(c: &impl GenericClient, id: FileId, user: UserId) -> Res
 /// `user`).
 pub async fn soft_delete(c: &impl GenericClient, id: FileId, user: UserId) -> Result<Vec<FileId>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "UPDATE files SET deleted_at = now()
              WHERE user_id = $2 AND deleted_at IS NULL AND (id = $1 OR parent_id = $1)
              RETURNING id",
@@ -186,7 +188,7 @@ pub async fn soft_delete(c: &impl GenericClient, id: FileId, user: UserId) -> Re
     if !deleted.contains(&id.0) {
         return Ok(Vec::new());
     }
-    c.execute(
+    c.execute_cached(
         "UPDATE replicas SET state = $2, updated_at = now() WHERE file_id = ANY($1)",
         &[&deleted, &ReplicaState::Deleting],
     )
@@ -235,7 +237,7 @@ const OWNED: &str = "SELECT f.id, f.user_id, f.filename, f.size, f.md5, f.sha256
 
 /// Any user's file `id`, deleted or not.
 pub async fn get_any(c: &impl GenericClient, id: FileId) -> Result<Option<Owned>, StoreError> {
-    let row = c.query_opt(&format!("{OWNED} WHERE f.id = $2"), &[&ReplicaState::Present, &id.0]).await?;
+    let row = c.query_opt_cached(&format!("{OWNED} WHERE f.id = $2"), &[&ReplicaState::Present, &id.0]).await?;
     row.map(|r| owned_from_row(&r)).transpose()
 }
 
@@ -271,21 +273,22 @@ pub async fn search(
         &paging.offset,
     ];
     let total: i64 = c
-        .query_one(
+        .query_one_cached(
             &format!("SELECT count(*) AS n FROM files f JOIN users u ON u.id = f.user_id {}", filter(1)),
             &params[1..7],
         )
         .await?
         .try_get("n")?;
-    let rows =
-        c.query(&format!("{OWNED} {} ORDER BY f.created_at DESC, f.id LIMIT $8 OFFSET $9", filter(2)), &params).await?;
+    let rows = c
+        .query_cached(&format!("{OWNED} {} ORDER BY f.created_at DESC, f.id LIMIT $8 OFFSET $9", filter(2)), &params)
+        .await?;
     Ok((total, rows.iter().map(owned_from_row).collect::<Result<_, _>>()?))
 }
 
 /// Every version of the chain `root` (any user's, deleted ones too), oldest first.
 pub async fn chain_any(c: &impl GenericClient, root: FileId) -> Result<Vec<Owned>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             &format!("{OWNED} WHERE f.id = $2 OR f.parent_id = $2 ORDER BY f.version, f.created_at"),
             &[&ReplicaState::Present, &root.0],
         )
@@ -321,7 +324,7 @@ pub async fn download_sources(
     user: UserId,
 ) -> Result<Option<DownloadSources>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT f.sha256, f.filename, n.id AS node_id, n.public_url, n.lat, n.lon
              FROM files f
              LEFT JOIN replicas r ON r.file_id = f.id AND r.state = $3

@@ -4,6 +4,7 @@
 //! it (`done`) or gives it up (`dead`); re-enqueued by the monitor's reconciler when
 //! its message was lost, replayed or discarded by an operator.
 
+use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{FileId, NodeId};
@@ -106,7 +107,7 @@ const COLUMNS: &str = "id, kind, queue, payload, file_id, node_id, state, attemp
 
 /// Records a new job as `queued`, in the transaction that writes its outbox row.
 pub async fn insert_queued(c: &impl GenericClient, job: &NewJob<'_>) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[&job.id, &job.kind, &job.queue, job.payload, &job.file.0, &job.node.map(|n| n.0), &JobState::Queued],
     )
@@ -132,7 +133,7 @@ pub async fn start(
     attempt: i32,
 ) -> Result<Option<Started>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, started_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempt = EXCLUDED.attempt,
@@ -157,7 +158,7 @@ pub async fn start(
 
 /// Marks the job `done`.
 pub async fn finish(c: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "UPDATE jobs SET state = $2, finished_at = now(), state_at = now() WHERE id = $1",
         &[&id, &JobState::Done],
     )
@@ -168,7 +169,7 @@ pub async fn finish(c: &impl GenericClient, id: Uuid) -> Result<(), StoreError> 
 /// Marks the job `retrying` after a failed attempt; `attempt` is the next attempt's
 /// number of earlier failures.
 pub async fn retrying(c: &impl GenericClient, id: Uuid, attempt: i32, error: &str) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "UPDATE jobs SET state = $2, attempt = $3, error = $4, finished_at = now(), state_at = now() WHERE id = $1",
         &[&id, &JobState::Retrying, &attempt, &error],
     )
@@ -190,7 +191,7 @@ pub struct DeadLetter<'a> {
 /// the reason its worker wrote, which is more precise than the broker's.
 pub async fn dead(c: &impl GenericClient, d: &DeadLetter<'_>) -> Result<(), StoreError> {
     let job = &d.job;
-    c.execute(
+    c.execute_cached(
         "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, error,
                            finished_at, state_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
@@ -241,7 +242,7 @@ pub async fn list(c: &impl GenericClient, filter: &Filter, limit: i64) -> Result
          ORDER BY {order} LIMIT $6"
     );
     let rows = c
-        .query(
+        .query_cached(
             &sql,
             &[
                 &filter.file.map(|f| f.0),
@@ -258,7 +259,7 @@ pub async fn list(c: &impl GenericClient, filter: &Filter, limit: i64) -> Result
 
 /// One job by id.
 pub async fn get(c: &impl GenericClient, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-    let row = c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id]).await?;
+    let row = c.query_opt_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id]).await?;
     row.as_ref().map(JobRecord::from_row).transpose()
 }
 
@@ -280,7 +281,7 @@ async fn requeue(c: &impl GenericClient, id: Uuid, exchange: &str, by: Requeue) 
         Requeue::Reconciler => "requeues = requeues + 1",
     };
     let updated = c
-        .execute(
+        .execute_cached(
             &format!(
                 "UPDATE jobs SET state = $2, {set}, worker_id = NULL, started_at = NULL, finished_at = NULL,
                      state_at = now() WHERE id = $1"
@@ -291,7 +292,7 @@ async fn requeue(c: &impl GenericClient, id: Uuid, exchange: &str, by: Requeue) 
     if updated == 0 {
         return Ok(false);
     }
-    c.execute(
+    c.execute_cached(
         "INSERT INTO outbox (exchange, routing_key, message_id, payload)
          SELECT $2, queue, id, payload FROM jobs WHERE id = $1",
         &[&id, &exchange],
@@ -304,7 +305,7 @@ async fn requeue(c: &impl GenericClient, id: Uuid, exchange: &str, by: Requeue) 
 /// `replays` + 1. False when there is no such dead job.
 pub async fn replay(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<bool, StoreError> {
     let state: Option<JobState> = c
-        .query_opt("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", &[&id])
+        .query_opt_cached("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", &[&id])
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
@@ -318,7 +319,7 @@ pub async fn replay(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<
 /// dead job.
 pub async fn discard(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError> {
     let n = c
-        .execute(
+        .execute_cached(
             "UPDATE jobs SET state = $2, discarded_at = now(), state_at = now() WHERE id = $1 AND state = 'dead'",
             &[&id, &JobState::Cancelled],
         )
@@ -341,7 +342,7 @@ pub async fn overdue(
     limit: i64,
 ) -> Result<Vec<JobRecord>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {COLUMNS} FROM jobs
                  WHERE state IN ('queued', 'active', 'retrying') AND state_at < now() - make_interval(secs => $1)
@@ -362,7 +363,7 @@ pub async fn reconcile(c: &impl GenericClient, id: Uuid, exchange: &str) -> Resu
 
 /// Marks an overdue job that was re-enqueued too often `dead` with `reason`.
 pub async fn give_up(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "UPDATE jobs SET state = $2, error = $3, finished_at = now(), state_at = now() WHERE id = $1",
         &[&id, &JobState::Dead, &reason],
     )
@@ -373,7 +374,7 @@ pub async fn give_up(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<(
 /// Deletes `done` and `cancelled` records finished more than `older_than_secs` ago;
 /// returns how many.
 pub async fn prune(c: &impl GenericClient, older_than_secs: f64) -> Result<u64, StoreError> {
-    Ok(c.execute(
+    Ok(c.execute_cached(
         "DELETE FROM jobs WHERE state IN ('done', 'cancelled')
                AND COALESCE(finished_at, state_at) < now() - make_interval(secs => $1)",
         &[&older_than_secs],
@@ -383,5 +384,5 @@ pub async fn prune(c: &impl GenericClient, older_than_secs: f64) -> Result<u64, 
 
 /// How many records are in `state`.
 pub async fn count_in_state(c: &impl GenericClient, state: JobState) -> Result<i64, StoreError> {
-    Ok(c.query_one("SELECT count(*) FROM jobs WHERE state = $1", &[&state]).await?.try_get(0)?)
+    Ok(c.query_one_cached("SELECT count(*) FROM jobs WHERE state = $1", &[&state]).await?.try_get(0)?)
 }

@@ -12,6 +12,7 @@
 //! [`StoreError`], never as a panic; states are enums ([`UploadState`],
 //! [`ReplicaState`], [`NodeState`], [`JobState`]) bound as parameters and parsed fallibly.
 
+pub mod cached;
 mod convert;
 mod error;
 pub mod files;

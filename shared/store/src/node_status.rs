@@ -2,6 +2,7 @@
 //! the history the same write keeps: `node_events` (every up/down transition with its
 //! reason) and `node_space` (free-space samples for the trend).
 
+use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, NodeId};
@@ -36,7 +37,7 @@ pub async fn record(c: &impl GenericClient, node: NodeId, probe: &Probe<'_>) -> 
     // Data-modifying CTEs all see the table as it was before the statement, so `prev`
     // is the previous probe even though `upsert` replaces it.
     let row = c
-        .query_one(
+        .query_one_cached(
             "WITH prev AS (SELECT up FROM node_status WHERE node_id = $1),
              upsert AS (
                 INSERT INTO node_status (node_id, up, free_bytes, total_bytes, rtt_ms, error, checked_at, down_since,
@@ -89,7 +90,7 @@ pub struct Event {
 /// Node `node`'s latest `limit` transitions, newest first.
 pub async fn events(c: &impl GenericClient, node: NodeId, limit: i64) -> Result<Vec<Event>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT at, up, reason FROM node_events WHERE node_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
             &[&node.0, &limit],
         )
@@ -110,7 +111,7 @@ pub struct SpaceSample {
 /// Node `node`'s free-space samples of the last `secs` seconds, oldest first.
 pub async fn space(c: &impl GenericClient, node: NodeId, secs: f64) -> Result<Vec<SpaceSample>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT at, free_bytes, total_bytes FROM node_space
              WHERE node_id = $1 AND at > now() - make_interval(secs => $2) ORDER BY at",
             &[&node.0, &secs],

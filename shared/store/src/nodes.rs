@@ -1,6 +1,7 @@
 //! The `nodes` table: storage nodes, the rules a node record must follow (shared by
 //! the admin API and the `ferry` CLI), and the placement query.
 
+use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, NodeId};
@@ -54,7 +55,7 @@ pub struct Placement<'a> {
 pub async fn eligible(c: &impl GenericClient, p: Placement<'_>) -> Result<Vec<NodeId>, StoreError> {
     let exclude: Vec<i32> = p.exclude.iter().map(|n| n.0).collect();
     let rows = c
-        .query(
+        .query_cached(
             "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
              WHERE n.state = $6 AND s.up
                AND s.checked_at > now() - make_interval(secs => $4::float8)
@@ -85,7 +86,7 @@ pub struct ProbeTarget {
 
 /// Every node, by id (disabled ones too: their health still shows in the admin page).
 pub async fn probe_targets(c: &impl GenericClient) -> Result<Vec<ProbeTarget>, StoreError> {
-    let rows = c.query("SELECT id, public_url FROM nodes ORDER BY id", &[]).await?;
+    let rows = c.query_cached("SELECT id, public_url FROM nodes ORDER BY id", &[]).await?;
     rows.iter()
         .map(|r| Ok(ProbeTarget { id: NodeId(r.try_get("id")?), public_url: r.try_get("public_url")? }))
         .collect()
@@ -94,7 +95,7 @@ pub async fn probe_targets(c: &impl GenericClient) -> Result<Vec<ProbeTarget>, S
 /// Nodes that are not disabled and were up at their last probe, with how to reach them.
 pub async fn reachable(c: &impl GenericClient) -> Result<Vec<(NodeId, SshTarget)>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT n.id, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path FROM nodes n
              JOIN node_status s ON s.node_id = n.id WHERE n.state <> $1 AND s.up",
             &[&NodeState::Disabled],
@@ -248,7 +249,7 @@ pub async fn insert(client: &impl GenericClient, input: &NodeInput) -> Result<No
         return Err(invalid("lat and lon are required: where the node is, for the nearest-node choice."));
     };
     let row = client
-        .query_one(
+        .query_one_cached(
             "INSERT INTO nodes (name, ssh_host, ssh_port, ssh_user, root_path, public_url, region, lat, lon, state)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             &[
@@ -272,7 +273,7 @@ pub async fn insert(client: &impl GenericClient, input: &NodeInput) -> Result<No
 pub async fn update(client: &impl GenericClient, id: NodeId, input: &NodeInput) -> Result<(), NodeError> {
     input.validate()?;
     let updated = client
-        .execute(
+        .execute_cached(
             "UPDATE nodes SET name = COALESCE($2, name), ssh_host = COALESCE($3, ssh_host),
                 ssh_port = COALESCE($4, ssh_port), ssh_user = COALESCE($5, ssh_user),
                 root_path = COALESCE($6, root_path), public_url = COALESCE($7, public_url),
@@ -400,7 +401,7 @@ fn overview_from_row(r: &tokio_postgres::Row) -> Result<Overview, StoreError> {
 /// Every node (or only `only`), by id, with its last probe and present replicas.
 pub async fn overview(c: &impl GenericClient, only: Option<NodeId>) -> Result<Vec<Overview>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
                     n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.last_up_at, s.down_since, s.error,
                     (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = $2) AS replicas
@@ -415,7 +416,7 @@ pub async fn overview(c: &impl GenericClient, only: Option<NodeId>) -> Result<Ve
 
 /// The id of the node named `name`.
 pub async fn id_by_name(c: &impl GenericClient, name: &str) -> Result<Option<NodeId>, StoreError> {
-    let row = c.query_opt("SELECT id FROM nodes WHERE name = $1", &[&name]).await?;
+    let row = c.query_opt_cached("SELECT id FROM nodes WHERE name = $1", &[&name]).await?;
     row.map(|r| Ok(NodeId(r.try_get("id")?))).transpose()
 }
 
@@ -429,7 +430,7 @@ pub async fn remove(c: &impl GenericClient, id: NodeId) -> Result<String, NodeEr
     // same way). A second try covers a replica removed between the two statements.
     for _ in 0..2 {
         let deleted = c
-            .query_opt(
+            .query_opt_cached(
                 "DELETE FROM nodes n WHERE n.id = $1 AND n.state <> $2
                     AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.node_id = n.id)
                  RETURNING n.name",
@@ -443,7 +444,7 @@ pub async fn remove(c: &impl GenericClient, id: NodeId) -> Result<String, NodeEr
             Err(e) => return Err(e.into()),
         }
         let row = c
-            .query_opt(
+            .query_opt_cached(
                 "SELECT n.state, (SELECT count(*) FROM replicas r WHERE r.node_id = n.id) AS replicas
                  FROM nodes n WHERE n.id = $1",
                 &[&id.0],
@@ -464,7 +465,7 @@ pub async fn remove(c: &impl GenericClient, id: NodeId) -> Result<String, NodeEr
 /// Node `name_or_id`'s id: a number is an id, anything else a name.
 pub async fn resolve(c: &impl GenericClient, name_or_id: &str) -> Result<Option<NodeId>, StoreError> {
     match name_or_id.parse() {
-        Ok(id) => Ok(c.query_opt("SELECT id FROM nodes WHERE id = $1", &[&id]).await?.map(|_| NodeId(id))),
+        Ok(id) => Ok(c.query_opt_cached("SELECT id FROM nodes WHERE id = $1", &[&id]).await?.map(|_| NodeId(id))),
         Err(_) => id_by_name(c, name_or_id).await,
     }
 }

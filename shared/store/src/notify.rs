@@ -3,6 +3,7 @@
 //! that ends an assembly and in the one that makes a replica present; each API process
 //! listens on a dedicated connection and wakes its completing POSTs.
 
+use crate::cached::Cached;
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
@@ -22,7 +23,7 @@ pub const UPLOAD_CHANNEL: &str = "ferry_upload";
 
 /// Sends an upload event; inside a transaction it is delivered at commit.
 pub async fn upload_event(c: &impl GenericClient, id: FileId) -> Result<(), StoreError> {
-    c.execute("SELECT pg_notify($1, $2)", &[&UPLOAD_CHANNEL, &id.to_string()]).await?;
+    c.execute_cached("SELECT pg_notify($1, $2)", &[&UPLOAD_CHANNEL, &id.to_string()]).await?;
     Ok(())
 }
 

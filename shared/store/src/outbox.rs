@@ -2,6 +2,7 @@
 //! describe, relayed to the broker by `ferry_queue::outbox`. The store knows nothing
 //! of the broker: a row is an exchange, a routing key, a message id and a JSON body.
 
+use crate::cached::Cached;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -29,7 +30,7 @@ pub async fn insert(
     message_id: Uuid,
     payload: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO outbox (exchange, routing_key, message_id, payload) VALUES ($1, $2, $3, $4)",
         &[&exchange, &routing_key, &message_id, payload],
     )
@@ -42,7 +43,7 @@ pub async fn insert(
 /// transaction and [`delete`] the rows in it once they are published.
 pub async fn claim(tx: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
     let rows = tx
-        .query(
+        .query_cached(
             "SELECT id, exchange, routing_key, message_id, payload::text AS payload FROM outbox
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             &[&limit],
@@ -63,6 +64,6 @@ pub async fn claim(tx: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>
 
 /// Removes published rows.
 pub async fn delete(tx: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids]).await?;
+    tx.execute_cached("DELETE FROM outbox WHERE id = ANY($1)", &[&ids]).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `replicas` table: one row per (file, node) copy and its state.
 
+use crate::cached::Cached;
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, FileId, NodeId};
 use uuid::Uuid;
@@ -10,14 +11,17 @@ use crate::{NodeState, ReplicaState, StoreError};
 
 /// A new target: a `pending` row (kept as it is if it exists).
 pub async fn insert_pending(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
-    c.execute("INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&file.0, &node.0])
-        .await?;
+    c.execute_cached(
+        "INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&file.0, &node.0],
+    )
+    .await?;
     Ok(())
 }
 
 /// A repair target: a `pending` row, resetting a row whose earlier copy failed.
 pub async fn reset_pending(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "INSERT INTO replicas (file_id, node_id) VALUES ($1, $2)
          ON CONFLICT (file_id, node_id) DO UPDATE SET state = $3, last_error = NULL, updated_at = now()",
         &[&file.0, &node.0, &ReplicaState::Pending],
@@ -42,7 +46,7 @@ pub struct CopyJob {
 /// The replica `(file, node)` with its file and node, if the row exists.
 pub async fn copy_job(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<Option<CopyJob>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "SELECT r.state, f.sha256, f.md5, f.deleted_at IS NOT NULL AS file_deleted, n.state AS node_state,
                     n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
              FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
@@ -66,7 +70,7 @@ pub async fn copy_job(c: &impl GenericClient, file: FileId, node: NodeId) -> Res
 /// Marks a copy attempt started (`copying`, attempts + 1) unless the replica is
 /// already present or being deleted.
 pub async fn start_copy(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "UPDATE replicas SET state = $3, attempts = attempts + 1, updated_at = now()
          WHERE file_id = $1 AND node_id = $2 AND state = ANY($4)",
         &[
@@ -84,7 +88,7 @@ pub async fn start_copy(c: &impl GenericClient, file: FileId, node: NodeId) -> R
 /// meanwhile. Returns whether the row changed.
 pub async fn mark_present(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<bool, StoreError> {
     let updated = c
-        .execute(
+        .execute_cached(
             "UPDATE replicas r SET state = $3, last_error = NULL, updated_at = now(), verified_at = now()
              FROM files f
              WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = $4
@@ -104,7 +108,7 @@ pub struct Progress {
 
 pub async fn progress(c: &impl GenericClient, file: FileId) -> Result<Progress, StoreError> {
     let row = c
-        .query_one(
+        .query_one_cached(
             "SELECT count(*) FILTER (WHERE state = ANY($2)) AS in_flight,
                     count(*) FILTER (WHERE state = $3) AS present
              FROM replicas WHERE file_id = $1",
@@ -116,7 +120,7 @@ pub async fn progress(c: &impl GenericClient, file: FileId) -> Result<Progress, 
 
 /// Gives up on a copy in flight: `failed` with its reason, for the repair to replace.
 pub async fn fail_copy(c: &impl GenericClient, file: FileId, node: NodeId, reason: &str) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "UPDATE replicas SET state = $4, last_error = $3, updated_at = now()
          WHERE file_id = $1 AND node_id = $2 AND state = ANY($5)",
         &[&file.0, &node.0, &reason, &ReplicaState::Failed, &[ReplicaState::Pending, ReplicaState::Copying].as_slice()],
@@ -134,7 +138,7 @@ pub async fn fail_present(
     reason: &str,
 ) -> Result<u64, StoreError> {
     let ids: Vec<Uuid> = files.iter().map(|f| f.0).collect();
-    Ok(c.execute(
+    Ok(c.execute_cached(
         "UPDATE replicas SET state = $4, last_error = $3, updated_at = now()
              WHERE node_id = $1 AND file_id = ANY($2) AND state = $5",
         &[&node.0, &ids, &reason, &ReplicaState::Failed, &ReplicaState::Present],
@@ -146,7 +150,7 @@ pub async fn fail_present(
 /// round-trip time first: where a lost staging copy can be fetched back from.
 pub async fn healthy_sources(c: &impl GenericClient, file: FileId) -> Result<Vec<String>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT n.public_url FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN node_status s ON s.node_id = n.id
              WHERE r.file_id = $1 AND r.state = $2 AND n.state <> $3 AND s.up
              ORDER BY s.rtt_ms NULLS LAST",
@@ -160,7 +164,7 @@ pub async fn healthy_sources(c: &impl GenericClient, file: FileId) -> Result<Vec
 /// the delete job removes. A stray job for a live file finds nothing.
 pub async fn of_deleted_file(c: &impl GenericClient, file: FileId) -> Result<Vec<(NodeId, SshTarget)>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT r.node_id, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
              FROM replicas r JOIN nodes n ON n.id = r.node_id JOIN files f ON f.id = r.file_id
              WHERE r.file_id = $1 AND f.deleted_at IS NOT NULL",
@@ -172,7 +176,7 @@ pub async fn of_deleted_file(c: &impl GenericClient, file: FileId) -> Result<Vec
 
 /// Removes the replica row.
 pub async fn delete(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
-    c.execute("DELETE FROM replicas WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0]).await?;
+    c.execute_cached("DELETE FROM replicas WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0]).await?;
     Ok(())
 }
 
@@ -183,7 +187,7 @@ pub async fn set_state(
     node: NodeId,
     state: ReplicaState,
 ) -> Result<(), StoreError> {
-    c.execute("UPDATE replicas SET state = $3 WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0, &state])
+    c.execute_cached("UPDATE replicas SET state = $3 WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0, &state])
         .await?;
     Ok(())
 }
@@ -201,7 +205,7 @@ pub struct Surplus {
 /// file's lock ([`crate::files::lock`]).
 pub async fn lock_surplus(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<Option<Surplus>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "SELECT n.ssh_host, n.ssh_port, n.ssh_user, n.root_path,
                     (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
                      WHERE r2.file_id = r.file_id AND r2.node_id <> r.node_id
@@ -223,7 +227,7 @@ pub async fn scrub_target(
     node: NodeId,
 ) -> Result<Option<(String, SshTarget)>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "SELECT f.sha256, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path
              FROM replicas r JOIN files f ON f.id = r.file_id JOIN nodes n ON n.id = r.node_id
              WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = $3 AND f.deleted_at IS NULL",
@@ -235,7 +239,7 @@ pub async fn scrub_target(
 
 /// Records that the replica's bytes were checked just now (and its scrub is done).
 pub async fn mark_verified(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "UPDATE replicas SET verified_at = now(), scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2",
         &[&file.0, &node.0],
     )
@@ -246,8 +250,11 @@ pub async fn mark_verified(c: &impl GenericClient, file: FileId, node: NodeId) -
 /// Ends the replica's outstanding scrub (done, moot, or given up) without recording a
 /// verification.
 pub async fn clear_scrub(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
-    c.execute("UPDATE replicas SET scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2", &[&file.0, &node.0])
-        .await?;
+    c.execute_cached(
+        "UPDATE replicas SET scrub_queued_at = NULL WHERE file_id = $1 AND node_id = $2",
+        &[&file.0, &node.0],
+    )
+    .await?;
     Ok(())
 }
 
@@ -255,7 +262,7 @@ pub async fn clear_scrub(c: &impl GenericClient, file: FileId, node: NodeId) -> 
 pub async fn unaccounted(c: &impl GenericClient, node: NodeId, found: &[FileId]) -> Result<Vec<FileId>, StoreError> {
     let ids: Vec<Uuid> = found.iter().map(|f| f.0).collect();
     let rows = c
-        .query(
+        .query_cached(
             "SELECT c.id FROM unnest($1::uuid[]) AS c(id)
              WHERE NOT EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = c.id AND r.node_id = $2)",
             &[&ids, &node.0],
@@ -282,7 +289,7 @@ pub async fn under_replicated(
     limit: i64,
 ) -> Result<Vec<UnderReplicated>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT f.id, f.size,
                     COALESCE(array_agg(r.node_id) FILTER (WHERE r.state = ANY($4)), '{}') AS existing
              FROM files f LEFT JOIN replicas r ON r.file_id = f.id LEFT JOIN nodes n ON n.id = r.node_id
@@ -321,7 +328,7 @@ const LIVE: [ReplicaState; 3] = [ReplicaState::Pending, ReplicaState::Copying, R
 /// The file's live replicas (as in [`under_replicated`]).
 pub async fn live_count(c: &impl GenericClient, file: FileId, grace_secs: f64) -> Result<i64, StoreError> {
     let row = c
-        .query_one(
+        .query_one_cached(
             "SELECT count(*) AS live FROM replicas r JOIN nodes n ON n.id = r.node_id
              LEFT JOIN node_status s ON s.node_id = r.node_id
              WHERE r.file_id = $1 AND r.state = ANY($3) AND n.state = $4
@@ -340,7 +347,7 @@ fn pairs(rows: &[tokio_postgres::Row]) -> Result<Vec<(FileId, NodeId)>, StoreErr
 /// `want` present replicas on active nodes; returns them.
 pub async fn retire_draining(c: &impl GenericClient, want: i64) -> Result<Vec<(FileId, NodeId)>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "UPDATE replicas r SET state = $2, updated_at = now()
              FROM nodes n
              WHERE n.id = r.node_id AND n.state = $3 AND r.state = $4
@@ -358,7 +365,7 @@ pub async fn retire_draining(c: &impl GenericClient, want: i64) -> Result<Vec<(F
 /// `deleting` and returns them.
 pub async fn retire_surplus(c: &impl GenericClient, want: i64) -> Result<Vec<(FileId, NodeId)>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "WITH live AS (
                  SELECT r.file_id, r.node_id,
                         row_number() OVER (PARTITION BY r.file_id ORDER BY s.free_bytes DESC, r.node_id) AS rank
@@ -385,7 +392,7 @@ pub async fn claim_scrub(
     lease_secs: f64,
 ) -> Result<Vec<(FileId, NodeId)>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "UPDATE replicas SET scrub_queued_at = now()
              WHERE (file_id, node_id) IN (
                  SELECT r.file_id, r.node_id FROM replicas r JOIN node_status s ON s.node_id = r.node_id
@@ -420,7 +427,7 @@ pub struct Detail {
 pub async fn of_files(c: &impl GenericClient, files: &[FileId]) -> Result<Vec<Detail>, StoreError> {
     let ids: Vec<Uuid> = files.iter().map(|f| f.0).collect();
     let rows = c
-        .query(
+        .query_cached(
             "SELECT r.file_id, r.node_id, n.name, n.state AS node_state, r.state, r.attempts, r.last_error, r.updated_at
              FROM replicas r JOIN nodes n ON n.id = r.node_id
              WHERE r.file_id = ANY($1) ORDER BY n.name",

@@ -1,6 +1,7 @@
 //! Which staging directories are still needed: questions spanning `uploads`, `files`
 //! and `replicas`, asked by the workers' staging garbage collection and delete job.
 
+use crate::cached::Cached;
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::FileId;
 use uuid::Uuid;
@@ -11,7 +12,7 @@ use crate::{ReplicaState, StoreError, UploadState};
 /// expired or failed.
 pub async fn releasable(c: &impl GenericClient, id: FileId) -> Result<bool, StoreError> {
     let row = c
-        .query_one(
+        .query_one_cached(
             "SELECT EXISTS (SELECT 1 FROM files WHERE id = $1 AND deleted_at IS NOT NULL)
                  OR EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND status = ANY($2)) AS releasable",
             &[&id.0, &[UploadState::Expired, UploadState::Failed].as_slice()],
@@ -26,7 +27,7 @@ pub async fn releasable(c: &impl GenericClient, id: FileId) -> Result<bool, Stor
 pub async fn unneeded(c: &impl GenericClient, candidates: &[FileId], want: i64) -> Result<Vec<FileId>, StoreError> {
     let ids: Vec<Uuid> = candidates.iter().map(|f| f.0).collect();
     let rows = c
-        .query(
+        .query_cached(
             "SELECT c.id FROM unnest($1::uuid[]) AS c(id)
              LEFT JOIN uploads u ON u.id = c.id
              LEFT JOIN files f ON f.id = c.id
@@ -56,6 +57,6 @@ const NODE_SWEEP_LOCK: i64 = 0x6665_7272_7903;
 /// Takes the node-sweep lock for the rest of the caller's transaction; false when
 /// another worker holds it.
 pub async fn try_lock_node_sweep(tx: &impl GenericClient) -> Result<bool, StoreError> {
-    let row = tx.query_one("SELECT pg_try_advisory_xact_lock($1) AS locked", &[&NODE_SWEEP_LOCK]).await?;
+    let row = tx.query_one_cached("SELECT pg_try_advisory_xact_lock($1) AS locked", &[&NODE_SWEEP_LOCK]).await?;
     Ok(row.try_get("locked")?)
 }

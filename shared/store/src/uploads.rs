@@ -1,6 +1,7 @@
 //! The `uploads` and `upload_chunks` tables: uploads in progress, their writer lease
 //! and running digest, and their outcome.
 
+use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{ByteSize, FileId, UserId};
@@ -23,7 +24,10 @@ pub struct AssemblyInput {
 
 pub async fn assembly_input(c: &impl GenericClient, id: FileId) -> Result<Option<AssemblyInput>, StoreError> {
     let row = c
-        .query_opt("SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0])
+        .query_opt_cached(
+            "SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1",
+            &[&id.0],
+        )
         .await?;
     row.map(|r| {
         Ok(AssemblyInput {
@@ -52,7 +56,7 @@ pub struct Origin {
 /// Locks the upload row (`FOR UPDATE`) and reads its origin.
 pub async fn lock_origin(c: &impl GenericClient, id: FileId) -> Result<Option<Origin>, StoreError> {
     let row = c
-        .query_opt("SELECT status, user_id, filename, parent_id FROM uploads WHERE id = $1 FOR UPDATE", &[&id.0])
+        .query_opt_cached("SELECT status, user_id, filename, parent_id FROM uploads WHERE id = $1 FOR UPDATE", &[&id.0])
         .await?;
     row.map(|r| {
         Ok(Origin {
@@ -67,7 +71,7 @@ pub async fn lock_origin(c: &impl GenericClient, id: FileId) -> Result<Option<Or
 
 /// The assembly verified the upload: `complete`.
 pub async fn mark_complete(c: &impl GenericClient, id: FileId) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "UPDATE uploads SET status = $2, completed_at = now(), error = NULL WHERE id = $1",
         &[&id.0, &UploadState::Complete],
     )
@@ -148,7 +152,7 @@ pub async fn mark_failed(
     detail: &str,
 ) -> Result<(), StoreError> {
     let error = failure.stored_text(detail);
-    c.execute(
+    c.execute_cached(
         "UPDATE uploads SET status = $3, error = $2 WHERE id = $1 AND status = $4",
         &[&id.0, &error, &UploadState::Failed, &UploadState::Assembling],
     )
@@ -166,7 +170,7 @@ pub async fn reopen(
     detail: &str,
 ) -> Result<(), StoreError> {
     let error = failure.stored_text(detail);
-    c.execute(
+    c.execute_cached(
         "UPDATE uploads SET status = $3, md5 = NULL, error = $2 WHERE id = $1 AND status = $4",
         &[&id.0, &error, &UploadState::Uploading, &UploadState::Assembling],
     )
@@ -178,7 +182,7 @@ pub async fn reopen(
 /// rows another transaction holds) and returns their ids.
 pub async fn expire_due(c: &impl GenericClient, limit: i64) -> Result<Vec<FileId>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "UPDATE uploads SET status = $2, error = 'expired before completion'
              WHERE id IN (SELECT id FROM uploads WHERE status = $3 AND expires_at <= now()
                           ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
@@ -242,7 +246,7 @@ pub async fn load(c: &impl GenericClient, id: FileId, user: UserId, lock: bool) 
          FROM uploads WHERE id = $1 AND user_id = $2{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    let row = c.query_opt(&sql, &[&id.0, &user.0]).await?;
+    let row = c.query_opt_cached(&sql, &[&id.0, &user.0]).await?;
     row.map(|r| Upload::from_row(&r)).transpose()
 }
 
@@ -254,9 +258,9 @@ pub async fn page(
     offset: i64,
 ) -> Result<(i64, Vec<Upload>), StoreError> {
     let count: i64 =
-        c.query_one("SELECT count(*) AS n FROM uploads WHERE user_id = $1", &[&user.0]).await?.try_get("n")?;
+        c.query_one_cached("SELECT count(*) AS n FROM uploads WHERE user_id = $1", &[&user.0]).await?.try_get("n")?;
     let rows = c
-        .query(
+        .query_cached(
             "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
                     completed_at, metadata
              FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
@@ -291,7 +295,7 @@ pub struct NewUpload<'a> {
 pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), StoreError> {
     let state = if u.md5.is_some() { UploadState::Assembling } else { UploadState::Uploading };
     let received = size_to_db("chunk size", u.received)?;
-    c.execute(
+    c.execute_cached(
         "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
                               md5_state, sha256_state, metadata)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -312,8 +316,11 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), Sto
     )
     .await?;
     if received > 0 {
-        c.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)", &[&u.id.0, &received])
-            .await?;
+        c.execute_cached(
+            "INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)",
+            &[&u.id.0, &received],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -334,7 +341,7 @@ pub async fn take_lease(
     lease_secs: f64,
 ) -> Result<Option<DigestState>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "UPDATE uploads SET writer = $3, writer_until = now() + make_interval(secs => $5)
              WHERE id = $1 AND user_id = $2 AND status = $6 AND \"offset\" = $4
                AND (writer IS NULL OR writer_until < now())
@@ -347,8 +354,11 @@ pub async fn take_lease(
 
 /// Releases the writer lease if `token` still holds it.
 pub async fn release_lease(c: &impl GenericClient, id: FileId, token: uuid::Uuid) -> Result<(), StoreError> {
-    c.execute("UPDATE uploads SET writer = NULL, writer_until = NULL WHERE id = $1 AND writer = $2", &[&id.0, &token])
-        .await?;
+    c.execute_cached(
+        "UPDATE uploads SET writer = NULL, writer_until = NULL WHERE id = $1 AND writer = $2",
+        &[&id.0, &token],
+    )
+    .await?;
     Ok(())
 }
 
@@ -375,7 +385,7 @@ pub async fn record_chunk(
 ) -> Result<bool, StoreError> {
     let (start, size) = (size_to_db("offset", chunk.start)?, size_to_db("chunk size", chunk.size)?);
     let advanced = c
-        .execute(
+        .execute_cached(
             "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
                     writer = NULL, writer_until = NULL, expires_at = $8
              WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = $7",
@@ -394,27 +404,33 @@ pub async fn record_chunk(
     if advanced == 0 {
         return Ok(false);
     }
-    c.execute("INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, $2, $3)", &[&id.0, &start, &size])
-        .await?;
+    c.execute_cached(
+        "INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, $2, $3)",
+        &[&id.0, &start, &size],
+    )
+    .await?;
     Ok(true)
 }
 
 /// The stored running digest state (md5, sha256) of the upload `id`.
 pub async fn digest_state(c: &impl GenericClient, id: FileId) -> Result<DigestState, StoreError> {
-    let row = c.query_one("SELECT md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0]).await?;
+    let row = c.query_one_cached("SELECT md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0]).await?;
     Ok((row.try_get("md5_state")?, row.try_get("sha256_state")?))
 }
 
 /// The md5 (hex) a completing POST handed to the workers, if any.
 pub async fn accepted_md5(c: &impl GenericClient, id: FileId) -> Result<Option<String>, StoreError> {
-    let row = c.query_one("SELECT md5 FROM uploads WHERE id = $1", &[&id.0]).await?;
+    let row = c.query_one_cached("SELECT md5 FROM uploads WHERE id = $1", &[&id.0]).await?;
     Ok(row.try_get("md5")?)
 }
 
 /// The client sent its md5: `assembling`.
 pub async fn start_assembly(c: &impl GenericClient, id: FileId, md5: &str) -> Result<(), StoreError> {
-    c.execute("UPDATE uploads SET status = $3, md5 = $2 WHERE id = $1", &[&id.0, &md5, &UploadState::Assembling])
-        .await?;
+    c.execute_cached(
+        "UPDATE uploads SET status = $3, md5 = $2 WHERE id = $1",
+        &[&id.0, &md5, &UploadState::Assembling],
+    )
+    .await?;
     Ok(())
 }
 
@@ -422,7 +438,7 @@ pub async fn start_assembly(c: &impl GenericClient, id: FileId, md5: &str) -> Re
 /// while it is still unknown and `uploading`. Returns false when nothing changed.
 pub async fn declare_length(c: &impl GenericClient, id: FileId, total: ByteSize) -> Result<bool, StoreError> {
     let n = c
-        .execute(
+        .execute_cached(
             "UPDATE uploads SET total_size = $2 WHERE id = $1 AND total_size IS NULL AND status = $3",
             &[&id.0, &size_to_db("total size", total)?, &UploadState::Uploading],
         )
@@ -436,7 +452,7 @@ pub async fn declare_length(c: &impl GenericClient, id: FileId, total: ByteSize)
 /// reclaims the staging bytes, in the same transaction.
 pub async fn terminate(c: &impl GenericClient, id: FileId, user: UserId) -> Result<bool, StoreError> {
     let n = c
-        .execute(
+        .execute_cached(
             "UPDATE uploads SET status = $3, error = 'terminated by its client', writer = NULL, writer_until = NULL
              WHERE id = $1 AND user_id = $2 AND status = $4",
             &[&id.0, &user.0, &UploadState::Expired, &UploadState::Uploading],
@@ -505,18 +521,22 @@ pub async fn search(
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
         [&search.user, &name, &id, &search.from, &search.to, &state];
     let total: i64 = c
-        .query_one(&format!("SELECT count(*) AS n FROM uploads u JOIN users us ON us.id = u.user_id {filter}"), &params)
+        .query_one_cached(
+            &format!("SELECT count(*) AS n FROM uploads u JOIN users us ON us.id = u.user_id {filter}"),
+            &params,
+        )
         .await?
         .try_get("n")?;
     let mut all = params.to_vec();
     all.extend([&paging.limit as &(dyn tokio_postgres::types::ToSql + Sync), &paging.offset]);
-    let rows = c.query(&format!("{RECENT} {filter} ORDER BY u.created_at DESC, u.id LIMIT $7 OFFSET $8"), &all).await?;
+    let rows =
+        c.query_cached(&format!("{RECENT} {filter} ORDER BY u.created_at DESC, u.id LIMIT $7 OFFSET $8"), &all).await?;
     Ok((total, rows.iter().map(recent_from_row).collect::<Result<_, _>>()?))
 }
 
 /// Any user's upload `id`.
 pub async fn get_any(c: &impl GenericClient, id: FileId) -> Result<Option<Recent>, StoreError> {
-    let row = c.query_opt(&format!("{RECENT} WHERE u.id = $1"), &[&id.0]).await?;
+    let row = c.query_opt_cached(&format!("{RECENT} WHERE u.id = $1"), &[&id.0]).await?;
     row.as_ref().map(recent_from_row).transpose()
 }
 
@@ -531,10 +551,12 @@ pub struct ChunkRow {
 /// The accepted chunks of upload `id`, in offset order (at most `limit`), and how many
 /// there are.
 pub async fn chunks(c: &impl GenericClient, id: FileId, limit: i64) -> Result<(i64, Vec<ChunkRow>), StoreError> {
-    let total: i64 =
-        c.query_one("SELECT count(*) AS n FROM upload_chunks WHERE upload_id = $1", &[&id.0]).await?.try_get("n")?;
+    let total: i64 = c
+        .query_one_cached("SELECT count(*) AS n FROM upload_chunks WHERE upload_id = $1", &[&id.0])
+        .await?
+        .try_get("n")?;
     let rows = c
-        .query(
+        .query_cached(
             "SELECT \"offset\", size, received_at FROM upload_chunks WHERE upload_id = $1 ORDER BY \"offset\" LIMIT $2",
             &[&id.0, &limit],
         )

@@ -2,6 +2,7 @@
 //! account rules (name shape, password length, hashing) live here so the admin page,
 //! `ferry-api user-add` and the `ferry` CLI apply the same ones.
 
+use crate::cached::Cached;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
@@ -58,7 +59,10 @@ pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admi
     }
     // Unique whatever the case (a unique index on lower(username) enforces it too).
     let same = c
-        .query_opt("SELECT username FROM users WHERE lower(username) = lower($1) AND username <> $1", &[&username])
+        .query_opt_cached(
+            "SELECT username FROM users WHERE lower(username) = lower($1) AND username <> $1",
+            &[&username],
+        )
         .await
         .map_err(StoreError::from)?;
     if let Some(row) = same {
@@ -68,7 +72,7 @@ pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admi
     // every start) changes nothing, so the user's tokens and sessions stay valid; a new
     // password or admin flag ends them.
     let existing = c
-        .query_opt("SELECT id, password_hash, is_admin FROM users WHERE username = $1", &[&username])
+        .query_opt_cached("SELECT id, password_hash, is_admin FROM users WHERE username = $1", &[&username])
         .await
         .map_err(StoreError::from)?;
     if let Some(row) = existing {
@@ -88,7 +92,7 @@ pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admi
     }
     let hash = check_password(password)?;
     let row = c
-        .query_one(
+        .query_one_cached(
             "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3)
              ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, is_admin = EXCLUDED.is_admin,
                 token_generation = users.token_generation + 1
@@ -106,7 +110,7 @@ pub async fn upsert(c: &impl GenericClient, username: &str, password: &str, admi
 pub async fn set_password(c: &impl GenericClient, username: &str, password: &str) -> Result<bool, UserError> {
     let hash = check_password(password)?;
     let updated = c
-        .execute(
+        .execute_cached(
             "UPDATE users SET password_hash = $2, token_generation = token_generation + 1 WHERE username = $1",
             &[&username, &hash],
         )
@@ -118,7 +122,7 @@ pub async fn set_password(c: &impl GenericClient, username: &str, password: &str
 /// Ends every token and admin session of `user` (logout): the token generation moves
 /// on, and tokens carry the generation they were issued under.
 pub async fn revoke_tokens(c: &impl GenericClient, user: UserId) -> Result<(), StoreError> {
-    c.execute("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1", &[&user.0]).await?;
+    c.execute_cached("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1", &[&user.0]).await?;
     Ok(())
 }
 
@@ -127,7 +131,7 @@ pub async fn revoke_tokens(c: &impl GenericClient, user: UserId) -> Result<(), S
 /// is no such user.
 pub async fn set_disabled(c: &impl GenericClient, username: &str, disabled: bool) -> Result<bool, StoreError> {
     let updated = c
-        .execute(
+        .execute_cached(
             "UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) END,
                 token_generation = token_generation + 1
              WHERE username = $1",
@@ -142,7 +146,7 @@ pub async fn set_disabled(c: &impl GenericClient, username: &str, disabled: bool
 /// false when there is no such user.
 pub async fn delete(c: &impl GenericClient, username: &str) -> Result<bool, UserError> {
     let owns = c
-        .query_one(
+        .query_one_cached(
             "SELECT EXISTS (SELECT 1 FROM files f JOIN users u ON u.id = f.user_id WHERE u.username = $1)
                  OR EXISTS (SELECT 1 FROM uploads p JOIN users u ON u.id = p.user_id WHERE u.username = $1) AS owns",
             &[&username],
@@ -152,7 +156,8 @@ pub async fn delete(c: &impl GenericClient, username: &str) -> Result<bool, User
     if owns.try_get::<_, bool>("owns").map_err(StoreError::from)? {
         return Err(UserError::HasData(username.to_owned()));
     }
-    let deleted = c.execute("DELETE FROM users WHERE username = $1", &[&username]).await.map_err(StoreError::from)?;
+    let deleted =
+        c.execute_cached("DELETE FROM users WHERE username = $1", &[&username]).await.map_err(StoreError::from)?;
     Ok(deleted == 1)
 }
 
@@ -170,7 +175,7 @@ pub struct Credentials {
 
 pub async fn credentials(c: &impl GenericClient, username: &str) -> Result<Option<Credentials>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "SELECT id, password_hash, is_admin, disabled_at IS NOT NULL AS disabled, token_generation
              FROM users WHERE username = $1",
             &[&username],
@@ -201,7 +206,7 @@ pub struct Account {
 
 pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Account>, StoreError> {
     let row = c
-        .query_opt(
+        .query_opt_cached(
             "SELECT username, is_admin, disabled_at IS NOT NULL AS disabled, token_generation FROM users WHERE id = $1",
             &[&id.0],
         )
@@ -219,7 +224,7 @@ pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Accoun
 
 /// Whether an account named `username` exists.
 pub async fn exists(c: &impl GenericClient, username: &str) -> Result<bool, StoreError> {
-    Ok(c.query_opt("SELECT 1 FROM users WHERE username = $1", &[&username]).await?.is_some())
+    Ok(c.query_opt_cached("SELECT 1 FROM users WHERE username = $1", &[&username]).await?.is_some())
 }
 
 /// A user as the admin page and the CLI list them.
@@ -271,9 +276,9 @@ pub async fn search(
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
         [&search.user, &name, &search.from, &search.to, &disabled, &search.id_prefix, &paging.limit, &paging.offset];
     let total: i64 =
-        c.query_one(&format!("SELECT count(*) AS n FROM users u {filter}"), &params[..6]).await?.try_get("n")?;
+        c.query_one_cached(&format!("SELECT count(*) AS n FROM users u {filter}"), &params[..6]).await?.try_get("n")?;
     let rows = c
-        .query(
+        .query_cached(
             &format!(
                 "SELECT u.id, u.username, u.is_admin, u.disabled_at IS NOT NULL AS disabled, u.quota_bytes,
                     u.created_at, count(f.id) AS files, COALESCE(sum(f.size), 0)::BIGINT AS stored
@@ -308,7 +313,8 @@ pub async fn search(
 /// new uploads only: what is stored stays. Returns false when there is no such user.
 pub async fn set_quota(c: &impl GenericClient, username: &str, quota: Option<ByteSize>) -> Result<bool, StoreError> {
     let quota = quota.map(|q| size_to_db("quota", q)).transpose()?;
-    let updated = c.execute("UPDATE users SET quota_bytes = $2 WHERE username = $1", &[&username, &quota]).await?;
+    let updated =
+        c.execute_cached("UPDATE users SET quota_bytes = $2 WHERE username = $1", &[&username, &quota]).await?;
     Ok(updated == 1)
 }
 
@@ -327,7 +333,7 @@ pub async fn lock_quota_left(
     user: UserId,
     default_quota: ByteSize,
 ) -> Result<i64, StoreError> {
-    tx.query_opt("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user.0]).await?;
+    tx.query_opt_cached("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user.0]).await?;
     let (quota, used) = quota_and_use(tx, user, default_quota).await?;
     Ok(quota.saturating_sub(used))
 }
@@ -340,9 +346,13 @@ pub async fn quota_left(c: &impl GenericClient, user: UserId, default_quota: Byt
 }
 
 /// The user's quota (or `default_quota`) and bytes in use (live files and open uploads).
-async fn quota_and_use(c: &impl GenericClient, user: UserId, default_quota: ByteSize) -> Result<(i64, i64), StoreError> {
+async fn quota_and_use(
+    c: &impl GenericClient,
+    user: UserId,
+    default_quota: ByteSize,
+) -> Result<(i64, i64), StoreError> {
     let row = c
-        .query_one(
+        .query_one_cached(
             "SELECT COALESCE(u.quota_bytes, $2) AS quota,
                     (SELECT COALESCE(SUM(size), 0)::BIGINT FROM files WHERE user_id = u.id AND deleted_at IS NULL)
                   + (SELECT COALESCE(SUM(COALESCE(total_size, \"offset\")), 0)::BIGINT FROM uploads

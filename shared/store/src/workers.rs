@@ -3,6 +3,7 @@
 //! shutdown; one whose heartbeat is older than a few intervals is stale (killed, hung
 //! or cut off).
 
+use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
@@ -60,7 +61,7 @@ impl WorkerRow {
 
 /// Registers (or re-registers) a worker as running now.
 pub async fn register(c: &impl GenericClient, r: &Registration<'_>) -> Result<(), StoreError> {
-    c.execute(
+    c.execute_cached(
         "INSERT INTO workers (id, host, pid, version, queues, concurrency) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (id) DO UPDATE SET host = $2, pid = $3, version = $4, queues = $5, concurrency = $6,
              started_at = now(), heartbeat_at = now(), stopped_at = NULL, in_flight = '{}'",
@@ -72,21 +73,25 @@ pub async fn register(c: &impl GenericClient, r: &Registration<'_>) -> Result<()
 
 /// Records a heartbeat with the jobs in flight right now.
 pub async fn heartbeat(c: &impl GenericClient, id: &str, in_flight: &[Uuid]) -> Result<(), StoreError> {
-    c.execute("UPDATE workers SET heartbeat_at = now(), in_flight = $2 WHERE id = $1", &[&id, &in_flight]).await?;
+    c.execute_cached("UPDATE workers SET heartbeat_at = now(), in_flight = $2 WHERE id = $1", &[&id, &in_flight])
+        .await?;
     Ok(())
 }
 
 /// Marks a worker stopped (clean shutdown).
 pub async fn stopped(c: &impl GenericClient, id: &str) -> Result<(), StoreError> {
-    c.execute("UPDATE workers SET stopped_at = now(), heartbeat_at = now(), in_flight = '{}' WHERE id = $1", &[&id])
-        .await?;
+    c.execute_cached(
+        "UPDATE workers SET stopped_at = now(), heartbeat_at = now(), in_flight = '{}' WHERE id = $1",
+        &[&id],
+    )
+    .await?;
     Ok(())
 }
 
 /// Every worker, running ones first, then by id.
 pub async fn list(c: &impl GenericClient) -> Result<Vec<WorkerRow>, StoreError> {
     let rows = c
-        .query(
+        .query_cached(
             "SELECT id, host, pid, version, queues, concurrency, started_at, heartbeat_at, stopped_at, in_flight,
                     EXTRACT(EPOCH FROM now() - heartbeat_at)::float8 AS heartbeat_age_secs
              FROM workers ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC, id",
@@ -114,6 +119,9 @@ pub async fn list(c: &impl GenericClient) -> Result<Vec<WorkerRow>, StoreError> 
 
 /// Deletes workers stopped, or silent, for longer than `older_than_secs`.
 pub async fn prune(c: &impl GenericClient, older_than_secs: f64) -> Result<u64, StoreError> {
-    Ok(c.execute("DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1)", &[&older_than_secs])
-        .await?)
+    Ok(c.execute_cached(
+        "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1)",
+        &[&older_than_secs],
+    )
+    .await?)
 }
