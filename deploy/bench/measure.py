@@ -52,14 +52,27 @@ def md5_file(path):
 
 def request(method, url, headers=None, body=None, conn=None, timeout=900):
     """One HTTP request; returns (status, headers dict with lower-case names, body).
-    With `conn` (an http.client connection to the same host) the connection is reused."""
+    With `conn` (an http.client connection to the same host) the connection is reused;
+    when the server had closed it meanwhile (its idle keep-alive limit,
+    http.header_read_timeout_secs), the request is sent once more on a new connection,
+    as browsers and HTTP libraries do for a request that got no answer at all
+    (RFC 9112, 9.3.1)."""
     u = urllib.parse.urlsplit(url)
     own = conn is None
     if own:
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    reused = not own and conn.sock is not None
     try:
-        conn.request(method, (u.path or "/") + (f"?{u.query}" if u.query else ""), body=body, headers=headers or {})
-        resp = conn.getresponse()
+        try:
+            conn.request(method, target, body=body, headers=headers or {})
+            resp = conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            if not reused:
+                raise
+            conn.close()
+            conn.request(method, target, body=body, headers=headers or {})
+            resp = conn.getresponse()
         data = resp.read()
     except (OSError, http.client.HTTPException):
         conn.close()

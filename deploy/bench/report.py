@@ -475,7 +475,6 @@ def main():
     ap.add_argument("--command", default="deploy/bench/run", help="the command line to reproduce the run")
     ap.add_argument("--peers", default=os.path.join(os.path.dirname(REPO), "shared", "peers"))
     ap.add_argument("--load", default="", help="load averages when the run started")
-    ap.add_argument("--lean-nodes", action="store_true", help="the node sshds ran with HOME set to an empty dir")
     args = ap.parse_args()
     with open(args.json) as f:
         data = json.load(f)
@@ -513,12 +512,9 @@ def main():
         f"and the 'anything else' CPU-seconds in the notes show how much else ran on the machine meanwhile "
         f"(the bench's own small-files test alone keeps dozens of processes runnable).",
         "",
-        ("The nodes' sshds ran with `SetEnv HOME=<empty dir>`: sshd runs every remote command through the "
-         "login shell, and on this VM root's `~/.bashrc` runs `pyenv init` (~0.1 CPU-s and ~0.4 s per "
-         "command), which a storage node's ssh user would not; `--stock-nodes` measures without that change."
-         if args.lean_nodes else
-         "The nodes' sshds ran as `deploy/dev up` configures them (`--stock-nodes`): every remote command "
-         "(rsync --server) also ran root's shell start-up files."),
+        ("The nodes' sshds ran with `SetEnv HOME=<empty dir>`, as `deploy/dev up` configures them: sshd "
+         "runs every remote command through the login shell, and on this VM root's `~/.bashrc` runs "
+         "`pyenv init` (~0.1 CPU-s and ~0.4 s per command), which a storage node's ssh user would not."),
         "",
         rep.summary(),
         "",

@@ -276,8 +276,9 @@ impl Ssh {
     /// client's bytes. When rsync reports a partial transfer (exit 23/24) a printed md5
     /// does not prove the receiver kept the file, so those copies are re-read on the
     /// node with one `md5sum`. Durable before verified: the receiver fsyncs each file
-    /// before its rename (`--fsync`) and one `sync` of the touched shard directories
-    /// follows the push; a copy whose sync failed is reported not copied.
+    /// before its rename (`--fsync`) and the node's gate fsyncs the shard directories the
+    /// push changed before it exits (rsync exits with the gate's 125 when that failed,
+    /// and every copy of the push is then reported not copied).
     pub async fn push(&self, node: &NodeAddr, scratch_parent: &Path, files: &[PushFile]) -> Vec<Pushed> {
         match self.push_inner(node, scratch_parent, files).await {
             Ok(outcomes) => outcomes,
@@ -365,22 +366,6 @@ impl Ssh {
                 });
             }
         }
-        // The receiver fsynced each file (`--fsync`); the renames into the shard
-        // directories are durable only once those directories are synced too. A copy
-        // is not reported verified before that.
-        let verified: Vec<Uuid> = files
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| matches!(o, Some(Pushed::Verified)))
-            .map(|(f, _)| f.id)
-            .collect();
-        if !verified.is_empty() {
-            if let Err(error) = self.run(node, &Command::sync_for(&verified)).await {
-                for outcome in outcomes.iter_mut().filter(|o| matches!(o, Some(Pushed::Verified))) {
-                    *outcome = Some(Pushed::NotCopied(error.clone()));
-                }
-            }
-        }
         Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(unreachable_not_copied)).collect())
     }
 }
@@ -413,12 +398,15 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 pub const SCRATCH_PREFIX: &str = ".push-";
 
 /// This process's part of a scratch directory name: `<host>-<pid>`, the host name
-/// reduced to `[A-Za-z0-9_.]`.
-fn scratch_owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String =
-        host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
-    format!("{host}-{}", std::process::id())
+/// reduced to `[A-Za-z0-9_.]` (read once per process).
+fn scratch_owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String =
+            host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 /// Whether the scratch directory `name` (a staging entry starting with

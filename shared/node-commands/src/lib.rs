@@ -11,13 +11,12 @@
 //!
 //! | command (worker side)            | what for                                           |
 //! |----------------------------------|----------------------------------------------------|
-//! | rsync push ([`rsync::push_args`])| replicate: receive a batch of files into the root  |
+//! | rsync push ([`rsync::push_args`])| replicate: receive a batch of files into the root, durably: the gate runs the receiver, then fsyncs the directories it changed ([`root::sync_changed_shards`]) |
 //! | `md5sum -- <file>...`            | replicate: re-check copies of a push that partly failed |
 //! | `sha256sum -- <file>`            | scrub                                              |
 //! | `rm -f -- <file>`                | delete, drop a replica, orphan sweep               |
 //! | `mv -f -- <file> <file>.corrupt-<unix time>` | scrub: move a bad copy aside           |
 //! | `find <root> -mindepth 2 -maxdepth 2 -type f -mmin +<minutes>` | orphan sweep listing |
-//! | `sync -- <root> <root>/<xx>...`  | replicate: make a push's renames durable before the copies count |
 
 pub mod root;
 pub mod rsync;
@@ -31,6 +30,11 @@ pub use rsync::Receive;
 /// Exit status of a refused command (unlike md5sum's or sha256sum's 1, never mistaken
 /// for a missing file).
 pub const DENIED_EXIT: i32 = 126;
+
+/// Exit status of a receive whose files arrived but whose directory entries could not
+/// be made durable (not one of rsync's own codes, which the gate passes through; the
+/// sending rsync exits with its remote shell's status when its own is 0).
+pub const SYNC_FAILED_EXIT: i32 = 125;
 
 /// Most files one `md5sum` may name (a batch re-check).
 pub const MAX_FILES: usize = 1024;
@@ -60,21 +64,6 @@ pub enum Command {
     /// `find <root> -mindepth 2 -maxdepth 2 -type f -mmin +<minutes>`: stored files
     /// older than `minutes`, one path per line.
     ListOlderThan { minutes: u32 },
-    /// `sync -- <root> <root>/<xx>...`: fsync(2) of the root and of the shard
-    /// directories (two lowercase hex digits each, sorted, distinct) whose entries a
-    /// push renamed or created, so the copies survive a power loss once counted. The
-    /// files' own bytes were fsynced by the receiving rsync (`--fsync`).
-    Sync { shards: Vec<String> },
-}
-
-impl Command {
-    /// The [`Command::Sync`] that makes copies of `files` durable.
-    pub fn sync_for(files: &[Uuid]) -> Command {
-        let mut shards: Vec<String> = files.iter().map(|f| root::relpath(*f)[..2].to_owned()).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        Command::Sync { shards }
-    }
 }
 
 impl Command {
@@ -96,11 +85,6 @@ impl Command {
                 words.push(format!("+{minutes}"));
                 words
             }
-            Command::Sync { shards } => ["sync", "--", root.as_str()]
-                .into_iter()
-                .map(str::to_owned)
-                .chain(shards.iter().map(|s| format!("{}/{s}", root.as_str())))
-                .collect(),
         };
         words
     }
@@ -117,8 +101,6 @@ impl Command {
             Command::Sha256Sum(file) | Command::Remove(file) => vec![root.file(*file)],
             Command::MoveAside { .. } => self.words(root)[3..].to_vec(),
             Command::ListOlderThan { .. } => Vec::new(),
-            // Checked as directories by `confine`.
-            Command::Sync { .. } => Vec::new(),
         }
     }
 
@@ -149,22 +131,6 @@ impl Command {
                     .filter(|_| age[1..].bytes().all(|b| b.is_ascii_digit()))
                     .ok_or_else(|| Denied::new(format!("find age {age:?}")))?;
                 Command::ListOlderThan { minutes }
-            }
-            ["sync", "--", dir, shards @ ..] if root.is_root(dir) && shards.len() <= 256 => {
-                let shards = shards
-                    .iter()
-                    .map(|s| {
-                        s.strip_prefix(root.as_str())
-                            .and_then(|s| s.strip_prefix('/'))
-                            .filter(|s| s.len() == 2 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-                            .map(str::to_owned)
-                            .ok_or_else(|| Denied::new(format!("sync path {s:?} is not ROOT/<2 hex>")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                if shards.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(Denied::new("sync shards must be sorted and distinct"));
-                }
-                Command::Sync { shards }
             }
             _ => {
                 return Err(Denied::new(format!(
@@ -202,7 +168,6 @@ impl Allowed {
     pub fn confine(&self, root: &NodeRoot) -> Result<(), Denied> {
         match self {
             Allowed::Receive(_) => Ok(()),
-            Allowed::Command(Command::Sync { shards }) => shards.iter().try_for_each(|s| root::confine_shard(root, s)),
             Allowed::Command(command) => command.paths(root).iter().try_for_each(|p| root::confine(root, p)),
         }
     }
@@ -253,7 +218,6 @@ mod tests {
             Command::Remove(id()),
             Command::MoveAside { file: id(), at_unix: 1_764_000_000 },
             Command::ListOlderThan { minutes: 60 },
-            Command::sync_for(&[other, id(), id()]),
         ] {
             let line = command.command_line(&root());
             assert_eq!(allow(&line, &root(), no_stdin), Ok(Allowed::Command(command.clone())), "{line}");
@@ -283,11 +247,7 @@ mod tests {
             "'find' '/srv/ferry' '-mindepth' '2' '-maxdepth' '2' '-type' 'f' '-delete'".into(),
             "'find' '/' '-mindepth' '2' '-maxdepth' '2' '-type' 'f' '-mmin' '+60'".into(),
             "'find' '/srv/ferry' '-mindepth' '2' '-maxdepth' '2' '-type' 'f' '-mmin' '+-1'".into(),
-            "'sync' '--' '/srv/ferry' '/srv/ferry/..'".into(),
-            "'sync' '--' '/srv/ferry' '/srv/ferry/cd' '/srv/ferry/ab'".into(),
-            "'sync' '--' '/srv/ferry' '/srv/ferry/AB'".into(),
-            "'sync' '--' '/' '/srv/ferry/ab'".into(),
-            "'sync' '-f' '/srv/ferry'".into(),
+            "'sync' '--' '/srv/ferry' '/srv/ferry/ab'".into(),
             "sha256sum -- $(id)".into(),
             format!("sha256sum -- {file}; id"),
             format!("sha256sum -- \"{file}\""),

@@ -115,6 +115,36 @@ pub fn confine_shard(root: &NodeRoot, shard: &str) -> Result<(), Denied> {
     Ok(())
 }
 
+/// Makes the directory entries a receive created durable: fsync(2) of every shard
+/// directory `<root>/<2 hex>` whose mtime is at or after `since` (less a second, for
+/// the filesystem's coarse clock), then of the root itself (a new shard directory is
+/// an entry of the root). Run by the gate after the receiving rsync exits, which
+/// fsynced each file before renaming it into place (`--fsync`): together a copy the
+/// worker counts survives a power loss. Directories another receive changed meanwhile
+/// are synced too, which costs nothing more than their own sync would. Returns how
+/// many shard directories were synced.
+///
+/// # Errors
+/// The first I/O error reading the root or syncing a directory.
+pub fn sync_changed_shards(root: &NodeRoot, since: std::time::SystemTime) -> std::io::Result<usize> {
+    let since = since.checked_sub(std::time::Duration::from_secs(1)).unwrap_or(std::time::UNIX_EPOCH);
+    let mut synced = 0;
+    for entry in std::fs::read_dir(root.as_str())? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_shard =
+            name.len() == 2 && name.as_encoded_bytes().iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        // `DirEntry::metadata` does not follow symlinks: a link is never synced through.
+        let meta = entry.metadata()?;
+        if is_shard && meta.is_dir() && meta.modified()? >= since {
+            std::fs::File::open(entry.path())?.sync_all()?;
+            synced += 1;
+        }
+    }
+    std::fs::File::open(root.as_str())?.sync_all()?;
+    Ok(synced)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +195,34 @@ mod tests {
         assert!(confine_shard(&root, "cd").is_err());
         assert!(confine_shard(&root, "ab").is_ok());
         assert!(confine_shard(&root, "ef").is_ok(), "a shard not yet created");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_receive_syncs_the_shards_changed_since_it_began_and_no_link() {
+        let dir = std::env::temp_dir().join(format!("ferry-sync-{}", Uuid::new_v4()));
+        let root_dir = dir.join("root");
+        for shard in ["ab", "cd", "ef"] {
+            std::fs::create_dir_all(root_dir.join(shard)).expect("mkdir");
+        }
+        std::fs::create_dir_all(dir.join("outside")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.join("outside"), root_dir.join("01")).expect("symlink");
+        std::fs::create_dir_all(root_dir.join("not-a-shard")).expect("mkdir");
+        let old =
+            std::fs::FileTimes::new().set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60));
+        for shard in ["ab", "cd", "ef", "not-a-shard"] {
+            std::fs::File::open(root_dir.join(shard)).and_then(|f| f.set_times(old)).expect("age");
+        }
+        let root = NodeRoot::new(root_dir.to_str().expect("utf-8")).expect("root");
+        let since = std::time::SystemTime::now();
+        std::fs::write(root_dir.join("cd").join(ID), b"x").expect("write");
+        std::fs::write(root_dir.join("not-a-shard").join(ID), b"x").expect("write");
+        assert_eq!(sync_changed_shards(&root, since).expect("sync"), 1, "only cd changed");
+        assert_eq!(
+            sync_changed_shards(&root, since - std::time::Duration::from_secs(3600)).expect("sync"),
+            3,
+            "every shard dir, never the symlink or another name"
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

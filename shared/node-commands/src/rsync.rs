@@ -37,7 +37,7 @@ pub const PARTIAL_DIR: &str = ".rsync-partial";
 ///   it and discards the file on a mismatch;
 /// - `--fsync` (rsync >= 3.2.4): the receiver fsyncs each file before renaming it into
 ///   place, so a copy counted as a replica survives a power loss on the node (the
-///   directory entries are made durable afterwards by [`crate::Command::Sync`]).
+///   gate then makes the directory entries durable: [`crate::root::sync_changed_shards`]).
 pub fn push_args(timeout_secs: u64, files_from: &Path) -> Vec<String> {
     vec![
         "--protect-args".into(),

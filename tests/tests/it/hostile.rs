@@ -674,9 +674,18 @@ async fn hostile_health_server(target: String) -> Result<u16> {
         while let Ok((mut socket, _)) = listener.accept().await {
             let target = target.clone();
             tokio::spawn(async move {
-                let mut head = vec![0u8; 4096];
-                let n = socket.read(&mut head).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&head[..n]).into_owned();
+                // The whole request head: a socket closed with unread bytes is reset,
+                // and a reset can discard the answer before the client read it (the
+                // probe then failed with a send error, not the reason under test).
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
                 let answer = if head.starts_with("GET /redirect/") {
                     format!("HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n").into_bytes()
                 } else {
@@ -692,6 +701,13 @@ async fn hostile_health_server(target: String) -> Result<u16> {
                     answer
                 };
                 let _ = socket.write_all(&answer).await;
+                // Close our side and let the client close its own (it stops reading
+                // after 64 KiB and hangs up), rather than resetting under its feet.
+                let _ = socket.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+                })
+                .await;
             });
         }
     });
