@@ -19,6 +19,7 @@ pub mod state;
 pub mod tus;
 pub mod upload;
 pub mod uploads;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(tus::router(&state.config.api.cors_origins))
         .merge(openapi::router())
         .merge(admin_ui::router())
+        .merge(web::router())
         .fallback(|| async { ApiError::NotFound { what: "Resource" } })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Bodies are streamed with limits of our own (chunk, file, quota, form).

@@ -269,7 +269,7 @@ fn tus_collection() -> Value {
                 tus_header("Upload-Length", false, json!({"type": "integer", "minimum": 0}), "The file's size; or send `Upload-Defer-Length: 1`."),
                 tus_header("Upload-Defer-Length", false, json!({"type": "integer", "enum": [1]}), "The size comes with a later PATCH."),
                 tus_header("Upload-Metadata", false, json!({"type": "string"}), "`key base64value` pairs separated by commas, at most 4096 bytes."),
-                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha256 <base64 digest>` of this request's body.")
+                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha1|sha256 <base64 digest>` of this request's body.")
             ],
             "requestBody": tus_body(false),
             "responses": tus_errors(json!({
@@ -313,7 +313,7 @@ fn tus_upload() -> Value {
                 tus_resumable(),
                 tus_header("Upload-Offset", true, json!({"type": "integer", "minimum": 0}), "Where this body starts: the upload's current offset."),
                 tus_header("Upload-Length", false, json!({"type": "integer", "minimum": 0}), "Declares a deferred length."),
-                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha256 <base64 digest>` of this body.")
+                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha1|sha256 <base64 digest>` of this body.")
             ],
             "requestBody": tus_body(true),
             "responses": tus_errors(json!({
@@ -469,6 +469,17 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 "delete": {"summary": "Delete a file (and a root's versions)", "operationId": "deleteFile",
                     "responses": auth_errors(json!({"204": {"description": "Deleted."}, "404": error_response("No such file of yours.")}))}
             },
+            "/storage/files/{id}/link": {"post": {
+                "parameters": [id_param("File id.")],
+                "summary": "A short-lived signed download link (for pages)", "operationId": "downloadLink",
+                "description": "The URL `GET /storage/download/{id}/` would redirect to, as JSON, valid 60 s (or `signing.url_ttl_secs` if shorter): a browser page follows it instead of putting its token in a URL.",
+                "responses": auth_errors(json!({
+                    "200": json_response("The signed node URL and when it expires.", "Link"),
+                    "404": error_response("No such file of yours."),
+                    "409": error_response("`not_ready`: the upload is not complete yet (`state`)."),
+                    "503": error_response("`unavailable`: no healthy node holds a verified copy right now; retry after `Retry-After` seconds.")
+                }))
+            }},
             "/storage/download/{id}/": {"get": {
                 "parameters": [id_param("File id.")],
                 "summary": "Redirect to the nearest healthy node holding a verified copy", "operationId": "download",
@@ -529,6 +540,9 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "download_url": {"type": "string"},
                         "versions": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}
                     }},
+                "Link": {"type": "object", "required": ["url", "expires_at"], "properties": {
+                    "url": {"type": "string"},
+                    "expires_at": {"type": "string", "format": "date-time"}}},
                 "UploadPage": page_schema("Upload"),
                 "FilePage": page_schema("File")
             }

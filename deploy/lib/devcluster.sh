@@ -114,6 +114,7 @@ dev_service_env() {
 		"FERRY_API__PUBLIC_URL=$API_URL"
 		"FERRY_API__REDOC_BUNDLE=$(redoc_bundle)"
 		"FERRY_API__SWAGGER_UI_DIR=$REPO/deploy/docs/node_modules/swagger-ui-dist"
+		"FERRY_API__UPPY_DIR=$REPO/deploy/docs/node_modules/uppy/dist"
 		"FERRY_WORKER__SSH_KEY=$STATE/ssh/id_ed25519"
 		"FERRY_WORKER__SSH_KNOWN_HOSTS=$STATE/ssh/known_hosts"
 		"FERRY_WORKER__SSH_CONTROL_DIR=$CONTROL_DIR"
@@ -443,10 +444,11 @@ redoc_bundle() {
 	echo "$REPO/deploy/docs/node_modules/redoc/bundles/redoc.standalone.js"
 }
 
-# docs_assets: installs the pinned front-end assets (Redoc, Swagger UI) from the npm registry
+# docs_assets: installs the pinned front-end assets (Redoc, Swagger UI, Uppy) from the npm registry
 # once; the API serves them itself, so the docs render with no network at run time.
 docs_assets() {
-	[[ -s $(redoc_bundle) && -s $REPO/deploy/docs/node_modules/swagger-ui-dist/swagger-ui-bundle.js ]] && return 0
+	[[ -s $(redoc_bundle) && -s $REPO/deploy/docs/node_modules/swagger-ui-dist/swagger-ui-bundle.js &&
+		-s $REPO/deploy/docs/node_modules/uppy/dist/uppy.min.js ]] && return 0
 	command -v npm >/dev/null || die "npm is needed for the docs assets (install nodejs + npm)"
 	log "installing docs assets (npm ci in deploy/docs)"
 	(cd "$REPO/deploy/docs" && npm ci --legacy-peer-deps --no-audit --no-fund >/dev/null) ||

@@ -5,6 +5,9 @@
 #   e2e/readme-curl.sh   the original README's curl sequence, typed as written there
 #   e2e/download-names.sh  curl -OJL, wget and aria2c keep the stored name (and its type)
 #   e2e/tus/curl.sh      the README's tus sequence (create, PATCH with checksum, HEAD)
+#   e2e/tus/run.sh       tuspy and tus-js-client (64 MiB, interrupted and resumed), and
+#                        the page at / with Uppy in headless Chromium (after e2e/admin,
+#                        which installs Chromium)
 #   e2e/openapi.sh       openapi-spec-validator + schemathesis against the live API
 #   e2e/admin            the admin page in headless Chromium (when present)
 
@@ -47,6 +50,7 @@ system_main() {
 		set +a
 		echo schemathesis-pass | "$TARGET_DIR/debug/ferry-api" user-add schemathesis --password-stdin >/dev/null
 		echo bobbobbob | "$TARGET_DIR/debug/ferry-api" user-add bob --password-stdin >/dev/null
+		echo tus-e2e-pass | "$TARGET_DIR/debug/ferry-api" user-add tus --password-stdin >/dev/null
 	) || return 1
 	BASE=$base "$REPO/e2e/readme-curl.sh" || rc=1
 	BASE=$base "$REPO/e2e/download-names.sh" || rc=1
@@ -58,6 +62,8 @@ system_main() {
 			FERRY_E2E_ARTIFACTS=${FERRY_TEST_ARTIFACTS:-$REPO/target/test-artifacts} \
 			"$REPO/e2e/admin/run.sh" || rc=1
 	fi
+	BASE=$base E2E_USER=tus E2E_PASSWORD=tus-e2e-pass \
+		FERRY_E2E_ARTIFACTS=${FERRY_TEST_ARTIFACTS:-$REPO/target/test-artifacts} "$REPO/e2e/tus/run.sh" || rc=1
 	return "$rc"
 }
 

@@ -284,7 +284,7 @@ def check_dockerfile():
         return text
 
     wants = {
-        "api": ["ferry-api", "ca-certificates", "redoc.standalone.js", "swagger-ui-bundle.js"],
+        "api": ["ferry-api", "ca-certificates", "redoc.standalone.js", "swagger-ui-bundle.js", "uppy.min.js"],
         "worker": ["ferry-worker", "rsync", "openssh-client", "ca-certificates"],
         "monitor": ["ferry-monitor", "ca-certificates"],
         "node": ["ferry-node", "openssh-server", "rsync", "ferry-node-ssh-command", "ca-certificates"],

@@ -175,6 +175,9 @@ pub struct ApiConfig {
     /// Swagger UI's dist directory (the `swagger-ui-dist` npm package), whose bundle and
     /// stylesheet are served under `/docs/swagger-ui/` for the page at `/docs/swagger/`.
     pub swagger_ui_dir: PathBuf,
+    /// Uppy's `dist` directory (the `uppy` npm package), whose `uppy.min.js` and
+    /// `uppy.min.css` are served under `/ui/` for the page at `/`.
+    pub uppy_dir: PathBuf,
     /// Origins (`scheme://host[:port]`, exactly as browsers send `Origin`) whose pages
     /// may call the tus endpoint `/files/` from another origin: their requests get the
     /// CORS headers tus browser clients need. Empty (the default): no CORS headers, so
@@ -418,6 +421,7 @@ impl Default for ApiConfig {
             replica_cache_ms: 2000,
             redoc_bundle: PathBuf::from("/usr/share/ferry/redoc.standalone.js"),
             swagger_ui_dir: PathBuf::from("/usr/share/ferry/swagger-ui"),
+            uppy_dir: PathBuf::from("/usr/share/ferry/uppy"),
             cors_origins: Vec::new(),
         }
     }

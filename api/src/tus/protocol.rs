@@ -19,7 +19,7 @@ pub const VERSION: &str = "1.0.0";
 /// The extensions implemented, for `Tus-Extension`.
 pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
 /// The `Upload-Checksum` algorithms accepted, for `Tus-Checksum-Algorithm`.
-pub const CHECKSUM_ALGORITHMS: &str = "md5,sha256";
+pub const CHECKSUM_ALGORITHMS: &str = "md5,sha1,sha256";
 /// The content type of a PATCH body (and of a creation-with-upload POST's).
 pub const OFFSET_STREAM: &str = "application/offset+octet-stream";
 /// Most bytes of an `Upload-Metadata` header stored with an upload.
@@ -114,6 +114,8 @@ impl Metadata {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Md5,
+    /// The one algorithm tus 1.0 requires a server to accept (tuspy's only one).
+    Sha1,
     Sha256,
 }
 
@@ -137,6 +139,7 @@ impl Checksum {
         let (name, value) = raw.trim().split_once(' ').ok_or_else(invalid)?;
         let (algorithm, len) = match name.to_ascii_lowercase().as_str() {
             "md5" => (Algorithm::Md5, 16),
+            "sha1" => (Algorithm::Sha1, 20),
             "sha256" => (Algorithm::Sha256, 32),
             _ => {
                 return Err(ApiError::bad_request(
@@ -158,6 +161,7 @@ impl Checksum {
         let file = File::open(path)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut md5 = md5::Md5::new();
+        let mut sha1 = sha1::Sha1::new();
         let mut sha256 = sha2::Sha256::new();
         let mut at = offset;
         let end = offset + len;
@@ -169,12 +173,14 @@ impl Checksum {
             }
             match self.algorithm {
                 Algorithm::Md5 => md5.update(&buf[..n]),
+                Algorithm::Sha1 => sha1.update(&buf[..n]),
                 Algorithm::Sha256 => sha256.update(&buf[..n]),
             }
             at += n as u64;
         }
         let digest: Vec<u8> = match self.algorithm {
             Algorithm::Md5 => md5.finalize().to_vec(),
+            Algorithm::Sha1 => sha1.finalize().to_vec(),
             Algorithm::Sha256 => sha256.finalize().to_vec(),
         };
         Ok(digest == self.digest)
@@ -246,8 +252,9 @@ mod tests {
     fn checksums_name_a_known_algorithm_and_a_digest_of_its_size() {
         let md5 = Checksum::parse("md5 1B2M2Y8AsgTpgAmY7PhCfg==").expect("md5 of nothing");
         assert_eq!(md5.algorithm, Algorithm::Md5);
-        let sha1 = Checksum::parse("sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=").expect_err("sha1 is not offered");
-        assert!(sha1.to_string().contains("sha1"), "{sha1}");
+        assert_eq!(Checksum::parse("SHA1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=").expect("sha1").algorithm, Algorithm::Sha1);
+        let crc = Checksum::parse("crc32 AAAAAA==").expect_err("crc32 is not offered");
+        assert!(crc.to_string().contains("crc32"), "{crc}");
         assert!(Checksum::parse("md5 AAAA").is_err());
         assert!(Checksum::parse("md5").is_err());
     }
@@ -260,6 +267,8 @@ mod tests {
         // md5("hello") and sha256("hello"), base64.
         let md5 = Checksum::parse("md5 XUFAKrxLKna5cZ2REBfFkg==").expect("md5");
         let sha = Checksum::parse("sha256 LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=").expect("sha");
+        let sha1 = Checksum::parse("sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=").expect("sha1");
+        assert!(sha1.matches_file(&path, 2, 5).expect("read"));
         assert!(md5.matches_file(&path, 2, 5).expect("read"));
         assert!(sha.matches_file(&path, 2, 5).expect("read"));
         assert!(!md5.matches_file(&path, 1, 5).expect("read"));

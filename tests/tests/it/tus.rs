@@ -78,7 +78,7 @@ async fn a_tus_upload_in_chunks_is_an_ordinary_ferry_file() -> anyhow::Result<()
     let options = cluster.anonymous().send("OPTIONS", "/files/", &[], Vec::new()).await?;
     assert_eq!(options.status, 204);
     assert_eq!(options.header("tus-version").as_deref(), Some("1.0.0"));
-    assert_eq!(options.header("tus-checksum-algorithm").as_deref(), Some("md5,sha256"));
+    assert_eq!(options.header("tus-checksum-algorithm").as_deref(), Some("md5,sha1,sha256"));
     let extensions = options.header("tus-extension").unwrap_or_default();
     for ext in ["creation", "creation-with-upload", "creation-defer-length", "termination", "expiration", "checksum"] {
         assert!(extensions.split(',').any(|e| e == ext), "{ext} missing from {extensions}");
@@ -143,6 +143,14 @@ async fn a_tus_upload_in_chunks_is_an_ordinary_ferry_file() -> anyhow::Result<()
     let got = api.download(&id, None).await?;
     assert_eq!(got.status, 200);
     assert!(got.body == bytes, "download differs from the upload");
+    // The page's short-lived link: the same signed node URL, as JSON.
+    let link = api.send("POST", &format!("/storage/files/{id}/link"), &[], Vec::new()).await?;
+    assert_eq!(link.status, 200, "{}", link.text());
+    let link_url = link.json()["url"].as_str().unwrap_or_default().to_owned();
+    assert!(link_url.contains("sig=") && !link_url.contains(api.token.as_deref().unwrap_or("-")), "{link_url}");
+    let expires = chrono::DateTime::parse_from_rfc3339(link.json()["expires_at"].as_str().unwrap_or_default())?;
+    assert!(expires.timestamp() - chrono::Utc::now().timestamp() <= 60, "a link lives at most 60 s");
+    assert!(cluster.anonymous().get(&link_url).await?.body == bytes);
 
     // The next version, created with its whole body in one POST (creation-with-upload),
     // its whole-file md5 given in the metadata.
@@ -175,6 +183,7 @@ async fn a_tus_upload_in_chunks_is_an_ordinary_ferry_file() -> anyhow::Result<()
     let bob = cluster.client("bob", "bobbobbob").await?;
     assert_eq!(bob.send("HEAD", &url, &[TUS], Vec::new()).await?.status, 404);
     assert_eq!(bob.send("DELETE", &url, &[TUS], Vec::new()).await?.status, 404);
+    assert_eq!(bob.send("POST", &format!("/storage/files/{id}/link"), &[], Vec::new()).await?.status, 404);
 
     // Termination of a completed upload deletes its file (and, for a root, its versions).
     assert_eq!(api.send("DELETE", &url, &[TUS], Vec::new()).await?.status, 204);
