@@ -262,14 +262,15 @@ fn tus_collection() -> Value {
     json!({
         "options": tus_options("tusOptions"),
         "post": {
-            "summary": "tus: create an upload (creation, creation-with-upload, creation-defer-length)", "operationId": "tusCreate",
+            "summary": "tus: create an upload (creation, creation-with-upload, creation-defer-length, concatenation)", "operationId": "tusCreate",
             "description": "tus 1.0 (https://tus.io/protocols/resumable-upload) on the same pipeline as the chunked protocol: the upload becomes an ordinary file (listed, versioned, downloadable, deletable) with the id at the end of `Location`. `Upload-Metadata` keys read: `filename` (or `name`), `parent` (file id: the next version of that file), `md5` (hex md5 of the whole file, checked before the last chunk is recorded). A body of type `application/offset+octet-stream` holds the first bytes. When they are all of the file, the answer waits (up to `api.complete_wait_secs`) until it is downloadable.",
             "parameters": [
                 tus_resumable(),
                 tus_header("Upload-Length", false, json!({"type": "integer", "minimum": 0}), "The file's size; or send `Upload-Defer-Length: 1`."),
                 tus_header("Upload-Defer-Length", false, json!({"type": "integer", "enum": [1]}), "The size comes with a later PATCH."),
                 tus_header("Upload-Metadata", false, json!({"type": "string"}), "`key base64value` pairs separated by commas, at most 4096 bytes."),
-                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha1|sha256 <base64 digest>` of this request's body.")
+                tus_header("Upload-Checksum", false, json!({"type": "string"}), "`md5|sha1|sha256 <base64 digest>` of this request's body."),
+                tus_header("Upload-Concat", false, json!({"type": "string"}), "`partial` (a part, never a file by itself), or `final;<url> <url> ...` joining your finished parts, in order, into one file (no `Upload-Length`; the parts are removed).")
             ],
             "requestBody": tus_body(false),
             "responses": tus_errors(json!({
@@ -277,7 +278,7 @@ fn tus_collection() -> Value {
                     "Location": {"schema": {"type": "string"}},
                     "Upload-Offset": {"schema": {"type": "integer"}, "description": "Bytes received with this request."},
                     "Upload-Expires": {"schema": {"type": "string"}}}},
-                "400": error_response("Bad `Upload-Length`/`Upload-Defer-Length`, metadata (`invalid_metadata`, `filename_required`, `invalid_filename`, `parent_not_found`, `invalid_md5`), checksum header, or `concatenation_unsupported`."),
+                "400": error_response("Bad `Upload-Length`/`Upload-Defer-Length`, metadata (`invalid_metadata`, `filename_required`, `invalid_filename`, `parent_not_found`, `invalid_md5`), checksum header, or `invalid_concat` (a part that is not a finished partial upload of yours, named twice, or a final with a length)."),
                 "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
                 "409": error_response("`upload_failed`: the assembly of a complete upload failed."),
                 "413": error_response("`too_large`: file size, chunk size (`storage.max_chunk_bytes` per request) or quota exceeded (`limit`)."),
@@ -319,6 +320,7 @@ fn tus_upload() -> Value {
             "responses": tus_errors(json!({
                 "204": {"description": "Recorded; `Upload-Offset` is the new offset.", "headers": tus_offset_headers()},
                 "400": error_response("Bad `Upload-Offset`, `Upload-Length` or checksum header (`unsupported_checksum_algorithm`), an empty body (`file_required`) or one cut short."),
+                "403": error_response("`permission_denied`: a final (concatenated) upload takes no PATCH."),
                 "404": error_response("No such upload of yours."),
                 "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
                 "409": error_response("`offset_mismatch`: `Upload-Offset` is not the upload's offset (`offset`), or another request is writing there; or `upload_failed`."),

@@ -2,7 +2,9 @@
 // file in 8 MiB chunks, with the whole file's md5 in the metadata; the upload is
 // aborted part-way (abort() cuts the PATCH in flight) and a new Upload resumes it from
 // the offset the server reports; then the file is listed at /storage/files/ and its redirect download
-// is byte-identical. Takes BASE, E2E_USER and E2E_PASSWORD.
+// is byte-identical. Then another 64 MiB file in four parallel partial uploads joined by
+// a final one (concatenation), listed and byte-identical too. Takes BASE, E2E_USER and
+// E2E_PASSWORD.
 import { createHash, randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import * as tus from 'tus-js-client';
@@ -91,4 +93,19 @@ const got = await fetch(`${BASE}/storage/download/${id}/`, { headers: { Authoriz
 assert.equal(got.status, 200);
 const body = Buffer.from(await got.arrayBuffer());
 assert.ok(body.equals(data), 'downloaded bytes differ');
-console.log('tus-js-client: 1 passed, 0 failed');
+
+// Parallel parts (concatenation): four partial uploads, then the final one.
+const parallel = randomBytes(SIZE);
+const parallelMd5 = createHash('md5').update(parallel).digest('hex');
+const concatenated = await run(parallel, {
+  ...common,
+  parallelUploads: 4,
+  metadata: { filename: 'tus-js-parallel.bin', md5: parallelMd5 },
+});
+assert.equal(concatenated.outcome, 'done');
+const finalId = concatenated.upload.url.split('/').pop();
+const finalList = await (await fetch(`${BASE}/storage/files/`, { headers: { Authorization: `JWT ${token}` } })).json();
+assert.equal(finalList.results.find((f) => f.id === finalId)?.md5, parallelMd5, 'the concatenated file is listed');
+const joined = await fetch(`${BASE}/storage/download/${finalId}/`, { headers: { Authorization: `JWT ${token}` } });
+assert.ok(Buffer.from(await joined.arrayBuffer()).equals(parallel), 'the concatenated download differs');
+console.log('tus-js-client: 2 passed, 0 failed');

@@ -168,6 +168,15 @@ pub(crate) fn expires_at(state: &SharedState) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() + chrono::Duration::seconds(state.config.storage.upload_expiry_secs as i64)
 }
 
+/// What a tus upload records beside the chunked protocol's fields (none for it).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TusFields<'a> {
+    /// The `Upload-Metadata` header, echoed by HEAD.
+    pub metadata: Option<&'a str>,
+    /// `partial`, or a final upload's `final;<urls>` (concatenation).
+    pub concat: Option<&'a str>,
+}
+
 /// Records a new upload and its first chunk, already written and fsynced (a crash
 /// before the commit leaves only an orphan staging directory, which the workers'
 /// garbage collection removes, never a row without its bytes).
@@ -181,7 +190,7 @@ pub(crate) async fn insert_upload(
     received: Received,
     total: Option<u64>,
     md5: Option<Md5>,
-    metadata: Option<&str>,
+    tus: TusFields<'_>,
 ) -> ApiResult<Upload> {
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
@@ -198,7 +207,8 @@ pub(crate) async fn insert_upload(
         expires_at: expires_at(state),
         md5_state: &md5_state,
         sha256_state: &sha256_state,
-        metadata,
+        metadata: tus.metadata,
+        concat: tus.concat,
     };
     store_uploads::insert(&tx, &new).await?;
     if md5.is_some() {
@@ -274,7 +284,9 @@ async fn create_chunk(
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
-    let upload = insert_upload(&state, id, user.id, &filename, parent, received, Some(range.total), None, None).await?;
+    let upload =
+        insert_upload(&state, id, user.id, &filename, parent, received, Some(range.total), None, TusFields::default())
+            .await?;
     guard.keep();
     tracing::info!(upload.id = %id, upload.total_bytes = range.total, "upload created");
     Ok(Json(uploads::to_json(&upload, &state.base_url(&headers))).into_response())
@@ -318,7 +330,8 @@ async fn create_whole(
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
     let size = received.size;
-    insert_upload(&state, id, user.id, &filename, parent, received, Some(size), Some(md5), None).await?;
+    insert_upload(&state, id, user.id, &filename, parent, received, Some(size), Some(md5), TusFields::default())
+        .await?;
     guard.keep();
     tracing::info!(upload.id = %id, upload.total_bytes = size, "single-request upload received");
     verdict(&state, id, user.id, wait(&state, &query), &headers).await

@@ -6,11 +6,13 @@
 //! (listed, versioned, downloadable through the redirect, deletable).
 //!
 //! Extensions: creation, creation-with-upload, creation-defer-length, termination,
-//! expiration, checksum (md5, sha1, sha256). Auth is the API's JWT (`Authorization: Bearer`
+//! expiration, checksum (md5, sha1, sha256), concatenation (of finished parts). Auth
+//! is the API's JWT (`Authorization: Bearer`
 //! or `JWT`). Metadata keys read: `filename` (else `name`, as Uppy sends both),
 //! `parent` (a file id: the upload becomes its next version) and `md5` (hex, the
 //! whole file's: checked before the last chunk is recorded).
 
+mod concat;
 mod error;
 pub mod protocol;
 mod upload;
@@ -93,6 +95,7 @@ const EXPOSED_HEADERS: &[&str] = &[
     "upload-defer-length",
     "upload-metadata",
     "upload-expires",
+    "upload-concat",
     "tus-resumable",
     "tus-version",
     "tus-extension",

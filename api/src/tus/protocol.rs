@@ -13,11 +13,13 @@ use chrono::{DateTime, Utc};
 use md5::Digest;
 
 use crate::error::ApiError;
+use ferry_shared::types::FileId;
 
 /// The one protocol version served, for `Tus-Resumable` and `Tus-Version`.
 pub const VERSION: &str = "1.0.0";
 /// The extensions implemented, for `Tus-Extension`.
-pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
+pub const EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation";
 /// The `Upload-Checksum` algorithms accepted, for `Tus-Checksum-Algorithm`.
 pub const CHECKSUM_ALGORITHMS: &str = "md5,sha1,sha256";
 /// The content type of a PATCH body (and of a creation-with-upload POST's).
@@ -187,6 +189,51 @@ impl Checksum {
     }
 }
 
+/// Most partial uploads one final upload may concatenate.
+pub const MAX_PARTS: usize = 256;
+
+/// `Upload-Concat` on creation: `partial`, or `final;<url> <url> ...` naming the
+/// caller's finished partial uploads in order (their ids are the URLs' last segments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concat {
+    Partial,
+    Final(Vec<FileId>),
+}
+
+impl Concat {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Concat>, ApiError> {
+        header(headers, "upload-concat")?.map(Concat::parse).transpose()
+    }
+
+    pub fn parse(raw: &str) -> Result<Concat, ApiError> {
+        let invalid = |why: String| ApiError::bad_request("invalid_concat", format!("Upload-Concat {why}."));
+        let raw = raw.trim();
+        if raw == "partial" {
+            return Ok(Concat::Partial);
+        }
+        let Some(urls) = raw.strip_prefix("final;") else {
+            return Err(invalid("must be 'partial' or 'final;<url> <url> ...'".into()));
+        };
+        let parts = urls
+            .split_ascii_whitespace()
+            .map(|url| {
+                let segment = url.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+                segment.parse().map_err(|_| invalid(format!("names '{url}', which is not an upload URL")))
+            })
+            .collect::<Result<Vec<FileId>, _>>()?;
+        if parts.is_empty() || parts.len() > MAX_PARTS {
+            return Err(invalid(format!("must name between 1 and {MAX_PARTS} partial uploads")));
+        }
+        Ok(Concat::Final(parts))
+    }
+
+    /// The header as recorded with a final upload (and echoed by HEAD).
+    pub fn final_header(parts: &[FileId]) -> String {
+        let urls: Vec<String> = parts.iter().map(|p| format!("/files/{p}")).collect();
+        format!("final;{}", urls.join(" "))
+    }
+}
+
 /// `Upload-Expires` (and any tus date): RFC 9110's IMF-fixdate.
 pub fn http_date(at: DateTime<Utc>) -> String {
     at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
@@ -276,6 +323,19 @@ mod tests {
     }
 
     #[test]
+    fn concat_is_partial_or_a_final_list_of_upload_urls() {
+        assert_eq!(Concat::parse("partial").expect("partial"), Concat::Partial);
+        let a: FileId = "0b8a4a4e-8f0e-4e59-9a52-2a0d1c1f3f11".parse().expect("id");
+        let b: FileId = "6f1f5c0e-9a8b-4c3d-8e7f-1a2b3c4d5e6f".parse().expect("id");
+        let raw = format!("final;/files/{a} http://h:8000/files/{b}");
+        assert_eq!(Concat::parse(&raw).expect("final"), Concat::Final(vec![a, b]));
+        assert_eq!(Concat::final_header(&[a, b]), format!("final;/files/{a} /files/{b}"));
+        assert!(Concat::parse("final;").is_err());
+        assert!(Concat::parse("final;/files/not-an-id").is_err());
+        assert!(Concat::parse("whole").is_err());
+    }
+
+    #[test]
     fn expiry_dates_are_imf_fixdate() {
         let at = DateTime::parse_from_rfc3339("2026-11-30T12:05:09Z").expect("date").with_timezone(&Utc);
         assert_eq!(http_date(at), "Mon, 30 Nov 2026 12:05:09 GMT");
@@ -286,6 +346,7 @@ mod tests {
         fn any_header_value_parses_or_is_refused_without_panic(raw in "\\PC{0,200}") {
             let _ = Metadata::parse(&raw);
             let _ = Checksum::parse(&raw);
+            let _ = Concat::parse(&raw);
         }
 
         #[test]

@@ -18,27 +18,30 @@ use ferry_shared::types::{ByteSize, FileId, FileName, Md5, UserId};
 use ferry_store::uploads::{self as store_uploads, Upload};
 use ferry_store::{files, UploadState};
 
-use super::protocol::{self, Checksum, Metadata};
+use super::protocol::{self, Checksum, Concat, Metadata};
 use super::TusError;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::routes::upload::{
     body_pace, check_new_file_size, expires_at, insert_upload, intake_permit, quota_left, resolve_parent, verdict,
-    Lease, NewDirGuard,
+    Lease, NewDirGuard, TusFields,
 };
 use crate::state::SharedState;
 use crate::upload::intake::{self, Limits, Received};
 use crate::upload::staging::{data_path, upload_dir};
 use crate::uploads;
 
-type TusResult<T> = Result<T, TusError>;
+pub(super) type TusResult<T> = Result<T, TusError>;
+
+/// The `concat` value of a partial upload.
+const PARTIAL: &str = "partial";
 
 fn parse_id(raw: &str) -> TusResult<FileId> {
     raw.parse().map_err(|_| ApiError::NotFound { what: "Upload" }.into())
 }
 
 /// The file name from the metadata: `filename`, else `name` (Uppy sends both).
-fn filename(metadata: &Metadata) -> TusResult<FileName> {
+pub(super) fn filename(metadata: &Metadata) -> TusResult<FileName> {
     let raw = match metadata.text("filename")? {
         Some(name) => name,
         None => metadata.text("name")?.ok_or_else(|| {
@@ -49,7 +52,7 @@ fn filename(metadata: &Metadata) -> TusResult<FileName> {
 }
 
 /// The whole file's md5 from the metadata key `md5` (hex), if the client gave one.
-fn client_md5(metadata: &Metadata) -> TusResult<Option<Md5>> {
+pub(super) fn client_md5(metadata: &Metadata) -> TusResult<Option<Md5>> {
     metadata
         .text("md5")?
         .map(|hex| {
@@ -63,7 +66,7 @@ fn client_md5(metadata: &Metadata) -> TusResult<Option<Md5>> {
 /// The md5 the assembly will check: the received bytes' own (from the running digest,
 /// nothing re-read), which must equal the client's when it gave one. A mismatch is a
 /// 460 before the last chunk is recorded, so the upload stays at `offset`.
-fn completion_md5(digest: Option<&RunningDigest>, client: Option<Md5>, offset: u64) -> TusResult<Md5> {
+pub(super) fn completion_md5(digest: Option<&RunningDigest>, client: Option<Md5>, offset: u64) -> TusResult<Md5> {
     let digest = digest.cloned().ok_or_else(intake::file_required)?;
     let actual = digest.finalize().0;
     match client {
@@ -120,13 +123,13 @@ async fn receive(
 /// verdict and the write quorum, so that the answer to the last request means
 /// downloadable when it came in time. A wait that runs out still answers success: every
 /// byte is received and the pipeline finishes on its own.
-async fn finish(state: &SharedState, id: FileId, user: UserId, headers: &HeaderMap) -> TusResult<()> {
+pub(super) async fn finish(state: &SharedState, id: FileId, user: UserId, headers: &HeaderMap) -> TusResult<()> {
     let wait = Duration::from_secs(state.config.api.complete_wait_secs);
     verdict(state, id, user, wait, headers).await?;
     Ok(())
 }
 
-fn offset_headers(response: &mut Response, offset: u64, upload: Option<&Upload>) {
+pub(super) fn offset_headers(response: &mut Response, offset: u64, upload: Option<&Upload>) {
     let headers = response.headers_mut();
     headers.insert("upload-offset", HeaderValue::from(offset));
     if let Some(upload) = upload.filter(|u| u.state == UploadState::Uploading) {
@@ -137,22 +140,27 @@ fn offset_headers(response: &mut Response, offset: u64, upload: Option<&Upload>)
 }
 
 /// `POST /files/`: creates an upload (`Upload-Length`, or `Upload-Defer-Length: 1`),
-/// with its first bytes when the body is `application/offset+octet-stream`.
+/// with its first bytes when the body is `application/offset+octet-stream`; a partial
+/// upload with `Upload-Concat: partial`, a final one with `Upload-Concat: final;...`
+/// (`super::concat`).
 pub async fn create(
     State(state): State<SharedState>,
     user: AuthUser,
     headers: HeaderMap,
     body: Body,
 ) -> TusResult<Response> {
+    let partial = match Concat::from_headers(&headers)? {
+        Some(Concat::Final(parts)) => return super::concat::create_final(&state, user.id, &headers, &parts).await,
+        Some(Concat::Partial) => true,
+        None => false,
+    };
     let length = protocol::creation_length(&headers)?;
-    if headers.contains_key("upload-concat") {
-        return Err(
-            ApiError::bad_request("concatenation_unsupported", "The concatenation extension is not offered.").into()
-        );
-    }
     let metadata = Metadata::from_headers(&headers)?;
-    let filename = filename(&metadata)?;
-    let md5 = client_md5(&metadata)?;
+    // A part needs no name of its own: the final upload names the file.
+    let unnamed = metadata.text("filename")?.is_none() && metadata.text("name")?.is_none();
+    let filename =
+        if partial && unnamed { FileName::parse(PARTIAL).map_err(ApiError::internal)? } else { filename(&metadata)? };
+    let md5 = if partial { None } else { client_md5(&metadata)? };
     let (parent, left) = {
         let client = state.pool.get().await?;
         let parent = resolve_parent(&client, user.id, metadata.text("parent")?.as_deref()).await?;
@@ -179,10 +187,11 @@ pub async fn create(
     let body = if with_body { body } else { Body::empty() };
     let received = receive(&state, &dir, 0, limits, body, RunningDigest::default(), checksum).await?;
     let size = received.size;
-    let completes = length == Some(size);
+    // A part is never a file by itself: its last byte starts no assembly.
+    let completes = !partial && length == Some(size);
     let md5 = if completes { Some(completion_md5(received.digest.as_ref(), md5, 0)?) } else { None };
-    let upload =
-        insert_upload(&state, id, user.id, &filename, parent, received, length, md5, metadata.raw.as_deref()).await?;
+    let tus = TusFields { metadata: metadata.raw.as_deref(), concat: partial.then_some(PARTIAL) };
+    let upload = insert_upload(&state, id, user.id, &filename, parent, received, length, md5, tus).await?;
     guard.keep();
     tracing::info!(upload.id = %id, upload.total_bytes = ?length, upload.received_bytes = size, "tus upload created");
     if completes {
@@ -220,6 +229,9 @@ pub async fn show(State(state): State<SharedState>, user: AuthUser, Path(id): Pa
     if let Some(metadata) = upload.metadata.as_deref().and_then(|m| HeaderValue::from_str(m).ok()) {
         headers.insert("upload-metadata", metadata);
     }
+    if let Some(concat) = upload.concat.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert("upload-concat", concat);
+    }
     Ok(response)
 }
 
@@ -244,6 +256,10 @@ pub async fn append(
     let checksum = Checksum::from_headers(&headers)?;
     let announced = content_length(&headers)?;
     let upload = uploads::load(&state.pool.get().await?, id, user.id, false).await?;
+    if upload.concat.as_deref().is_some_and(|c| c != PARTIAL) {
+        // tus 1.0, concatenation: a final upload takes no PATCH.
+        return Err(ApiError::Forbidden.into());
+    }
     match uploads::effective_state(&upload) {
         UploadState::Uploading => {}
         UploadState::Expired | UploadState::Failed => return Err(ApiError::Expired.into()),
@@ -277,7 +293,8 @@ pub async fn append(
     let _permit = intake_permit(&state, user.id)?;
     let lease = Lease::acquire(&state, id, user.id, offset).await?;
     let dir = upload_dir(&state.config.storage.staging_dir, id);
-    let chunk = Chunk { id, user: user.id, offset, total, declared, md5 };
+    let assembles = upload.concat.is_none();
+    let chunk = Chunk { id, user: user.id, offset, total, declared, md5, assembles };
     match record(&state, &lease, &dir, chunk, limits, body, checksum).await {
         Ok((upload, received)) => {
             if received == 0 {
@@ -354,6 +371,8 @@ struct Chunk {
     declared: bool,
     /// The whole file's md5 from the metadata.
     md5: Option<Md5>,
+    /// The last byte starts the assembly (not for a partial upload).
+    assembles: bool,
 }
 
 /// Streams the body under `lease`, then in one transaction: the declared length, the
@@ -370,7 +389,7 @@ async fn record(
 ) -> TusResult<(Upload, u64)> {
     let received = receive(state, dir, chunk.offset, limits, body, lease.digest.clone(), checksum).await?;
     let end = chunk.offset + received.size;
-    let completes = chunk.total == Some(end);
+    let completes = chunk.assembles && chunk.total == Some(end);
     let md5 = if completes { Some(completion_md5(received.digest.as_ref(), chunk.md5, chunk.offset)?) } else { None };
     let digest = received.digest.ok_or_else(intake::file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();

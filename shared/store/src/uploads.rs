@@ -213,6 +213,8 @@ pub struct Upload {
     pub completed_at: Option<DateTime<Utc>>,
     /// The tus `Upload-Metadata` header sent at creation (None for the chunked protocol).
     pub metadata: Option<String>,
+    /// tus concatenation: `partial`, or the final upload's `final;<urls>`.
+    pub concat: Option<String>,
 }
 
 impl Upload {
@@ -233,6 +235,7 @@ impl Upload {
             expires_at: r.try_get("expires_at")?,
             completed_at: r.try_get("completed_at")?,
             metadata: r.try_get("metadata")?,
+            concat: r.try_get("concat")?,
         })
     }
 }
@@ -242,7 +245,7 @@ impl Upload {
 pub async fn load(c: &impl GenericClient, id: FileId, user: UserId, lock: bool) -> Result<Option<Upload>, StoreError> {
     let sql = format!(
         "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
-                completed_at, metadata
+                completed_at, metadata, concat
          FROM uploads WHERE id = $1 AND user_id = $2{}",
         if lock { " FOR UPDATE" } else { "" }
     );
@@ -262,7 +265,7 @@ pub async fn page(
     let rows = c
         .query_cached(
             "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
-                    completed_at, metadata
+                    completed_at, metadata, concat
              FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
             &[&user.0, &limit, &offset],
         )
@@ -289,6 +292,8 @@ pub struct NewUpload<'a> {
     pub sha256_state: &'a [u8],
     /// The tus `Upload-Metadata` header, stored to be echoed by HEAD.
     pub metadata: Option<&'a str>,
+    /// tus concatenation: `partial`, or a final upload's `final;<urls>`.
+    pub concat: Option<&'a str>,
 }
 
 /// Inserts the upload and, when it has bytes, its first chunk's row.
@@ -297,8 +302,8 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), Sto
     let received = size_to_db("chunk size", u.received)?;
     c.execute_cached(
         "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
-                              md5_state, sha256_state, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                              md5_state, sha256_state, metadata, concat)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             &u.id.0,
             &u.user.0,
@@ -312,6 +317,7 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), Sto
             &u.md5_state,
             &u.sha256_state,
             &u.metadata,
+            &u.concat,
         ],
     )
     .await?;
@@ -503,7 +509,7 @@ fn recent_from_row(r: &tokio_postgres::Row) -> Result<Recent, StoreError> {
 }
 
 const RECENT: &str = "SELECT u.id, u.user_id, u.filename, u.parent_id, u.total_size, u.\"offset\", u.status, u.error,
-        u.created_at, u.expires_at, u.completed_at, u.metadata, u.md5, us.username
+        u.created_at, u.expires_at, u.completed_at, u.metadata, u.concat, u.md5, us.username
      FROM uploads u JOIN users us ON us.id = u.user_id";
 
 /// Every user's uploads matching `search` (and `state`), newest first: one page of

@@ -318,3 +318,84 @@ async fn deferred_length_termination_and_cors_for_configured_origins() -> anyhow
     assert_eq!(api.send("DELETE", &location(&created)?, &[TUS], Vec::new()).await?.status, 204);
     Ok(())
 }
+
+#[tokio::test]
+async fn partial_uploads_concatenate_into_one_ordinary_file() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(3 * 70_000 + 123);
+    let pieces = [&bytes[..70_000], &bytes[70_000..140_000], &bytes[140_000..]];
+
+    // Parts, sent at once, each in two PATCHes; a part needs no name.
+    let mut parts = Vec::new();
+    for piece in pieces {
+        let length = piece.len().to_string();
+        let res = api
+            .send("POST", "/files/", &[TUS, ("Upload-Concat", "partial"), ("Upload-Length", &length)], Vec::new())
+            .await?;
+        parts.push(location(&res)?);
+    }
+    let sent = futures::future::try_join_all(parts.iter().zip(pieces).map(|(url, piece)| {
+        let api = api.clone();
+        async move {
+            let half = piece.len() / 2;
+            let a = patch(&api, url, 0, &piece[..half], &[]).await?;
+            let b = patch(&api, url, half, &piece[half..], &[]).await?;
+            Ok::<_, anyhow::Error>((a.status, b.status))
+        }
+    }))
+    .await?;
+    assert!(sent.iter().all(|s| *s == (204, 204)), "{sent:?}");
+    let head = api.send("HEAD", &parts[0], &[TUS], Vec::new()).await?;
+    assert_eq!(head.header("upload-concat").as_deref(), Some("partial"));
+    // A finished part is not a file.
+    assert_eq!(api.get("/storage/files/").await?.json()["count"], 0);
+
+    // An unfinished part, a repeated one, another user's or a length: refused.
+    let unfinished = location(
+        &api.send("POST", "/files/", &[TUS, ("Upload-Concat", "partial"), ("Upload-Length", "10")], Vec::new()).await?,
+    )?;
+    let metadata = format!("filename {}", b64(b"joined.bin"));
+    let concat = |urls: &[&String]| format!("final;{}", urls.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(" "));
+    for urls in [vec![&parts[0], &unfinished], vec![&parts[0], &parts[0]]] {
+        let res = api
+            .send(
+                "POST",
+                "/files/",
+                &[TUS, ("Upload-Concat", &concat(&urls)), ("Upload-Metadata", &metadata)],
+                Vec::new(),
+            )
+            .await?;
+        assert_eq!((res.status, res.code().as_str()), (400, "invalid_concat"), "{}", res.text());
+    }
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    let all: Vec<&String> = parts.iter().collect();
+    let res = bob
+        .send("POST", "/files/", &[TUS, ("Upload-Concat", &concat(&all)), ("Upload-Metadata", &metadata)], Vec::new())
+        .await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_concat"));
+
+    // The final upload: complete at once, an ordinary file, byte-identical.
+    let whole_md5 = format!("{metadata},md5 {}", b64(md5_hex(&bytes).as_bytes()));
+    let res = api
+        .send("POST", "/files/", &[TUS, ("Upload-Concat", &concat(&all)), ("Upload-Metadata", &whole_md5)], Vec::new())
+        .await?;
+    let url = location(&res)?;
+    assert_eq!(res.header("upload-offset"), Some(bytes.len().to_string()));
+    let head = api.send("HEAD", &url, &[TUS], Vec::new()).await?;
+    assert_eq!(head.header("upload-length"), Some(bytes.len().to_string()));
+    assert!(head.header("upload-concat").is_some_and(|c| c.starts_with("final;/files/")));
+    assert_eq!(patch(&api, &url, bytes.len(), b"", &[]).await?.status, 403, "a final upload takes no PATCH");
+    let id = id_of(&url);
+    let list = api.get("/storage/files/").await?.json();
+    assert_eq!(list["count"], 1, "{list}");
+    assert_eq!(list["results"][0]["filename"], "joined.bin");
+    assert_eq!(list["results"][0]["md5"], md5_hex(&bytes).as_str());
+    assert!(api.download(&id, None).await?.body == bytes);
+    // The parts are gone once concatenated.
+    for part in &parts {
+        assert_eq!(api.send("HEAD", part, &[TUS], Vec::new()).await?.status, 410);
+    }
+    assert_eq!(api.send("DELETE", &unfinished, &[TUS], Vec::new()).await?.status, 204);
+    Ok(())
+}
