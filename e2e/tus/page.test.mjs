@@ -1,6 +1,6 @@
 // Browser test of the page for people at `/` in Debian's headless Chromium, driven by
 // playwright-core: log in, add a 200 MiB file to Uppy's Dashboard and upload it over
-// tus, reload the page mid-way, add the file again (Uppy's Golden Retriever restored the
+// tus, pause it (no PATCH while paused) and resume it, reload the page mid-way, add the file again (Uppy's Golden Retriever restored the
 // session but not 200 MiB of bytes) and see the upload resume from the server's offset, finish, see the file listed, download it through the
 // signed link and compare it byte for byte, delete it. Screenshots of each stage go to
 // $FERRY_E2E_ARTIFACTS.
@@ -102,16 +102,29 @@ try {
     await page.waitForSelector(".uppy-Dashboard");
   });
 
-  await step("a 200 MiB file uploads over tus with progress until the page is reloaded", async () => {
+  await step("a 200 MiB file uploads over tus with progress, pauses and resumes", async () => {
     await page.setInputFiles(fileInput, file);
     await page.click(uploadButton);
     await page.waitForFunction(() => document.querySelector(".uppy-StatusBar-progress") !== null);
+    const toggle = page.locator('button[data-cy="togglePauseResume"]');
+    await toggle.click();
+    await page.waitForSelector('button[data-cy="togglePauseResume"][title="Resume"]');
+    await page.waitForTimeout(500);
+    const paused = patches.length;
+    await page.waitForTimeout(1500);
+    check(patches.length === paused, `${patches.length - paused} PATCHes answered while paused`);
+    await shot("2-paused");
+    await toggle.click();
+    await page.waitForSelector('button[data-cy="togglePauseResume"][title="Pause"]');
+  });
+
+  await step("the upload goes on until the page is reloaded", async () => {
     const deadline = Date.now() + 120_000;
     while (patches.filter((p) => p.status === 204).length * 8 * 1024 * 1024 < RELOAD_AFTER) {
       check(Date.now() < deadline, `only ${patches.length} PATCHes in 120 s`);
       await page.waitForTimeout(100);
     }
-    await shot("2-uploading");
+    await shot("3-uploading");
     await page.reload();
     await page.waitForSelector("#app:not([hidden])");
   });
@@ -138,7 +151,7 @@ try {
     check(after.length > 0, "no PATCH after the reload");
     check(after[0].offset >= reached - 8 * 1024 * 1024 && after[0].offset > 0,
       `the first PATCH after the reload started at ${after[0].offset}, not near ${reached}`);
-    await shot("3-complete");
+    await shot("4-complete");
   });
 
   await step("the file is listed and downloads byte-identical through a signed link", async () => {
@@ -158,7 +171,7 @@ try {
     await fileRow().first().locator("button", { hasText: "Delete" }).click();
     await page.waitForFunction(() => ![...document.querySelectorAll("#files tbody tr")]
       .some((tr) => tr.textContent.includes("big-200MiB.bin")));
-    await shot("4-deleted");
+    await shot("5-deleted");
   });
 } finally {
   await browser.close();

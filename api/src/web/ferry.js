@@ -76,6 +76,14 @@
         }
         next = page.next;
       }
+      if (rows.length === 0) {
+        const empty = document.createElement('tr');
+        const td = document.createElement('td');
+        td.colSpan = 5;
+        td.textContent = 'No files yet: drop one above.';
+        empty.appendChild(td);
+        rows.push(empty);
+      }
       body.replaceChildren(...rows);
     } catch (e) {
       $('#files-error').textContent = e.message;
