@@ -18,7 +18,7 @@ pub enum QueuesCmd {
         #[command(flatten)]
         out: Json,
     },
-    /// Stop workers taking jobs from a queue (assemble, replicate or delete); its
+    /// Stop workers taking jobs from a queue (assemble, replicate, delete, scrub or drop); its
     /// messages wait.
     Pause { queue: JobKind },
     /// Let workers take jobs from a paused queue again.

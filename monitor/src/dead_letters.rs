@@ -52,6 +52,9 @@ async fn consume(pool: &Pool, broker: &BrokerConfig, attempt: &mut u32) -> lapin
     let conn = queue::connect(broker.url.expose(), "ferry-monitor dead-letters", broker.heartbeat_secs).await?;
     let channel = conn.create_channel().await?;
     queue::declare_topology(&channel).await?;
+    // The monitor (one leader per cluster is not needed: deletes are if-empty) clears
+    // away the per-kind retry queues of older releases once they have drained.
+    queue::retire_per_kind_retry_queues(&conn).await;
     channel.basic_qos(PREFETCH, BasicQosOptions { global: false }).await?;
     let mut streams = Vec::new();
     for kind in JobKind::ALL {

@@ -33,23 +33,24 @@ pub struct Round {
     pub pruned: u64,
 }
 
-/// The queues (routing keys) whose main queue and retry tiers hold no ready message.
-/// A broker that cannot be asked drains nothing: only `active` records are reconciled.
+/// The queues (routing keys) whose main queue holds no ready message, while the retry
+/// tiers hold none either: the tiers are shared by every kind, so a message parked in
+/// one could be of any kind, and nothing counts as drained until they are empty. A
+/// broker that cannot be asked drains nothing: only `active` records are reconciled.
 async fn drained_queues(publisher: &Publisher) -> Vec<&'static str> {
+    let tiers = RETRY_TIERS.iter().map(|(tier, _)| (None, ferry_queue::retry_queue(tier)));
+    let mains = JobKind::ALL.into_iter().map(|kind| (Some(kind.routing_key()), kind.queue()));
     let mut drained = Vec::new();
-    'kinds: for kind in JobKind::ALL {
-        let queues = std::iter::once(kind.queue()).chain(RETRY_TIERS.iter().map(|(tier, _)| kind.retry_queue(tier)));
-        for queue in queues {
-            match publisher.queue_counts(&queue).await {
-                Ok(counts) if counts.ready == 0 => {}
-                Ok(_) => continue 'kinds,
-                Err(error) => {
-                    tracing::warn!(%error, queue, "cannot read the queue depth; reconciling active jobs only");
-                    return Vec::new();
-                }
+    for (kind, queue) in tiers.chain(mains) {
+        match publisher.queue_counts(&queue).await {
+            Ok(counts) if counts.ready == 0 => drained.extend(kind),
+            Ok(_) if kind.is_none() => return Vec::new(),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, queue, "cannot read the queue depth; reconciling active jobs only");
+                return Vec::new();
             }
         }
-        drained.push(kind.routing_key());
     }
     drained
 }

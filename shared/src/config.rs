@@ -203,6 +203,7 @@ pub struct WorkerConfig {
     pub id: String,
     /// Operations endpoint: `/healthz`, `/readyz`, `/metrics`.
     pub listen: SocketAddr,
+    /// Queues consumed: `assemble`, `replicate`, `delete`, `scrub`, `drop`.
     pub queues: Vec<String>,
     /// Jobs handled at once (the consumer prefetch) per queue.
     pub concurrency: u16,
@@ -250,6 +251,11 @@ pub struct JobPolicy {
     pub backoff: Option<Vec<String>>,
     /// Hard limit of one attempt, in seconds. Default `worker.job_timeout_secs`.
     pub time_limit_secs: Option<u64>,
+    /// Seconds a stopping worker (SIGTERM) waits for this kind's jobs in flight before
+    /// it closes the connection and the broker hands them to another worker. Default
+    /// 25; keep it below the supervisor's stop timeout (Kubernetes
+    /// `terminationGracePeriodSeconds`, systemd `TimeoutStopSec`).
+    pub drain_deadline_secs: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -432,7 +438,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             id: String::new(),
             listen: ([127, 0, 0, 1], 0).into(),
-            queues: vec!["assemble".into(), "replicate".into(), "delete".into()],
+            queues: ["assemble", "replicate", "delete", "scrub", "drop"].map(String::from).to_vec(),
             concurrency: 4,
             ssh_key: PathBuf::from("/etc/ferry/ssh/id_ed25519"),
             ssh_known_hosts: PathBuf::from("/etc/ferry/ssh/known_hosts"),

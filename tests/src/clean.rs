@@ -145,23 +145,27 @@ impl Target {
             .json()
             .await?;
         // Scrubs never end (a replica is due again every scrub interval): verify jobs
-        // queued or running, each marked by `scrub_queued_at`, may sit in the replicate
-        // queue and its retry tiers; anything beyond them there is unfinished work.
+        // queued or running, each marked by `scrub_queued_at`, may sit in ferry.scrub
+        // and the (shared) retry tiers; anything beyond them there is unfinished work.
         let scrubs: i64 =
             db.query_one("SELECT count(*) FROM replicas WHERE scrub_queued_at IS NOT NULL", &[]).await?.get(0);
-        let mut replicate = 0;
+        let mut scrub_side = 0;
         for queue in queues.as_array().into_iter().flatten() {
             let name = queue["name"].as_str().unwrap_or_default();
             let messages = queue["messages"].as_u64().unwrap_or(0);
             let dead = name.ends_with(".dead");
-            if name == "ferry.replicate" || name.starts_with("ferry.replicate.retry.") {
-                replicate += messages;
-            } else if name.starts_with("ferry.") && messages > 0 && !(dead && allowed.dead_letters) {
+            if name == "ferry.scrub" || name.starts_with("ferry.retry.") {
+                scrub_side += messages;
+            } else if name.starts_with("ferry.")
+                && messages > 0
+                && !(dead && allowed.dead_letters)
+                && !(name == "ferry.replicate" && allowed.stuck_repairs)
+            {
                 dirt.push(format!("{messages} message(s) in {name}"));
             }
         }
-        if replicate > u64::try_from(scrubs).unwrap_or(0) && !allowed.stuck_repairs {
-            dirt.push(format!("{replicate} message(s) in ferry.replicate (+ retry tiers), {scrubs} of them scrubs"));
+        if scrub_side > u64::try_from(scrubs).unwrap_or(0) && !allowed.stuck_repairs {
+            dirt.push(format!("{scrub_side} message(s) in ferry.scrub and the retry tiers, {scrubs} of them scrubs"));
         }
         Ok(dirt)
     }

@@ -366,7 +366,7 @@ impl Cluster {
 
     /// Adds one more worker process; returns its name.
     pub fn add_worker(&mut self) -> Result<String> {
-        self.add_worker_for("assemble,replicate,delete")
+        self.add_worker_for("assemble,replicate,delete,scrub,drop")
     }
 
     /// Adds one more worker process consuming only `queues` (comma-separated); returns

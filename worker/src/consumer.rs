@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use ferry_queue::{self as queue, Job, JobKind, OutgoingMessage, Publisher};
 use ferry_shared::backoff;
-use ferry_shared::shutdown::DRAIN_DEADLINE;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -134,7 +133,7 @@ impl QueueConsumer {
             };
         };
         in_flight.close();
-        if tokio::time::timeout(DRAIN_DEADLINE, in_flight.wait()).await.is_err() {
+        if tokio::time::timeout(self.ctx.policies.drain_deadline(self.kind), in_flight.wait()).await.is_err() {
             tracing::warn!(queue = %self.kind.queue(), "drain deadline passed; unfinished jobs go back to the queue");
         }
         let _ = conn.close(200, "shutdown".into()).await;
@@ -156,8 +155,8 @@ impl QueueConsumer {
     async fn settle(&self, delivery: Delivery) {
         let id: Option<Uuid> = delivery.properties.message_id().as_ref().and_then(|id| id.as_str().parse().ok());
         let attempt = queue::attempt_of(&delivery.properties);
-        let job: Job = match serde_json::from_slice(&delivery.data) {
-            Ok(job) if Job::kind(&job) == self.kind => job,
+        let job = match serde_json::from_slice::<Job>(&delivery.data) {
+            Ok(job) if job.belongs_on(self.kind) => job,
             _ => {
                 let span = tracing::error_span!("job", job.id = ?id, worker.id = %self.ctx.worker.id);
                 let _entered = span.enter();
@@ -319,7 +318,8 @@ impl QueueConsumer {
         }
     }
 
-    /// Parks the job in the delay tier for `attempt`; its TTL expiry routes it back.
+    /// Parks the job in the delay tier for `attempt` under its queue's routing key; its
+    /// TTL expiry routes it back to that queue (the tiers are shared by every kind).
     async fn retry_later(
         &self,
         delivery: &Delivery,
@@ -327,11 +327,11 @@ impl QueueConsumer {
         tier: &str,
         attempt: u32,
     ) -> Result<(), queue::PublishError> {
-        let retry_queue = self.kind.retry_queue(tier);
+        let tier_exchange = queue::retry_queue(tier);
         self.publisher
             .publish_confirmed(&[OutgoingMessage {
-                exchange: "",
-                routing_key: &retry_queue,
+                exchange: &tier_exchange,
+                routing_key: self.kind.routing_key(),
                 message_id,
                 payload: &delivery.data,
                 attempt,

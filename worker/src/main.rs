@@ -15,7 +15,7 @@ struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
-    /// Queues to consume, comma-separated: assemble, replicate, delete (default: all).
+    /// Queues to consume, comma-separated: assemble, replicate, delete, scrub, drop (default: all).
     #[arg(long, value_delimiter = ',')]
     queues: Option<Vec<String>>,
     /// Jobs handled at once per queue (the consumer prefetch).

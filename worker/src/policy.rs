@@ -1,12 +1,14 @@
-//! Per-kind job policy: attempts before a job is given up, its retry delays and its
-//! hard time limit, from `[worker.policy.<kind>]` over the defaults (8 attempts, the
-//! retry tiers 1s, 5s, 30s, 2m in order, `worker.job_timeout_secs`).
+//! Per-kind job policy: attempts before a job is given up, its retry delays, its hard
+//! time limit and its drain deadline, from `[worker.policy.<kind>]` over the defaults
+//! (8 attempts, the retry tiers 1s, 5s, 30s, 2m in order, `worker.job_timeout_secs`,
+//! 25 s).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ferry_queue::{Job, RETRY_TIERS};
+use ferry_queue::{Job, JobKind, RETRY_TIERS};
 use ferry_shared::config::WorkerConfig;
+use ferry_shared::shutdown::DRAIN_DEADLINE;
 
 /// Attempts before a transiently failing job is given up, unless its policy says.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
@@ -21,6 +23,8 @@ pub struct Policy {
     pub backoff: Vec<&'static str>,
     /// Hard limit of one attempt.
     pub time_limit: Duration,
+    /// How long a stopping worker waits for jobs of this kind in flight.
+    pub drain_deadline: Duration,
 }
 
 impl Policy {
@@ -69,9 +73,22 @@ impl Policies {
             if time_limit_secs == 0 {
                 return Err(format!("worker.policy.{kind}.time_limit_secs must be at least 1"));
             }
-            policies.insert(kind, Policy { max_attempts, backoff, time_limit: Duration::from_secs(time_limit_secs) });
+            let drain_deadline = given.drain_deadline_secs.map_or(DRAIN_DEADLINE, Duration::from_secs);
+            let time_limit = Duration::from_secs(time_limit_secs);
+            policies.insert(kind, Policy { max_attempts, backoff, time_limit, drain_deadline });
         }
         Ok(Policies(policies))
+    }
+
+    /// How long the consumer of `queue` waits for its jobs in flight when stopping:
+    /// the longest drain deadline of the job kinds travelling on it.
+    pub fn drain_deadline(&self, queue: JobKind) -> Duration {
+        self.0
+            .iter()
+            .filter(|(name, _)| queue.job_names().contains(name))
+            .map(|(_, p)| p.drain_deadline)
+            .max()
+            .unwrap_or(DRAIN_DEADLINE)
     }
 
     /// The policy of job kind `name` (one of [`Job::NAMES`]).
@@ -95,6 +112,7 @@ mod tests {
                 max_attempts: Some(2),
                 backoff: Some(vec!["30s".into(), "2m".into()]),
                 time_limit_secs: Some(60),
+                drain_deadline_secs: Some(90),
             },
         );
         let policies = Policies::from_config(&config).expect("valid");
@@ -105,6 +123,8 @@ mod tests {
         let verify = policies.get("verify");
         assert_eq!((verify.max_attempts, verify.time_limit), (2, Duration::from_secs(60)));
         assert_eq!((verify.tier(1), verify.tier(2), verify.tier(5)), ("30s", "2m", "2m"));
+        assert_eq!(policies.drain_deadline(JobKind::Scrub), Duration::from_secs(90), "verify travels on scrub");
+        assert_eq!(policies.drain_deadline(JobKind::Replicate), DRAIN_DEADLINE);
     }
 
     #[test]

@@ -4,23 +4,32 @@ use serde::{Deserialize, Serialize};
 
 use ferry_shared::types::{ByteSize, FileId, NodeId};
 
-/// The job queues a worker can consume.
+/// The job queues a worker can consume: one per kind of work, so that an operator sees
+/// (and pauses, and scales workers for) fresh uploads' copies apart from scrubs and
+/// drain-time drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Assemble,
     Replicate,
     Delete,
+    /// Scrub: [`Job::Verify`].
+    Scrub,
+    /// Surplus replicas of a draining node: [`Job::DropReplica`].
+    Drop,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Assemble, JobKind::Replicate, JobKind::Delete];
+    pub const ALL: [JobKind; 5] =
+        [JobKind::Assemble, JobKind::Replicate, JobKind::Delete, JobKind::Scrub, JobKind::Drop];
 
     pub fn routing_key(self) -> &'static str {
         match self {
             JobKind::Assemble => "assemble",
             JobKind::Replicate => "replicate",
             JobKind::Delete => "delete",
+            JobKind::Scrub => "scrub",
+            JobKind::Drop => "drop",
         }
     }
 
@@ -28,12 +37,19 @@ impl JobKind {
         format!("ferry.{}", self.routing_key())
     }
 
-    pub fn dead_queue(self) -> String {
-        format!("ferry.{}.dead", self.routing_key())
+    /// The [`Job::name`]s of the jobs that travel on this queue.
+    pub fn job_names(self) -> &'static [&'static str] {
+        match self {
+            JobKind::Assemble => &["assemble"],
+            JobKind::Replicate => &["replicate"],
+            JobKind::Delete => &["delete"],
+            JobKind::Scrub => &["verify"],
+            JobKind::Drop => &["drop_replica"],
+        }
     }
 
-    pub fn retry_queue(self, tier: &str) -> String {
-        format!("ferry.{}.retry.{tier}", self.routing_key())
+    pub fn dead_queue(self) -> String {
+        format!("ferry.{}.dead", self.routing_key())
     }
 }
 
@@ -43,7 +59,7 @@ impl std::str::FromStr for JobKind {
         JobKind::ALL
             .into_iter()
             .find(|k| k.routing_key() == s)
-            .ok_or_else(|| format!("unknown queue {s:?} (expected assemble, replicate or delete)"))
+            .ok_or_else(|| format!("unknown queue {s:?} (expected assemble, replicate, delete, scrub or drop)"))
     }
 }
 
@@ -64,11 +80,11 @@ pub enum Job {
     },
     /// Remove a deleted file's replicas and staging bytes.
     Delete { file: FileId },
-    /// Re-check one present replica's sha256 on its node (scrub). Travels on the
-    /// replicate queue.
+    /// Re-check one present replica's sha256 on its node (scrub). Travels on
+    /// `ferry.scrub`.
     Verify { file: FileId, node: NodeId },
     /// Remove one surplus replica (its node is draining and the file has enough
-    /// replicas elsewhere). Travels on the delete queue.
+    /// replicas elsewhere). Travels on `ferry.drop`.
     DropReplica { file: FileId, node: NodeId },
 }
 
@@ -106,13 +122,27 @@ impl Job {
         }
     }
 
-    /// The queue the job travels on (scrubs share replicate, drops share delete).
+    /// The queue the job travels on.
     pub fn kind(&self) -> JobKind {
         match self {
             Job::Assemble { .. } => JobKind::Assemble,
-            Job::Replicate { .. } | Job::Verify { .. } => JobKind::Replicate,
-            Job::Delete { .. } | Job::DropReplica { .. } => JobKind::Delete,
+            Job::Replicate { .. } => JobKind::Replicate,
+            Job::Delete { .. } => JobKind::Delete,
+            Job::Verify { .. } => JobKind::Scrub,
+            Job::DropReplica { .. } => JobKind::Drop,
         }
+    }
+
+    /// Whether a worker consuming `queue` takes this job: its own queue, or the one it
+    /// travelled on before scrubs and drops had their own (replicate, delete), so that
+    /// messages queued by an older release are done rather than dead-lettered.
+    pub fn belongs_on(&self, queue: JobKind) -> bool {
+        let before = match self {
+            Job::Verify { .. } => Some(JobKind::Replicate),
+            Job::DropReplica { .. } => Some(JobKind::Delete),
+            _ => None,
+        };
+        self.kind() == queue || before == Some(queue)
     }
 }
 
@@ -135,6 +165,11 @@ mod tests {
         assert!(jobs.iter().all(|j| j.file() == file));
         let nodes: Vec<Option<i32>> = jobs.iter().map(|j| j.node().map(|n| n.0)).collect();
         assert_eq!(nodes, [None, Some(1), Some(2), None, Some(3)]);
+        let queues: Vec<&str> = jobs.iter().map(|j| j.kind().routing_key()).collect();
+        assert_eq!(queues, ["assemble", "replicate", "scrub", "delete", "drop"]);
+        assert!(jobs[2].belongs_on(JobKind::Replicate) && jobs[4].belongs_on(JobKind::Delete), "queued before");
+        assert!(!jobs[1].belongs_on(JobKind::Scrub) && !jobs[0].belongs_on(JobKind::Replicate));
+        assert!(jobs.iter().all(|j| j.kind().job_names() == [j.name()]));
     }
 }
 

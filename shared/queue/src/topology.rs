@@ -1,12 +1,15 @@
 //! RabbitMQ topology and connections.
 //!
 //! Topology (declared idempotently by every process that connects):
-//! - `ferry.jobs` (direct, durable) routes `assemble|replicate|delete` to the durable
+//! - `ferry.jobs` (direct, durable) routes `assemble|replicate|delete|scrub|drop` to the durable
 //!   quorum queues `ferry.<kind>`, which carry a delivery limit and dead-letter
 //!   at-least-once to `ferry.dead` -> `ferry.<kind>.dead`.
-//! - Delayed retry: classic durable queues `ferry.<kind>.retry.<tier>` with a queue TTL
-//!   whose dead-letter target is `ferry.jobs` with routing key `<kind>`. One queue per
-//!   tier because a per-message TTL only expires at the queue head.
+//! - Delayed retry, shared by every kind: per tier a fanout exchange `ferry.retry.<tier>`
+//!   and a classic durable queue of the same name with a queue TTL, dead-lettered to
+//!   `ferry.jobs` with the message's own routing key (no `x-dead-letter-routing-key`):
+//!   a job parked with routing key `<kind>` comes back to `ferry.<kind>`. One queue per
+//!   tier because a per-message TTL only expires at the queue head; one per tier, not
+//!   per kind and tier, so the management UI shows 4 retry queues rather than 20.
 //! - `ferry.heartbeats` (fanout, transient): monitor -> every API replica.
 
 use std::time::Duration;
@@ -32,6 +35,33 @@ pub const RETRY_TIERS: &[(&str, Duration)] = &[
     ("30s", Duration::from_secs(30)),
     ("2m", Duration::from_secs(120)),
 ];
+
+/// The retry tier queue (and its fanout exchange) named `tier` of [`RETRY_TIERS`].
+pub fn retry_queue(tier: &str) -> String {
+    format!("ferry.retry.{tier}")
+}
+
+/// Retry queues of releases before the tiers were shared: `ferry.<kind>.retry.<tier>`.
+/// They still send what they hold back to `ferry.jobs` (their own TTL and dead-letter
+/// arguments); [`retire_per_kind_retry_queues`] deletes the empty ones.
+fn per_kind_retry_queues() -> impl Iterator<Item = String> {
+    ["assemble", "replicate", "delete"]
+        .into_iter()
+        .flat_map(|kind| RETRY_TIERS.iter().map(move |(tier, _)| format!("ferry.{kind}.retry.{tier}")))
+}
+
+/// Deletes the per-kind retry queues of older releases that are empty (`if-empty`; one
+/// holding messages stays until they have expired back, and goes at a later call).
+/// Runs on a channel of its own, which a refused delete closes; errors are ignored.
+pub async fn retire_per_kind_retry_queues(connection: &Connection) {
+    for queue in per_kind_retry_queues() {
+        let Ok(channel) = connection.create_channel().await else { return };
+        let options = lapin::options::QueueDeleteOptions { if_empty: true, ..Default::default() };
+        if channel.queue_delete(queue.as_str().into(), options).await.is_ok() {
+            let _ = channel.close(200, "ok".into()).await;
+        }
+    }
+}
 
 /// Opens a connection with Ferry's properties (named for the management UI).
 pub async fn connect(url: &str, name: &str, heartbeat_secs: u16) -> lapin::Result<Connection> {
@@ -102,19 +132,29 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
                 FieldTable::default(),
             )
             .await?;
-        for (tier, delay) in RETRY_TIERS {
-            channel
-                .queue_declare(
-                    kind.retry_queue(tier).as_str().into(),
-                    durable_q,
-                    table(&[
-                        ("x-message-ttl", AMQPValue::LongLongInt(delay.as_millis() as i64)),
-                        ("x-dead-letter-exchange", text(JOBS_EXCHANGE)),
-                        ("x-dead-letter-routing-key", text(rk)),
-                    ]),
-                )
-                .await?;
-        }
+    }
+    for (tier, delay) in RETRY_TIERS {
+        let name = retry_queue(tier);
+        channel.exchange_declare(name.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                durable_q,
+                table(&[
+                    ("x-message-ttl", AMQPValue::LongLongInt(delay.as_millis() as i64)),
+                    ("x-dead-letter-exchange", text(JOBS_EXCHANGE)),
+                ]),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                name.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
     }
     Ok(())
 }

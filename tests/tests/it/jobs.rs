@@ -35,7 +35,7 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     println!("$ ferry workers ls\n{workers}");
     let ids: Vec<&str> = rows(&workers).iter().filter_map(|r| r.split_whitespace().next()).collect();
     for row in rows(&workers) {
-        assert!(row.contains("assemble,replicate,delete"), "{row}");
+        assert!(row.contains("assemble,replicate,delete,scrub,drop"), "{row}");
         let id = row.split_whitespace().next().unwrap_or_default();
         assert!(id.contains(':'), "worker id is <host>:<pid>: {id}");
     }
