@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use ferry_shared::types::FileId;
 use ferry_store::jobs::{self, Filter, JobRecord};
+use ferry_store::uploads::Cancelled;
 use ferry_store::{workers, Client, JobState};
 use uuid::Uuid;
 
@@ -26,6 +27,20 @@ pub enum JobsCmd {
     },
     /// Show one job record (JSON), with its wait and duration in milliseconds.
     Show { id: Uuid },
+    /// Cancel an unfinished upload and its pending jobs: the upload fails with code
+    /// `cancelled` (its client is told so), its queued and retrying jobs become
+    /// `cancelled` and are never run, a running one finds nothing to do, and its staging
+    /// bytes go with the next garbage collection. A complete upload is a file: delete
+    /// it with `ferry files rm`.
+    Cancel {
+        /// The upload's id.
+        #[arg(long)]
+        upload: Uuid,
+        /// Recorded on the upload and its jobs (operators see it; the client sees only
+        /// that an operator cancelled the upload).
+        #[arg(long, default_value = "cancelled by an operator")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +209,18 @@ pub async fn jobs(client: &Client, cmd: JobsCmd) -> anyhow::Result<()> {
             list(&jobs::list(client, &f, filter.limit).await?, out, false)?;
         }
         JobsCmd::Show { id } => show(&jobs::get(client, id).await?.with_context(|| format!("no job {id}"))?)?,
+        JobsCmd::Cancel { upload, reason } => {
+            match ferry_store::uploads::cancel(client, FileId(upload), &reason).await? {
+                Cancelled::Done { jobs } => {
+                    ferry_store::notify::upload_event(client, FileId(upload)).await?;
+                    println!("upload {upload} cancelled; {jobs} pending job(s) cancelled");
+                }
+                Cancelled::AlreadyEnded(state) => {
+                    bail!("upload {upload} is already {state}; nothing to cancel (a complete upload is a file: ferry files rm {upload})")
+                }
+                Cancelled::Unknown => bail!("no upload {upload}"),
+            }
+        }
     }
     Ok(())
 }

@@ -91,11 +91,17 @@ pub enum UploadFailure {
     MissingBytes,
     /// The assembly kept failing and was given up.
     AssemblyFailed,
+    /// An operator cancelled the upload (`ferry jobs cancel --upload`).
+    Cancelled,
 }
 
 impl UploadFailure {
-    const ALL: [UploadFailure; 3] =
-        [UploadFailure::ChecksumMismatch, UploadFailure::MissingBytes, UploadFailure::AssemblyFailed];
+    const ALL: [UploadFailure; 4] = [
+        UploadFailure::ChecksumMismatch,
+        UploadFailure::MissingBytes,
+        UploadFailure::AssemblyFailed,
+        UploadFailure::Cancelled,
+    ];
 
     /// The machine-readable code (also the client-facing error `code` of a mismatch).
     pub fn code(self) -> &'static str {
@@ -103,6 +109,7 @@ impl UploadFailure {
             UploadFailure::ChecksumMismatch => "checksum_mismatch",
             UploadFailure::MissingBytes => "missing_bytes",
             UploadFailure::AssemblyFailed => "assembly_failed",
+            UploadFailure::Cancelled => "cancelled",
         }
     }
 
@@ -117,6 +124,7 @@ impl UploadFailure {
                 "The uploaded bytes are no longer complete on the server; upload the file again."
             }
             UploadFailure::AssemblyFailed => "The server could not check the uploaded file; upload it again.",
+            UploadFailure::Cancelled => "An operator cancelled this upload; upload the file again.",
         }
     }
 
@@ -141,6 +149,48 @@ impl Upload {
             .then(|| self.error.as_deref().and_then(UploadFailure::parse))
             .flatten()
     }
+}
+
+/// What [`cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The upload is `failed` (code `cancelled`) and this many of its queued or
+    /// retrying jobs are `cancelled` (a worker acks such a delivery without running it).
+    Done { jobs: u64 },
+    /// The upload had already ended in this state: nothing changed.
+    AlreadyEnded(UploadState),
+    /// No upload has this id.
+    Unknown,
+}
+
+/// Cancels an unfinished (`uploading` or `assembling`) upload and its pending jobs in
+/// one statement: the upload becomes `failed` with the `cancelled` failure and
+/// `reason`, its queued and retrying job records `cancelled`. A job already running
+/// finds the upload no longer assembling and does nothing; the staging bytes go with
+/// the next garbage collection. The caller announces the upload event (a waiting
+/// completing POST then answers `409 upload_failed`).
+pub async fn cancel(c: &impl GenericClient, id: FileId, reason: &str) -> Result<Cancelled, StoreError> {
+    let error = UploadFailure::Cancelled.stored_text(reason);
+    let row = c
+        .query_one_cached(
+            "WITH up AS (
+                 UPDATE uploads SET status = $2, error = $3
+                 WHERE id = $1 AND status = ANY($4) RETURNING id),
+             j AS (
+                 UPDATE jobs SET state = 'cancelled', error = $3, finished_at = now(), state_at = now()
+                 WHERE file_id IN (SELECT id FROM up) AND state IN ('queued', 'retrying') RETURNING id)
+             SELECT (SELECT count(*) FROM up) AS cancelled, (SELECT count(*) FROM j) AS jobs,
+                    (SELECT status FROM uploads WHERE id = $1) AS status",
+            &[&id.0, &UploadState::Failed, &error, &[UploadState::Uploading, UploadState::Assembling].as_slice()],
+        )
+        .await?;
+    let (cancelled, jobs): (i64, i64) = (row.try_get("cancelled")?, row.try_get("jobs")?);
+    let status: Option<UploadState> = row.try_get("status")?;
+    Ok(match status {
+        _ if cancelled > 0 => Cancelled::Done { jobs: jobs as u64 },
+        Some(state) => Cancelled::AlreadyEnded(state),
+        None => Cancelled::Unknown,
+    })
 }
 
 /// The assembly failed: `failed` with `failure` and an operator-facing `detail`, if

@@ -264,3 +264,57 @@ async fn a_paused_queue_waits_until_resumed() -> anyhow::Result<()> {
     assert!(cluster.ferry(&["queues", "resume", "replicate"]).is_err(), "resuming twice is refused");
     Ok(())
 }
+
+/// Issue 11 (control): an operator cancels an unfinished upload and its pending jobs.
+/// The waiting client is told the upload failed (409 `upload_failed`, "an operator
+/// cancelled"), the queued assemble job is recorded `cancelled`, and when a worker
+/// finally gets its message it acks it without running it: no file appears. A second
+/// cancel, and one of an unknown id, fail with a clear message.
+#[tokio::test]
+async fn an_operator_cancels_an_unfinished_upload_and_its_pending_jobs() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(Options {
+        nodes: 1,
+        replication: 1,
+        workers: 0,
+        env: env(&[("FERRY_API__COMPLETE_WAIT_SECS", "1")]),
+        ..Default::default()
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(40_000);
+    let res = api.upload("cancel-me.bin", &bytes, 40_000, None).await?;
+    assert_eq!(res.status, 202, "no worker yet: {}", res.text());
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    eventually("the assemble job queued", Duration::from_secs(30), || async {
+        Ok((cluster.queue_messages("ferry.assemble").await? == 1).then_some(()))
+    })
+    .await?;
+
+    let out = cluster.ferry(&["jobs", "cancel", "--upload", &id, "--reason", "wrong customer"])?;
+    assert!(out.contains("1 pending job(s) cancelled"), "{out}");
+    let status = api.get(&format!("/storage/tmp-upload/{id}/")).await?;
+    assert_eq!(status.json()["state"], "failed", "{}", status.text());
+    let again = api.complete(&format!("/storage/tmp-upload/{id}/"), &ferry_tests::md5_hex(&bytes)).await?;
+    assert_eq!((again.status, again.code().as_str()), (409, "upload_failed"), "{}", again.text());
+    assert!(again.text().contains("An operator cancelled"), "{}", again.text());
+
+    // The message is still queued; a worker takes it, sees the record, does nothing.
+    cluster.add_worker()?;
+    eventually("the cancelled job's message consumed", Duration::from_secs(60), || async {
+        Ok((cluster.queue_messages("ferry.assemble").await? == 0).then_some(()))
+    })
+    .await?;
+    let jobs: Value = serde_json::from_str(&cluster.ferry(&["jobs", "ls", "--upload", &id, "--json"])?)?;
+    let states: Vec<&str> = jobs.as_array().into_iter().flatten().filter_map(|j| j["state"].as_str()).collect();
+    assert_eq!(states, ["cancelled"], "{jobs}");
+    assert!(jobs[0]["error"].as_str().is_some_and(|e| e.contains("wrong customer")), "{jobs}");
+    let files = api.get("/storage/files/").await?;
+    assert!(!files.text().contains(&id), "no file for a cancelled upload: {}", files.text());
+
+    let (ok, text) = cluster.ferry_cli(&["jobs", "cancel", "--upload", &id], "")?;
+    assert!(!ok && text.contains("already failed"), "{text}");
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (ok, text) = cluster.ferry_cli(&["jobs", "cancel", "--upload", &unknown], "")?;
+    assert!(!ok && text.contains(&format!("no upload {unknown}")), "{text}");
+    Ok(())
+}
