@@ -14,6 +14,7 @@
 
 use ferry_queue::{JobKind, Publisher, JOBS_EXCHANGE, RETRY_TIERS};
 use ferry_shared::config::Config;
+use ferry_shared::metrics::{QUEUE_CONSUMERS, QUEUE_READY};
 use ferry_store::{jobs, workers, JobState, Pool, StoreError};
 
 /// Re-enqueues per round at most (the rest wait for the next round).
@@ -37,22 +38,36 @@ pub struct Round {
 /// tiers hold none either: the tiers are shared by every kind, so a message parked in
 /// one could be of any kind, and nothing counts as drained until they are empty. A
 /// broker that cannot be asked drains nothing: only `active` records are reconciled.
+/// Every queue's depth and consumers read on the way are exported
+/// (`ferry_queue_ready{queue}`, `ferry_queue_consumers{queue}`), the dead-letter
+/// queues' too, so Prometheus sees the queues without the broker's own plugin.
 async fn drained_queues(publisher: &Publisher) -> Vec<&'static str> {
     let tiers = RETRY_TIERS.iter().map(|(tier, _)| (None, ferry_queue::retry_queue(tier)));
     let mains = JobKind::ALL.into_iter().map(|kind| (Some(kind.routing_key()), kind.queue()));
+    let dead = JobKind::ALL.into_iter().map(|kind| (None, kind.dead_queue()));
     let mut drained = Vec::new();
-    for (kind, queue) in tiers.chain(mains) {
-        match publisher.queue_counts(&queue).await {
-            Ok(counts) if counts.ready == 0 => drained.extend(kind),
-            Ok(_) if kind.is_none() => return Vec::new(),
-            Ok(_) => {}
+    let mut tiers_empty = true;
+    for (kind, queue) in tiers.chain(mains).chain(dead) {
+        let counts = match publisher.queue_counts(&queue).await {
+            Ok(counts) => counts,
             Err(error) => {
                 tracing::warn!(%error, queue, "cannot read the queue depth; reconciling active jobs only");
                 return Vec::new();
             }
+        };
+        QUEUE_READY.with_label_values(&[&queue]).set(i64::from(counts.ready));
+        QUEUE_CONSUMERS.with_label_values(&[&queue]).set(i64::from(counts.consumers));
+        let is_tier = kind.is_none() && !queue.ends_with(".dead");
+        tiers_empty &= !(is_tier && counts.ready > 0);
+        if counts.ready == 0 {
+            drained.extend(kind);
         }
     }
-    drained
+    if tiers_empty {
+        drained
+    } else {
+        Vec::new()
+    }
 }
 
 /// One reconcile round; see the module doc.

@@ -50,6 +50,10 @@ metric!(RSYNC_BYTES: IntCounterVec = register_int_counter_vec!(
     "ferry_rsync_bytes_total", "Bytes copied to nodes with rsync.", &["node"]));
 metric!(RSYNC_DURATION: HistogramVec = register_histogram_vec!(
     "ferry_rsync_duration_seconds", "rsync + remote verification time per replica.", &["node"], JOB_BUCKETS.to_vec()));
+metric!(QUEUE_READY: IntGaugeVec = register_int_gauge_vec!(
+    "ferry_queue_ready", "Messages ready in a RabbitMQ queue of Ferry's (job, retry tier, dead letter), read by the monitor with a passive declare every reconcile round.", &["queue"]));
+metric!(QUEUE_CONSUMERS: IntGaugeVec = register_int_gauge_vec!(
+    "ferry_queue_consumers", "Consumers of a RabbitMQ queue of Ferry's, read with ferry_queue_ready.", &["queue"]));
 metric!(OUTBOX_BACKLOG: IntGauge = register_int_gauge!(
     "ferry_outbox_backlog", "Jobs written to the outbox and not yet confirmed by the broker (last relay look)."));
 metric!(NODE_UP: IntGaugeVec = register_int_gauge_vec!(
