@@ -29,9 +29,9 @@ pub enum JobsCmd {
     Show { id: Uuid },
     /// Cancel an unfinished upload and its pending jobs: the upload fails with code
     /// `cancelled` (its client is told so), its queued and retrying jobs become
-    /// `cancelled` and are never run, a running one finds nothing to do, and its staging
-    /// bytes go with the next garbage collection. A complete upload is a file: delete
-    /// it with `ferry files rm`.
+    /// `cancelled` and are never run, a running one finds nothing to do, and a delete
+    /// job removes its staging bytes. A complete upload is a file: delete it with
+    /// `ferry files rm`.
     Cancel {
         /// The upload's id.
         #[arg(long)]
@@ -201,7 +201,7 @@ fn list(rows: &[JobRecord], out: Json, with_reason: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub async fn jobs(client: &Client, cmd: JobsCmd) -> anyhow::Result<()> {
+pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
     match cmd {
         JobsCmd::Ls { filter, state, out } => {
             let mut f = filter.filter(state);
@@ -210,10 +210,9 @@ pub async fn jobs(client: &Client, cmd: JobsCmd) -> anyhow::Result<()> {
         }
         JobsCmd::Show { id } => show(&jobs::get(client, id).await?.with_context(|| format!("no job {id}"))?)?,
         JobsCmd::Cancel { upload, reason } => {
-            match ferry_store::uploads::cancel(client, FileId(upload), &reason).await? {
+            match ferry_queue::expiry::cancel_upload(client, FileId(upload), &reason).await? {
                 Cancelled::Done { jobs } => {
-                    ferry_store::notify::upload_event(client, FileId(upload)).await?;
-                    println!("upload {upload} cancelled; {jobs} pending job(s) cancelled");
+                    println!("upload {upload} cancelled; {jobs} pending job(s) cancelled; its staging bytes are being removed");
                 }
                 Cancelled::AlreadyEnded(state) => {
                     bail!("upload {upload} is already {state}; nothing to cancel (a complete upload is a file: ferry files rm {upload})")

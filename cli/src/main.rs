@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Nodes(cmd) => nodes::nodes(&client, cmd).await?,
         Command::Files(cmd) => storage::files(&client, cmd).await?,
         Command::Uploads(cmd) => storage::uploads(&pool, &client, cmd).await?,
-        Command::Jobs(cmd) => jobs::jobs(&client, cmd).await?,
+        Command::Jobs(cmd) => jobs::jobs(&mut client, cmd).await?,
         Command::Dlq(cmd) => jobs::dlq(&mut client, cmd).await?,
         Command::Workers(cmd) => jobs::workers(&client, cmd).await?,
         Command::Queues(cmd) => queues::queues(&client, &config, cmd).await?,

@@ -166,9 +166,9 @@ pub enum Cancelled {
 /// Cancels an unfinished (`uploading` or `assembling`) upload and its pending jobs in
 /// one statement: the upload becomes `failed` with the `cancelled` failure and
 /// `reason`, its queued and retrying job records `cancelled`. A job already running
-/// finds the upload no longer assembling and does nothing; the staging bytes go with
-/// the next garbage collection. The caller announces the upload event (a waiting
-/// completing POST then answers `409 upload_failed`).
+/// finds the upload no longer assembling and does nothing. The caller reclaims the
+/// staging bytes (a delete job) and announces the upload event (a waiting completing
+/// POST then answers `409 upload_failed`): `ferry_queue::expiry::cancel_upload`.
 pub async fn cancel(c: &impl GenericClient, id: FileId, reason: &str) -> Result<Cancelled, StoreError> {
     let error = UploadFailure::Cancelled.stored_text(reason);
     let row = c

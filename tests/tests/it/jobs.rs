@@ -268,8 +268,9 @@ async fn a_paused_queue_waits_until_resumed() -> anyhow::Result<()> {
 /// Issue 11 (control): an operator cancels an unfinished upload and its pending jobs.
 /// The waiting client is told the upload failed (409 `upload_failed`, "an operator
 /// cancelled"), the queued assemble job is recorded `cancelled`, and when a worker
-/// finally gets its message it acks it without running it: no file appears. A second
-/// cancel, and one of an unknown id, fail with a clear message.
+/// finally gets its message it acks it without running it: no file appears, and a
+/// delete job reclaims the staging bytes. A second cancel, and one of an unknown id,
+/// fail with a clear message.
 #[tokio::test]
 async fn an_operator_cancels_an_unfinished_upload_and_its_pending_jobs() -> anyhow::Result<()> {
     let mut cluster = Cluster::start_with(Options {
@@ -304,9 +305,20 @@ async fn an_operator_cancels_an_unfinished_upload_and_its_pending_jobs() -> anyh
         Ok((cluster.queue_messages("ferry.assemble").await? == 0).then_some(()))
     })
     .await?;
-    let jobs: Value = serde_json::from_str(&cluster.ferry(&["jobs", "ls", "--upload", &id, "--json"])?)?;
-    let states: Vec<&str> = jobs.as_array().into_iter().flatten().filter_map(|j| j["state"].as_str()).collect();
-    assert_eq!(states, ["cancelled"], "{jobs}");
+    // Its timeline: the cancelled assembly, then the delete job that reclaimed staging.
+    let jobs = eventually("the staging bytes reclaimed", Duration::from_secs(60), || async {
+        let jobs: Value = serde_json::from_str(&cluster.ferry(&["jobs", "ls", "--upload", &id, "--json"])?)?;
+        let done = jobs.as_array().is_some_and(|j| j.len() == 2 && j[1]["state"] == "done");
+        Ok((done && !cluster.staging.join(&id).exists()).then_some(jobs))
+    })
+    .await?;
+    let timeline: Vec<(&str, &str)> = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|j| (j["kind"].as_str().unwrap_or_default(), j["state"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(timeline, [("assemble", "cancelled"), ("delete", "done")], "{jobs}");
     assert!(jobs[0]["error"].as_str().is_some_and(|e| e.contains("wrong customer")), "{jobs}");
     let files = api.get("/storage/files/").await?;
     assert!(!files.text().contains(&id), "no file for a cancelled upload: {}", files.text());
