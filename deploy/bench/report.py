@@ -368,8 +368,10 @@ class Report:
         ], [
             "Per file: one assemble and two replicate jobs through RabbitMQ quorum queues. Replicate jobs bound "
             "for one node travel in batches: one rsync session (`--files-from`) per batch over the node's openssh "
-            "master connection, the copy's md5 per file from rsync itself, then one `sync` of the batch's shard "
-            "directories on the node (`--fsync` for the files), all through the node's forced command.",
+            "master connection, the copy's md5 per file from rsync itself, the files fsynced by the receiver "
+            "(`--fsync`) and the shard directories the push changed by the node's forced command after the "
+            "receiving rsync exits. A node's second session starts only beside a busy one when a full batch "
+            "waits, so under load batches grow rather than sessions multiplying.",
             "CPU: with 2 workers the 2 cores are saturated (busy cores below); one worker already keeps them "
             "about three quarters busy. The 2-worker gain cannot exceed that headroom (busy cores with 2 workers "
             "÷ with 1) as long as the CPU per file stays the same: on 2 cores the ratio shows the machine, not "
