@@ -111,6 +111,10 @@ curl -s -X POST -H "Authorization: JWT $TOKEN" -d md5=$(md5sum < big.iso | cut -
 curl -L -OJ -H "Authorization: JWT $TOKEN" $API/storage/download/<id>/
 ```
 
+## Uploading with tus 1.0
+
+`/files/` speaks tus 1.0 (https://tus.io) on the same pipeline, so any tus client (Uppy, tus-js-client, tuspy) uploads files that are listed, versioned, downloaded and deleted like the others. Send the token as `Authorization: Bearer <token>`; `Upload-Metadata` carries `filename`, optionally `parent` and the whole file's `md5`. Extensions: creation, creation-with-upload, creation-defer-length, termination, expiration, checksum (`md5`, `sha1`, `sha256` per request: a mismatch is `460` and the upload stays at its offset) and concatenation. The answer to the request carrying the last byte waits, as the completing POST does, until the file is downloadable. `X-HTTP-Method-Override` on a POST stands for PATCH, HEAD or DELETE, for clients behind proxies that drop those methods.
+
 ## What the answers promise
 
 - **Completing POST `200`**: the md5 is verified *and* the file is downloadable now (read-after-write): `storage.write_quorum` verified copies sit on healthy nodes, the remaining copies follow.

@@ -37,7 +37,14 @@ pub fn router(cors_origins: &[String]) -> Router<SharedState> {
     let router = Router::new()
         .route("/files", post(upload::create).options(options))
         .route("/files/", post(upload::create).options(options))
-        .route("/files/{id}", head(upload::show).patch(upload::append).delete(upload::terminate).options(options))
+        .route(
+            "/files/{id}",
+            head(upload::show)
+                .patch(upload::append)
+                .delete(upload::terminate)
+                .post(upload::overridden)
+                .options(options),
+        )
         .layer(axum::middleware::from_fn(resumable));
     match cors(cors_origins) {
         Some(cors) => router.layer(cors),
@@ -84,6 +91,7 @@ const ALLOWED_HEADERS: &[&str] = &[
     "upload-metadata",
     "upload-checksum",
     "upload-concat",
+    "x-http-method-override",
     "x-requested-with",
 ];
 

@@ -426,6 +426,25 @@ async fn record(
     Ok((upload, received.size))
 }
 
+/// `POST /files/<id>` with `X-HTTP-Method-Override: PATCH|HEAD|DELETE`: that request
+/// (tusd's convention, tus-js-client's `overridePatchMethod`, for proxies that drop
+/// those methods); 405 without it.
+pub async fn overridden(
+    state: State<SharedState>,
+    user: AuthUser,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> TusResult<Response> {
+    let method = headers.get("x-http-method-override").map(|v| v.as_bytes().to_ascii_uppercase());
+    match method.as_deref() {
+        Some(b"PATCH") => append(state, user, id, headers, body).await,
+        Some(b"HEAD") => show(state, user, id).await,
+        Some(b"DELETE") => Ok(terminate(state, user, id).await?.into_response()),
+        _ => Err(ApiError::MethodNotAllowed.into()),
+    }
+}
+
 /// The 409 for a request that lost the upload to another writer, with where it stands.
 async fn lost(client: &impl ferry_store::GenericClient, chunk: &Chunk) -> TusError {
     match uploads::load(client, chunk.id, chunk.user, false).await {
