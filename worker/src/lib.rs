@@ -5,7 +5,6 @@
 
 pub mod batch;
 pub mod consumer;
-pub mod fetch;
 pub mod gc;
 pub mod identity;
 pub mod jobs;

@@ -4,8 +4,9 @@
 
 pub mod assemble;
 pub mod delete;
+pub mod fetch;
 pub mod replicate;
-pub mod verify;
+pub mod scrub;
 
 use std::sync::Arc;
 
@@ -92,7 +93,7 @@ pub async fn handle(ctx: &Arc<Ctx>, job: &Job) -> Result<(), JobError> {
         Job::Replicate { file, node, repair } => replicate::run(ctx, *file, *node, *repair).await,
         Job::Delete { file } => delete::run(ctx, *file).await,
         Job::DropReplica { file, node } => delete::drop_replica(ctx, *file, *node).await,
-        Job::Verify { file, node } => verify::run(ctx, *file, *node).await,
+        Job::Verify { file, node } => scrub::run(ctx, *file, *node).await,
     }
 }
 
@@ -106,7 +107,7 @@ pub async fn give_up(ctx: &Arc<Ctx>, job: &Job, reason: &str) -> Result<(), JobE
         Job::Replicate { file, node, .. } => replicate::fail(ctx, *file, *node, reason).await,
         Job::Verify { file, node } => {
             tracing::warn!(file.id = %file, node.id = %node, reason, "scrub gave up; will be scheduled again");
-            verify::finished(ctx, *file, *node).await
+            scrub::finished(ctx, *file, *node).await
         }
         Job::Delete { file } | Job::DropReplica { file, .. } => {
             tracing::error!(file.id = %file, reason, "delete job gave up; a copy may remain on a node");

@@ -133,7 +133,7 @@ async fn restore_staging(ctx: &Arc<Ctx>, file: FileId, sha256: &str, dest: &std:
     let sources = replicas::healthy_sources(&ctx.pool.get().await?, file).await?;
     let mut last = JobError::Retry(format!("no healthy node holds a verified copy of {file} to repair from"));
     for url in &sources {
-        match crate::fetch::from_node(
+        match super::fetch::from_node(
             &ctx.http,
             ctx.config.signing.secret.expose().as_bytes(),
             url,

@@ -11,7 +11,7 @@ use ferry_shared::types::{FileId, Sha256};
 use ferry_shared::{signing, staging};
 use futures::StreamExt;
 
-use crate::jobs::JobError;
+use super::JobError;
 
 /// Downloads `file` from `public_url` into `dest`: into a unique temp file beside it,
 /// checked against `expected`, fsynced, renamed to `dest`, and the directory fsynced.

@@ -1,4 +1,4 @@
-//! Verify (scrub): re-check a present replica's sha256 on its node. A copy that is
+//! Scrub (the `verify` job, on `ferry.scrub`): re-check a present replica's sha256 on its node. A copy that is
 //! missing or differs is moved aside on the node (kept for inspection, never served:
 //! the node agent only serves `<2 hex>/<uuid>`), counted, and marked failed, so the
 //! monitor's top-up copies the file again from a good replica.
