@@ -470,6 +470,8 @@ class Bench:
             raise Broken(f"{key}: STORED COPY MD5 MISMATCH: {stored}: {got}, expected {self.md5}")
         os.remove(stored)
         self.results.add(key, res["mib_per_s"])
+        server = {"tus": "tus (node)", "drf": "drf (gunicorn)"}[mode]
+        self.results.add(key + ".cpu_per_gib", round(cpu.get(server, 0) * 1024 / self.args.size_mib, 2))
         self.results.add(key + ".sync_after_s", round(sync_after, 3))
         if "finish_seconds" in res:
             self.results.add(key + ".finish_s", res["finish_seconds"])
@@ -482,6 +484,9 @@ class Bench:
         url = f"{self.api}/storage/tmp-upload/"
         if mode == "drf":
             args = ["drf", url, self.src, "-H", self.auth_header]
+        elif mode == "tus":
+            # The peers' own tus client, as against @tus/server, at Ferry's tus endpoint.
+            args = ["tus", f"{self.api}/files/", self.src, "-H", self.auth_header]
         else:
             args = ["raw-put", f"{url}?filename=ingest-{run_no}.bin", self.src, "-H", self.auth_header, "--finish-md5"]
         if md5_given:
@@ -491,6 +496,7 @@ class Bench:
         cpu = self.meter.stop()
         file_id = last_segment(res["location"])
         self.results.add(key, res["mib_per_s"])
+        self.results.add(key + ".cpu_per_gib", round(cpu.get("ferry-api", 0) * 1024 / self.args.size_mib, 2))
         self.results.add(key + ".finish_s", res.get("finish_seconds"))
         self.results.cpu(key, cpu)
         log(f"{key}: {res['mib_per_s']} MiB/s ({res['seconds']} s; completing POST {res.get('finish_seconds')} s)")
@@ -521,6 +527,7 @@ class Bench:
             self.ferry_upload("ingest.ferry_multipart", "drf", r)
             self.ferry_upload("ingest.ferry_raw", "raw", r)
             self.ferry_upload("ingest.ferry_raw_md5given", "raw", r, md5_given=True)
+            self.ferry_upload("ingest.ferry_tus", "tus", r)
 
     # --- 2. completion to durable ---------------------------------------------------------
 

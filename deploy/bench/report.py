@@ -112,6 +112,8 @@ class Report:
         self.series_row("ingest.ferry_raw", "Ferry, raw-body chunks", "MiB/s")
         self.series_row("ingest.ferry_raw_md5given", "Ferry, raw-body chunks, md5 precomputed (server alone)",
                         "MiB/s")
+        self.series_row("ingest.ferry_tus", "Ferry over tus 1.0 (`/files/`, the same tus client as @tus/server's row)",
+                        "MiB/s")
         self.series_row("ingest.drf", "drf-chunked-upload (the original's stack, gunicorn 2 sync workers)", "MiB/s")
         self.series_row("ingest.tus", "@tus/server + file-store (Node)", "MiB/s")
         self.series_row("ingest.cp_sync", "cp + sync of the same file (the disk's limit)", "MiB/s")
@@ -124,6 +126,11 @@ class Report:
             self.ratio_row(f"ingest.{mode}", "ingest.tus", f"Ferry {label} ÷ tus", "≥ 1.2x", lambda v: v >= 1.2)
             self.ratio_row(f"ingest.{mode}", "ingest.cp_sync", f"Ferry {label} ÷ cp+sync", "≥ 0.7x",
                            lambda v: v >= 0.7)
+        self.ratio_row("ingest.ferry_tus", "ingest.tus", "Ferry over tus ÷ @tus/server (same client)", "≥ 1x",
+                       lambda v: v >= 1)
+        for key, label in (("ferry_multipart", "ferry-api, multipart"), ("ferry_raw", "ferry-api, raw"),
+                           ("ferry_tus", "ferry-api, over tus"), ("tus", "@tus/server"), ("drf", "drf (gunicorn)")):
+            self.series_row(f"ingest.{key}.cpu_per_gib", f"server CPU-seconds per GiB ingested: {label}", "CPU-s")
         # Not a target row: the same client work on both sides (tus's client hashes nothing).
         self.ratio_row("ingest.ferry_raw_md5given", "ingest.tus",
                        "Ferry raw, md5 precomputed ÷ tus (neither client hashes; Ferry's server still does)")
@@ -268,6 +275,7 @@ class Report:
             self.cpu_line("Ferry multipart", "ingest.ferry_multipart"),
             self.cpu_line("Ferry raw", "ingest.ferry_raw"),
             self.cpu_line("Ferry raw, md5 precomputed", "ingest.ferry_raw_md5given"),
+            self.cpu_line("Ferry over tus", "ingest.ferry_tus"),
             self.cpu_line("drf", "ingest.drf"),
             self.cpu_line("tus", "ingest.tus"),
         ])
