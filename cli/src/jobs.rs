@@ -109,6 +109,7 @@ impl FilterArgs {
             kind: self.kind.clone(),
             older_than_secs: self.older_than,
             include_discarded: false,
+            ..Filter::default()
         }
     }
 }

@@ -1,8 +1,12 @@
 // Browser test of the admin page (/admin/) in Debian's headless Chromium, driven by
 // playwright-core: log in, add a node and watch it turn up with its free space (live,
 // without a reload), drain it, check the CSRF guard, visit every page (the jobs page
-// with each job's worker and an upload's timeline, the workers with their queues), log
-// out, and see a non-administrator refused. Screenshots go to $FERRY_E2E_ARTIFACTS.
+// with each job's worker and an upload's timeline, the workers with their queues);
+// then at fleet scale (issue 18): filter a user's 252 uploads by user and state, page
+// through 250 of them, open an upload's detail from its id, remove the drained empty
+// node, be refused removing a node that holds replicas, edit a quota and disable a
+// user; log out, and see a non-administrator refused. Screenshots go to
+// $FERRY_E2E_ARTIFACTS.
 //
 // Environment:
 //   FERRY_E2E_BASE_URL   the API, e.g. http://127.0.0.1:8000
@@ -14,6 +18,7 @@
 //
 // Prints `admin browser test: N passed, M failed` last; exits non-zero on any failure.
 
+import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -223,6 +228,201 @@ try {
     const path = join(ARTIFACTS, "admin-jobs.png");
     await page.screenshot({ path, fullPage: true });
     console.log(`     ${kinds.length} job(s) in the upload's timeline (${kinds.join(", ")}); screenshot ${path}`);
+  });
+
+  // Fleet scale (issue 18): a user of its own with 250 open uploads and 2 complete ones.
+  const LOAD = { username: `load-${Date.now().toString(36)}`, password: "load-user-password" };
+  let loadToken = "";
+  const csrf = async () => page.getAttribute('meta[name="ferry-csrf"]', "content");
+  const putChunk = (path, range, bytes, token = loadToken) =>
+    page.request.put(`${BASE}${path}`, {
+      headers: { Authorization: `JWT ${token}`, "Content-Range": range, "Content-Type": "application/octet-stream" },
+      data: bytes,
+    });
+
+  await step("a user is created on the users page and makes 252 uploads", async () => {
+    await page.goto(`${BASE}/admin/users`);
+    const form = page.locator('form[action="/admin/users"][method="post"]');
+    await form.locator('input[name="username"]').fill(LOAD.username);
+    await form.locator('input[name="password"]').fill(LOAD.password);
+    await Promise.all([page.waitForURL(/done=created/), form.locator('button[type="submit"]').click()]);
+    const token = await page.request.post(`${BASE}/api-token-auth/`, { form: LOAD });
+    check(token.ok(), `token: ${token.status()}`);
+    loadToken = (await token.json()).token;
+    for (let i = 0; i < 250; i += 10) {
+      const batch = [];
+      for (let j = i; j < i + 10; j += 1) {
+        const name = `load-${String(j).padStart(3, "0")}.bin`;
+        batch.push(putChunk(`/storage/tmp-upload/?filename=${name}`, "bytes 0-9/100", Buffer.alloc(10, 7)));
+      }
+      for (const r of await Promise.all(batch)) check(r.status() === 200, `a chunk PUT answered ${r.status()}`);
+    }
+    for (const name of ["done-a.bin", "done-b.bin"]) {
+      const bytes = Buffer.from(`${name} ${Date.now()} complete`);
+      const r = await putChunk(`/storage/tmp-upload/?filename=${name}`, `bytes 0-${bytes.length - 1}/${bytes.length}`, bytes);
+      check(r.status() === 200, `PUT ${name}: ${r.status()}`);
+      const md5 = createHash("md5").update(bytes).digest("hex");
+      let done;
+      for (let attempt = 0; attempt < 5; attempt += 1) {
+        done = await page.request.post((await r.json()).url, {
+          headers: { Authorization: `JWT ${loadToken}` },
+          form: { md5 },
+        });
+        if (done.status() !== 202) break;
+      }
+      check(done.status() === 200, `completing ${name}: ${done.status()}`);
+    }
+  });
+
+  await step("uploads are filtered by user and state", async () => {
+    await page.goto(`${BASE}/admin/uploads`);
+    const filters = page.locator("#filters");
+    await filters.locator('input[name="user"]').fill(LOAD.username);
+    await filters.locator('select[name="state"]').selectOption("complete");
+    await Promise.all([page.waitForURL(/state=complete/), filters.locator('button[type="submit"]').click()]);
+    const rows = page.locator("#uploads tbody tr[data-upload]");
+    check((await rows.count()) === 2, `${await rows.count()} complete uploads listed, expected 2`);
+    for (const row of await rows.all()) {
+      check((await row.getAttribute("data-user")) === LOAD.username, "another user's upload");
+      check((await row.getAttribute("data-state")) === "complete", "an upload in another state");
+      check((await row.locator("td.c-expires").textContent()).trim() === "—", "a completed upload shows an expiry");
+    }
+    await filters.locator('select[name="state"]').selectOption("uploading");
+    await Promise.all([page.waitForURL(/state=uploading/), filters.locator('button[type="submit"]').click()]);
+    check((await page.textContent("#pager .range")).trim() === "1-50 of 250", await page.textContent("#pager"));
+    const path = join(ARTIFACTS, "admin-uploads-filtered.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     screenshot ${path}`);
+  });
+
+  await step("the 250 open uploads are paged through", async () => {
+    const ids = new Set();
+    for (let p = 1; p <= 5; p += 1) {
+      const rows = page.locator("#uploads tbody tr[data-upload]");
+      check((await rows.count()) === 50, `page ${p} has ${await rows.count()} rows`);
+      for (const id of await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-upload")))) ids.add(id);
+      const states = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-state")));
+      check(states.every((s) => s === "uploading"), `page ${p}: states ${[...new Set(states)]}`);
+      if (p < 5) {
+        await Promise.all([page.waitForURL(new RegExp(`page=${p + 1}`)), page.click('#pager a[rel="next"]')]);
+      }
+    }
+    check(ids.size === 250, `${ids.size} distinct uploads over 5 pages`);
+    check((await page.textContent("#pager .range")).trim() === "201-250 of 250", await page.textContent("#pager"));
+    check((await page.locator('#pager a[rel="next"]').count()) === 0, "a next page after the last");
+    check(/user=/.test(await page.getAttribute('#pager a[rel="prev"]', "href")), "the pager lost the filter");
+  });
+
+  await step("an upload's detail opens from its id: chunks, digests, job timeline, replicas", async () => {
+    await page.goto(`${BASE}/admin/uploads?user=${LOAD.username}&state=complete`);
+    const link = page.locator("#uploads tbody tr[data-upload] td a").first();
+    const id = (await link.textContent()).trim();
+    await Promise.all([page.waitForURL(`${BASE}/admin/uploads/${id}`), link.click()]);
+    check((await page.textContent("h1")) === `Upload ${id}`, `heading ${await page.textContent("h1")}`);
+    check((await page.textContent("#upload-state")) === "complete", "not complete");
+    check((await page.locator("#chunks tbody tr").count()) === 1, "not one chunk");
+    check(/[0-9a-f]{64}/.test(await page.textContent("dl.facts")), "no sha256 among the digests");
+    const kinds = await page.locator("#timeline tbody tr td:nth-child(2)").allTextContents();
+    check(kinds.includes("assemble") && kinds.includes("replicate"), `timeline kinds ${kinds}`);
+    const present = page.locator("#replicas tbody tr", { hasText: "present" });
+    check((await present.count()) >= 1, "no present replica");
+    const path = join(ARTIFACTS, "admin-upload-detail.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     ${id}: ${kinds.length} job(s), ${await present.count()} present replica(s); screenshot ${path}`);
+  });
+
+  const nodesJson = async () => (await (await page.request.get(`${BASE}/admin/nodes.json`)).json()).nodes;
+
+  await step("the drained, empty node is removed from its page", async () => {
+    const deadline = Date.now() + 60_000;
+    let node;
+    while (Date.now() < deadline) {
+      node = (await nodesJson()).find((n) => n.name === nodeName);
+      if (node && node.replicas === 0) break;
+      await page.waitForTimeout(1000);
+    }
+    check(node?.replicas === 0, `${nodeName} still holds ${node?.replicas} replicas`);
+    await page.goto(`${BASE}/admin/nodes/${node.id}`);
+    check(/no replica/.test(await page.textContent("#remove")), await page.textContent("#remove"));
+    await Promise.all([page.waitForURL(/done=removed/), page.click("#remove-node")]);
+    check((await page.textContent(".notice.ok")).includes(`${nodeName} was removed`), "no confirmation");
+    check((await nodeRow(page, nodeName).count()) === 0, "the removed node is still listed");
+    check((await page.request.get(`${BASE}/admin/nodes/${node.id}`)).status() === 404, "its page still answers");
+  });
+
+  await step("removing a node that holds replicas is refused with the reason", async () => {
+    const holder = (await nodesJson()).filter((n) => n.state === "active").sort((a, b) => b.replicas - a.replicas)[0];
+    check(holder?.replicas > 0, "no active node holds a replica");
+    // Active: refused, drain first.
+    await page.goto(`${BASE}/admin/nodes/${holder.id}`);
+    const [active] = await Promise.all([page.waitForResponse(/\/remove$/), page.click("#remove-node")]);
+    check(active.status() === 409, `removing an active node answered ${active.status()}`);
+    check(/drain it first/.test(await page.textContent("main")), await page.textContent("main"));
+    // Draining but still holding its copies: refused with the count; then back in service.
+    await page.goto(`${BASE}/admin/`);
+    await Promise.all([
+      page.waitForURL(/done=draining/),
+      nodeRow(page, holder.name).locator('button[data-action="draining"]').click(),
+    ]);
+    await page.goto(`${BASE}/admin/nodes/${holder.id}`);
+    const [held] = await Promise.all([page.waitForResponse(/\/remove$/), page.click("#remove-node")]);
+    const text = await page.textContent("main");
+    await page.goto(`${BASE}/admin/`);
+    await Promise.all([
+      page.waitForURL(/done=active/),
+      nodeRow(page, holder.name).locator('button[data-action="active"]').click(),
+    ]);
+    check(held.status() === 409, `removing a node holding replicas answered ${held.status()}`);
+    check(/still holds \d+ replica/.test(text), text);
+    check((await nodeRow(page, holder.name).count()) === 1, "the node is gone");
+    // A disabled node is offered Activate, never Drain.
+    const disabled = (await nodesJson()).find((n) => n.state === "disabled");
+    if (disabled) check((await nodeRow(page, disabled.name).locator('button[data-action="draining"]').count()) === 0, "Drain offered on a disabled node");
+    const path = join(ARTIFACTS, "admin-node-detail.png");
+    await page.goto(`${BASE}/admin/nodes/${holder.id}`);
+    check((await page.locator("#events tbody tr[data-up]").count()) >= 1, "no health history");
+    check(/free/.test(await page.textContent("#space-trend")), await page.textContent("#space-trend"));
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     ${holder.name} (${holder.replicas} replicas) kept; screenshot ${path}`);
+  });
+
+  await step("a user's quota is edited and holds at once", async () => {
+    await page.goto(`${BASE}/admin/users?name=${LOAD.username}`);
+    const row = page.locator(`#users tr[data-user="${LOAD.username}"]`);
+    await row.locator('input[name="quota"]').fill("1KiB");
+    await Promise.all([page.waitForURL(/done=quota/), row.locator(".quota-form button").click()]);
+    await page.goto(`${BASE}/admin/users?name=${LOAD.username}`);
+    check((await row.locator(".quota").textContent()).trim() === "1.0 KiB", await row.locator(".quota").textContent());
+    const refused = await putChunk("/storage/tmp-upload/?filename=big.bin", "bytes 0-9/5000", Buffer.alloc(10, 1));
+    check(refused.status() === 413, `an upload over the new quota answered ${refused.status()}`);
+  });
+
+  await step("a user is disabled: their token stops at once", async () => {
+    const row = page.locator(`#users tr[data-user="${LOAD.username}"]`);
+    await Promise.all([page.waitForURL(/done=disabled/), row.locator('form[action$="/disable"] button').click()]);
+    const files = await page.request.get(`${BASE}/storage/files/`, { headers: { Authorization: `JWT ${loadToken}` } });
+    check(files.status() === 401, `the disabled user's token answered ${files.status()}`);
+    await page.goto(`${BASE}/admin/users?state=disabled`);
+    check((await page.locator(`#users tr[data-user="${LOAD.username}"][data-state="disabled"]`).count()) === 1, "not listed as disabled");
+    const path = join(ARTIFACTS, "admin-users.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     screenshot ${path}`);
+  });
+
+  await step("the queues page shows rates and how old its figures are, and reloads itself", async () => {
+    await page.goto(`${BASE}/admin/queues`);
+    check(/sampled every 5 s/.test(await page.textContent("#queues-age")), await page.textContent("#queues-age"));
+    const rows = await page.locator("#queues tr[data-queue] td.c-in").count();
+    const unreachable = await page.locator("text=RabbitMQ management API unreachable").count();
+    check(rows > 0 || unreachable > 0, "no rate column and no unreachable notice");
+    const first = await page.textContent("#queues-age");
+    await page.waitForEvent("load", { timeout: 12_000 });
+    check((await page.textContent("#queues-age")) !== first, "the page reloaded with the same reading time");
+    const path = join(ARTIFACTS, "admin-queues.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     screenshot ${path}`);
+    // Leave the self-reloading page before the next step clicks anything.
+    await page.goto(`${BASE}/admin/`);
   });
 
   await step("the administrator logs out", async () => {

@@ -1,9 +1,11 @@
 //! The admin web page at `/admin/`: server-rendered HTML for administrators, signed in
 //! with a username and password into an HttpOnly, SameSite=Strict session cookie.
 //! Every page re-checks `is_admin` in the database and every form carries a CSRF
-//! token. It shows the nodes (refreshed live by a small inline script), users,
-//! uploads, files, the RabbitMQ queues, job records (with replay and discard of dead
-//! letters) and the worker inventory; nothing is loaded from elsewhere.
+//! token. It shows the nodes (refreshed live by a small inline script; each node's page
+//! with its health history, free-space trend and removal), users (quota, disable),
+//! uploads, files and job records filtered and paged (`listing.rs`; each id a link to
+//! its detail page), the RabbitMQ queues with their rates (reloading itself), dead
+//! letters (replay, discard) and the worker inventory; nothing is loaded from elsewhere.
 
 mod csrf;
 mod error;
@@ -19,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::SharedState;
-use pages::{jobs, login, nodes, queues, storage, users, workers};
+use pages::{detail, jobs, login, nodes, queues, storage, users, workers};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -31,11 +33,15 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/nodes.json", get(nodes::json))
         .route("/admin/nodes/{id}", get(nodes::edit_page).post(nodes::edit))
         .route("/admin/nodes/{id}/state", post(nodes::set_state))
+        .route("/admin/nodes/{id}/remove", post(nodes::remove))
         .route("/admin/users", get(users::page).post(users::create))
         .route("/admin/users/{id}/password", post(users::reset_password))
+        .route("/admin/users/{id}/quota", post(users::set_quota))
         .route("/admin/users/{id}/{action}", post(users::account_action))
         .route("/admin/uploads", get(storage::uploads))
+        .route("/admin/uploads/{id}", get(detail::upload))
         .route("/admin/files", get(storage::files))
+        .route("/admin/files/{id}", get(detail::file))
         .route("/admin/queues", get(queues::page))
         .route("/admin/jobs", get(jobs::page))
         .route("/admin/jobs/{id}/{action}", post(jobs::act))

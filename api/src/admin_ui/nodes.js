@@ -9,6 +9,8 @@
   if (!tbody || !meta) return;
   var csrf = meta.content;
   var transitions = [["draining", "Drain"], ["disabled", "Disable"], ["active", "Activate"]];
+  // As node_view.rs: a disabled node is not offered Drain.
+  function offered(state, t) { return t[0] !== state && !(state === "disabled" && t[0] === "draining"); }
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -19,9 +21,9 @@
 
   function actions(n) {
     var td = el("td", { "class": "c-actions", "data-state": n.state });
-    td.appendChild(el("a", { href: "/admin/nodes/" + n.id }, "Edit"));
+    td.appendChild(el("a", { href: "/admin/nodes/" + n.id }, "Details"));
     transitions.forEach(function (t) {
-      if (t[0] === n.state) return;
+      if (!offered(n.state, t)) return;
       var form = el("form", { method: "post", action: "/admin/nodes/" + n.id + "/state", "class": "inline" });
       form.appendChild(el("input", { type: "hidden", name: "csrf", value: csrf }));
       form.appendChild(el("input", { type: "hidden", name: "state", value: t[0] }));
@@ -42,10 +44,14 @@
     tr.appendChild(state);
     var health = el("td", { "class": "c-health" });
     health.appendChild(el("span", {}));
+    health.appendChild(el("div", { "class": "sub c-reason" }));
     tr.appendChild(health);
     tr.appendChild(el("td", { "class": "c-free num" }));
     tr.appendChild(el("td", { "class": "c-total num" }));
-    tr.appendChild(el("td", { "class": "c-heartbeat" }));
+    var beat = el("td", { "class": "c-heartbeat" });
+    beat.appendChild(el("span", { "class": "c-beat" }));
+    beat.appendChild(el("div", { "class": "sub c-since" }));
+    tr.appendChild(beat);
     tr.appendChild(el("td", { "class": "c-replicas num" }));
     tr.appendChild(el("td", { "class": "c-actions" }));
     return tr;
@@ -63,9 +69,12 @@
     health.className = "badge h-" + n.health;
     health.textContent = n.health;
     health.title = n.last_error || "";
+    q("c-health").querySelector(".c-reason").textContent = n.down_reason || "";
     q("c-free").textContent = n.free;
     q("c-total").textContent = n.total;
-    q("c-heartbeat").textContent = n.heartbeat;
+    var beat = q("c-heartbeat");
+    beat.querySelector(".c-beat").textContent = n.heartbeat;
+    beat.querySelector(".c-since").textContent = n.down_since || "";
     q("c-replicas").textContent = String(n.replicas);
     var acts = q("c-actions");
     if (acts.getAttribute("data-state") !== n.state) tr.replaceChild(actions(n), acts);

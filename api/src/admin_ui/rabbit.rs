@@ -27,6 +27,40 @@ pub struct QueueStats {
     pub messages_unacknowledged: Option<i64>,
     #[serde(default)]
     pub consumers: Option<i64>,
+    /// Message rates over the broker's last statistics sample (absent on an idle queue).
+    #[serde(default)]
+    pub message_stats: Option<MessageStats>,
+}
+
+/// Per-second rates of a queue (RabbitMQ's `*_details.rate`).
+#[derive(Debug, Default, Deserialize)]
+pub struct MessageStats {
+    /// Messages published into the queue.
+    #[serde(default)]
+    pub publish_details: Option<Rate>,
+    /// Messages delivered to consumers (and fetched).
+    #[serde(default)]
+    pub deliver_get_details: Option<Rate>,
+    /// Messages acknowledged by consumers.
+    #[serde(default)]
+    pub ack_details: Option<Rate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Rate {
+    /// Per second.
+    #[serde(default)]
+    pub rate: f64,
+}
+
+impl QueueStats {
+    /// (published, delivered, acknowledged) per second.
+    pub fn rates(&self) -> (f64, f64, f64) {
+        let rate = |r: &Option<Rate>| r.as_ref().map_or(0.0, |r| r.rate);
+        self.message_stats
+            .as_ref()
+            .map_or((0.0, 0.0, 0.0), |m| (rate(&m.publish_details), rate(&m.deliver_get_details), rate(&m.ack_details)))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +167,8 @@ fn http_error(e: reqwest::Error) -> RabbitError {
 pub async fn queues(broker: &BrokerConfig) -> Result<Vec<QueueStats>, RabbitError> {
     let creds = parse_amqp_url(broker.url.expose()).ok_or(RabbitError::BadUrl)?;
     let url = format!(
-        "{}/api/queues/{}?columns=name,messages_ready,messages_unacknowledged,consumers",
+        "{}/api/queues/{}?columns=name,messages_ready,messages_unacknowledged,consumers,\
+         message_stats.publish_details.rate,message_stats.deliver_get_details.rate,message_stats.ack_details.rate",
         broker.management_url.trim_end_matches('/'),
         encode_segment(&creds.vhost)
     );

@@ -8,9 +8,11 @@ use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ferry_shared::types::{FileId, NodeId};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::search::Search;
 use crate::{JobState, StoreError};
 
 /// What a job is, as written when it is enqueued (and again by a worker that meets a
@@ -227,34 +229,63 @@ pub struct Filter {
     pub older_than_secs: Option<f64>,
     /// Dead letters an operator discarded are left out unless asked for.
     pub include_discarded: bool,
+    /// The upload's owner (`user`) and file name (`name`), the job id's start
+    /// (`id_prefix`), and the days it was queued (`from`, `to`).
+    pub search: Search,
+    /// Rows to skip (paging).
+    pub offset: i64,
 }
 
+/// The WHERE clause of [`list`] and [`count`], over parameters $1-$10.
+const FILTER: &str = "WHERE ($1::uuid IS NULL OR file_id = $1) AND ($2::text IS NULL OR state = $2)
+       AND ($3::text IS NULL OR kind = $3)
+       AND ($4::float8 IS NULL OR queued_at < now() - make_interval(secs => $4))
+       AND ($5 OR discarded_at IS NULL)
+       AND ($6::text IS NULL OR file_id IN (SELECT p.id FROM uploads p JOIN users u ON u.id = p.user_id
+                                            WHERE u.username = $6))
+       AND ($7::text IS NULL OR file_id IN (SELECT p.id FROM uploads p WHERE p.filename ILIKE $7))
+       AND ($8::text IS NULL OR id::text LIKE $8)
+       AND ($9::date IS NULL OR queued_at >= $9::date) AND ($10::date IS NULL OR queued_at < $10::date + 1)";
+
 /// Jobs matching `filter`: an upload's oldest first (its timeline), otherwise newest
-/// first.
+/// first; at most `limit` after skipping `filter.offset`.
 pub async fn list(c: &impl GenericClient, filter: &Filter, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
     let order = if filter.file.is_some() { "queued_at, id" } else { "queued_at DESC, id" };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM jobs
-         WHERE ($1::uuid IS NULL OR file_id = $1) AND ($2::text IS NULL OR state = $2)
-           AND ($3::text IS NULL OR kind = $3)
-           AND ($4::float8 IS NULL OR queued_at < now() - make_interval(secs => $4))
-           AND ($5 OR discarded_at IS NULL)
-         ORDER BY {order} LIMIT $6"
-    );
-    let rows = c
-        .query_cached(
-            &sql,
-            &[
-                &filter.file.map(|f| f.0),
-                &filter.state,
-                &filter.kind,
-                &filter.older_than_secs,
-                &filter.include_discarded,
-                &limit,
-            ],
-        )
-        .await?;
+    let sql = format!("SELECT {COLUMNS} FROM jobs {FILTER} ORDER BY {order} LIMIT $11 OFFSET $12");
+    let (name, id) = (filter.search.name_pattern(), filter.search.id_pattern());
+    let file = filter.file.map(|f| f.0);
+    let mut params = filter_params(filter, &file, &name, &id);
+    params.extend([&limit as &(dyn ToSql + Sync), &filter.offset]);
+    let rows = c.query_cached(&sql, &params).await?;
     rows.iter().map(JobRecord::from_row).collect()
+}
+
+/// How many jobs match `filter` (its offset aside).
+pub async fn count(c: &impl GenericClient, filter: &Filter) -> Result<i64, StoreError> {
+    let (name, id) = (filter.search.name_pattern(), filter.search.id_pattern());
+    let file = filter.file.map(|f| f.0);
+    let params = filter_params(filter, &file, &name, &id);
+    Ok(c.query_one_cached(&format!("SELECT count(*) AS n FROM jobs {FILTER}"), &params).await?.try_get("n")?)
+}
+
+fn filter_params<'a>(
+    f: &'a Filter,
+    file: &'a Option<Uuid>,
+    name: &'a Option<String>,
+    id: &'a Option<String>,
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    vec![
+        file,
+        &f.state,
+        &f.kind,
+        &f.older_than_secs,
+        &f.include_discarded,
+        &f.search.user,
+        name,
+        id,
+        &f.search.from,
+        &f.search.to,
+    ]
 }
 
 /// One job by id.

@@ -469,3 +469,14 @@ pub async fn resolve(c: &impl GenericClient, name_or_id: &str) -> Result<Option<
         Err(_) => id_by_name(c, name_or_id).await,
     }
 }
+
+/// How many replica rows node `id` holds, per state (states with none left out).
+pub async fn replica_counts(c: &impl GenericClient, id: NodeId) -> Result<Vec<(ReplicaState, i64)>, StoreError> {
+    let rows = c
+        .query_cached(
+            "SELECT state, count(*) AS n FROM replicas WHERE node_id = $1 GROUP BY state ORDER BY state",
+            &[&id.0],
+        )
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+}

@@ -17,36 +17,34 @@ use uuid::Uuid;
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::form;
 use crate::admin_ui::html::{csrf_field, fmt_time, notice, Esc, Page, Section};
+use crate::admin_ui::listing::Listing;
 use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
 
-const LIMIT: i64 = 200;
-
-/// The page's query: `upload`, `state`, `kind` (blank = any), `done` after an action.
+/// The page's query: the listing filters (`upload`, `state`, `kind`, `user`, `name`,
+/// `id`, `from`, `to`, `page`) and `done` after an action.
 #[derive(Debug, Default, PartialEq)]
 struct Query {
-    upload: Option<Uuid>,
+    listing: Listing,
     state: Option<JobState>,
-    kind: Option<String>,
     done: Option<String>,
 }
 
 fn parse_query(raw: Option<&str>) -> Result<Query, UiError> {
-    let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
-    let get = |k: &str| pairs.iter().find(|(name, v)| name == k && !v.trim().is_empty()).map(|(_, v)| v.trim());
-    let upload = get("upload")
-        .map(|v| v.parse().map_err(|_| UiError::Invalid("upload must be an upload id (a UUID).".into())))
-        .transpose()?;
-    let state = get("state")
+    let listing = Listing::parse(raw).map_err(UiError::Invalid)?;
+    let state = listing
+        .state
+        .as_deref()
         .map(|v| v.parse().map_err(|_| UiError::Invalid(format!("Unknown job state {v:?}."))))
         .transpose()?;
-    let kind = get("kind").map(str::to_owned);
-    if let Some(kind) = &kind {
+    if let Some(kind) = &listing.kind {
         if !ferry_queue::Job::NAMES.contains(&kind.as_str()) {
             return Err(UiError::Invalid(format!("Unknown job kind {kind:?}.")));
         }
     }
-    Ok(Query { upload, state, kind, done: get("done").map(str::to_owned) })
+    let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
+    let done = pairs.into_iter().find(|(k, v)| k == "done" && !v.is_empty()).map(|(_, v)| v);
+    Ok(Query { listing, state, done })
 }
 
 fn millis(ms: Option<i64>) -> String {
@@ -57,26 +55,19 @@ fn millis(ms: Option<i64>) -> String {
     }
 }
 
-fn select(name: &str, options: &[&str], chosen: Option<&str>) -> String {
-    let mut html = format!("<select name=\"{name}\" id=\"filter-{name}\"><option value=\"\">any</option>");
-    for option in options {
-        let selected = if Some(*option) == chosen { " selected" } else { "" };
-        let _ = write!(html, "<option{selected}>{}</option>", Esc(option));
-    }
-    html.push_str("</select>");
-    html
-}
-
 fn filter_form(q: &Query) -> String {
     let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
-    format!(
-        "<form method=\"get\" action=\"/admin/jobs\" class=\"filters\" id=\"job-filters\">\
-         <label>Upload <input name=\"upload\" size=\"38\" value=\"{upload}\"></label> \
-         <label>State {state}</label> <label>Kind {kind}</label> <button type=\"submit\">Filter</button></form>",
-        upload = q.upload.map(|u| u.to_string()).unwrap_or_default(),
-        state = select("state", &states, q.state.map(JobState::as_str)),
-        kind = select("kind", &ferry_queue::Job::NAMES, q.kind.as_deref()),
-    )
+    let mut kinds = "<label>Kind <select name=\"kind\" id=\"filter-kind\"><option value=\"\">any</option>".to_owned();
+    for kind in ferry_queue::Job::NAMES {
+        let selected = if q.listing.kind.as_deref() == Some(kind) { " selected" } else { "" };
+        let _ = write!(kinds, "<option{selected}>{}</option>", Esc(kind));
+    }
+    let _ = write!(
+        kinds,
+        "</select></label><label>Upload <input name=\"upload\" size=\"38\" value=\"{}\"></label>",
+        q.listing.upload.map(|u| u.to_string()).unwrap_or_default()
+    );
+    q.listing.filter_form("/admin/jobs", "File name", &states, &kinds)
 }
 
 fn row(job: &JobRecord, csrf: &str) -> String {
@@ -105,7 +96,8 @@ fn row(job: &JobRecord, csrf: &str) -> String {
     format!(
         "<tr data-job=\"{id}\" data-state=\"{state}\"><td>{queued}</td><td class=\"mono\">{id}</td><td>{kind}</td>\
          <td><span class=\"badge j-{state}\">{state}</span></td><td class=\"num\">{attempt}</td>\
-         <td class=\"mono\"><a href=\"/admin/jobs?upload={file}\">{file}</a></td><td class=\"num\">{node}</td>\
+         <td class=\"mono\"><a href=\"/admin/jobs?upload={file}\">{file}</a> \
+         <a href=\"/admin/uploads/{file}\" class=\"sub\">upload</a></td><td class=\"num\">{node}</td>\
          <td class=\"mono\">{worker}</td><td class=\"num\">{wait}</td><td class=\"num\">{duration}</td>\
          <td class=\"error\">{error}</td><td>{notes}</td><td>{actions}</td></tr>",
         id = job.id,
@@ -131,21 +123,27 @@ pub async fn page(
 ) -> Result<Response, UiError> {
     let q = parse_query(raw.as_deref())?;
     let filter = Filter {
-        file: q.upload.map(FileId),
+        file: q.listing.upload.map(FileId),
         state: q.state,
-        kind: q.kind.clone(),
+        kind: q.listing.kind.clone(),
         older_than_secs: None,
         include_discarded: true,
+        search: q.listing.search.clone(),
+        offset: q.listing.paging().offset,
     };
-    let rows = jobs::list(&state.pool.get().await?, &filter, LIMIT).await?;
+    let client = state.pool.get().await?;
+    let rows = jobs::list(&client, &filter, q.listing.per_page).await?;
+    let total = jobs::count(&client, &filter).await?;
     let mut body = match q.done.as_deref() {
         Some("replayed") => notice("ok", "Replayed: the job is back in its queue under its own id."),
         Some("discarded") => notice("ok", "Discarded: the dead letter is cancelled and will not run."),
         _ => String::new(),
     };
-    let intro = match q.upload {
-        Some(upload) => format!("The jobs of upload <span class=\"mono\">{upload}</span>, oldest first."),
-        None => format!("The {LIMIT} most recent jobs matching the filters, newest first."),
+    let intro = match q.listing.upload {
+        Some(upload) => {
+            format!("The jobs of upload <a class=\"mono\" href=\"/admin/uploads/{upload}\">{upload}</a>, oldest first.")
+        }
+        None => "Jobs matching the filters, newest first (user and name are the upload's).".to_owned(),
     };
     let _ = write!(
         body,
@@ -156,6 +154,7 @@ pub async fn page(
          </tr></thead><tbody>",
         filter_form(&q)
     );
+    let pager = q.listing.pager("/admin/jobs", total, rows.len());
     for job in &rows {
         body.push_str(&row(job, &session.csrf));
     }
@@ -163,6 +162,7 @@ pub async fn page(
         body.push_str("<tr class=\"empty\"><td colspan=\"13\">No jobs match.</td></tr>");
     }
     body.push_str("</tbody></table>");
+    body.push_str(&pager);
     Ok(Page { title: "Jobs", section: Section::Jobs, session: Some(&session), body, script: None }
         .render(StatusCode::OK))
 }
@@ -208,12 +208,12 @@ mod tests {
     #[test]
     fn the_query_is_parsed_and_checked() {
         let id = Uuid::new_v4();
-        let q = parse_query(Some(&format!("upload={id}&state=dead&kind=replicate"))).expect("query");
-        assert_eq!(q.upload, Some(id));
+        let q = parse_query(Some(&format!("upload={id}&state=dead&kind=replicate&done=replayed"))).expect("query");
+        assert_eq!(q.listing.upload, Some(id));
         assert_eq!(q.state, Some(JobState::Dead));
-        assert_eq!(q.kind.as_deref(), Some("replicate"));
-        assert_eq!(parse_query(Some("upload=&state=&kind=")).expect("blank"), Query::default());
-        assert_eq!(parse_query(None).expect("none"), Query::default());
+        assert_eq!(q.listing.kind.as_deref(), Some("replicate"));
+        assert_eq!(q.done.as_deref(), Some("replayed"));
+        assert_eq!(parse_query(Some("upload=&state=&kind=")).expect("blank"), parse_query(None).expect("none"));
         assert!(matches!(parse_query(Some("upload=x")), Err(UiError::Invalid(_))));
         assert!(matches!(parse_query(Some("state=running")), Err(UiError::Invalid(_))));
         assert!(matches!(parse_query(Some("kind=<b>")), Err(UiError::Invalid(_))));

@@ -1,7 +1,9 @@
 //! One module per admin page.
 
+pub mod detail;
 pub mod jobs;
 pub mod login;
+pub mod node_detail;
 pub mod node_view;
 pub mod nodes;
 pub mod queues;

@@ -23,7 +23,13 @@ pub struct NodeView {
     pub total_bytes: Option<ByteSize>,
     pub free: String,
     pub total: String,
+    /// Age of the last GOOD heartbeat (a probe that found the node up), `never` if none:
+    /// a down node's probes keep coming, and their age says nothing about the node.
     pub heartbeat: String,
+    /// Why it is down (`None` while up).
+    pub down_reason: Option<String>,
+    /// `since 3 min ago` while down.
+    pub down_since: Option<String>,
     pub replicas: i64,
     pub ssh: String,
     pub public_url: String,
@@ -58,6 +64,11 @@ impl NodeView {
             ),
         };
         let dash = || "—".to_owned();
+        let since = |t: chrono::DateTime<chrono::Utc>| (chrono::Utc::now() - t).to_std().unwrap_or(Duration::ZERO);
+        // Up: the heartbeat just seen is a good one. Otherwise the last probe that found
+        // it up, as the monitor recorded it.
+        let last_good = if health == "up" { age } else { o.probe.last_up_at.map(since) };
+        let down = health == "down";
         NodeView {
             id: id.0,
             name: o.node.name.clone(),
@@ -67,7 +78,17 @@ impl NodeView {
             total_bytes,
             free: free_bytes.map(fmt_bytes).unwrap_or_else(dash),
             total: total_bytes.map(fmt_bytes).unwrap_or_else(dash),
-            heartbeat: age.map(fmt_age).unwrap_or_else(|| "never".into()),
+            heartbeat: last_good.map(fmt_age).unwrap_or_else(|| "never".into()),
+            down_reason: if down {
+                Some(o.probe.error.clone().unwrap_or_else(|| "no fresh heartbeat".into()))
+            } else {
+                None
+            },
+            down_since: if down {
+                o.probe.down_since.map(|t| format!("down since {}", fmt_age(since(t))))
+            } else {
+                None
+            },
             replicas: o.replicas,
             ssh: format!("{}@{}:{}", o.node.ssh.user, o.node.ssh.host, o.node.ssh.port),
             public_url: o.node.public_url.clone(),
@@ -82,16 +103,18 @@ pub async fn load(state: &AppState) -> Result<Vec<NodeView>, crate::admin_ui::er
     Ok(nodes.iter().map(|o| NodeView::new(state, o)).collect())
 }
 
-/// The state changes offered for a node in `state` (value, button label).
+/// The state changes offered for a node in `state` (value, button label). A disabled
+/// node is not offered Drain: its copies already stopped counting and are re-made
+/// elsewhere; it can only be activated again (or removed from its page once empty).
 pub fn transitions(state: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
     [("draining", "Drain"), ("disabled", "Disable"), ("active", "Activate")]
         .into_iter()
-        .filter(move |(s, _)| *s != state)
+        .filter(move |(s, _)| *s != state && !(state == "disabled" && *s == "draining"))
 }
 
 /// One `<tr>` of the nodes table. `nodes.js` builds the same cells from the JSON.
 pub fn row_html(n: &NodeView, csrf: &str) -> String {
-    let mut actions = format!("<a href=\"/admin/nodes/{}\">Edit</a>", n.id);
+    let mut actions = format!("<a href=\"/admin/nodes/{}\">Details</a>", n.id);
     for (value, label) in transitions(&n.state) {
         let _ = write!(
             actions,
@@ -106,9 +129,10 @@ pub fn row_html(n: &NodeView, csrf: &str) -> String {
         "<tr data-id=\"{id}\" data-node=\"{name}\"><td class=\"c-name\"><a href=\"/admin/nodes/{id}\">{name}</a>\
          <div class=\"sub\">{ssh} · {url}</div></td>\
          <td class=\"c-state\"><span class=\"badge s-{state}\">{state}</span></td>\
-         <td class=\"c-health\"><span class=\"badge h-{health}\" title=\"{err}\">{health}</span></td>\
+         <td class=\"c-health\"><span class=\"badge h-{health}\" title=\"{err}\">{health}</span>\
+         <div class=\"sub c-reason\">{reason}</div></td>\
          <td class=\"c-free num\">{free}</td><td class=\"c-total num\">{total}</td>\
-         <td class=\"c-heartbeat\">{beat}</td><td class=\"c-replicas num\">{replicas}</td>\
+         <td class=\"c-heartbeat\"><span class=\"c-beat\">{beat}</span><div class=\"sub c-since\">{since}</div></td><td class=\"c-replicas num\">{replicas}</td>\
          <td class=\"c-actions\" data-state=\"{state}\">{actions}</td></tr>",
         id = n.id,
         name = Esc(&n.name),
@@ -120,6 +144,8 @@ pub fn row_html(n: &NodeView, csrf: &str) -> String {
         free = Esc(&n.free),
         total = Esc(&n.total),
         beat = Esc(&n.heartbeat),
+        reason = Esc(n.down_reason.as_deref().unwrap_or_default()),
+        since = Esc(n.down_since.as_deref().unwrap_or_default()),
         replicas = n.replicas,
     )
 }
@@ -140,6 +166,8 @@ mod tests {
             free: "2.0 KiB".into(),
             total: "—".into(),
             heartbeat: "1.0 s ago".into(),
+            down_reason: Some("unreachable: <refused>".into()),
+            down_since: None,
             replicas: 4,
             ssh: "u@h:22".into(),
             public_url: "http://x/\"><script>".into(),
@@ -153,5 +181,9 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(html.contains("data-action=\"draining\"") && html.contains("data-action=\"disabled\""));
         assert!(!html.contains("data-action=\"active\""));
+        assert!(html.contains("<div class=\"sub c-reason\">unreachable: &lt;refused&gt;</div>"));
+        let disabled = NodeView { state: "disabled".into(), ..n };
+        let html = row_html(&disabled, "tok");
+        assert!(!html.contains("data-action=\"draining\"") && html.contains("data-action=\"active\""));
     }
 }

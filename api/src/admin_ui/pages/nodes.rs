@@ -1,6 +1,7 @@
-//! The nodes page (`/admin/`): the live table, adding and editing a node, and its
-//! state (drain, disable, activate). Every write goes through `ferry_store::nodes`, the
-//! same validation the admin JSON API and the CLI use.
+//! The nodes page (`/admin/`): the live table, adding a node, its state (drain,
+//! disable, activate), and each node's page (`node_detail.rs` plus the edit form) with
+//! its removal. Every write goes through `ferry_store::nodes`, the same validation the
+//! admin JSON API and the CLI use.
 
 use std::fmt::Write as _;
 
@@ -13,6 +14,7 @@ use ferry_shared::types::NodeId;
 use ferry_store::nodes::{self, NodeInput};
 use serde_json::json;
 
+use super::node_detail;
 use super::node_view::{self, row_html};
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::form::{self, number, text, Form};
@@ -38,6 +40,10 @@ fn notice_for(query: Option<&str>, views: &[node_view::NodeView]) -> String {
         ),
         Some("disabled") => format!("{name} is disabled: it neither gets nor serves replicas."),
         Some("active") => format!("{name} is active again."),
+        Some("removed") => {
+            let removed = get("name").unwrap_or("The node");
+            format!("{removed} was removed: it held no replica.")
+        }
         _ => return String::new(),
     };
     notice("ok", &text)
@@ -54,7 +60,7 @@ pub async fn page(
     body.push_str(
         "<section><p class=\"live\" id=\"live-status\">Refreshed every 2 s.</p>\
          <table class=\"grid\" id=\"nodes\"><thead><tr><th>Node</th><th>State</th><th>Health</th>\
-         <th class=\"num\">Free</th><th class=\"num\">Total</th><th>Last heartbeat</th>\
+         <th class=\"num\">Free</th><th class=\"num\">Total</th><th>Last good heartbeat</th>\
          <th class=\"num\">Replicas</th><th>Actions</th></tr></thead><tbody id=\"nodes-body\">",
     );
     for view in &views {
@@ -142,14 +148,34 @@ pub async fn set_state(
     Ok(done(&new_state, id))
 }
 
-/// `GET /admin/nodes/{id}`: the edit form.
+/// `POST /admin/nodes/{id}/remove`: refused (409, with the reason) while the node is
+/// active or holds replicas.
+pub async fn remove(
+    State(state): State<SharedState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, UiError> {
+    let id = parse_id(&id)?;
+    form::read_checked(&state, &session, body).await?;
+    let name = nodes::remove(&state.pool.get().await?, id).await?;
+    tracing::info!(node.id = %id, node.name = %name, admin = %session.username, "node removed from the admin page");
+    let query = serde_urlencoded::to_string([("done", "removed"), ("name", name.as_str())]).unwrap_or_default();
+    Ok(Redirect::to(&format!("/admin/?{query}")).into_response())
+}
+
+/// `GET /admin/nodes/{id}`: the node's health, history, trend and removal, then the
+/// edit form.
 pub async fn edit_page(
     State(state): State<SharedState>,
     session: AdminSession,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let id = parse_id(&id)?;
-    let node = nodes::overview(&state.pool.get().await?, Some(id)).await?.pop().ok_or(UiError::NotFound("Node"))?.node;
+    let client = state.pool.get().await?;
+    let overview = nodes::overview(&client, Some(id)).await?.pop().ok_or(UiError::NotFound("Node"))?;
+    let sections = node_detail::sections(&client, &overview, &session.csrf).await?;
+    let node = overview.node;
     let fields = NodeFields {
         name: node.name,
         ssh_host: node.ssh.host,
@@ -161,11 +187,11 @@ pub async fn edit_page(
         lat: node.lat.to_string(),
         lon: node.lon.to_string(),
     };
-    let node_state = node.state.as_str();
     let mut body = format!(
-        "<p>State: <span class=\"badge s-{s}\">{s}</span> (change it with the buttons on the \
-         <a href=\"/admin/\">nodes table</a>).</p><section class=\"card\">",
-        s = Esc(node_state)
+        "<p>{} · {} · change its state with the buttons on the <a href=\"/admin/\">nodes table</a>.</p>{sections}\
+         <section class=\"card\"><h2>Edit</h2>",
+        Esc(&fields.ssh_host),
+        Esc(&fields.public_url)
     );
     body.push_str(&node_form(&format!("/admin/nodes/{id}"), &fields, &session.csrf, "Save"));
     body.push_str("</section>");

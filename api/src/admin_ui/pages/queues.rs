@@ -1,7 +1,9 @@
-//! The queues page: depth, consumers and dead-letter counts of every `ferry.*` queue,
-//! from the RabbitMQ management API, and the dead letters recorded in PostgreSQL (the
-//! monitor moves every dead letter into its job record; `ferry dlq`). The broker being
-//! unreachable is shown on the page, never a failed page.
+//! The queues page: depth, consumers, message rates and dead-letter counts of every
+//! `ferry.*` queue, from the RabbitMQ management API, and the dead letters recorded in
+//! PostgreSQL (the monitor moves every dead letter into its job record; `ferry dlq`).
+//! It reloads itself every [`RELOAD_SECS`] and says when its figures were read and how
+//! old the broker's own figures can be. The broker being unreachable is shown on the
+//! page, never a failed page.
 
 use std::fmt::Write as _;
 
@@ -14,6 +16,22 @@ use crate::admin_ui::html::{notice, Esc, Page, Section};
 use crate::admin_ui::rabbit::{self, QueueStats};
 use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
+
+/// The page reloads itself this often (seconds).
+pub const RELOAD_SECS: u32 = 5;
+
+/// Reloads the page every RELOAD_SECS (5 s): a constant script, allowed by the page's nonce.
+const RELOAD: &str = "setTimeout(function () { window.location.reload(); }, 5000);";
+
+fn rate(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v < 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
 
 fn count(v: Option<i64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_else(|| "—".into())
@@ -42,7 +60,8 @@ fn table(queues: &[QueueStats]) -> String {
     };
     html.push_str(
         "<table class=\"grid\" id=\"queues\"><thead><tr><th>Queue</th><th class=\"num\">Ready</th>\
-         <th class=\"num\">Unacked</th><th class=\"num\">Consumers</th></tr></thead><tbody>",
+         <th class=\"num\">Unacked</th><th class=\"num\">Consumers</th><th class=\"num\">In /s</th>\
+         <th class=\"num\">Delivered /s</th><th class=\"num\">Acked /s</th></tr></thead><tbody>",
     );
     for q in &ferry {
         let is_dead = q.name.ends_with(".dead");
@@ -52,10 +71,15 @@ fn table(queues: &[QueueStats]) -> String {
             (true, false) => " class=\"dead\"",
             _ => "",
         };
+        let (published, delivered, acked) = q.rates();
         let _ = write!(
             html,
             "<tr{class} data-queue=\"{name}\"><td class=\"mono\">{name}</td><td class=\"num\">{ready}</td>\
-             <td class=\"num\">{unacked}</td><td class=\"num\">{consumers}</td></tr>",
+             <td class=\"num\">{unacked}</td><td class=\"num\">{consumers}</td><td class=\"num c-in\">{published}</td>\
+             <td class=\"num c-out\">{delivered}</td><td class=\"num c-acked\">{acked}</td></tr>",
+            published = rate(published),
+            delivered = rate(delivered),
+            acked = rate(acked),
             name = Esc(&q.name),
             ready = count(q.messages_ready),
             unacked = count(q.messages_unacknowledged),
@@ -63,7 +87,7 @@ fn table(queues: &[QueueStats]) -> String {
         );
     }
     if ferry.is_empty() {
-        html.push_str("<tr class=\"empty\"><td colspan=\"4\">No ferry.* queues (not declared yet).</td></tr>");
+        html.push_str("<tr class=\"empty\"><td colspan=\"7\">No ferry.* queues (not declared yet).</td></tr>");
     }
     html.push_str("</tbody></table>");
     html
@@ -80,7 +104,14 @@ pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Re
             )
         })
         .unwrap_or_default();
-    let mut body = format!("<p>Work queues, their retry tiers and dead-letter queues.{link}</p>");
+    let mut body = format!(
+        "<p>Work queues, their retry tiers and dead-letter queues.{link}</p>\
+         <p class=\"live\" id=\"queues-age\">Read from the RabbitMQ management API at {read} UTC; this page reloads \
+         every {RELOAD_SECS} s. The broker's own counts and rates are sampled every 5 s (its \
+         <code>collect_statistics_interval</code>), so they can be up to that much older; rates are per second \
+         over the last sample.</p>",
+        read = chrono::Utc::now().format("%H:%M:%S"),
+    );
     let recorded = ferry_store::jobs::count_in_state(&state.pool.get().await?, ferry_store::JobState::Dead).await?;
     body.push_str(&dead_notice(recorded));
     match rabbit::queues(&state.config.broker).await {
@@ -90,7 +121,7 @@ pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Re
             body.push_str(&notice("error", &format!("RabbitMQ management API unreachable: {error}")));
         }
     }
-    Ok(Page { title: "Queues", section: Section::Queues, session: Some(&session), body, script: None }
+    Ok(Page { title: "Queues", section: Section::Queues, session: Some(&session), body, script: Some(RELOAD) }
         .render(StatusCode::OK))
 }
 
@@ -99,7 +130,13 @@ mod tests {
     use super::*;
 
     fn q(name: &str, ready: i64) -> QueueStats {
-        QueueStats { name: name.into(), messages_ready: Some(ready), messages_unacknowledged: Some(0), consumers: None }
+        QueueStats {
+            name: name.into(),
+            messages_ready: Some(ready),
+            messages_unacknowledged: Some(0),
+            consumers: None,
+            message_stats: None,
+        }
     }
 
     #[test]
@@ -118,5 +155,17 @@ mod tests {
         assert!(!table(&[q("ferry.assemble.dead", 0)]).contains("dead letter"));
         assert!(dead_notice(0).contains("No dead-lettered jobs."));
         assert!(dead_notice(3).contains("3 dead letter(s) recorded"));
+    }
+
+    #[test]
+    fn rates_are_read_from_the_management_api_and_shown() {
+        let stats: QueueStats = serde_json::from_value(serde_json::json!({
+            "name": "ferry.replicate", "messages_ready": 3,
+            "message_stats": {"publish_details": {"rate": 12.4}, "ack_details": {"rate": 0.5}}
+        }))
+        .expect("queue");
+        assert_eq!(stats.rates(), (12.4, 0.0, 0.5));
+        let html = table(&[stats]);
+        assert!(html.contains("<td class=\"num c-in\">12</td>") && html.contains("<td class=\"num c-acked\">0.5</td>"));
     }
 }
