@@ -16,6 +16,7 @@ pub mod page;
 pub mod replica_cache;
 pub mod routes;
 pub mod state;
+pub mod tokens;
 pub mod tus;
 pub mod upload;
 pub mod uploads;
@@ -36,10 +37,10 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Keys;
 use crate::error::ApiError;
 use crate::heartbeats::HeartbeatTable;
 use crate::state::{AppState, SharedState};
+use crate::tokens::Keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

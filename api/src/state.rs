@@ -12,10 +12,10 @@ use ferry_store::Pool;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::auth::Keys;
 use crate::heartbeats::HeartbeatTable;
 use crate::login_limit::LoginLimiter;
 use crate::replica_cache::ReplicaCache;
+use crate::tokens::Keys;
 
 pub struct AppState {
     pub config: Config,

@@ -1,4 +1,4 @@
-//! The admin page's session: a JWT from [`crate::auth::Keys::issue`] in the HttpOnly,
+//! The admin page's session: a JWT from [`crate::tokens::Keys::issue`] in the HttpOnly,
 //! SameSite=Strict cookie `ferry_admin` (Path=/admin), re-checked against the
 //! database on every request so that revoking admin takes effect at once.
 
