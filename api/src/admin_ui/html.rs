@@ -58,6 +58,17 @@ const NAV: [(Section, &str, &str); 7] = [
 
 const STYLE: &str = include_str!("style.css");
 
+/// Seconds between reloads of a live listing ([`LIVE_RELOAD`]).
+pub const LIVE_RELOAD_SECS: u32 = 5;
+
+/// A live listing's script: reloads the page every [`LIVE_RELOAD_SECS`] (5 s), the
+/// filters being in its URL, except while the operator has a field of it focused (then
+/// it looks again 5 s later), so typing into a filter is never lost to a reload.
+pub const LIVE_RELOAD: &str = "(function wait() { setTimeout(function () { \
+     var a = document.activeElement; \
+     if (a && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) { wait(); } else { window.location.reload(); } \
+     }, 5000); })();";
+
 /// One HTML page. The body is already-escaped HTML; the optional script is a constant
 /// from this crate, allowed by the page's per-response CSP nonce.
 pub struct Page<'a> {

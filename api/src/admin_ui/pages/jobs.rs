@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::form;
-use crate::admin_ui::html::{csrf_field, fmt_time, notice, Esc, Page, Section};
+use crate::admin_ui::html::{csrf_field, fmt_time, notice, Esc, Page, Section, LIVE_RELOAD, LIVE_RELOAD_SECS};
 use crate::admin_ui::listing::Listing;
 use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
@@ -147,7 +147,8 @@ pub async fn page(
     };
     let _ = write!(
         body,
-        "<p>{intro} Dead letters can be replayed (same job id) or discarded.</p>{}\
+        "<p>{intro} Dead letters can be replayed (same job id) or discarded.</p>\
+         <p class=\"live\">This page reloads every {LIVE_RELOAD_SECS} s (not while you type in a filter).</p>{}\
          <table class=\"grid\" id=\"jobs\"><thead><tr><th>Queued</th><th>Id</th><th>Kind</th><th>State</th>\
          <th class=\"num\">Attempt</th><th>Upload</th><th class=\"num\">Node</th><th>Worker</th>\
          <th class=\"num\">Wait</th><th class=\"num\">Duration</th><th>Error</th><th>Notes</th><th></th>\
@@ -163,7 +164,7 @@ pub async fn page(
     }
     body.push_str("</tbody></table>");
     body.push_str(&pager);
-    Ok(Page { title: "Jobs", section: Section::Jobs, session: Some(&session), body, script: None }
+    Ok(Page { title: "Jobs", section: Section::Jobs, session: Some(&session), body, script: Some(LIVE_RELOAD) }
         .render(StatusCode::OK))
 }
 

@@ -11,7 +11,7 @@ use axum::response::Response;
 use ferry_store::workers::{self, WorkerRow};
 
 use crate::admin_ui::error::UiError;
-use crate::admin_ui::html::{fmt_age, fmt_time, Esc, Page, Section};
+use crate::admin_ui::html::{fmt_age, fmt_time, Esc, Page, Section, LIVE_RELOAD};
 use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
 
@@ -44,6 +44,7 @@ pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Re
     let rows = workers::list(&state.pool.get().await?).await?;
     let mut body = String::from(
         "<p>Every ferry-worker registers here and heartbeats every 5 s; one silent for 30 s is stale.</p>\
+         <p class=\"live\">This page reloads every 5 s.</p>\
          <table class=\"grid\" id=\"workers\"><thead><tr><th>Id</th><th>State</th><th>Host</th>\
          <th class=\"num\">Pid</th><th>Version</th><th>Queues</th><th class=\"num\">Concurrency</th>\
          <th>Started</th><th>Heartbeat</th><th>In flight</th></tr></thead><tbody>",
@@ -55,6 +56,6 @@ pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Re
         let _ = write!(body, "<tr class=\"empty\"><td colspan=\"10\">No worker has registered yet.</td></tr>");
     }
     body.push_str("</tbody></table>");
-    Ok(Page { title: "Workers", section: Section::Workers, session: Some(&session), body, script: None }
+    Ok(Page { title: "Workers", section: Section::Workers, session: Some(&session), body, script: Some(LIVE_RELOAD) }
         .render(StatusCode::OK))
 }
