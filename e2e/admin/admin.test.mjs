@@ -333,7 +333,7 @@ try {
 
   const nodesJson = async () => (await (await page.request.get(`${BASE}/admin/nodes.json`)).json()).nodes;
 
-  await step("the drained, empty node is removed from its page", async () => {
+  await step("the drained, empty node is disabled (no Drain offered) and removed from its page", async () => {
     const deadline = Date.now() + 60_000;
     let node;
     while (Date.now() < deadline) {
@@ -342,6 +342,14 @@ try {
       await page.waitForTimeout(1000);
     }
     check(node?.replicas === 0, `${nodeName} still holds ${node?.replicas} replicas`);
+    // Disabled, it is offered Activate, never Drain (and stays removable).
+    await page.goto(`${BASE}/admin/`);
+    await Promise.all([page.waitForURL(/done=disabled/), nodeRow(page, nodeName).locator('button[data-action="disabled"]').click()]);
+    const row = nodeRow(page, nodeName);
+    check((await row.locator('button[data-action="draining"]').count()) === 0, "Drain offered on a disabled node");
+    check((await row.locator('button[data-action="active"]').count()) === 1, "Activate not offered on a disabled node");
+    await page.waitForTimeout(2500);
+    check((await row.locator('button[data-action="draining"]').count()) === 0, "the live refresh offered Drain again");
     await page.goto(`${BASE}/admin/nodes/${node.id}`);
     check(/no replica/.test(await page.textContent("#remove")), await page.textContent("#remove"));
     await Promise.all([page.waitForURL(/done=removed/), page.click("#remove-node")]);
@@ -375,9 +383,6 @@ try {
     check(held.status() === 409, `removing a node holding replicas answered ${held.status()}`);
     check(/still holds \d+ replica/.test(text), text);
     check((await nodeRow(page, holder.name).count()) === 1, "the node is gone");
-    // A disabled node is offered Activate, never Drain.
-    const disabled = (await nodesJson()).find((n) => n.state === "disabled");
-    if (disabled) check((await nodeRow(page, disabled.name).locator('button[data-action="draining"]').count()) === 0, "Drain offered on a disabled node");
     const path = join(ARTIFACTS, "admin-node-detail.png");
     await page.goto(`${BASE}/admin/nodes/${holder.id}`);
     check((await page.locator("#events tbody tr[data-up]").count()) >= 1, "no health history");
