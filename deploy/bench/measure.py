@@ -936,8 +936,13 @@ class Bench:
                     host, _, key = line.partition(" ")
                     if host in (f"[127.0.0.1]:{node['ssh_port']}", f"[{node['ssh_host']}]:{node['ssh_port']}"):
                         lines.append(f"[127.0.0.1]:{ssh_proxy} {key}")
-            with open(known_hosts, "a") as f:
-                f.write("\n".join(lines) + "\n")
+
+            def pin_proxy_ports():
+                # Also after every `deploy/dev up`, which writes known_hosts anew.
+                with open(known_hosts, "w") as f:
+                    f.write(pinned.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+
+            pin_proxy_ports()
             for node, ssh_proxy, agent_proxy in moved:
                 self.patch_node(node["id"], {"ssh_host": "127.0.0.1", "ssh_port": ssh_proxy,
                                              "public_url": f"http://127.0.0.1:{agent_proxy}"})
@@ -957,6 +962,7 @@ class Bench:
                     self.small_files(f"{r}rtt1", 1, key=f"rtt.w1")
                 finally:
                     self.dev("up", "--no-build")
+                    pin_proxy_ports()
         finally:
             for proc in extra_workers:
                 proc.kill()
