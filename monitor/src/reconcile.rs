@@ -42,12 +42,21 @@ pub struct Round {
 /// (`ferry_queue_ready{queue}`, `ferry_queue_consumers{queue}`), the dead-letter
 /// queues' too, so Prometheus sees the queues without the broker's own plugin.
 async fn drained_queues(publisher: &Publisher) -> Vec<&'static str> {
-    let tiers = RETRY_TIERS.iter().map(|(tier, _)| (None, ferry_queue::retry_queue(tier)));
-    let mains = JobKind::ALL.into_iter().map(|kind| (Some(kind.routing_key()), kind.queue()));
-    let dead = JobKind::ALL.into_iter().map(|kind| (None, kind.dead_queue()));
+    /// What a queue read here is to the reconciler.
+    enum Role {
+        /// A shared retry tier: any message in it keeps every kind from being drained.
+        Tier,
+        /// The main queue of the kind with this routing key.
+        Main(&'static str),
+        /// A dead-letter queue: read for its gauges only.
+        Dead,
+    }
+    let tiers = RETRY_TIERS.iter().map(|(tier, _)| (Role::Tier, ferry_queue::retry_queue(tier)));
+    let mains = JobKind::ALL.into_iter().map(|kind| (Role::Main(kind.routing_key()), kind.queue()));
+    let dead = JobKind::ALL.into_iter().map(|kind| (Role::Dead, kind.dead_queue()));
     let mut drained = Vec::new();
     let mut tiers_empty = true;
-    for (kind, queue) in tiers.chain(mains).chain(dead) {
+    for (role, queue) in tiers.chain(mains).chain(dead) {
         let counts = match publisher.queue_counts(&queue).await {
             Ok(counts) => counts,
             Err(error) => {
@@ -57,10 +66,10 @@ async fn drained_queues(publisher: &Publisher) -> Vec<&'static str> {
         };
         QUEUE_READY.with_label_values(&[&queue]).set(i64::from(counts.ready));
         QUEUE_CONSUMERS.with_label_values(&[&queue]).set(i64::from(counts.consumers));
-        let is_tier = kind.is_none() && !queue.ends_with(".dead");
-        tiers_empty &= !(is_tier && counts.ready > 0);
-        if counts.ready == 0 {
-            drained.extend(kind);
+        match role {
+            Role::Tier => tiers_empty &= counts.ready == 0,
+            Role::Main(kind) if counts.ready == 0 => drained.push(kind),
+            Role::Main(_) | Role::Dead => {}
         }
     }
     if tiers_empty {
