@@ -74,13 +74,43 @@ impl Env {
     }
 }
 
-/// A free loopback port, picked at random below the kernel's ephemeral range
-/// (32768-60999): a port from `bind(0)` is ephemeral, and an outgoing connection
-/// (ssh, a database client) could take it before the process meant for it binds.
+/// A free loopback port for one of the run's processes, picked at random below the
+/// kernel's ephemeral range (32768-60999): a port from `bind(0)` is ephemeral, and an
+/// outgoing connection (ssh, a database client) could take it before the process meant
+/// for it binds.
+///
+/// A port is only bound later, by the process it is for, so a bind check alone lets two
+/// clusters starting at once (in this test process or in another suite on the machine)
+/// pick the same port, and one of them then waits for a `/readyz` that another process
+/// answers or nobody does. Each port handed out is therefore reserved until this test
+/// process exits: never handed out twice here, and locked (`flock`, released by the
+/// kernel when the process ends, so no stale reservations) against every other test
+/// process of the machine under `$TMPDIR/ferry-test-ports/`.
 pub fn free_port() -> u16 {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::sync::Mutex;
+    static RESERVED: Mutex<Vec<(u16, Option<Flock<std::fs::File>>)>> = Mutex::new(Vec::new());
+
+    let dir = std::env::temp_dir().join("ferry-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let mut reserved = RESERVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..1000 {
         let port = rand::thread_rng().gen_range(20_000..32_000);
+        if reserved.iter().any(|(taken, _)| *taken == port) {
+            continue;
+        }
+        // Without the lock directory (unwritable TMPDIR) only this process is guarded.
+        let lock =
+            match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string()))
+            {
+                Ok(file) => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                    Ok(lock) => Some(lock),
+                    Err(_) => continue, // another test process holds it
+                },
+                Err(_) => None,
+            };
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            reserved.push((port, lock));
             return port;
         }
     }
@@ -144,6 +174,8 @@ pub struct Cluster {
     specs: HashMap<String, Spec>,
     worker_ports: Vec<u16>,
     keep: bool,
+    /// [`Cluster::start_with`] gave up: the files are kept, the clean-end check skipped.
+    start_failed: bool,
     /// What the clean-end check on drop tolerates (see [`clean`]).
     leftovers: Leftovers,
 }
@@ -243,41 +275,52 @@ impl Cluster {
             specs: HashMap::new(),
             worker_ports: Vec::new(),
             keep: std::env::var_os("FERRY_TEST_KEEP").is_some(),
+            start_failed: false,
             leftovers: Leftovers::default(),
             dir,
         };
         std::fs::create_dir_all("/run/sshd")?;
+        if let Err(error) = cluster.boot(&opts).await {
+            // Keep what shows why: the error names the step that timed out, the logs
+            // show what each process was doing meanwhile.
+            cluster.start_failed = true;
+            let tails = cluster.log_tails(40);
+            return Err(error.context(format!(
+                "the test cluster did not start (its files are kept in {}):\n{tails}",
+                cluster.dir.display()
+            )));
+        }
+        Ok(cluster)
+    }
+
+    /// Starts the cluster's processes and waits until each is ready.
+    async fn boot(&mut self, opts: &Options) -> Result<()> {
         for i in 1..=opts.nodes {
-            cluster.add_node(&format!("node{i}"))?;
+            self.add_node(&format!("node{i}"))?;
         }
         for (user, password, admin) in
             [("admin", "adminadmin", true), ("alice", "alicealice", false), ("bob", "bobbobbob", false)]
         {
-            cluster.user_add(user, password, admin)?;
+            self.user_add(user, password, admin)?;
         }
-        cluster.spawn("api", "ferry-api", &[], &[])?;
+        self.spawn("api", "ferry-api", &[], &[])?;
         for _ in 0..opts.workers {
-            cluster.add_worker()?;
+            self.add_worker()?;
         }
-        let monitor_port = cluster.monitor_port;
-        cluster.spawn(
-            "monitor",
-            "ferry-monitor",
-            &[],
-            &[("FERRY_MONITOR__LISTEN", format!("127.0.0.1:{monitor_port}"))],
-        )?;
-        cluster.wait_ready(cluster.api_port).await?;
-        cluster.wait_ready(monitor_port).await?;
-        for port in cluster.worker_ports.clone() {
-            cluster.wait_ready(port).await?;
+        let monitor_port = self.monitor_port;
+        self.spawn("monitor", "ferry-monitor", &[], &[("FERRY_MONITOR__LISTEN", format!("127.0.0.1:{monitor_port}"))])?;
+        self.wait_ready(self.api_port).await?;
+        self.wait_ready(monitor_port).await?;
+        for port in self.worker_ports.clone() {
+            self.wait_ready(port).await?;
         }
         if opts.register_nodes {
-            for i in 0..cluster.nodes.len() {
-                cluster.register_node(i).await?;
+            for i in 0..self.nodes.len() {
+                self.register_node(i).await?;
             }
-            cluster.wait_nodes_up().await?;
+            self.wait_nodes_up().await?;
         }
-        Ok(cluster)
+        Ok(())
     }
 
     fn bin(&self, name: &str) -> PathBuf {
@@ -703,6 +746,13 @@ impl Cluster {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+
+    /// The last `lines` lines of every process's log, each under a header.
+    fn log_tails(&self, lines: usize) -> String {
+        let mut names: Vec<&String> = self.procs.keys().collect();
+        names.sort();
+        names.iter().map(|name| format!("---- {name} (last lines) ----\n{}\n", self.log_tail(name, lines))).collect()
+    }
 }
 
 fn whoami() -> String {
@@ -712,18 +762,14 @@ fn whoami() -> String {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // The test passed (did not panic): it must leave a clean cluster behind.
-        let unclean = if std::thread::panicking() {
+        let unclean = if std::thread::panicking() || self.start_failed {
             None
         } else {
             self.clean_target().and_then(|target| clean::check_blocking(target, self.leftovers)).err()
         };
         let failed = std::thread::panicking() || unclean.is_some();
         if failed {
-            let mut names: Vec<&String> = self.procs.keys().collect();
-            names.sort();
-            for name in names {
-                eprintln!("---- {name} (last lines) ----\n{}", self.log_tail(name, 30));
-            }
+            eprintln!("{}", self.log_tails(30));
             eprintln!("---- cluster dir: {} ----", self.dir.display());
         }
         for (_, mut proc) in self.procs.drain() {
@@ -732,7 +778,7 @@ impl Drop for Cluster {
         for i in 0..self.nodes.len() {
             self.stop_node(i);
         }
-        if !failed && !self.keep {
+        if !failed && !self.keep && !self.start_failed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
         if let Some(error) = unclean {
