@@ -54,7 +54,7 @@ enum Command {
     /// The worker inventory.
     #[command(subcommand)]
     Workers(jobs::WorkersCmd),
-    /// Job queues: depth, consumers, pause and resume.
+    /// Job queues: depth, consumers, message rates, pause and resume.
     #[command(subcommand)]
     Queues(queues::QueuesCmd),
     /// Configuration.

@@ -5,7 +5,9 @@
 // then at fleet scale (issue 18): filter a user's 252 uploads by user and state, page
 // through 250 of them, open an upload's detail from its id, remove the drained empty
 // node, be refused removing a node that holds replicas, edit a quota and disable a
-// user; log out, and see a non-administrator refused. Screenshots go to
+// user; steer jobs (issue 11): pause replicate from the Queues page, make a dead letter
+// (a queued replicate job whose node is disabled), resume, find the dead letter with
+// its reason, replay it and see it done; log out, and see a non-administrator refused. Screenshots go to
 // $FERRY_E2E_ARTIFACTS.
 //
 // Environment:
@@ -412,6 +414,139 @@ try {
     const path = join(ARTIFACTS, "admin-users.png");
     await page.screenshot({ path, fullPage: true });
     console.log(`     screenshot ${path}`);
+  });
+
+  // Jobs you can steer (issue 11): pause a kind from the Queues page, make a dead letter
+  // through the real pipeline (a replicate job whose node is disabled while it waits in
+  // the paused queue), find it with its reason, replay it from the page, see it done.
+  const kindRow = (kind) => page.locator(`#kinds tr[data-kind="${kind}"]`);
+  const consumers = async (queue) => {
+    const cell = page.locator(`#queues tr[data-queue="${queue}"] td:nth-child(4)`);
+    return (await cell.count()) === 1 ? (await cell.textContent()).trim() : "";
+  };
+  // Reloads the Queues page until `done` holds (the broker's figures lag by up to 5 s).
+  const untilQueues = async (what, done, timeout = 45_000) => {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      await page.goto(`${BASE}/admin/queues`);
+      if (await done()) return;
+      check(Date.now() < deadline, `${what}: not within ${timeout / 1000} s`);
+      await page.waitForTimeout(1000);
+    }
+  };
+  let steered = { upload: "", node: 0, job: "" };
+
+  await step("replicate is paused from the Queues page: shown paused, its consumers leave", async () => {
+    await page.goto(`${BASE}/admin/queues`);
+    check((await kindRow("replicate").getAttribute("data-paused")) === "false", "replicate is paused already");
+    await Promise.all([page.waitForURL(/done=paused&kind=replicate/), kindRow("replicate").locator('button[data-action="pause"]').click()]);
+    check((await page.textContent(".notice.ok")).includes("ferry.replicate paused"), await page.textContent("main"));
+    check((await kindRow("replicate").getAttribute("data-paused")) === "true", "not shown paused");
+    const shown = (await kindRow("replicate").locator("td.c-consumption").textContent()).trim();
+    check(/^paused since .* by admin \(admin page\)$/.test(shown), shown);
+    check((await kindRow("assemble").getAttribute("data-paused")) === "false", "another kind paused too");
+    check((await kindRow("assemble").locator('button[data-action="pause"]').count()) === 1, "no Pause on assemble");
+    // A second pause (a stale page) is refused, saying why.
+    const again = await page.request.post(`${BASE}/admin/queues/replicate/pause`, { form: { csrf: await csrf() }, maxRedirects: 0 });
+    check(again.status() === 409 && /is paused already/.test(await again.text()), `a second pause answered ${again.status()}`);
+    const forged = await page.request.post(`${BASE}/admin/queues/replicate/resume`, { form: {}, maxRedirects: 0 });
+    check(forged.status() === 403, `a resume without the CSRF token answered ${forged.status()}`);
+    // The workers read the pause with their next heartbeat and cancel their consumers.
+    await untilQueues("ferry.replicate without consumers", async () => (await consumers("ferry.replicate")) === "0");
+    const path = join(ARTIFACTS, "admin-queues-paused.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     screenshot ${path}`);
+  });
+
+  await step("an upload's replicate jobs wait in the paused queue; one's node is disabled", async () => {
+    const token = await page.request.post(`${BASE}/api-token-auth/`, { form: USER });
+    check(token.ok(), `token for ${USER.username}: ${token.status()}`);
+    const userToken = (await token.json()).token;
+    const bytes = Buffer.from(`steered ${Date.now()} ${"x".repeat(4000)}`);
+    const put = await putChunk("/storage/tmp-upload/?filename=steered.bin", `bytes 0-${bytes.length - 1}/${bytes.length}`, bytes, userToken);
+    check(put.status() === 200, `PUT: ${put.status()}`);
+    const complete = new URL((await put.json()).url);
+    complete.searchParams.set("wait", "0");
+    const done = await page.request.post(complete.toString(), {
+      headers: { Authorization: `JWT ${userToken}` },
+      form: { md5: createHash("md5").update(bytes).digest("hex") },
+    });
+    check(done.status() === 202 || done.status() === 200, `completing: ${done.status()}`);
+    steered.upload = (await done.json()).id;
+    check(/^[0-9a-f-]{36}$/.test(steered.upload), `upload id ${steered.upload}`);
+    // Assembled (assemble is not paused); its replicate jobs are queued, none taken.
+    const queued = page.locator('#jobs tbody tr[data-state="queued"]');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      await page.goto(`${BASE}/admin/jobs?upload=${steered.upload}&kind=replicate`);
+      if ((await queued.count()) >= 2) break;
+      check(Date.now() < deadline, `${await queued.count()} queued replicate job(s) after 60 s`);
+      await page.waitForTimeout(1000);
+    }
+    check((await page.locator('#jobs tbody tr[data-state="done"]').count()) === 0, "a replicate job ran while paused");
+    steered.job = await queued.first().getAttribute("data-job");
+    steered.node = Number((await queued.first().locator("td").nth(6).textContent()).trim());
+    check(steered.node > 0, `node ${steered.node}`);
+    await page.goto(`${BASE}/admin/`);
+    const row = page.locator(`#nodes-body tr[data-id="${steered.node}"]`);
+    await Promise.all([page.waitForURL(/done=disabled/), row.locator('button[data-action="disabled"]').click()]);
+    check((await row.locator("td.c-state").textContent()).trim() === "disabled", "the node is not disabled");
+    console.log(`     upload ${steered.upload}: job ${steered.job} waits for node ${steered.node}, now disabled`);
+  });
+
+  await step("replicate is resumed from the Queues page: consuming again", async () => {
+    await page.goto(`${BASE}/admin/queues`);
+    await Promise.all([page.waitForURL(/done=resumed&kind=replicate/), kindRow("replicate").locator('button[data-action="resume"]').click()]);
+    check((await page.textContent(".notice.ok")).includes("ferry.replicate resumed"), await page.textContent("main"));
+    check((await kindRow("replicate").getAttribute("data-paused")) === "false", "still shown paused");
+    check((await kindRow("replicate").locator("td.c-consumption").textContent()).trim() === "consuming", "not consuming");
+    await untilQueues("ferry.replicate consumed again", async () => Number(await consumers("ferry.replicate")) >= 1);
+  });
+
+  await step("the dead letter is found from the Queues page with its reason", async () => {
+    await untilQueues("the dead letter recorded", async () => (await page.locator("#dead-letters a").count()) === 1, 90_000);
+    await Promise.all([page.waitForURL(/\/admin\/jobs\?state=dead/), page.click("#dead-letters a")]);
+    const row = page.locator(`#jobs tr[data-job="${steered.job}"]`);
+    // Other dead letters may be older: the link is there before this one is recorded.
+    const deadline = Date.now() + 90_000;
+    while ((await row.count()) === 0) {
+      check(Date.now() < deadline, "the dead letter is not listed among the dead after 90 s");
+      await page.waitForTimeout(1000);
+      await page.reload();
+    }
+    check((await row.getAttribute("data-state")) === "dead", "not dead");
+    const reason = (await row.locator("td.error").textContent()).trim();
+    check(reason.includes(`node ${steered.node} is disabled`), `reason: ${reason}`);
+    check((await row.locator("button.replay").count()) === 1, "no Replay button");
+    const path = join(ARTIFACTS, "admin-dead-letter.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     ${steered.job}: ${reason}; screenshot ${path}`);
+  });
+
+  await step("the node back in service, the dead letter is replayed from the page and completes", async () => {
+    await page.goto(`${BASE}/admin/`);
+    const node = page.locator(`#nodes-body tr[data-id="${steered.node}"]`);
+    await Promise.all([page.waitForURL(/done=active/), node.locator('button[data-action="active"]').click()]);
+    await page.goto(`${BASE}/admin/jobs?state=dead&upload=${steered.upload}`);
+    const dead = page.locator(`#jobs tr[data-job="${steered.job}"]`);
+    await Promise.all([page.waitForURL(/done=replayed/), dead.locator("button.replay").click()]);
+    check((await page.textContent(".notice.ok")).includes("Replayed"), await page.textContent("main"));
+    const row = page.locator(`#jobs tr[data-job="${steered.job}"]`);
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      await page.goto(`${BASE}/admin/jobs?upload=${steered.upload}&kind=replicate`);
+      if ((await row.getAttribute("data-state")) === "done") break;
+      check(Date.now() < deadline, `the replayed job is ${await row.getAttribute("data-state")} after 90 s`);
+      await page.waitForTimeout(1000);
+    }
+    check(/replayed 1×/.test(await row.textContent()), await row.textContent());
+    await page.goto(`${BASE}/admin/uploads/${steered.upload}`);
+    const present = await page.locator("#replicas tbody tr", { hasText: "present" }).count();
+    check(present >= 2, `${present} present replica(s)`);
+    await page.goto(`${BASE}/admin/jobs?upload=${steered.upload}`);
+    const path = join(ARTIFACTS, "admin-dead-letter-replayed.png");
+    await page.screenshot({ path, fullPage: true });
+    console.log(`     ${steered.job} done under its own id; ${present} replicas; screenshot ${path}`);
   });
 
   await step("the queues page shows rates and how old its figures are, and reloads itself", async () => {

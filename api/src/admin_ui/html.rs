@@ -63,11 +63,17 @@ pub const LIVE_RELOAD_SECS: u32 = 5;
 
 /// A live listing's script: reloads the page every [`LIVE_RELOAD_SECS`] (5 s), the
 /// filters being in its URL, except while the operator has a field of it focused (then
-/// it looks again 5 s later), so typing into a filter is never lost to a reload.
-pub const LIVE_RELOAD: &str = "(function wait() { setTimeout(function () { \
+/// it looks again 5 s later), so typing into a filter is never lost to a reload; and
+/// never once a form was submitted or a link followed, so a reload cannot cancel the
+/// operator's click on its way out.
+pub const LIVE_RELOAD: &str = "(function () { var leaving = false; \
+     document.addEventListener('submit', function () { leaving = true; }); \
+     document.addEventListener('click', function (e) { if (e.target.closest && e.target.closest('a[href]:not([target])')) { leaving = true; } }); \
+     (function wait() { setTimeout(function () { \
      var a = document.activeElement; \
+     if (leaving) { return; } \
      if (a && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) { wait(); } else { window.location.reload(); } \
-     }, 5000); })();";
+     }, 5000); })(); })();";
 
 /// One HTML page. The body is already-escaped HTML; the optional script is a constant
 /// from this crate, allowed by the page's per-response CSP nonce.

@@ -4,7 +4,8 @@
 //! token. It shows the nodes (refreshed live by a small inline script; each node's page
 //! with its health history, free-space trend and removal), users (quota, disable),
 //! uploads, files and job records filtered and paged (`listing.rs`; each id a link to
-//! its detail page), the RabbitMQ queues with their rates (reloading itself), dead
+//! its detail page), the RabbitMQ queues with their rates (reloading itself) and each
+//! job kind paused or resumed (as `ferry queues pause|resume`), dead
 //! letters (replay, discard) and the worker inventory; nothing is loaded from elsewhere.
 
 mod csrf;
@@ -13,7 +14,6 @@ mod form;
 mod html;
 pub(crate) mod listing;
 mod pages;
-mod rabbit;
 mod session;
 
 use axum::response::Redirect;
@@ -43,6 +43,7 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/files", get(storage::files))
         .route("/admin/files/{id}", get(detail::file))
         .route("/admin/queues", get(queues::page))
+        .route("/admin/queues/{kind}/{action}", post(queues::act))
         .route("/admin/jobs", get(jobs::page))
         .route("/admin/jobs/{id}/{action}", post(jobs::act))
         .route("/admin/workers", get(workers::page))

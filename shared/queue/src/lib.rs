@@ -7,9 +7,11 @@
 //! - [`outbox`]: enqueueing a job in the caller's transaction and the relay that
 //!   publishes outbox rows (SQL in `ferry_store::outbox`).
 //! - [`expiry`]: expiring abandoned uploads with their delete jobs.
+//! - [`management`]: queue counts and message rates from the RabbitMQ management API.
 //! - [`ready`]: the readiness check of processes that need PostgreSQL and RabbitMQ.
 
 pub mod expiry;
+pub mod management;
 pub mod messages;
 pub mod outbox;
 pub mod publisher;

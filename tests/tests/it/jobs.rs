@@ -126,6 +126,22 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     .await?;
     assert!(rows(&cluster.ferry(&["dlq", "ls", "--kind", "assemble"])?).is_empty());
     assert!(rows(&cluster.ferry(&["dlq", "ls", "--older-than", "1h"])?).is_empty());
+    // `ferry dlq ls --json` lists what the Jobs page lists as dead, with the same reason.
+    let cookie = format!("ferry_admin={}", admin.token.clone().unwrap_or_default());
+    let dead_page = reqwest::Client::new()
+        .get(format!("{}/admin/jobs?state=dead", cluster.api))
+        .header("Cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let listed: Vec<Value> = serde_json::from_str(&cluster.ferry(&["dlq", "ls", "--json"])?)?;
+    let page_ids: Vec<&str> = dead_page.split("data-job=\"").skip(1).filter_map(|r| r.split('"').next()).collect();
+    assert_eq!(listed.iter().filter_map(|j| j["id"].as_str()).collect::<Vec<_>>(), page_ids);
+    for job in &listed {
+        let reason = job["error"].as_str().unwrap_or_default();
+        assert!(reason.contains("is disabled") && dead_page.contains(reason), "{job}");
+    }
 
     // Node back: one dead letter replayed through the CLI under its own id.
     let res = admin.patch_json(&format!("/admin/api/nodes/{node2}"), &json!({"state": "active"})).await?;

@@ -1,12 +1,18 @@
 //! Queue statistics from the RabbitMQ management HTTP API
 //! (`GET {management_url}/api/queues/{vhost}`), with the user, password and vhost
-//! taken from the broker's AMQP URL.
+//! taken from the broker's AMQP URL. The admin Queues page and `ferry queues ls` read
+//! their message rates here. The broker computes these figures every
+//! [`STATS_INTERVAL_SECS`], so a read can be up to that much older than the broker.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use ferry_shared::config::BrokerConfig;
 use serde::Deserialize;
+
+/// How often RabbitMQ samples the counts and rates the management API serves: its
+/// `collect_statistics_interval` (default 5000 ms; Ferry's deployments keep it).
+pub const STATS_INTERVAL_SECS: u32 = 5;
 
 /// A body bigger than this is not a queue list we want to hold in memory.
 const MAX_BODY_BYTES: usize = 8 << 20;
@@ -60,6 +66,18 @@ impl QueueStats {
         self.message_stats
             .as_ref()
             .map_or((0.0, 0.0, 0.0), |m| (rate(&m.publish_details), rate(&m.deliver_get_details), rate(&m.ack_details)))
+    }
+}
+
+/// A rate for people, as the admin page and `ferry queues ls` show it: `0`, `2.5`
+/// (one decimal below 10 per second), `12`.
+pub fn fmt_rate(per_second: f64) -> String {
+    if per_second == 0.0 {
+        "0".into()
+    } else if per_second < 10.0 {
+        format!("{per_second:.1}")
+    } else {
+        format!("{per_second:.0}")
     }
 }
 
@@ -218,6 +236,14 @@ mod tests {
             Some("https://mq.example:15671/rabbit/")
         );
         assert_eq!(ui_url("javascript:alert(1)//x"), None);
+    }
+
+    #[test]
+    fn formats_rates() {
+        assert_eq!(
+            (fmt_rate(0.0), fmt_rate(0.04), fmt_rate(2.5), fmt_rate(12.4)),
+            ("0".into(), "0.0".into(), "2.5".into(), "12".into())
+        );
     }
 
     #[test]
