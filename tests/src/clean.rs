@@ -12,7 +12,9 @@
 //! - every job record is finished: none `queued`, `active` or `retrying` (bar scrubs,
 //!   and the replicate jobs of declared stuck repairs), none `dead` unless dead letters
 //!   are declared;
-//! - staging holds nothing but the directories of uploads still `uploading`.
+//! - staging holds nothing but the directories of uploads still `uploading`;
+//! - every user's counted use (`users.used_bytes`, which the quota check reads) equals
+//!   a recount of their live files and open uploads.
 //!
 //! [`crate::Cluster`] runs it when dropped by a test that did not panic; a test that
 //! leaves failures on purpose (fault injection) says which with
@@ -111,6 +113,24 @@ impl Target {
                 "{n} {kind} job(s) {state}{}",
                 error.map(|e| format!(" (e.g. {e})")).unwrap_or_default()
             ));
+        }
+        // Every user's counted use (`users.used_bytes`, kept by triggers) equals the sum
+        // it stands for: live files, and open uploads at their declared or received size.
+        let drift = db
+            .query(
+                "SELECT u.username, u.used_bytes,
+                        ((SELECT COALESCE(SUM(size), 0) FROM files WHERE user_id = u.id AND deleted_at IS NULL)
+                      + (SELECT COALESCE(SUM(COALESCE(total_size, \"offset\")), 0) FROM uploads
+                         WHERE user_id = u.id AND status IN ('uploading', 'assembling')))::BIGINT AS recount
+                 FROM users u ORDER BY u.id",
+                &[],
+            )
+            .await?;
+        for row in drift {
+            let (user, counted, recount): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            if counted != recount {
+                dirt.push(format!("user {user}: {counted} bytes counted in use, {recount} by a recount"));
+            }
         }
         let assembling: i64 =
             db.query_one("SELECT count(*) FROM uploads WHERE status = 'assembling'", &[]).await?.get(0);

@@ -216,7 +216,8 @@ pub(crate) async fn insert_upload(
     }
     let upload = uploads::load(&tx, id, user, false).await?;
     // The authoritative quota check (the one before the body was read only spares a
-    // hopeless upload its bytes), last: it holds the user's row until the commit.
+    // hopeless upload its bytes): the insert above counted this upload into the user's
+    // use and holds the user's row until the commit.
     let default = ByteSize(state.config.storage.default_quota_bytes);
     let left_after = ferry_store::users::lock_quota_left(&tx, user, default).await?;
     if left_after < 0 {

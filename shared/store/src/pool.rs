@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (11, "upload_metadata", include_str!("../migrations/0011_upload_metadata.sql")),
     (12, "node_history", include_str!("../migrations/0012_node_history.sql")),
     (13, "upload_concat", include_str!("../migrations/0013_upload_concat.sql")),
+    (14, "user_usage", include_str!("../migrations/0014_user_usage.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet).

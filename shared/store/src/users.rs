@@ -12,7 +12,7 @@ use ferry_shared::types::{ByteSize, UserId};
 
 use crate::convert::{size_from_db, size_to_db};
 use crate::search::{Paging, Search};
-use crate::{StoreError, UploadState};
+use crate::StoreError;
 
 /// Why an account could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -319,51 +319,42 @@ pub async fn set_quota(c: &impl GenericClient, username: &str, quota: Option<Byt
 }
 
 /// The authoritative quota check of a transaction that records a new upload, taken
-/// LAST, after its inserts: locks the user's row (`FOR NO KEY UPDATE`) until the
-/// transaction ends and returns quota minus use counting that transaction's own rows,
-/// negative when they overdraw it. Concurrent new uploads of one user take turns here,
-/// each seeing the ones committed before it (the sums run in a statement after the lock,
-/// so with a snapshot taken after the wait), and together they never exceed the quota
-/// (ten parallel first chunks used to pass the same check at once). Taken last, the lock
-/// is held only for this check and the commit: one user's parallel uploads are
-/// serialised for that long and no longer. Other writers that only reference the user
-/// (a worker inserting a file) are not held up.
+/// after its inserts: quota minus use counting that transaction's own rows, negative
+/// when they overdraw it. Use is `users.used_bytes`, which triggers on `uploads` and
+/// `files` keep in the transactions that change it (migration 0014), so the check reads
+/// one row however many files the user has.
+///
+/// The upload's insert already moved `used_bytes` and so holds the user's row until the
+/// transaction ends; the `FOR NO KEY UPDATE` here says so and reads the latest committed
+/// use. Concurrent new uploads of one user therefore take turns, each seeing the ones
+/// committed before it, and together they never exceed the quota (ten parallel first
+/// chunks used to pass the same check at once). Other transactions that change the
+/// user's use (a worker recording a file) take the row for their statement's remainder
+/// too, as briefly.
 pub async fn lock_quota_left(
     tx: &deadpool_postgres::Transaction<'_>,
     user: UserId,
     default_quota: ByteSize,
 ) -> Result<i64, StoreError> {
-    tx.query_opt_cached("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user.0]).await?;
-    let (quota, used) = quota_and_use(tx, user, default_quota).await?;
-    Ok(quota.saturating_sub(used))
-}
-
-/// Bytes `user` may still store: their quota (or `default_quota`) minus live files and
-/// open uploads (declared size, or bytes so far).
-pub async fn quota_left(c: &impl GenericClient, user: UserId, default_quota: ByteSize) -> Result<ByteSize, StoreError> {
-    let (quota, used) = quota_and_use(c, user, default_quota).await?;
-    Ok(ByteSize(quota.saturating_sub(used).max(0) as u64))
-}
-
-/// The user's quota (or `default_quota`) and bytes in use (live files and open uploads).
-async fn quota_and_use(
-    c: &impl GenericClient,
-    user: UserId,
-    default_quota: ByteSize,
-) -> Result<(i64, i64), StoreError> {
-    let row = c
+    let row = tx
         .query_one_cached(
-            "SELECT COALESCE(u.quota_bytes, $2) AS quota,
-                    (SELECT COALESCE(SUM(size), 0)::BIGINT FROM files WHERE user_id = u.id AND deleted_at IS NULL)
-                  + (SELECT COALESCE(SUM(COALESCE(total_size, \"offset\")), 0)::BIGINT FROM uploads
-                     WHERE user_id = u.id AND status = ANY($3)) AS used
-             FROM users u WHERE u.id = $1",
-            &[
-                &user.0,
-                &i64::try_from(default_quota.0).unwrap_or(i64::MAX),
-                &[UploadState::Uploading, UploadState::Assembling].as_slice(),
-            ],
+            "SELECT COALESCE(quota_bytes, $2) - used_bytes AS left FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            &[&user.0, &i64::try_from(default_quota.0).unwrap_or(i64::MAX)],
         )
         .await?;
-    Ok((row.try_get("quota")?, row.try_get("used")?))
+    Ok(row.try_get("left")?)
+}
+
+/// Bytes `user` may still store: their quota (or `default_quota`) minus what is in use
+/// (`users.used_bytes`: live files, and open uploads at their declared size or the
+/// bytes received so far), never below zero.
+pub async fn quota_left(c: &impl GenericClient, user: UserId, default_quota: ByteSize) -> Result<ByteSize, StoreError> {
+    let row = c
+        .query_one_cached(
+            "SELECT COALESCE(quota_bytes, $2) - used_bytes AS left FROM users WHERE id = $1",
+            &[&user.0, &i64::try_from(default_quota.0).unwrap_or(i64::MAX)],
+        )
+        .await?;
+    let left: i64 = row.try_get("left")?;
+    Ok(ByteSize(u64::try_from(left).unwrap_or(0)))
 }
