@@ -275,7 +275,7 @@ async fn fault_suite() -> Result<()> {
 
     let mut c = fresh_cluster(&[]).await?;
     rows.push(
-        scenario("kill -9 a worker during assembly", &mut c, async |c| {
+        scenario("kill -9 a worker as uploads complete", &mut c, async |c| {
             c.kill("worker1");
             c.add_worker()?;
             Ok(())

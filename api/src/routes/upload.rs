@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::{Json, Router};
+use ferry_queue::completion;
 use ferry_queue::outbox;
 use ferry_queue::Job;
 use ferry_shared::hashing::RunningDigest;
@@ -33,7 +34,7 @@ use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, file_required, Limits, Received};
 use crate::upload::pace::BodyPace;
-use crate::upload::staging::upload_dir;
+use crate::upload::staging::{data_path, upload_dir};
 use crate::uploads;
 
 pub fn router() -> Router<SharedState> {
@@ -211,8 +212,8 @@ pub(crate) async fn insert_upload(
         concat: tus.concat,
     };
     store_uploads::insert(&tx, &new).await?;
-    if md5.is_some() {
-        outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
+    if let Some(md5) = md5 {
+        complete_or_assemble(state, &tx, id, received.size, Some(digest), md5).await?;
     }
     let upload = uploads::load(&tx, id, user, false).await?;
     // The authoritative quota check (the one before the body was read only spares a
@@ -238,6 +239,42 @@ pub(crate) async fn insert_upload(
     Ok(upload)
 }
 
+/// Hands the `assembling` upload `id` (md5 `md5` accepted, `total` bytes) on, in the
+/// caller's transaction: when `digest` (hashed by this API as the bytes arrived) gives
+/// that md5 and the staging data file holds exactly `total` bytes, nothing is left to
+/// check, so the file is recorded here with its replicate jobs
+/// ([`completion::record_file`], the assemble job's own code) and a small file's
+/// completion costs no job of its own; otherwise the worker's `assemble` job is queued
+/// (it trims or reports a staging copy of the wrong length, hashes an upload without a
+/// digest, and reopens one whose md5 differs). Either way the caller commits and then
+/// wakes the relay.
+pub(crate) async fn complete_or_assemble(
+    state: &SharedState,
+    tx: &ferry_store::Transaction<'_>,
+    id: FileId,
+    total: u64,
+    digest: Option<RunningDigest>,
+    md5: Md5,
+) -> ApiResult<()> {
+    if let Some((actual, sha256)) = digest.map(RunningDigest::finalize) {
+        let data = data_path(&upload_dir(&state.config.storage.staging_dir, id));
+        let len = match tokio::fs::metadata(&data).await {
+            Ok(meta) => Some(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
+            Err(_) => None,
+        };
+        if actual == md5 && len == Some(total) {
+            let verified =
+                completion::Verified { id, size: ByteSize(total), md5: &md5.to_string(), sha256: &sha256.to_string() };
+            completion::record_file(tx, verified, &state.config).await?;
+            tracing::info!(upload.id = %id, upload.total_bytes = total, "upload verified and recorded");
+            return Ok(());
+        }
+    }
+    outbox::enqueue(tx, &Job::Assemble { upload: id }).await?;
+    Ok(())
+}
+
 /// `400 checksum_mismatch`: the md5 sent is not the md5 of the bytes received. The
 /// upload stays open (drf-chunked-upload's behaviour), so a retry with the right md5
 /// completes it.
@@ -246,11 +283,10 @@ fn checksum_mismatch() -> ApiError {
     ApiError::bad_request(failure.code(), failure.public_detail())
 }
 
-/// The md5 of the bytes received so far, from the running digest stored with the last
-/// chunk; `None` for a row without one (then the worker hashes the file).
-async fn stored_md5(client: &impl GenericClient, id: FileId) -> ApiResult<Option<Md5>> {
+/// The running digest stored with the upload's last chunk, if any.
+async fn stored_digest(client: &impl GenericClient, id: FileId) -> ApiResult<Option<RunningDigest>> {
     Ok(match store_uploads::digest_state(client, id).await? {
-        (Some(md5), Some(sha)) => Some(RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?.finalize().0),
+        (Some(md5), Some(sha)) => Some(RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?),
         _ => None,
     })
 }
@@ -572,11 +608,12 @@ async fn complete(
                 // The md5 of what was received, from the digest state stored with the
                 // last chunk (nothing is re-read). A wrong md5 is answered here and leaves
                 // the upload open, as drf-chunked-upload does: the client may retry.
-                if stored_md5(&tx, id).await?.is_some_and(|stored| stored != md5) {
+                let stored = stored_digest(&tx, id).await?;
+                if stored.clone().is_some_and(|digest| digest.finalize().0 != md5) {
                     return Err(checksum_mismatch());
                 }
                 store_uploads::start_assembly(&tx, id, &md5.to_string()).await?;
-                outbox::enqueue(&tx, &Job::Assemble { upload: id }).await?;
+                complete_or_assemble(&state, &tx, id, total.bytes(), stored, md5).await?;
                 tx.commit().await?;
                 state.relay.wake();
                 tracing::info!(upload.id = %id, "upload completing");

@@ -23,8 +23,8 @@ use super::TusError;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::routes::upload::{
-    body_pace, check_new_file_size, expires_at, insert_upload, intake_permit, quota_left, resolve_parent, verdict,
-    Lease, NewDirGuard, TusFields,
+    body_pace, check_new_file_size, complete_or_assemble, expires_at, insert_upload, intake_permit, quota_left,
+    resolve_parent, verdict, Lease, NewDirGuard, TusFields,
 };
 use crate::state::SharedState;
 use crate::upload::intake::{self, Limits, Received};
@@ -415,7 +415,7 @@ async fn record(
     }
     if let Some(md5) = md5 {
         store_uploads::start_assembly(&tx, chunk.id, &md5.to_string()).await?;
-        outbox::enqueue(&tx, &Job::Assemble { upload: chunk.id }).await?;
+        complete_or_assemble(state, &tx, chunk.id, end, Some(digest), md5).await?;
     }
     let upload = uploads::load(&tx, chunk.id, chunk.user, false).await?;
     tx.commit().await?;

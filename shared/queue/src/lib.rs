@@ -6,10 +6,12 @@
 //! - [`publisher`]: persistent, mandatory publishing with publisher confirms.
 //! - [`outbox`]: enqueueing a job in the caller's transaction and the relay that
 //!   publishes outbox rows (SQL in `ferry_store::outbox`).
+//! - [`completion`]: recording a verified upload as a file with its replicate jobs.
 //! - [`expiry`]: expiring abandoned uploads with their delete jobs.
 //! - [`management`]: queue counts and message rates from the RabbitMQ management API.
 //! - [`ready`]: the readiness check of processes that need PostgreSQL and RabbitMQ.
 
+pub mod completion;
 pub mod expiry;
 pub mod management;
 pub mod messages;

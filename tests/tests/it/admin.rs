@@ -261,7 +261,7 @@ async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin
         cluster.ferry_cli_with(&["queues", "ls"], "", &[("FERRY_BROKER__MANAGEMENT_URL", "http://127.0.0.1:1")])?;
     assert!(ok && out.contains("rates unknown: RabbitMQ management API unreachable"), "{out}");
     let jobs = parse_json(&cluster.ferry(&["jobs", "ls", "--upload", &complete[0], "--json"])?)?;
-    assert!(jobs.iter().any(|j| j["kind"] == "assemble" && j["state"] == "done"), "{jobs:?}");
+    assert!(jobs.iter().any(|j| j["kind"] == "replicate" && j["state"] == "done"), "{jobs:?}");
 
     // Sizes: human by default, exact with --bytes (the total: free space moves).
     let exact_list = cluster.ferry(&["nodes", "list", "--bytes"])?;

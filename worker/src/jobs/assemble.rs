@@ -10,13 +10,12 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry_queue::outbox;
-use ferry_queue::Job;
+use ferry_queue::completion::{self, Recorded};
 use ferry_shared::hashing::RunningDigest;
 use ferry_shared::staging::{data_path, upload_dir};
-use ferry_shared::types::{ByteSize, FileId, Md5, NodeId, Sha256};
+use ferry_shared::types::{ByteSize, FileId, Md5, Sha256};
 use ferry_store::uploads::UploadFailure;
-use ferry_store::{files, nodes, notify, replicas, uploads, GenericClient, UploadState};
+use ferry_store::{notify, uploads, UploadState};
 
 use super::{Ctx, JobError};
 const READ_BUF: usize = 1 << 20;
@@ -72,56 +71,17 @@ pub async fn run(ctx: &Arc<Ctx>, id: FileId) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Files row, replica rows and replicate jobs, and the upload's completion, at once.
+/// Files row, replica rows and replicate jobs, and the upload's completion, at once
+/// ([`completion::record_file`], shared with the API's completing request).
 async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: ByteSize, md5: &str, sha256: &str) -> Result<(), JobError> {
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(origin) = uploads::lock_origin(&tx, id).await?.filter(|o| o.state == UploadState::Assembling) else {
-        return Ok(());
-    };
-    // The parent may have been deleted meanwhile: the file then stands alone. Its row is
-    // locked so that versions of one chain completing at once take their numbers one
-    // after another (distinct and increasing; the unique index files_chain_version
-    // enforces it).
-    let parent = match origin.parent {
-        Some(p) => files::lock_live(&tx, p).await?,
-        None => None,
-    };
-    let version = match parent {
-        Some(p) => files::next_version(&tx, p).await?,
-        None => 1,
-    };
-    let file = files::NewFile { id, user: origin.user, filename: &origin.filename, size, md5, sha256, parent, version };
-    files::insert(&tx, &file).await?;
-    let targets = choose_targets(ctx, &tx, size).await?;
-    for node in &targets {
-        replicas::insert_pending(&tx, id, *node).await?;
-        outbox::enqueue(&tx, &Job::Replicate { file: id, node: *node, repair: false }).await?;
-    }
-    uploads::mark_complete(&tx, id).await?;
-    notify::upload_event(&tx, id).await?;
-    tx.commit().await?;
-    ctx.relay.wake();
-    if (targets.len() as u32) < ctx.config.storage.replication_factor {
-        tracing::warn!(
-            file.id = %id,
-            replicas.targets = targets.len(),
-            replicas.wanted = ctx.config.storage.replication_factor,
-            "not enough eligible nodes; the monitor's repair will add replicas when nodes are available"
-        );
+    let verified = completion::Verified { id, size, md5, sha256 };
+    if let Recorded::File { .. } = completion::record_file(&tx, verified, &ctx.config).await? {
+        tx.commit().await?;
+        ctx.relay.wake();
     }
     Ok(())
-}
-
-async fn choose_targets(ctx: &Arc<Ctx>, client: &impl GenericClient, size: ByteSize) -> Result<Vec<NodeId>, JobError> {
-    let placement = nodes::Placement {
-        count: i64::from(ctx.config.storage.replication_factor),
-        size,
-        reserve: ByteSize(ctx.config.storage.node_reserve_bytes),
-        fresh_secs: ctx.config.api.heartbeat_stale_secs as f64,
-        exclude: &[],
-    };
-    Ok(nodes::eligible(client, placement).await?)
 }
 
 /// Hands an upload whose md5 did not match back to its client: `uploading` again with

@@ -1,0 +1,97 @@
+//! Recording a verified upload as a file: the file row (with its version in the
+//! parent's chain), its replica targets with their replicate jobs, and the upload's
+//! completion, all in the caller's transaction, announced on the upload-event channel
+//! at its commit.
+//!
+//! Two callers share it: the API, when a completing request finds every byte received,
+//! stored and hashed on the way in (the md5 it compares is final, nothing is left to
+//! check), and the worker's `assemble` job for the uploads the API hands over (a staging
+//! file whose length is not the recorded one, or no stored digest).
+
+use ferry_shared::config::Config;
+use ferry_shared::types::{ByteSize, FileId, NodeId};
+use ferry_store::{files, nodes, notify, replicas, uploads, GenericClient, StoreError, Transaction, UploadState};
+
+use crate::{outbox, Job};
+
+/// A verified upload: `size` bytes whose `md5` matched the client's and whose `sha256`
+/// (hex) the nodes will check their copies against.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified<'a> {
+    pub id: FileId,
+    pub size: ByteSize,
+    pub md5: &'a str,
+    pub sha256: &'a str,
+}
+
+/// What [`record_file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The file exists and its replicate jobs sit in the outbox (wake the relay after
+    /// the commit); `targets` may be fewer than `storage.replication_factor` when too few
+    /// nodes are eligible (the monitor's repair adds the rest later).
+    File { targets: Vec<NodeId> },
+    /// The upload was not `assembling` (recorded by an earlier delivery, cancelled or
+    /// expired meanwhile): nothing was written.
+    NotAssembling,
+}
+
+/// Records the `assembling` upload `file.id` as a file in `tx` (see the module docs):
+/// locks the upload row, then the parent file's row (versions of one chain completing
+/// at once take distinct, increasing numbers; the unique index `files_chain_version`
+/// enforces it; a parent deleted meanwhile leaves the file standing alone), picks up to
+/// `storage.replication_factor` eligible nodes ([`nodes::eligible`]: active, reported up
+/// within `api.heartbeat_stale_secs`, room for the file plus `storage.node_reserve_bytes`),
+/// inserts a `pending` replica and a replicate job for each, marks the upload
+/// `complete` and notifies its waiters (delivered at commit).
+pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Config) -> Result<Recorded, StoreError> {
+    let Some(origin) = uploads::lock_origin(tx, file.id).await?.filter(|o| o.state == UploadState::Assembling) else {
+        return Ok(Recorded::NotAssembling);
+    };
+    let parent = match origin.parent {
+        Some(p) => files::lock_live(tx, p).await?,
+        None => None,
+    };
+    let version = match parent {
+        Some(p) => files::next_version(tx, p).await?,
+        None => 1,
+    };
+    let row = files::NewFile {
+        id: file.id,
+        user: origin.user,
+        filename: &origin.filename,
+        size: file.size,
+        md5: file.md5,
+        sha256: file.sha256,
+        parent,
+        version,
+    };
+    files::insert(tx, &row).await?;
+    let targets = choose_targets(tx, file.size, config).await?;
+    for node in &targets {
+        replicas::insert_pending(tx, file.id, *node).await?;
+        outbox::enqueue(tx, &Job::Replicate { file: file.id, node: *node, repair: false }).await?;
+    }
+    uploads::mark_complete(tx, file.id).await?;
+    notify::upload_event(tx, file.id).await?;
+    if (targets.len() as u32) < config.storage.replication_factor {
+        tracing::warn!(
+            file.id = %file.id,
+            replicas.targets = targets.len(),
+            replicas.wanted = config.storage.replication_factor,
+            "not enough eligible nodes; the monitor's repair will add replicas when nodes are available"
+        );
+    }
+    Ok(Recorded::File { targets })
+}
+
+async fn choose_targets(c: &impl GenericClient, size: ByteSize, config: &Config) -> Result<Vec<NodeId>, StoreError> {
+    let placement = nodes::Placement {
+        count: i64::from(config.storage.replication_factor),
+        size,
+        reserve: ByteSize(config.storage.node_reserve_bytes),
+        fresh_secs: config.api.heartbeat_stale_secs as f64,
+        exclude: &[],
+    };
+    nodes::eligible(c, placement).await
+}
