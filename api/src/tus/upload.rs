@@ -304,7 +304,9 @@ pub async fn append(
                 lease.committed();
             }
             let new_offset = upload.offset.bytes();
-            if upload.state == UploadState::Assembling {
+            // This PATCH completed the upload (it was `uploading` when it came): the API
+            // recorded the file itself (`complete`) or handed it to an assemble job.
+            if matches!(upload.state, UploadState::Assembling | UploadState::Complete) {
                 finish(&state, id, user.id, &headers).await?;
             }
             let mut response = StatusCode::NO_CONTENT.into_response();
@@ -421,7 +423,7 @@ async fn record(
     tx.commit().await?;
     if completes {
         state.relay.wake();
-        tracing::info!(upload.id = %chunk.id, upload.total_bytes = end, "tus upload complete; assembling");
+        tracing::info!(upload.id = %chunk.id, upload.total_bytes = end, "tus upload received in full");
     }
     Ok((upload, received.size))
 }

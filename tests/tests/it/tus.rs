@@ -1,6 +1,7 @@
 //! tus 1.0 at `/files/`, on the same pipeline as the chunked protocol: uploads in
 //! chunks with per-request checksums become ordinary Ferry files (listed, versioned,
-//! downloaded byte-identical through the redirect, deleted); an interrupted PATCH and a
+//! downloadable byte-identical through the redirect as soon as the request that completed
+//! them answers, with no wait: read-after-write; deleted); an interrupted PATCH and a
 //! checksum mismatch leave the upload resumable where it was; deferred length,
 //! termination, expiry headers and CORS for configured origins only.
 
@@ -147,9 +148,9 @@ async fn a_tus_upload_in_chunks_is_an_ordinary_ferry_file() -> anyhow::Result<()
     assert_eq!(list["results"][0]["id"], id.as_str());
     assert_eq!(list["results"][0]["filename"], "résumé 2024.pdf");
     assert_eq!(list["results"][0]["md5"], md5_hex(&bytes).as_str());
-    api.wait_download(&id).await?;
+    // Read-after-write: the 204 of the last PATCH means downloadable at once, no wait.
     let got = api.download(&id, None).await?;
-    assert_eq!(got.status, 200);
+    assert_eq!(got.status, 200, "downloadable right after the last PATCH: {}", got.text());
     assert!(got.body == bytes, "download differs from the upload");
     // The page's short-lived link: the same signed node URL, as JSON.
     let link = api.send("POST", &format!("/storage/files/{id}/link"), &[], Vec::new()).await?;
@@ -184,7 +185,6 @@ async fn a_tus_upload_in_chunks_is_an_ordinary_ferry_file() -> anyhow::Result<()
     assert_eq!(list["count"], 1, "a version is listed under its root: {list}");
     assert_eq!(list["results"][0]["versions"][0]["id"], id_of(&url2).as_str());
     assert_eq!(list["results"][0]["versions"][0]["version"], 2);
-    api.wait_download(&id_of(&url2)).await?;
     assert!(api.download(&id_of(&url2), None).await?.body == second);
 
     // Another user sees none of it.
@@ -230,8 +230,8 @@ async fn an_interrupted_or_corrupt_patch_leaves_the_upload_resumable_where_it_wa
     assert_eq!(patch(&api, &url, 200_000, &bytes[200_000..400_000], &[("Upload-Checksum", &right)]).await?.status, 204);
     assert_eq!(patch(&api, &url, 400_000, &bytes[400_000..], &[]).await?.status, 204);
     let id = id_of(&url);
-    api.wait_download(&id).await?;
-    assert!(api.download(&id, None).await?.body == bytes);
+    // Read-after-write, as above: no wait between the last 204 and the download.
+    assert!(api.download(&id, None).await?.body == bytes, "not downloadable right after the last PATCH");
 
     // A whole-file md5 that the bytes do not have: the last chunk gets 460 and is not
     // recorded, so the upload is still open at the offset before it.
@@ -271,7 +271,6 @@ async fn deferred_length_termination_and_cors_for_configured_origins() -> anyhow
     let res = patch(&api, &url, 100_000, &bytes[100_000..], &[("Upload-Length", &length)]).await?;
     assert_eq!(res.status, 204, "{}", res.text());
     let id = id_of(&url);
-    api.wait_download(&id).await?;
     assert!(api.download(&id, None).await?.body == bytes);
     let file = api.get(&format!("/storage/files/{id}/")).await?.json();
     assert_eq!(file["filename"], "later.bin");
@@ -279,7 +278,6 @@ async fn deferred_length_termination_and_cors_for_configured_origins() -> anyhow
 
     // An empty file is complete at its creation.
     let url = location(&create(&api, Some(0), &[("filename", "empty.txt")]).await?)?;
-    api.wait_download(&id_of(&url)).await?;
     let empty = api.download(&id_of(&url), None).await?;
     assert_eq!((empty.status, empty.body.len()), (200, 0));
 
