@@ -7,7 +7,7 @@
 // node, be refused removing a node that holds replicas, edit a quota and disable a
 // user; steer jobs (issue 11): pause replicate from the Queues page, make a dead letter
 // (a queued replicate job whose node is disabled), resume, find the dead letter with
-// its reason, replay it and see it done; log out, and see a non-administrator refused. Screenshots go to
+// its reason, open its record from its id, replay it and see it done; log out, and see a non-administrator refused. Screenshots go to
 // $FERRY_E2E_ARTIFACTS.
 //
 // Environment:
@@ -222,7 +222,10 @@ try {
     const worker = (await done.first().locator("td").nth(7).textContent()).trim();
     check(/.+:\d+$/.test(worker), `a finished job without its worker: ${worker}`);
     // The upload link filters to that upload's timeline, oldest first.
-    await Promise.all([page.waitForURL(/\/admin\/jobs\?upload=/), done.first().locator("td a").first().click()]);
+    await Promise.all([
+      page.waitForURL(/\/admin\/jobs\?upload=/),
+      done.first().locator('td a[href^="/admin/jobs?upload="]').click(),
+    ]);
     const kinds = await page.locator("#jobs tbody tr td:nth-child(3)").allTextContents();
     check(kinds.length > 0 && kinds.every((k) => /^(assemble|replicate|verify|delete|drop_replica)$/.test(k)), `kinds ${kinds}`);
     const bad = await page.request.get(`${BASE}/admin/jobs?state=running`);
@@ -521,6 +524,14 @@ try {
     check((await row.locator("button.replay").count()) === 1, "no Replay button");
     const path = join(ARTIFACTS, "admin-dead-letter.png");
     await page.screenshot({ path, fullPage: true });
+    // Its id opens the whole record with the message body.
+    await Promise.all([page.waitForURL(`${BASE}/admin/jobs/${steered.job}`), row.locator("a.job-id").click()]);
+    check((await page.textContent("h1")) === `Job ${steered.job}`, await page.textContent("h1"));
+    check((await page.textContent("#job-state")) === "dead", await page.textContent("#job-state"));
+    check((await page.textContent("#job-error")).includes(`node ${steered.node} is disabled`), await page.textContent("#job-error"));
+    const payload = JSON.parse(await page.textContent("#job-payload"));
+    check(payload.job === "replicate" && payload.node === steered.node && payload.file === steered.upload, JSON.stringify(payload));
+    check((await page.locator("#job-actions button.replay").count()) === 1, "no Replay on the job's page");
     console.log(`     ${steered.job}: ${reason}; screenshot ${path}`);
   });
 
@@ -528,19 +539,20 @@ try {
     await page.goto(`${BASE}/admin/`);
     const node = page.locator(`#nodes-body tr[data-id="${steered.node}"]`);
     await Promise.all([page.waitForURL(/done=active/), node.locator('button[data-action="active"]').click()]);
-    await page.goto(`${BASE}/admin/jobs?state=dead&upload=${steered.upload}`);
-    const dead = page.locator(`#jobs tr[data-job="${steered.job}"]`);
-    await Promise.all([page.waitForURL(/done=replayed/), dead.locator("button.replay").click()]);
+    await page.goto(`${BASE}/admin/jobs/${steered.job}`);
+    await Promise.all([page.waitForURL(/done=replayed/), page.click("#job-actions button.replay")]);
     check((await page.textContent(".notice.ok")).includes("Replayed"), await page.textContent("main"));
-    const row = page.locator(`#jobs tr[data-job="${steered.job}"]`);
     const deadline = Date.now() + 90_000;
     for (;;) {
-      await page.goto(`${BASE}/admin/jobs?upload=${steered.upload}&kind=replicate`);
-      if ((await row.getAttribute("data-state")) === "done") break;
-      check(Date.now() < deadline, `the replayed job is ${await row.getAttribute("data-state")} after 90 s`);
+      await page.goto(`${BASE}/admin/jobs/${steered.job}`);
+      if ((await page.textContent("#job-state")) === "done") break;
+      check(Date.now() < deadline, `the replayed job is ${await page.textContent("#job-state")} after 90 s`);
       await page.waitForTimeout(1000);
     }
-    check(/replayed 1×/.test(await row.textContent()), await row.textContent());
+    check(/replayed 1×/.test(await page.textContent("dl.facts")), await page.textContent("dl.facts"));
+    check((await page.locator("#job-actions").count()) === 0, "Replay still offered on a done job");
+    const again = await page.request.post(`${BASE}/admin/jobs/${steered.job}/replay`, { form: { csrf: await csrf() }, maxRedirects: 0 });
+    check(again.status() === 409, `replaying a done job answered ${again.status()}`);
     await page.goto(`${BASE}/admin/uploads/${steered.upload}`);
     const present = await page.locator("#replicas tbody tr", { hasText: "present" }).count();
     check(present >= 2, `${present} present replica(s)`);

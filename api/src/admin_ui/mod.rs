@@ -4,7 +4,7 @@
 //! token. It shows the nodes (refreshed live by a small inline script; each node's page
 //! with its health history, free-space trend and removal), users (quota, disable),
 //! uploads, files and job records filtered and paged (`listing.rs`; each id a link to
-//! its detail page), the RabbitMQ queues with their rates (reloading itself) and each
+//! its detail page, a job's with its record and message), the RabbitMQ queues with their rates (reloading itself) and each
 //! job kind paused or resumed (as `ferry queues pause|resume`), dead
 //! letters (replay, discard) and the worker inventory; nothing is loaded from elsewhere.
 
@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::SharedState;
-use pages::{detail, jobs, login, nodes, queues, storage, users, workers};
+use pages::{detail, job_detail, jobs, login, nodes, queues, storage, users, workers};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -45,6 +45,7 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/queues", get(queues::page))
         .route("/admin/queues/{kind}/{action}", post(queues::act))
         .route("/admin/jobs", get(jobs::page))
+        .route("/admin/jobs/{id}", get(job_detail::page))
         .route("/admin/jobs/{id}/{action}", post(jobs::act))
         .route("/admin/workers", get(workers::page))
 }

@@ -11,33 +11,10 @@ use ferry_tests::{eventually, random_bytes, Cluster, Options};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::admin_page::{attrs, csrf, AdminPage};
+
 fn items(page: &Value) -> Vec<Value> {
     page["items"].as_array().cloned().unwrap_or_default()
-}
-
-/// An admin page's HTML, signed in with `admin`'s token as the session cookie.
-async fn admin_html(cluster: &Cluster, admin: &ferry_tests::client::Client, path: &str) -> Result<String> {
-    let cookie = format!("ferry_admin={}", admin.token.clone().unwrap_or_default());
-    let res = reqwest::Client::new().get(format!("{}{path}", cluster.api)).header("Cookie", cookie).send().await?;
-    anyhow::ensure!(res.status() == 200, "GET {path}: {}", res.status());
-    Ok(res.text().await?)
-}
-
-/// A form POST of the admin page (its CSRF token only), not following the redirect.
-async fn admin_post(
-    cluster: &Cluster,
-    admin: &ferry_tests::client::Client,
-    path: &str,
-    csrf: &str,
-) -> Result<reqwest::Response> {
-    let cookie = format!("ferry_admin={}", admin.token.clone().unwrap_or_default());
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    Ok(http.post(format!("{}{path}", cluster.api)).header("Cookie", cookie).form(&[("csrf", csrf)]).send().await?)
-}
-
-/// The values of the attribute `name` in `html`, in document order.
-fn attrs(html: &str, name: &str) -> Vec<String> {
-    html.split(&format!(" {name}=\"")).skip(1).filter_map(|rest| rest.split('"').next()).map(str::to_owned).collect()
 }
 
 fn parse_json(out: &str) -> Result<Vec<Value>> {
@@ -199,10 +176,11 @@ async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin
     // (id and state, in the page's order), dead letters, workers (id and liveness) and
     // job kinds (paused or not). Jobs move on in the background: until both agree.
     let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_owned();
+    let pages = AdminPage::new(&cluster, &admin)?;
     eventually("`ferry jobs ls --json` to match the Jobs page", Duration::from_secs(60), || async {
         let cli = parse_json(&cluster.ferry(&["jobs", "ls", "--limit", "100", "--json"])?)?;
         let cli: Vec<(String, String)> = cli.iter().map(|j| (text(j, "id"), text(j, "state"))).collect();
-        let html = admin_html(&cluster, &admin, "/admin/jobs?per_page=100").await?;
+        let html = pages.get("/admin/jobs?per_page=100").await?;
         let page: Vec<(String, String)> =
             attrs(&html, "data-job").into_iter().zip(attrs(&html, "data-state")).collect();
         anyhow::ensure!(cli.iter().any(|(_, state)| state == "done"), "no finished job listed: {cli:?}");
@@ -210,12 +188,12 @@ async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin
     })
     .await?;
     let dead = parse_json(&cluster.ferry(&["dlq", "ls", "--json"])?)?;
-    let html = admin_html(&cluster, &admin, "/admin/jobs?state=dead&per_page=100").await?;
+    let html = pages.get("/admin/jobs?state=dead&per_page=100").await?;
     assert_eq!(dead.iter().map(|j| text(j, "id")).collect::<Vec<_>>(), attrs(&html, "data-job"));
     eventually("`ferry workers ls --json` to match the Workers page", Duration::from_secs(30), || async {
         let cli = parse_json(&cluster.ferry(&["workers", "ls", "--json"])?)?;
         let mut cli: Vec<(String, String)> = cli.iter().map(|w| (text(w, "id"), text(w, "state"))).collect();
-        let html = admin_html(&cluster, &admin, "/admin/workers").await?;
+        let html = pages.get("/admin/workers").await?;
         let mut page: Vec<(String, String)> =
             attrs(&html, "data-worker").into_iter().zip(attrs(&html, "data-state")).collect();
         cli.sort();
@@ -226,12 +204,10 @@ async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin
     .await?;
     // Queues: a kind paused from the page is paused for the CLI, with the rates the page
     // shows (from the management API) and when they were read.
-    let html = admin_html(&cluster, &admin, "/admin/queues").await?;
-    let csrf =
-        html.split("name=\"ferry-csrf\" content=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
-    let res = admin_post(&cluster, &admin, "/admin/queues/scrub/pause", csrf).await?;
-    assert_eq!(res.status(), 303, "pausing scrub from the page");
-    let html = admin_html(&cluster, &admin, "/admin/queues").await?;
+    let html = pages.get("/admin/queues").await?;
+    let csrf = csrf(&html);
+    assert_eq!(pages.post("/admin/queues/scrub/pause", &csrf).await?, 303, "pausing scrub from the page");
+    let html = pages.get("/admin/queues").await?;
     let page: Vec<(String, String)> =
         attrs(&html, "data-kind").into_iter().map(|k| format!("ferry.{k}")).zip(attrs(&html, "data-paused")).collect();
     let queues = parse_json(&cluster.ferry(&["queues", "ls", "--json"])?)?;
@@ -253,10 +229,9 @@ async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin
     assert!(out.lines().any(|l| l.starts_with("ferry.scrub ") && l.contains("by admin (admin page)")), "{out}");
     let (ok, out) = cluster.ferry_cli(&["queues", "resume", "scrub"], "")?;
     assert!(ok && out.contains("ferry.scrub resumed"), "{out}");
-    let html = admin_html(&cluster, &admin, "/admin/queues").await?;
+    let html = pages.get("/admin/queues").await?;
     assert!(attrs(&html, "data-paused").iter().all(|p| p == "false"), "resumed through the CLI, shown on the page");
-    let res = admin_post(&cluster, &admin, "/admin/queues/scrub/resume", csrf).await?;
-    assert_eq!(res.status(), 409, "resuming a kind that is not paused");
+    assert_eq!(pages.post("/admin/queues/scrub/resume", &csrf).await?, 409, "resuming a kind that is not paused");
     let (ok, out) =
         cluster.ferry_cli_with(&["queues", "ls"], "", &[("FERRY_BROKER__MANAGEMENT_URL", "http://127.0.0.1:1")])?;
     assert!(ok && out.contains("rates unknown: RabbitMQ management API unreachable"), "{out}");

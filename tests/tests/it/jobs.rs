@@ -8,6 +8,8 @@ use std::time::Duration;
 use ferry_tests::{eventually, random_bytes, Cluster, Options};
 use serde_json::{json, Value};
 
+use crate::admin_page::{attrs, csrf, AdminPage};
+
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
@@ -74,8 +76,9 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
 
 /// Replicate jobs for a node disabled while they were queued are given up: dead
 /// letters with their reason. Once the node is back, one is replayed with `ferry dlq
-/// replay`, the other from the admin Jobs page, each under its own id, and both
-/// complete.
+/// replay`, another from the admin Jobs page, each under its own id, and both
+/// complete; the third is discarded from its page (cancelled, never run; the monitor's
+/// repair makes the copy).
 #[tokio::test]
 async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> anyhow::Result<()> {
     let mut cluster = Cluster::start_with(Options {
@@ -91,14 +94,14 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     // Assembly only: the replicate jobs wait in ferry.replicate.
     cluster.add_worker_for("assemble")?;
     let mut ids = Vec::new();
-    for name in ["dead-1.bin", "dead-2.bin"] {
+    for name in ["dead-1.bin", "dead-2.bin", "dead-3.bin"] {
         let res = api.upload(name, &random_bytes(30_000), 30_000, None).await?;
         let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
         assert!(!id.is_empty(), "{} {}", res.status, res.text());
         ids.push(id);
     }
-    eventually("four replicate jobs queued", Duration::from_secs(30), || async {
-        Ok((cluster.queue_messages("ferry.replicate").await? == 4).then_some(()))
+    eventually("six replicate jobs queued", Duration::from_secs(30), || async {
+        Ok((cluster.queue_messages("ferry.replicate").await? == 6).then_some(()))
     })
     .await?;
     let node2 = cluster.nodes[1].id.unwrap_or_default();
@@ -119,25 +122,19 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     assert_eq!((shown["state"].as_str(), shown["node"].as_i64()), (Some("dead"), Some(node2)));
     assert!(shown["worker"].as_str().is_some_and(|w| w.contains(':')), "{shown}");
     // The dead-letter queue was only the way in: the record is where it is kept.
-    eventually("both dead letters recorded, the queue drained", Duration::from_secs(60), || async {
+    eventually("the three dead letters recorded, the queue drained", Duration::from_secs(60), || async {
         let dead = rows(&cluster.ferry(&["dlq", "ls"])?).len();
-        Ok((dead == 2 && cluster.queue_messages("ferry.replicate.dead").await? == 0).then_some(()))
+        Ok((dead == 3 && cluster.queue_messages("ferry.replicate.dead").await? == 0).then_some(()))
     })
     .await?;
     assert!(rows(&cluster.ferry(&["dlq", "ls", "--kind", "assemble"])?).is_empty());
     assert!(rows(&cluster.ferry(&["dlq", "ls", "--older-than", "1h"])?).is_empty());
     // `ferry dlq ls --json` lists what the Jobs page lists as dead, with the same reason.
-    let cookie = format!("ferry_admin={}", admin.token.clone().unwrap_or_default());
-    let dead_page = reqwest::Client::new()
-        .get(format!("{}/admin/jobs?state=dead", cluster.api))
-        .header("Cookie", &cookie)
-        .send()
-        .await?
-        .text()
-        .await?;
+    let pages = AdminPage::new(&cluster, &admin)?;
+    let dead_page = pages.get("/admin/jobs?state=dead").await?;
     let listed: Vec<Value> = serde_json::from_str(&cluster.ferry(&["dlq", "ls", "--json"])?)?;
-    let page_ids: Vec<&str> = dead_page.split("data-job=\"").skip(1).filter_map(|r| r.split('"').next()).collect();
-    assert_eq!(listed.iter().filter_map(|j| j["id"].as_str()).collect::<Vec<_>>(), page_ids);
+    let listed_ids: Vec<String> = listed.iter().filter_map(|j| j["id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(listed_ids, attrs(&dead_page, "data-job"));
     for job in &listed {
         let reason = job["error"].as_str().unwrap_or_default();
         assert!(reason.contains("is disabled") && dead_page.contains(reason), "{job}");
@@ -151,32 +148,24 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
 
     // The other from the admin Jobs page: listed there with its reason, replayed with
     // the page's CSRF token.
-    let token = admin.token.clone().unwrap_or_default();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let cookie = format!("ferry_admin={token}");
-    let page = http
-        .get(format!("{}/admin/jobs?state=dead&upload={}", cluster.api, ids[1]))
-        .header("Cookie", &cookie)
-        .send()
-        .await?
-        .text()
-        .await?;
+    let page = pages.get(&format!("/admin/jobs?state=dead&upload={}", ids[1])).await?;
     assert!(page.contains(&format!("node {node2} is disabled")), "the Jobs page shows the reason");
-    let other_id =
-        page.split("data-job=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default().to_owned();
-    let csrf = page
-        .split("name=\"ferry-csrf\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
-    let res = http
-        .post(format!("{}/admin/jobs/{other_id}/replay", cluster.api))
-        .header("Cookie", &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await?;
-    assert_eq!(res.status(), 303, "replay from the admin page");
+    let other_id = attrs(&page, "data-job").into_iter().next().unwrap_or_default();
+    let csrf = csrf(&page);
+    assert_eq!(pages.post(&format!("/admin/jobs/{other_id}/replay"), &csrf).await?, 303, "replay from the page");
+
+    // The third is discarded from its own page (behind its id on the Jobs page).
+    let listed = pages.get(&format!("/admin/jobs?state=dead&upload={}", ids[2])).await?;
+    let third = attrs(&listed, "data-job").into_iter().next().unwrap_or_default();
+    assert!(listed.contains(&format!("href=\"/admin/jobs/{third}\"")), "the id links to the job's page");
+    let job_page = pages.get(&format!("/admin/jobs/{third}")).await?;
+    assert!(job_page.contains(&format!("node {node2} is disabled")) && job_page.contains("/discard"), "{job_page}");
+    assert_eq!(pages.post(&format!("/admin/jobs/{third}/discard"), &csrf).await?, 303, "discard from its page");
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", &third])?)?;
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    assert!(shown["discarded_at"].is_string(), "{shown}");
+    assert_eq!(pages.post(&format!("/admin/jobs/{third}/discard"), &csrf).await?, 409, "discarding it twice");
+    cluster.wait_replicas(&ids[2], 2).await?;
 
     for (job, file) in [(&dead_id, &ids[0]), (&other_id, &ids[1])] {
         let shown = eventually("the replayed job done", Duration::from_secs(60), || async {

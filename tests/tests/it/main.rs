@@ -2,6 +2,7 @@
 //! processes (see `ferry_tests::Cluster`). Run them with `deploy/dev test`.
 
 mod admin;
+mod admin_page;
 mod auth;
 mod bad_input;
 mod download;

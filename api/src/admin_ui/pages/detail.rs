@@ -27,7 +27,7 @@ fn parse_id(raw: &str, what: &'static str) -> Result<FileId, UiError> {
 }
 
 /// A `<dl>` of (term, already-escaped HTML) pairs.
-fn facts(rows: &[(&str, String)]) -> String {
+pub(super) fn facts(rows: &[(&str, String)]) -> String {
     let mut html = "<dl class=\"facts\">".to_owned();
     for (term, value) in rows {
         let _ = write!(html, "<dt>{term}</dt><dd>{value}</dd>");
@@ -77,7 +77,7 @@ async fn job_timeline(client: &Client, id: FileId) -> Result<String, UiError> {
     for j in &rows {
         let _ = write!(
             html,
-            "<tr data-job=\"{jid}\" data-state=\"{state}\"><td>{queued}</td><td>{kind}</td>\
+            "<tr data-job=\"{jid}\" data-state=\"{state}\"><td><a href=\"/admin/jobs/{jid}\">{queued}</a></td><td>{kind}</td>\
              <td><span class=\"badge j-{state}\">{state}</span></td><td class=\"num\">{attempt}</td>\
              <td class=\"num\">{node}</td><td class=\"mono\">{worker}</td><td class=\"num\">{wait}</td>\
              <td class=\"num\">{duration}</td><td class=\"error\">{error}</td></tr>",

@@ -47,7 +47,8 @@ fn parse_query(raw: Option<&str>) -> Result<Query, UiError> {
     Ok(Query { listing, state, done })
 }
 
-fn millis(ms: Option<i64>) -> String {
+/// `850 ms`, `4.0 s`, or `—` when unknown.
+pub(super) fn millis(ms: Option<i64>) -> String {
     match ms {
         Some(ms) if ms < 1000 => format!("{ms} ms"),
         Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
@@ -70,19 +71,23 @@ fn filter_form(q: &Query) -> String {
     q.listing.filter_form("/admin/jobs", "File name", &states, &kinds)
 }
 
-fn row(job: &JobRecord, csrf: &str) -> String {
-    let actions = if job.state == JobState::Dead {
-        format!(
-            "<form method=\"post\" action=\"/admin/jobs/{id}/replay\" class=\"inline\">{csrf}\
-             <button type=\"submit\" class=\"replay\">Replay</button></form> \
-             <form method=\"post\" action=\"/admin/jobs/{id}/discard\" class=\"inline\">{csrf}\
-             <button type=\"submit\" class=\"link discard\">Discard</button></form>",
-            id = job.id,
-            csrf = csrf_field(csrf),
-        )
-    } else {
-        String::new()
-    };
+/// Replay and Discard of a dead letter (nothing for any other job).
+pub(super) fn dead_actions(job: &JobRecord, csrf: &str) -> String {
+    if job.state != JobState::Dead {
+        return String::new();
+    }
+    format!(
+        "<form method=\"post\" action=\"/admin/jobs/{id}/replay\" class=\"inline\">{csrf}\
+         <button type=\"submit\" class=\"replay\">Replay</button></form> \
+         <form method=\"post\" action=\"/admin/jobs/{id}/discard\" class=\"inline\">{csrf}\
+         <button type=\"submit\" class=\"link discard\">Discard</button></form>",
+        id = job.id,
+        csrf = csrf_field(csrf),
+    )
+}
+
+/// What happened to a job besides its runs: re-enqueues, replays, discarding.
+pub(super) fn notes(job: &JobRecord) -> String {
     let mut notes = Vec::new();
     if job.requeues > 0 {
         notes.push(format!("re-enqueued {}×", job.requeues));
@@ -93,8 +98,14 @@ fn row(job: &JobRecord, csrf: &str) -> String {
     if let Some(at) = job.discarded_at {
         notes.push(format!("discarded {}", fmt_time(at)));
     }
+    notes.join("; ")
+}
+
+fn row(job: &JobRecord, csrf: &str) -> String {
+    let actions = dead_actions(job, csrf);
     format!(
-        "<tr data-job=\"{id}\" data-state=\"{state}\"><td>{queued}</td><td class=\"mono\">{id}</td><td>{kind}</td>\
+        "<tr data-job=\"{id}\" data-state=\"{state}\"><td>{queued}</td>\
+         <td class=\"mono\"><a href=\"/admin/jobs/{id}\" class=\"job-id\">{id}</a></td><td>{kind}</td>\
          <td><span class=\"badge j-{state}\">{state}</span></td><td class=\"num\">{attempt}</td>\
          <td class=\"mono\"><a href=\"/admin/jobs?upload={file}\">{file}</a> \
          <a href=\"/admin/uploads/{file}\" class=\"sub\">upload</a></td><td class=\"num\">{node}</td>\
@@ -111,7 +122,7 @@ fn row(job: &JobRecord, csrf: &str) -> String {
         wait = millis(job.wait_ms()),
         duration = millis(job.duration_ms()),
         error = Esc(job.error.as_deref().unwrap_or_default()),
-        notes = Esc(&notes.join("; ")),
+        notes = Esc(&notes(job)),
     )
 }
 
@@ -168,7 +179,8 @@ pub async fn page(
         .render(StatusCode::OK))
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, UiError> {
+/// A job id from the path; anything else is a 404 (no such job).
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, UiError> {
     raw.parse().map_err(|_| UiError::NotFound("Job"))
 }
 
@@ -244,6 +256,7 @@ mod tests {
         };
         let html = row(&job, "tok");
         assert!(html.contains(&format!("action=\"/admin/jobs/{}/replay\"", job.id)));
+        assert!(html.contains(&format!("<a href=\"/admin/jobs/{0}\" class=\"job-id\">{0}</a>", job.id)));
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
         let done = JobRecord { state: JobState::Done, ..job };
         assert!(!row(&done, "tok").contains("replay"));

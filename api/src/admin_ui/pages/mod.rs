@@ -1,6 +1,7 @@
 //! One module per admin page.
 
 pub mod detail;
+pub mod job_detail;
 pub mod jobs;
 pub mod login;
 pub mod node_detail;

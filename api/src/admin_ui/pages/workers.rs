@@ -16,11 +16,8 @@ use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
 
 fn row(w: &WorkerRow) -> String {
-    let in_flight: Vec<String> = w
-        .in_flight
-        .iter()
-        .map(|id| format!("<a class=\"mono\" href=\"/admin/jobs?state=active#{id}\">{id}</a>"))
-        .collect();
+    let in_flight: Vec<String> =
+        w.in_flight.iter().map(|id| format!("<a class=\"mono\" href=\"/admin/jobs/{id}\">{id}</a>")).collect();
     let state = w.liveness();
     format!(
         "<tr data-worker=\"{id}\" data-state=\"{state}\"><td class=\"mono\">{id}</td>\

@@ -1,0 +1,125 @@
+//! A job's page (`/admin/jobs/{id}`, behind every job id): its whole record as `ferry
+//! jobs show` prints it (kind, queue, state, attempt, upload, node, worker, times, wait
+//! and duration, the error or dead-letter reason, re-enqueues, replays, discarding)
+//! with its message body, and Replay and Discard while it is a dead letter.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use ferry_store::jobs::{self, JobRecord};
+
+use super::detail::facts;
+use super::jobs::{dead_actions, millis, notes, parse_id};
+use crate::admin_ui::error::UiError;
+use crate::admin_ui::html::{fmt_time, Esc, Page, Section};
+use crate::admin_ui::session::AdminSession;
+use crate::state::SharedState;
+
+fn body(job: &JobRecord, csrf: &str) -> String {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(fmt_time).unwrap_or_else(|| "—".into());
+    let rows = [
+        ("Kind", Esc(&job.kind).to_string()),
+        ("Queue", format!("<span class=\"mono\">ferry.{}</span>", Esc(&job.queue))),
+        (
+            "State",
+            format!(
+                "<span class=\"badge j-{0}\" id=\"job-state\">{0}</span> since {1}",
+                job.state,
+                fmt_time(job.state_at)
+            ),
+        ),
+        ("Attempt", format!("{} (earlier failed attempts when the last one started)", job.attempt)),
+        (
+            "Upload",
+            format!(
+                "<a class=\"mono\" href=\"/admin/uploads/{0}\">{0}</a> \
+                 <a href=\"/admin/jobs?upload={0}\" class=\"sub\">its jobs</a>",
+                job.file
+            ),
+        ),
+        ("Node", job.node.map(|n| format!("<a href=\"/admin/nodes/{n}\">{n}</a>")).unwrap_or_else(|| "—".into())),
+        ("Worker", format!("<span class=\"mono\">{}</span>", Esc(job.worker.as_deref().unwrap_or("—")))),
+        ("Queued", fmt_time(job.queued_at)),
+        ("Started", time(job.started_at)),
+        ("Finished", time(job.finished_at)),
+        ("Wait (queued to started)", millis(job.wait_ms())),
+        ("Duration", millis(job.duration_ms())),
+        (
+            "Error",
+            job.error
+                .as_deref()
+                .map(|e| format!("<span class=\"error\" id=\"job-error\">{}</span>", Esc(e)))
+                .unwrap_or_else(|| "—".into()),
+        ),
+        ("Notes", Esc(&notes(job)).to_string()),
+    ];
+    let payload = serde_json::to_string_pretty(&job.payload).unwrap_or_default();
+    let actions = dead_actions(job, csrf);
+    let actions = if actions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<div id=\"job-actions\" class=\"notice error\">A dead letter: fix its cause, then replay it (same job \
+             id) or discard it. {actions}</div>"
+        )
+    };
+    format!("{actions}{}<h2>Message</h2><pre class=\"mono\" id=\"job-payload\">{}</pre>", facts(&rows), Esc(&payload))
+}
+
+/// `GET /admin/jobs/{id}`
+pub async fn page(
+    State(state): State<SharedState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let id = parse_id(&id)?;
+    let job = jobs::get(&state.pool.get().await?, id).await?.ok_or(UiError::NotFound("Job"))?;
+    let title = format!("Job {id}");
+    let body = body(&job, &session.csrf);
+    Ok(Page { title: &title, section: Section::Jobs, session: Some(&session), body, script: None }
+        .render(StatusCode::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_store::JobState;
+    use uuid::Uuid;
+
+    fn job(state: JobState) -> JobRecord {
+        JobRecord {
+            id: Uuid::new_v4(),
+            kind: "replicate".into(),
+            queue: "replicate".into(),
+            payload: serde_json::json!({"job": "replicate", "file": "f", "node": 2, "x": "</pre><b>"}),
+            file: Uuid::new_v4(),
+            node: Some(2),
+            state,
+            attempt: 0,
+            worker: Some("vm:42".into()),
+            queued_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            state_at: chrono::Utc::now(),
+            error: Some("node 2 is <disabled>".into()),
+            requeues: 0,
+            replays: 1,
+            replayed_at: Some(chrono::Utc::now()),
+            discarded_at: None,
+        }
+    }
+
+    #[test]
+    fn shows_the_record_and_offers_replay_only_for_a_dead_letter() {
+        let dead = job(JobState::Dead);
+        let html = body(&dead, "tok");
+        assert!(html.contains("<span class=\"badge j-dead\" id=\"job-state\">dead</span>"), "{html}");
+        assert!(html.contains("<span class=\"error\" id=\"job-error\">node 2 is &lt;disabled&gt;</span>"));
+        assert!(html.contains(&format!("action=\"/admin/jobs/{}/replay\"", dead.id)));
+        assert!(html.contains("replayed 1×"));
+        assert!(html.contains("<a href=\"/admin/nodes/2\">2</a>"));
+        assert!(html.contains("&quot;node&quot;: 2") && html.contains("&lt;/pre&gt;&lt;b&gt;"), "{html}");
+        let done = body(&job(JobState::Done), "tok");
+        assert!(!done.contains("/replay") && !done.contains("job-actions"));
+    }
+}
