@@ -478,7 +478,8 @@ try {
     check(done.status() === 202 || done.status() === 200, `completing: ${done.status()}`);
     steered.upload = (await done.json()).id;
     check(/^[0-9a-f-]{36}$/.test(steered.upload), `upload id ${steered.upload}`);
-    // Assembled (assemble is not paused); its replicate jobs are queued, none taken.
+    // Recorded as a file (by the API, or an assemble job: not paused); its replicate jobs
+    // are queued, none taken.
     const queued = page.locator('#jobs tbody tr[data-state="queued"]');
     const deadline = Date.now() + 60_000;
     for (;;) {
