@@ -267,6 +267,9 @@ class Bench:
         self.ports = ports
         self.api = f"http://127.0.0.1:{ports['API_PORT']}"
         self.pg = ["psql", "-X", "-Atq", "-h", "127.0.0.1", "-p", str(ports["PG_PORT"]), "-U", "ferry", "ferry"]
+        # The dev PostgreSQL asks for the password (scram-sha-256); deploy/dev up made it.
+        with open(os.path.join(self.state, "secrets", "postgres_password")) as f:
+            self.pg_env = {**os.environ, "PGPASSWORD": f.read().strip()}
         self.peers = args.peers
         self.client_py = os.path.join(self.peers, "client", "upload.py")
         self.scratch = args.scratch
@@ -322,7 +325,7 @@ class Bench:
         the polling is worth while the cluster is being measured)."""
         with self.sql_lock:
             if self.psql is None or self.psql.poll() is not None:
-                self.psql = subprocess.Popen([*self.pg, "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                self.psql = subprocess.Popen([*self.pg, "-v", "ON_ERROR_STOP=1"], env=self.pg_env, stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
             self.psql.stdin.write(query.rstrip(";") + ";\n")
             self.psql.stdin.flush()

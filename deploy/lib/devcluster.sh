@@ -7,7 +7,7 @@
 #   run/NAME.pid         logs/NAME.log
 #   postgres/            PostgreSQL data (a symlink if the postgres user cannot reach here)
 #   rabbitmq/            RabbitMQ home, mnesia, config
-#   secrets/             JWT and URL-signing secrets, RabbitMQ password (mode 600)
+#   secrets/             JWT and URL-signing secrets, RabbitMQ and PostgreSQL passwords (mode 600)
 #   ssh/                 workers' key, operator's key, node host key, known_hosts
 #   nodes/<name>/        data/ (the root), sshd_config, authorized_keys (workers' key forced
 #                        through ferry-node-ssh-command, the production gate)
@@ -94,8 +94,9 @@ dev_prepare_pg_dir() {
 # dev_service_env: the FERRY_* environment shared by every service (each reads the
 # sections it needs), also written to $STATE/env.
 dev_service_env() {
-	local rabbit_password var
+	local rabbit_password pg_password var
 	rabbit_password=$(<"$STATE/secrets/rabbitmq_password")
+	pg_password=$(head -n 1 "$STATE/secrets/postgres_password")
 	# The services read every FERRY_* variable; this script's own FERRY_DEV_* are not theirs.
 	SERVICE_ENV=()
 	for var in $(compgen -e); do
@@ -104,7 +105,7 @@ dev_service_env() {
 	SERVICE_ENV+=(
 		# Output goes to log files: no ANSI colours in them.
 		"NO_COLOR=1"
-		"FERRY_DATABASE__URL=postgres://ferry@127.0.0.1:$PG_PORT/ferry"
+		"FERRY_DATABASE__URL=postgres://ferry:$pg_password@127.0.0.1:$PG_PORT/ferry"
 		"FERRY_BROKER__URL=amqp://ferry:$rabbit_password@127.0.0.1:$AMQP_PORT/%2f"
 		"FERRY_BROKER__MANAGEMENT_URL=http://127.0.0.1:$MGMT_PORT"
 		"FERRY_AUTH__JWT_SECRET_FILE=$STATE/secrets/jwt_secret"
@@ -119,7 +120,7 @@ dev_service_env() {
 		"FERRY_WORKER__SSH_KNOWN_HOSTS=$STATE/ssh/known_hosts"
 		"FERRY_WORKER__SSH_CONTROL_DIR=$CONTROL_DIR"
 	)
-	# It holds the broker password: readable by its owner only. The umask must be set
+	# It holds the broker's and the database's passwords: readable by its owner only. The umask must be set
 	# before the redirection creates the file (a redirection on the subshell itself is
 	# opened by this shell, with its umask), and chmod covers a file left by an older run.
 	(
@@ -158,6 +159,7 @@ dev_up() {
 	write_secret "$STATE/secrets/jwt_secret" 32
 	write_secret "$STATE/secrets/signing_secret" 32
 	write_secret "$STATE/secrets/rabbitmq_password" 12
+	write_secret "$STATE/secrets/postgres_password" 16
 	mkdir -p "$CONTROL_DIR"
 	chmod 700 "$CONTROL_DIR"
 
@@ -166,9 +168,9 @@ dev_up() {
 	rabbit_t0=$(now_ms)
 	rabbit_start
 	dev_prepare_pg_dir
-	pg_start "$(dev_pg_dir)" "$PG_PORT" "$LOG_DIR/postgres.log"
+	pg_start "$(dev_pg_dir)" "$PG_PORT" "$LOG_DIR/postgres.log" "$STATE/secrets/postgres_password"
 	pg_write_pidfile "$(dev_pg_dir)" "$RUN_DIR/postgres.pid"
-	pg_ensure_db "$PG_PORT" ferry
+	pg_ensure_db "$PG_PORT" ferry "$STATE/secrets/postgres_password"
 
 	if ((build)); then
 		phase build
@@ -312,8 +314,9 @@ dev_register_nodes() {
 }
 
 dev_summary() {
-	local i rabbit_password
+	local i rabbit_password pg_password
 	rabbit_password=$(<"$STATE/secrets/rabbitmq_password")
+	pg_password=$(head -n 1 "$STATE/secrets/postgres_password")
 	cat <<-EOF
 
 		Ferry dev cluster is up (took $(fmt_ms "$1")$RABBIT_NOTE).
@@ -322,7 +325,7 @@ dev_summary() {
 		  API docs             $API_URL/docs/redoc/
 		  Admin page           $API_URL/admin/   login $DEV_ADMIN_USER / $DEV_ADMIN_PASSWORD
 		  RabbitMQ management  http://127.0.0.1:$MGMT_PORT/   login ferry / $rabbit_password
-		  PostgreSQL           psql postgres://ferry@127.0.0.1:$PG_PORT/ferry
+		  PostgreSQL           psql postgres://ferry:$pg_password@127.0.0.1:$PG_PORT/ferry
 	EOF
 	for i in "${!DEV_NODES[@]}"; do
 		printf '  %-20s http://127.0.0.1:%s   (sshd 127.0.0.1:%s, root %s)\n' "Node ${DEV_NODES[i]}" \

@@ -1,7 +1,9 @@
 # shellcheck shell=bash
-# A private PostgreSQL cluster: initdb + pg_ctl on a loopback port, trust auth for the
-# superuser `ferry`. initdb refuses to run as root, so as root every server command runs
-# as the `postgres` OS user, which must own (and be able to reach) the data directory.
+# A private PostgreSQL cluster: initdb + pg_ctl on a loopback port, superuser `ferry`
+# with a password: every connection, over TCP or the unix socket, authenticates with
+# scram-sha-256 (issue 15 item 17; `trust` let anyone with a shell on the machine in).
+# initdb refuses to run as root, so as root every server command runs as the `postgres`
+# OS user, which must own (and be able to reach) the data directory.
 
 # as_postgres CMD...: run CMD as `postgres` when we are root, else as ourselves. From /,
 # because initdb and pg_ctl fail when they cannot read the current directory.
@@ -34,16 +36,20 @@ pg_running() {
 	as_postgres "$bin/pg_ctl" -D "$1" status >/dev/null 2>&1
 }
 
-# pg_start DATADIR PORT LOGFILE [SERVER_OPTION...]: initdb DATADIR if new, then start the
-# server on 127.0.0.1:PORT and wait until it accepts connections. SERVER_OPTIONs are extra
-# postgres arguments, e.g. "-c fsync=off". LOGFILE is opened by us (root), so it may live
-# where the postgres user cannot write.
+# pg_start DATADIR PORT LOGFILE PASSWORD_FILE [SERVER_OPTION...]: initdb DATADIR if new
+# (superuser `ferry`, its password the first line of PASSWORD_FILE, scram-sha-256 for
+# every connection), then start the server on 127.0.0.1:PORT and wait until it accepts
+# connections; a cluster made by an older version that still trusts local connections
+# is given the password and made to ask for it. SERVER_OPTIONs are extra postgres
+# arguments, e.g. "-c fsync=off". LOGFILE is opened by us (root), so it may live where
+# the postgres user cannot write.
 pg_start() {
-	local data=$1 port=$2 logfile=$3 bin sockdir
-	shift 3
+	local data=$1 port=$2 logfile=$3 password_file=$4 bin sockdir pwfile
+	shift 4
 	bin=$(pg_bindir) || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
 	if pg_running "$data"; then
 		log "postgres already running ($data)"
+		pg_require_password "$data" "$port" "$password_file"
 		return 0
 	fi
 	if [[ ! -s $data/PG_VERSION ]]; then
@@ -51,11 +57,19 @@ pg_start() {
 		chmod 700 "$data"
 		chown "$(pg_owner):" "$data"
 		log "initdb $data"
-		as_postgres "$bin/initdb" -D "$data" -A trust -U ferry -E UTF8 --locale=C >>"$logfile" 2>&1 ||
+		# initdb reads the password from a file the postgres user can read: a copy of
+		# its own (mode 600), removed at once.
+		pwfile=$(mktemp)
+		cat "$password_file" >"$pwfile"
+		chown "$(pg_owner):" "$pwfile"
+		as_postgres "$bin/initdb" -D "$data" -A scram-sha-256 --pwfile="$pwfile" -U ferry -E UTF8 --locale=C \
+			>>"$logfile" 2>&1 ||
 			{
+				rm -f "$pwfile"
 				show_log_tail "$logfile"
 				die "initdb failed"
 			}
+		rm -f "$pwfile"
 	fi
 	# The unix socket goes in the data dir unless that path is too long for sun_path
 	# (108 bytes); then TCP only.
@@ -67,6 +81,25 @@ pg_start() {
 			show_log_tail "$logfile"
 			die "PostgreSQL did not start on port $port"
 		}
+	pg_require_password "$data" "$port" "$password_file"
+}
+
+# pg_require_password DATADIR PORT PASSWORD_FILE: for a running cluster whose
+# pg_hba.conf still trusts connections (initdb -A trust, before issue 15 item 17):
+# give `ferry` the password, make every trust line scram-sha-256, reload. A no-op for
+# a cluster that already asks for passwords.
+pg_require_password() {
+	local data=$1 port=$2 password_file=$3 bin
+	as_postgres grep -Eq '^[[:space:]]*(local|host)[^#]*[[:space:]]trust[[:space:]]*$' "$data/pg_hba.conf" || return 0
+	bin=$(pg_bindir)
+	log "postgres: $data trusted local connections; setting the password and requiring it"
+	# The statement goes through stdin, never a command line (ps would show it).
+	printf "ALTER ROLE ferry PASSWORD '%s';\n" "$(head -n 1 "$password_file")" |
+		"$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U ferry -d postgres >/dev/null ||
+		die "could not set the password of the PostgreSQL role ferry"
+	as_postgres sed -i -E 's/^([[:space:]]*(local|host)[^#]*[[:space:]])trust[[:space:]]*$/\1scram-sha-256/' \
+		"$data/pg_hba.conf"
+	as_postgres "$bin/pg_ctl" -D "$data" reload >/dev/null
 }
 
 # pg_write_pidfile DATADIR PIDFILE: copy the postmaster pid out for `status`.
@@ -91,14 +124,15 @@ pg_stop() {
 	fi
 }
 
-# pg_ensure_db PORT DBNAME: create DBNAME (owner ferry) unless it exists.
+# pg_ensure_db PORT DBNAME PASSWORD_FILE: create DBNAME (owner ferry) unless it exists.
 pg_ensure_db() {
-	local port=$1 db=$2 bin exists
+	local port=$1 db=$2 password bin exists
 	bin=$(pg_bindir)
-	exists=$("$bin/psql" -X -q -t -A -h 127.0.0.1 -p "$port" -U ferry -d postgres \
+	password=$(head -n 1 "$3")
+	exists=$(PGPASSWORD=$password "$bin/psql" -X -q -t -A -h 127.0.0.1 -p "$port" -U ferry -d postgres \
 		-c "SELECT 1 FROM pg_database WHERE datname = '$db'")
 	if [[ $exists != 1 ]]; then
-		"$bin/createdb" -h 127.0.0.1 -p "$port" -U ferry -O ferry "$db"
+		PGPASSWORD=$password "$bin/createdb" -h 127.0.0.1 -p "$port" -U ferry -O ferry "$db"
 		log "created database $db"
 	fi
 }

@@ -33,13 +33,17 @@ system_main() {
 	SYSTEM_DOWN=("${cluster_env[@]}")
 	env "${cluster_env[@]}" "$REPO/deploy/dev" up --no-build || return 1
 
-	# Issue 15 item 17: the env file holds the broker password.
-	local mode
-	mode=$(stat -c %a "$state/env")
-	if [[ $mode != 600 ]]; then
-		echo "system: $state/env has mode $mode; it holds the broker password and must be 600" >&2
-		rc=1
-	fi
+	# Issue 15 item 17: the env file and the secrets hold the broker's and the database's
+	# passwords; the database lets nobody in without its password.
+	local mode file
+	for file in "$state/env" "$state/secrets/postgres_password"; do
+		mode=$(stat -c %a "$file")
+		if [[ $mode != 600 ]]; then
+			echo "system: $file has mode $mode; it holds a password and must be 600" >&2
+			rc=1
+		fi
+	done
+	system_pg_requires_password "$state" "$pg" || rc=1
 
 	local base=http://127.0.0.1:$api
 	# A user of its own for schemathesis, which deletes what it finds.
@@ -65,6 +69,31 @@ system_main() {
 	BASE=$base E2E_USER=tus E2E_PASSWORD=tus-e2e-pass \
 		FERRY_E2E_ARTIFACTS=${FERRY_TEST_ARTIFACTS:-$REPO/target/test-artifacts} "$REPO/e2e/tus/run.sh" || rc=1
 	return "$rc"
+}
+
+# system_pg_requires_password STATE PORT: the dev cluster's PostgreSQL refuses `psql`
+# without the password over TCP and over its unix socket, and lets it in with it.
+system_pg_requires_password() {
+	local state=$1 port=$2 bin sockdir host ok=0 out
+	bin=$(pg_bindir)
+	sockdir=$(readlink -f "$state/postgres")
+	for host in 127.0.0.1 "$sockdir"; do
+		[[ $host == 127.0.0.1 || -S $host/.s.PGSQL.$port ]] || continue
+		if out=$(env -u PGPASSWORD PGPASSFILE="$state/no-such-pgpass" "$bin/psql" -X -w -q -h "$host" -p "$port" -U ferry -d ferry \
+			-c 'SELECT 1' 2>&1); then
+			echo "system: psql -h $host without a password was let into the dev PostgreSQL" >&2
+			ok=1
+		elif [[ $out != *password* ]]; then
+			echo "system: psql -h $host without a password failed otherwise than on authentication: $out" >&2
+			ok=1
+		fi
+		if ! PGPASSWORD=$(head -n 1 "$state/secrets/postgres_password") "$bin/psql" -X -w -q -h "$host" -p "$port" \
+			-U ferry -d ferry -c 'SELECT 1' >/dev/null; then
+			echo "system: psql -h $host with the password was refused by the dev PostgreSQL" >&2
+			ok=1
+		fi
+	done
+	return "$ok"
 }
 
 # system_down: stops the system cluster (EXIT-safe; a no-op when it never started).

@@ -49,8 +49,11 @@ test_main() {
 
 	phase services
 	TEST_PG_DIR=$TEST_TMP/postgres
+	# Password auth as the dev cluster's (scram-sha-256, a password of the run's own):
+	# it::hostile checks that a connection without it is refused.
+	write_secret "$TEST_TMP/postgres_password" 16
 	# Durability is pointless for a throw-away cluster; many tests open pools at once.
-	pg_start "$TEST_PG_DIR" "$pg_port" "$LOG_DIR/postgres.log" \
+	pg_start "$TEST_PG_DIR" "$pg_port" "$LOG_DIR/postgres.log" "$TEST_TMP/postgres_password" \
 		-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300
 	rabbit_wait 120
 	# The harness creates a vhost per test and grants itself on it through the
@@ -59,7 +62,8 @@ test_main() {
 	ssh_gen_material "$TEST_TMP/ssh"
 	mkdir -p /run/sshd
 
-	export FERRY_TEST_PG_URL="postgres://ferry@127.0.0.1:$pg_port/postgres"
+	FERRY_TEST_PG_URL="postgres://ferry:$(head -n 1 "$TEST_TMP/postgres_password")@127.0.0.1:$pg_port/postgres"
+	export FERRY_TEST_PG_URL
 	export FERRY_TEST_AMQP_URL="amqp://ferry:ferry@127.0.0.1:$amqp_port"
 	export FERRY_TEST_RABBIT_MGMT_URL="http://127.0.0.1:$mgmt_port"
 	export FERRY_TEST_SSH_DIR="$TEST_TMP/ssh"
@@ -69,7 +73,7 @@ test_main() {
 	test_write_restart_scripts "$(pg_bindir)"
 	export FERRY_TEST_RESTART_PG="$TEST_TMP/restart-postgres"
 	export FERRY_TEST_RESTART_RABBIT="$TEST_TMP/restart-rabbitmq"
-	log "FERRY_TEST_PG_URL=$FERRY_TEST_PG_URL"
+	log "FERRY_TEST_PG_URL=postgres://ferry:(password in $TEST_TMP/postgres_password)@127.0.0.1:$pg_port/postgres"
 	log "FERRY_TEST_AMQP_URL=$FERRY_TEST_AMQP_URL"
 	log "FERRY_TEST_RABBIT_MGMT_URL=$FERRY_TEST_RABBIT_MGMT_URL"
 	log "FERRY_TEST_SSH_DIR=$FERRY_TEST_SSH_DIR"

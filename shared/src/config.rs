@@ -323,6 +323,12 @@ pub struct HttpConfig {
     /// open-file limit (`RLIMIT_NOFILE`), so a flood of connections cannot exhaust the
     /// descriptors the process needs for its own files and sockets. 0 is refused.
     pub max_connections: usize,
+    /// Connections one client address may hold open on one listener at once; its next
+    /// one is answered `503 too_many_connections` and closed at once, so one address
+    /// cannot take a listener's every connection (`max_connections`) and turn all
+    /// others away. Behind a proxy every client has the proxy's address: raise it to
+    /// `max_connections` there. 0 is refused.
+    pub max_connections_per_address: usize,
     /// Seconds a write to a connection may stay blocked (the client reads nothing)
     /// before the connection is closed and its response buffers freed, as nginx's
     /// `send_timeout` (60 s): a slow reader that keeps reading is never cut off.
@@ -332,7 +338,12 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { header_read_timeout_secs: 15, max_connections: 1024, write_timeout_secs: 60 }
+        HttpConfig {
+            header_read_timeout_secs: 15,
+            max_connections: 1024,
+            max_connections_per_address: 128,
+            write_timeout_secs: 60,
+        }
     }
 }
 
@@ -595,10 +606,12 @@ impl Config {
         }
         if self.http.header_read_timeout_secs == 0
             || self.http.max_connections == 0
+            || self.http.max_connections_per_address == 0
             || self.http.write_timeout_secs == 0
         {
             return Err(ConfigError::Invalid(
-                "http.header_read_timeout_secs, http.max_connections and http.write_timeout_secs must be at least 1"
+                "http.header_read_timeout_secs, http.max_connections, http.max_connections_per_address and \
+                 http.write_timeout_secs must be at least 1"
                     .into(),
             ));
         }

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Encoder,
-    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 
 const LATENCY_BUCKETS: &[f64] =
@@ -23,6 +23,8 @@ macro_rules! metric {
 
 metric!(HTTP_REQUESTS: IntCounterVec = register_int_counter_vec!(
     "ferry_http_requests_total", "HTTP requests by route, method and status.", &["route", "method", "status"]));
+metric!(HTTP_CONNECTIONS_REFUSED: IntCounter = register_int_counter!(
+    "ferry_http_connections_refused_total", "Connections answered 503 and closed at once because their client address already held http.max_connections_per_address."));
 metric!(HTTP_DURATION: HistogramVec = register_histogram_vec!(
     "ferry_http_request_duration_seconds", "HTTP request latency by route.", &["route", "method"], LATENCY_BUCKETS.to_vec()));
 metric!(BYTES_RECEIVED: IntCounterVec = register_int_counter_vec!(

@@ -263,6 +263,9 @@ async fn fresh_cluster(extra: &[(&str, &str)]) -> Result<Cluster> {
     let mut env = vec![
         ("FERRY_MONITOR__NODE_GRACE_SECS".to_owned(), GRACE_SECS.to_string()),
         ("FERRY_DATABASE__ACQUIRE_TIMEOUT_MS".to_owned(), "2000".to_owned()),
+        // Every upload of the load comes from 127.0.0.1, standing for many clients
+        // (`deploy/dev chaos` raises it past the per-address cap of 128).
+        ("FERRY_HTTP__MAX_CONNECTIONS_PER_ADDRESS".to_owned(), "1024".to_owned()),
     ];
     env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     Cluster::start_with(Options { nodes: 3, workers: 2, replication: REPLICATION as u32, env, register_nodes: true })

@@ -123,33 +123,37 @@ async fn every_listener_closes_idle_and_slow_header_connections() -> Result<()> 
     Ok(())
 }
 
-/// Item 3: a listener holds at most `http.max_connections` connections; the next one
-/// waits until a slot frees instead of taking a descriptor. Shown on a node agent of
-/// its own (cap 4, long header timeout), so nothing else connects to it.
-#[tokio::test]
-async fn a_listener_serves_at_most_its_connection_cap() -> Result<()> {
-    let mut cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Options::default() }).await?;
+/// Starts a node agent of its own with the `http` settings `limits` and a long header
+/// timeout (nothing else connects to it, and held connections stay open), and waits
+/// until it answers; returns its port. The connection that saw it answer is closed.
+async fn capped_node(cluster: &mut Cluster, limits: &[(&str, &str)]) -> Result<u16> {
     let port = free_port();
     let root = cluster.dir.join("capped-node");
-    cluster.spawn(
-        "capped-node",
-        "ferry-node",
-        &[],
-        &[
-            ("FERRY_NODE__LISTEN", format!("127.0.0.1:{port}")),
-            ("FERRY_NODE__ROOT", root.display().to_string()),
-            ("FERRY_HTTP__MAX_CONNECTIONS", "4".into()),
-            ("FERRY_HTTP__HEADER_READ_TIMEOUT_SECS", "120".into()),
-        ],
-    )?;
+    let mut env = vec![
+        ("FERRY_NODE__LISTEN", format!("127.0.0.1:{port}")),
+        ("FERRY_NODE__ROOT", root.display().to_string()),
+        ("FERRY_HTTP__HEADER_READ_TIMEOUT_SECS", "120".into()),
+    ];
+    env.extend(limits.iter().map(|(key, value)| (*key, (*value).to_owned())));
+    cluster.spawn("capped-node", "ferry-node", &[], &env)?;
     let http = reqwest::Client::new();
     ferry_tests::eventually("the capped node agent to answer", Duration::from_secs(30), || {
         let req = http.get(format!("http://127.0.0.1:{port}/healthz")).timeout(Duration::from_secs(2)).send();
         async move { Ok(req.await.ok().filter(|r| r.status().is_success()).map(|_| ())) }
     })
     .await?;
-    // reqwest's pooled connection is one of the four until dropped.
+    // reqwest's pooled connection holds a slot until dropped.
     drop(http);
+    Ok(port)
+}
+
+/// Item 3: a listener holds at most `http.max_connections` connections; the next one
+/// waits until a slot frees instead of taking a descriptor. Shown on a node agent of
+/// its own (cap 4, long header timeout), so nothing else connects to it.
+#[tokio::test]
+async fn a_listener_serves_at_most_its_connection_cap() -> Result<()> {
+    let mut cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Options::default() }).await?;
+    let port = capped_node(&mut cluster, &[("FERRY_HTTP__MAX_CONNECTIONS", "4")]).await?;
 
     let mut holders = Vec::new();
     for _ in 0..4 {
@@ -169,6 +173,84 @@ async fn a_listener_serves_at_most_its_connection_cap() -> Result<()> {
     drop(holders.pop());
     let answered = String::from_utf8_lossy(&until_closed(&mut fifth, "fifth connection").await?).into_owned();
     anyhow::ensure!(answered.starts_with("HTTP/1.1 200"), "fifth connection, once a slot freed: {answered:?}");
+    Ok(())
+}
+
+/// A connection to a loopback `port` from `source` (any 127.0.0.0/8 address), so a test
+/// can be several client addresses.
+async fn connect_from(source: [u8; 4], port: u16) -> Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(source), 0).into())?;
+    Ok(socket.connect(([127, 0, 0, 1], port).into()).await?)
+}
+
+/// Sends `GET path` on a kept-alive connection and returns the answer's first bytes.
+async fn get_on(socket: &mut TcpStream, path: &str, what: &str) -> Result<String> {
+    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(CLOSE_BOUND, socket.read(&mut buf))
+        .await
+        .with_context(|| format!("{what}: no answer"))??;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Item 3: one client address holds at most `http.max_connections_per_address`
+/// connections of a listener; its next one is answered `503 too_many_connections` and
+/// closed at once, while another address is still served, and the address gets a
+/// connection again once one of its own closes. Shown on a node agent of its own
+/// (3 per address of 16, long header timeout), so nothing else connects to it. Before,
+/// one address could take every connection of the listener (`http.max_connections`).
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_of_a_listener() -> Result<()> {
+    let mut cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Options::default() }).await?;
+    let port = capped_node(
+        &mut cluster,
+        &[("FERRY_HTTP__MAX_CONNECTIONS", "16"), ("FERRY_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "3")],
+    )
+    .await?;
+    let (attacker, other) = ([127, 0, 0, 2], [127, 0, 0, 3]);
+
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut holder = connect_from(attacker, port).await?;
+        // A complete request proves the connection was accepted (and keeps it open).
+        let answer = get_on(&mut holder, "/healthz", "holder").await?;
+        anyhow::ensure!(answer.starts_with("HTTP/1.1 200"), "holder {i}: {answer:?}");
+        held.push(holder);
+    }
+    // The fourth sends nothing: the refusal needs no request, and with nothing unread
+    // the close is a FIN, so the answer cannot be lost to a reset.
+    let mut fourth = connect_from(attacker, port).await?;
+    let refused = tokio::time::timeout(Duration::from_secs(5), until_closed(&mut fourth, "fourth connection")).await;
+    let refused = match refused {
+        Ok(read) => String::from_utf8_lossy(&read?).into_owned(),
+        Err(_) => bail!("a fourth connection from one address was held open while three held the cap of 3"),
+    };
+    anyhow::ensure!(refused.starts_with("HTTP/1.1 503"), "fourth connection: {refused:?}");
+    anyhow::ensure!(refused.contains("retry-after: 1"), "fourth connection, no Retry-After: {refused:?}");
+    anyhow::ensure!(json_of(&refused)["code"] == "too_many_connections", "fourth connection: {refused:?}");
+
+    // Another address is served meanwhile, and sees the refusal counted.
+    let bystander = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(other))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let health = bystander.get(format!("http://127.0.0.1:{port}/healthz")).send().await?;
+    anyhow::ensure!(health.status() == 200, "another address while one held its share: {}", health.status());
+    let metrics = bystander.get(format!("http://127.0.0.1:{port}/metrics")).send().await?.text().await?;
+    anyhow::ensure!(
+        metrics.lines().any(|l| l.starts_with("ferry_http_connections_refused_total ") && !l.ends_with(" 0")),
+        "no refused connection counted in /metrics"
+    );
+
+    // One of the attacker's own closes: its address gets a connection again (the server
+    // sees the close shortly after, so this polls).
+    drop(held.pop());
+    ferry_tests::eventually("a connection from the address once one of its own closed", CLOSE_BOUND, || async move {
+        let mut again = connect_from(attacker, port).await?;
+        Ok(get_on(&mut again, "/healthz", "again").await.ok().filter(|a| a.starts_with("HTTP/1.1 200")).map(|_| ()))
+    })
+    .await?;
     Ok(())
 }
 
@@ -908,4 +990,64 @@ async fn usernames_are_unique_whatever_their_case() -> Result<()> {
     let users: i64 = db.query_one("SELECT count(*) FROM users", &[]).await?.get(0);
     assert_eq!(users, 4, "admin, alice, bob and carol");
     Ok(())
+}
+
+/// Item 17 (PostgreSQL): the run's PostgreSQL, set up as `deploy/dev up` sets up the dev
+/// cluster's, asks every connection for the password (scram-sha-256): one without it
+/// and one with a wrong one are refused, one with it is let in, and every rule of its
+/// pg_hba.conf (the unix socket's too) says scram-sha-256. Before, `initdb -A trust`
+/// let every local connection in, whatever it sent.
+#[tokio::test]
+async fn the_database_refuses_connections_without_the_password() -> Result<()> {
+    let url = std::env::var("FERRY_TEST_PG_URL").context("FERRY_TEST_PG_URL: run the suite with `deploy/dev test`")?;
+    let config: tokio_postgres::Config = url.parse()?;
+    for (what, password) in [("no password", None), ("a wrong password", Some("not-the-password"))] {
+        match with_password(&config, password).connect(tokio_postgres::NoTls).await {
+            Ok(_) => bail!("a connection with {what} was let in"),
+            Err(error) => {
+                // Refused by the server (28P01), or by the client for lack of a password
+                // the server asked for: either way not in.
+                let code = error.code().map(|c| c.code().to_owned());
+                let error = format!("{:#}", anyhow::Error::new(error));
+                anyhow::ensure!(
+                    code.as_deref() == Some("28P01") || error.contains("password missing"),
+                    "a connection with {what} failed otherwise than on authentication: {error}"
+                );
+            }
+        }
+    }
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    // Every rule, the unix socket's (`local`) as well as TCP's, asks for the password.
+    let rules = client.query("SELECT type, auth_method FROM pg_hba_file_rules", &[]).await?;
+    anyhow::ensure!(!rules.is_empty(), "pg_hba.conf has no rules");
+    for rule in rules {
+        let (kind, method): (Option<String>, Option<String>) = (rule.get(0), rule.get(1));
+        anyhow::ensure!(method.as_deref() == Some("scram-sha-256"), "a {kind:?} rule of pg_hba.conf is {method:?}");
+    }
+    Ok(())
+}
+
+/// `config`'s server, user and database with `password` (none: no password at all).
+fn with_password(config: &tokio_postgres::Config, password: Option<&str>) -> tokio_postgres::Config {
+    let mut other = tokio_postgres::Config::new();
+    for host in config.get_hosts() {
+        match host {
+            tokio_postgres::config::Host::Tcp(name) => other.host(name),
+            tokio_postgres::config::Host::Unix(path) => other.host_path(path),
+        };
+    }
+    for port in config.get_ports() {
+        other.port(*port);
+    }
+    if let Some(user) = config.get_user() {
+        other.user(user);
+    }
+    if let Some(dbname) = config.get_dbname() {
+        other.dbname(dbname);
+    }
+    if let Some(password) = password {
+        other.password(password);
+    }
+    other
 }
