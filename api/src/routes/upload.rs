@@ -217,16 +217,15 @@ pub(crate) async fn insert_upload(
     }
     let upload = uploads::load(&tx, id, user, false).await?;
     // The authoritative quota check (the one before the body was read only spares a
-    // hopeless upload its bytes): the insert above counted this upload into the user's
-    // use and holds the user's row until the commit.
+    // hopeless upload its bytes), last: it holds the user's row until the commit. This
+    // upload uses its declared length, or the bytes received so far when the length is
+    // deferred (tus), whether it is still open or already recorded as a file.
     let default = ByteSize(state.config.storage.default_quota_bytes);
-    let left_after = ferry_store::users::lock_quota_left(&tx, user, default).await?;
+    let own = total.unwrap_or(received.size);
+    let left_after = ferry_store::users::lock_quota_left(&tx, user, default, ByteSize(own)).await?;
     if left_after < 0 {
         // Dropping the transaction rolls the upload's rows back.
-        // What was left before it: its own rows count its declared length, or the
-        // bytes received so far when the length is deferred (tus).
-        let own = i64::try_from(total.unwrap_or(received.size)).unwrap_or(i64::MAX);
-        let left = u64::try_from(left_after.saturating_add(own)).unwrap_or(0);
+        let left = u64::try_from(left_after.saturating_add(i64::try_from(own).unwrap_or(i64::MAX))).unwrap_or(0);
         return Err(ApiError::TooLarge {
             detail: format!("This upload would exceed your quota ({left} bytes left)."),
             limit: left,

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (12, "node_history", include_str!("../migrations/0012_node_history.sql")),
     (13, "upload_concat", include_str!("../migrations/0013_upload_concat.sql")),
     (14, "user_usage", include_str!("../migrations/0014_user_usage.sql")),
+    (15, "user_usage_at_commit", include_str!("../migrations/0015_user_usage_at_commit.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet).

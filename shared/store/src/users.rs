@@ -319,27 +319,28 @@ pub async fn set_quota(c: &impl GenericClient, username: &str, quota: Option<Byt
 }
 
 /// The authoritative quota check of a transaction that records a new upload, taken
-/// after its inserts: quota minus use counting that transaction's own rows, negative
-/// when they overdraw it. Use is `users.used_bytes`, which triggers on `uploads` and
-/// `files` keep in the transactions that change it (migration 0014), so the check reads
-/// one row however many files the user has.
+/// LAST, just before the commit: quota minus the committed use of everything else
+/// (`users.used_bytes`) minus `own`, this transaction's new use, negative when it would
+/// overdraw the quota. `used_bytes` is moved by deferred triggers on `uploads` and
+/// `files` at each transaction's commit (migrations 14, 15), so the check reads one row
+/// however many files the user has, and adds its own rows itself.
 ///
-/// The upload's insert already moved `used_bytes` and so holds the user's row until the
-/// transaction ends; the `FOR NO KEY UPDATE` here says so and reads the latest committed
-/// use. Concurrent new uploads of one user therefore take turns, each seeing the ones
-/// committed before it, and together they never exceed the quota (ten parallel first
-/// chunks used to pass the same check at once). Other transactions that change the
-/// user's use (a worker recording a file) take the row for their statement's remainder
-/// too, as briefly.
+/// Locks the user's row (`FOR NO KEY UPDATE`) until the transaction ends: concurrent new
+/// uploads of one user take turns here, each seeing the use committed before it, and
+/// together they never exceed the quota (ten parallel first chunks used to pass the
+/// same check at once). Taken last, the lock is held only for this check and the
+/// commit; other transactions that change the user's use (a worker recording a file,
+/// a chunk of a deferred-length upload) take the row only at their commit.
 pub async fn lock_quota_left(
     tx: &deadpool_postgres::Transaction<'_>,
     user: UserId,
     default_quota: ByteSize,
+    own: ByteSize,
 ) -> Result<i64, StoreError> {
     let row = tx
         .query_one_cached(
-            "SELECT COALESCE(quota_bytes, $2) - used_bytes AS left FROM users WHERE id = $1 FOR NO KEY UPDATE",
-            &[&user.0, &i64::try_from(default_quota.0).unwrap_or(i64::MAX)],
+            "SELECT COALESCE(quota_bytes, $2) - used_bytes - $3 AS left FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            &[&user.0, &i64::try_from(default_quota.0).unwrap_or(i64::MAX), &size_to_db("own use", own)?],
         )
         .await?;
     Ok(row.try_get("left")?)
