@@ -1,7 +1,12 @@
 //! Recording a verified upload as a file: the file row (with its version in the
 //! parent's chain), its replica targets with their replicate jobs, and the upload's
-//! completion, all in the caller's transaction, announced on the upload-event channel
-//! at its commit.
+//! completion, all in the caller's transaction.
+//!
+//! It sends no upload event: a worker that records a file announces it itself (the
+//! completing request waits in an API process), while the API recording a file in the
+//! completing request is its own waiter. A `NOTIFY` would cost every completion a turn
+//! at PostgreSQL's one notification-queue lock, held through the commit's WAL flush,
+//! which serialises every notifying commit of the database.
 //!
 //! Two callers share it: the API, when a completing request finds every byte received,
 //! stored and hashed on the way in (the md5 it compares is final, nothing is left to
@@ -10,7 +15,7 @@
 
 use ferry_shared::config::Config;
 use ferry_shared::types::{ByteSize, FileId, NodeId};
-use ferry_store::{files, nodes, notify, replicas, uploads, GenericClient, StoreError, Transaction, UploadState};
+use ferry_store::{files, nodes, replicas, uploads, GenericClient, StoreError, Transaction, UploadState};
 
 use crate::{outbox, Job};
 
@@ -42,8 +47,8 @@ pub enum Recorded {
 /// enforces it; a parent deleted meanwhile leaves the file standing alone), picks up to
 /// `storage.replication_factor` eligible nodes ([`nodes::eligible`]: active, reported up
 /// within `api.heartbeat_stale_secs`, room for the file plus `storage.node_reserve_bytes`),
-/// inserts a `pending` replica and a replicate job for each, marks the upload
-/// `complete` and notifies its waiters (delivered at commit).
+/// inserts a `pending` replica and a replicate job for each, and marks the upload
+/// `complete`.
 pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Config) -> Result<Recorded, StoreError> {
     let Some(origin) = uploads::lock_origin(tx, file.id).await?.filter(|o| o.state == UploadState::Assembling) else {
         return Ok(Recorded::NotAssembling);
@@ -73,7 +78,6 @@ pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Conf
         outbox::enqueue(tx, &Job::Replicate { file: file.id, node: *node, repair: false }).await?;
     }
     uploads::mark_complete(tx, file.id).await?;
-    notify::upload_event(tx, file.id).await?;
     if (targets.len() as u32) < config.storage.replication_factor {
         tracing::warn!(
             file.id = %file.id,
