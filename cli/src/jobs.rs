@@ -30,8 +30,8 @@ pub enum JobsCmd {
     /// Cancel an unfinished upload and its pending jobs: the upload fails with code
     /// `cancelled` (its client is told so), its queued and retrying jobs become
     /// `cancelled` and are never run, a running one finds nothing to do, and a delete
-    /// job removes its staging bytes. A complete upload is a file: delete it with
-    /// `ferry files rm`.
+    /// job removes its staging bytes. A complete upload is a file, which its owner
+    /// deletes (`DELETE /storage/files/<id>/`).
     Cancel {
         /// The upload's id.
         #[arg(long)]
@@ -216,7 +216,12 @@ pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
                     println!("upload {upload} cancelled; {jobs} pending job(s) cancelled; its staging bytes are being removed");
                 }
                 Cancelled::AlreadyEnded(state) => {
-                    bail!("upload {upload} is already {state}; nothing to cancel (a complete upload is a file: ferry files rm {upload})")
+                    let hint = if state == ferry_store::UploadState::Complete {
+                        " (a complete upload is a file, which its owner deletes: DELETE /storage/files/<id>/)"
+                    } else {
+                        ""
+                    };
+                    bail!("upload {upload} is already {state}; nothing to cancel{hint}")
                 }
                 Cancelled::Unknown => bail!("no upload {upload}"),
             }
@@ -265,6 +270,13 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             println!(
                 "{replayed} dead letter(s) replayed; they are published from the outbox by any running Ferry process"
             );
+            if replayed < ids.len() {
+                bail!(
+                    "{} of the {} job(s) given are not dead letters (unknown, finished or discarded)",
+                    ids.len() - replayed,
+                    ids.len()
+                );
+            }
         }
         DlqCmd::Discard { ids, all, filter } => {
             let ids = targets(client, ids, all, &filter).await?;
@@ -278,6 +290,13 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
                 }
             }
             println!("{discarded} dead letter(s) discarded");
+            if discarded < ids.len() {
+                bail!(
+                    "{} of the {} job(s) given are not dead letters (unknown, finished or discarded)",
+                    ids.len() - discarded,
+                    ids.len()
+                );
+            }
         }
     }
     Ok(())

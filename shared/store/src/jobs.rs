@@ -332,15 +332,16 @@ async fn requeue(c: &impl GenericClient, id: Uuid, exchange: &str, by: Requeue) 
     Ok(true)
 }
 
-/// Replays a dead (or discarded) job: back in the outbox with its id, `queued`,
-/// `replays` + 1. False when there is no such dead job.
+/// Replays a dead job: back in the outbox with its id, `queued`, `replays` + 1. False
+/// when there is no such dead job; a discarded one (`cancelled`) is never run again,
+/// nor is one cancelled with its upload.
 pub async fn replay(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<bool, StoreError> {
     let state: Option<JobState> = c
         .query_opt_cached("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", &[&id])
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
-    if !matches!(state, Some(JobState::Dead | JobState::Cancelled)) {
+    if state != Some(JobState::Dead) {
         return Ok(false);
     }
     requeue(c, id, exchange, Requeue::Replay).await

@@ -165,6 +165,13 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     assert_eq!(shown["state"], "cancelled", "{shown}");
     assert!(shown["discarded_at"].is_string(), "{shown}");
     assert_eq!(pages.post(&format!("/admin/jobs/{third}/discard"), &csrf).await?, 409, "discarding it twice");
+    // Discarded means never run: a replay, from the page or the CLI, is refused (the CLI
+    // exits non-zero) and the record stays discarded.
+    assert_eq!(pages.post(&format!("/admin/jobs/{third}/replay"), &csrf).await?, 409, "replaying a discarded job");
+    let (ok, out) = cluster.ferry_cli(&["dlq", "replay", &third], "")?;
+    assert!(!ok && out.contains("not dead letters"), "the CLI replayed a discarded job: {out}");
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", &third])?)?;
+    assert!(shown["state"] == "cancelled" && shown["discarded_at"].is_string(), "{shown}");
     cluster.wait_replicas(&ids[2], 2).await?;
 
     for (job, file) in [(&dead_id, &ids[0]), (&other_id, &ids[1])] {
