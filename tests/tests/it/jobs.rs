@@ -185,8 +185,9 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
         cluster.wait_replicas(file, 2).await?;
     }
     assert!(rows(&cluster.ferry(&["dlq", "ls"])?).is_empty());
-    // Replaying it again is refused: it is no dead letter any more.
-    assert!(cluster.ferry(&["dlq", "replay", &dead_id])?.contains("0 dead letter(s) replayed"));
+    // Replaying it again is refused (non-zero exit): it is no dead letter any more.
+    let (ok, out) = cluster.ferry_cli(&["dlq", "replay", &dead_id], "")?;
+    assert!(!ok && out.contains("0 dead letter(s) replayed") && out.contains("not dead letters"), "{out}");
     Ok(())
 }
 
