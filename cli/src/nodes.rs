@@ -41,7 +41,10 @@ pub enum NodesCmd {
     },
     /// Stop placing new replicas on a node and move its replicas away.
     Drain { node: String },
-    /// Stop using a node at all (no downloads, no new replicas).
+    /// Stop using a node at all (no downloads, no new replicas). Its copies stop
+    /// counting at once: the monitor re-replicates its files elsewhere, and drops the
+    /// surplus when the node is activated again. For a short maintenance stop the node
+    /// instead (a down node is repaired only after `monitor.node_grace_secs`).
     Disable { node: String },
     /// Put a drained or disabled node back in service.
     Activate { node: String },

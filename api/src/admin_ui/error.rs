@@ -72,7 +72,9 @@ impl From<UserError> for UiError {
     fn from(e: UserError) -> Self {
         match e {
             UserError::BadUsername | UserError::ShortPassword => UiError::Invalid(format!("The {e}.")),
-            UserError::Taken(_) | UserError::HasData(_) => UiError::Conflict(format!("The {e}.")),
+            UserError::Taken(_) | UserError::HasData(_) | UserError::LastAdmin(_) => {
+                UiError::Conflict(format!("The {e}."))
+            }
             UserError::Hash(cause) => UiError::Api(ApiError::Internal(cause)),
             UserError::Store(e) => UiError::Api(e.into()),
         }

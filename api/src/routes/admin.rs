@@ -13,6 +13,7 @@ use crate::admin_ui::listing::Listing;
 use crate::extract::Json as JsonBody;
 use ferry_shared::types::{ByteSize, FileId, NodeId, UserId};
 use ferry_store::nodes::{self, NodeError, NodeInput, Overview};
+use ferry_store::users::UserError;
 use ferry_store::{files, replicas, uploads, users, UploadState};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -224,7 +225,13 @@ async fn edit_user(
         users::set_quota(&client, &username, quota).await?;
     }
     if let Some(disabled) = patch.disabled {
-        users::set_disabled(&client, &username, disabled).await?;
+        users::set_disabled(&client, &username, disabled).await.map_err(|e| match e {
+            UserError::LastAdmin(_) => {
+                ApiError::Conflict { code: "last_admin", detail: format!("The {e}."), state: None }
+            }
+            UserError::Store(e) => e.into(),
+            other => ApiError::internal(other),
+        })?;
     }
     tracing::info!(user.id = %id, admin.id = %admin.0.id, quota = ?patch.quota_bytes, disabled = ?patch.disabled, "user edited");
     let search = ferry_store::search::Search { id_prefix: Some(id.to_string()), ..Default::default() };

@@ -117,7 +117,7 @@ pub enum NodeError {
     #[error("the node is active: drain it first, so its files are copied elsewhere and it gets no new ones")]
     Active,
     /// Removal asked for a node that still holds replica rows (any state).
-    #[error("the node still holds {0} replica(s): wait until the drain has moved them all (replicas 0)")]
+    #[error("the node still holds {0} replica(s): drain it and wait until its replicas reach 0")]
     HoldsReplicas(i64),
     #[error(transparent)]
     Store(StoreError),

@@ -25,6 +25,10 @@ pub enum UserError {
     /// A user with files or uploads is disabled, not deleted: their data stays owned.
     #[error("user {0} still has files or uploads: disable the account instead, or delete them first")]
     HasData(String),
+    /// Disabling or deleting the last enabled administrator would leave nobody to
+    /// operate Ferry from the admin page or API.
+    #[error("user {0} is the last enabled administrator: make another administrator first")]
+    LastAdmin(String),
     #[error("password must be at least 8 characters")]
     ShortPassword,
     #[error("hashing the password failed: {0}")]
@@ -128,8 +132,13 @@ pub async fn revoke_tokens(c: &impl GenericClient, user: UserId) -> Result<(), S
 
 /// Disables (or enables again) `username`: a disabled user cannot log in, and every
 /// token and admin session they hold stops working at once. Returns false when there
-/// is no such user.
-pub async fn set_disabled(c: &impl GenericClient, username: &str, disabled: bool) -> Result<bool, StoreError> {
+/// is no such user; [`UserError::LastAdmin`] for the last enabled administrator (the
+/// check and the change are one statement; two administrators disabling each other in
+/// the same instant could still both pass).
+pub async fn set_disabled(c: &impl GenericClient, username: &str, disabled: bool) -> Result<bool, UserError> {
+    if disabled {
+        refuse_last_admin(c, username).await?;
+    }
     let updated = c
         .execute_cached(
             "UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) END,
@@ -137,14 +146,34 @@ pub async fn set_disabled(c: &impl GenericClient, username: &str, disabled: bool
              WHERE username = $1",
             &[&username, &disabled],
         )
-        .await?;
+        .await
+        .map_err(StoreError::from)?;
     Ok(updated == 1)
 }
 
+/// [`UserError::LastAdmin`] when `username` is an enabled administrator and no other
+/// enabled administrator exists.
+async fn refuse_last_admin(c: &impl GenericClient, username: &str) -> Result<(), UserError> {
+    let last = c
+        .query_one_cached(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1 AND is_admin AND disabled_at IS NULL)
+                AND NOT EXISTS (SELECT 1 FROM users WHERE username <> $1 AND is_admin AND disabled_at IS NULL) AS last",
+            &[&username],
+        )
+        .await
+        .map_err(StoreError::from)?;
+    if last.try_get::<_, bool>("last").map_err(StoreError::from)? {
+        return Err(UserError::LastAdmin(username.to_owned()));
+    }
+    Ok(())
+}
+
 /// Deletes `username`, which must own no file or upload (else
-/// [`UserError::HasData`]: disable it instead). Their tokens die with the row. Returns
+/// [`UserError::HasData`]: disable it instead) and must not be the last enabled
+/// administrator ([`UserError::LastAdmin`]). Their tokens die with the row. Returns
 /// false when there is no such user.
 pub async fn delete(c: &impl GenericClient, username: &str) -> Result<bool, UserError> {
+    refuse_last_admin(c, username).await?;
     let owns = c
         .query_one_cached(
             "SELECT EXISTS (SELECT 1 FROM files f JOIN users u ON u.id = f.user_id WHERE u.username = $1)

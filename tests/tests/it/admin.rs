@@ -301,5 +301,16 @@ async fn quota_edits_and_disabling_a_user_take_effect_at_once() -> Result<()> {
     admin.patch_json(&format!("/admin/api/users/{id}"), &json!({"disabled": false})).await?;
     let again = cluster.client("alice", "alicealice").await?;
     assert_eq!(again.get("/storage/files/").await?.status, 200);
+
+    // The last enabled administrator can be neither disabled nor deleted, from the CLI
+    // or the admin API (an operator's trial could lock everyone out); others can.
+    for args in [["users", "disable", "admin"], ["users", "delete", "admin"]] {
+        let (ok, out) = cluster.ferry_cli(&args, "")?;
+        assert!(!ok && out.contains("last enabled administrator"), "{args:?}: {out}");
+    }
+    let admin_id = items(&admin.get("/admin/api/users?user=admin").await?.json())[0]["id"].clone();
+    let res = admin.patch_json(&format!("/admin/api/users/{admin_id}"), &json!({"disabled": true})).await?;
+    assert_eq!((res.status, res.code().as_str()), (409, "last_admin"), "{}", res.text());
+    assert_eq!(admin.get("/admin/api/users").await?.status, 200, "the administrator still works");
     Ok(())
 }
