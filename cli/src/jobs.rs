@@ -4,14 +4,16 @@
 //! process (api, worker, monitor) publishes it within half a second.
 
 use anyhow::{bail, Context};
+use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use ferry_shared::types::FileId;
 use ferry_store::jobs::{self, Filter, JobRecord};
+use ferry_store::search::Paging;
 use ferry_store::uploads::Cancelled;
 use ferry_store::{workers, Client, JobState};
 use uuid::Uuid;
 
-use crate::output::{print_json, Json};
+use crate::output::{footer, print_json, Json, SearchArgs};
 
 #[derive(Subcommand)]
 pub enum JobsCmd {
@@ -96,22 +98,64 @@ pub struct FilterArgs {
     /// Only jobs queued longer ago than this: 90s, 15m, 2h, 3d.
     #[arg(long, value_parser = parse_age)]
     older_than: Option<f64>,
+    /// Only jobs about uploads of this user (exact username; an unknown name is an error).
+    #[arg(long)]
+    user: Option<String>,
+    /// Only jobs about uploads whose file name contains this (case-insensitive).
+    #[arg(long)]
+    name: Option<String>,
+    /// Only the job whose id starts with this (hex digits, or the whole id).
+    #[arg(long)]
+    id: Option<String>,
+    /// Only jobs queued on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    from: Option<NaiveDate>,
+    /// Only jobs queued on or before this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    to: Option<NaiveDate>,
     /// At most this many rows.
     #[arg(long, default_value_t = 100)]
     limit: i64,
+    /// Skip this many rows first (the next page: --offset 100).
+    #[arg(long, default_value_t = 0)]
+    offset: i64,
 }
 
 impl FilterArgs {
-    fn filter(&self, state: Option<JobState>) -> Filter {
-        Filter {
+    /// The store's filter, as the admin Jobs page builds it; an unknown `--user` is an
+    /// error, not an empty list.
+    async fn filter(&self, client: &Client, state: Option<JobState>) -> anyhow::Result<(Filter, Paging)> {
+        let search = SearchArgs {
+            user: self.user.clone(),
+            name: self.name.clone(),
+            id: self.id.clone(),
+            from: self.from,
+            to: self.to,
+            limit: self.limit,
+            offset: self.offset,
+        };
+        let (search, paging) = search.resolve(client).await?;
+        let filter = Filter {
             file: self.upload.map(FileId),
             state,
             kind: self.kind.clone(),
             older_than_secs: self.older_than,
             include_discarded: false,
-            ..Filter::default()
-        }
+            search,
+            offset: paging.offset,
+        };
+        Ok((filter, paging))
     }
+}
+
+/// One page of jobs, then (text only) the "1-100 of 2500" line on stderr.
+async fn page(client: &Client, filter: &Filter, paging: Paging, out: Json, with_reason: bool) -> anyhow::Result<()> {
+    let rows = jobs::list(client, filter, paging.limit).await?;
+    list(&rows, out, with_reason)?;
+    if !out.json {
+        footer(rows.len(), paging, jobs::count(client, filter).await?);
+    }
+    Ok(())
 }
 
 fn parse_kind(s: &str) -> Result<String, String> {
@@ -205,9 +249,9 @@ fn list(rows: &[JobRecord], out: Json, with_reason: bool) -> anyhow::Result<()> 
 pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
     match cmd {
         JobsCmd::Ls { filter, state, out } => {
-            let mut f = filter.filter(state);
+            let (mut f, paging) = filter.filter(client, state).await?;
             f.include_discarded = true;
-            list(&jobs::list(client, &f, filter.limit).await?, out, false)?;
+            page(client, &f, paging, out, false).await?;
         }
         JobsCmd::Show { id } => show(&jobs::get(client, id).await?.with_context(|| format!("no job {id}"))?)?,
         JobsCmd::Cancel { upload, reason } => {
@@ -236,7 +280,8 @@ async fn targets(client: &Client, ids: Vec<Uuid>, all: bool, filter: &FilterArgs
     match (ids.is_empty(), all) {
         (false, false) => Ok(ids),
         (true, true) => {
-            let rows = jobs::list(client, &filter.filter(Some(JobState::Dead)), filter.limit).await?;
+            let (f, paging) = filter.filter(client, Some(JobState::Dead)).await?;
+            let rows = jobs::list(client, &f, paging.limit).await?;
             Ok(rows.into_iter().map(|j| j.id).collect())
         }
         (false, true) => bail!("give job ids or --all, not both"),
@@ -247,7 +292,8 @@ async fn targets(client: &Client, ids: Vec<Uuid>, all: bool, filter: &FilterArgs
 pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
     match cmd {
         DlqCmd::Ls { filter, out } => {
-            list(&jobs::list(client, &filter.filter(Some(JobState::Dead)), filter.limit).await?, out, true)?;
+            let (f, paging) = filter.filter(client, Some(JobState::Dead)).await?;
+            page(client, &f, paging, out, true).await?;
         }
         DlqCmd::Show { id } => match jobs::get(client, id).await? {
             Some(job) if job.state == JobState::Dead || job.discarded_at.is_some() || job.replays > 0 => show(&job)?,

@@ -58,6 +58,13 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
         assert!(ids.iter().any(|w| line.contains(w)), "ran by a listed worker: {line}");
     }
 
+    // Filtered and paged as on the Jobs page: by the uploads' owner, one row at a time.
+    let (ok, out) = cluster
+        .ferry_cli(&["jobs", "ls", "--user", "alice", "--kind", "replicate", "--limit", "1", "--offset", "1"], "")?;
+    assert!(ok && out.lines().filter(|l| l.contains(" replicate ")).count() == 1 && out.contains("2-2 of 2"), "{out}");
+    let (ok, out) = cluster.ferry_cli(&["jobs", "ls", "--user", "nosuch"], "")?;
+    assert!(!ok && out.contains("no user named"), "{out}");
+
     let job_id = lines[0].split_whitespace().nth(2).unwrap_or_default();
     let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", job_id])?)?;
     assert_eq!(shown["state"], "done");
