@@ -289,6 +289,15 @@ async fn targets(client: &Client, ids: Vec<Uuid>, all: bool, filter: &FilterArgs
     }
 }
 
+/// An error (non-zero exit) when a replay or discard acted on fewer of the `given` jobs
+/// than asked: the others were unknown, finished or discarded.
+fn all_dead_letters(acted: usize, given: usize) -> anyhow::Result<()> {
+    if acted < given {
+        bail!("{} of the {given} job(s) given are not dead letters (unknown, finished or discarded)", given - acted);
+    }
+    Ok(())
+}
+
 pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
     match cmd {
         DlqCmd::Ls { filter, out } => {
@@ -316,13 +325,7 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             println!(
                 "{replayed} dead letter(s) replayed; they are published from the outbox by any running Ferry process"
             );
-            if replayed < ids.len() {
-                bail!(
-                    "{} of the {} job(s) given are not dead letters (unknown, finished or discarded)",
-                    ids.len() - replayed,
-                    ids.len()
-                );
-            }
+            all_dead_letters(replayed, ids.len())?;
         }
         DlqCmd::Discard { ids, all, filter } => {
             let ids = targets(client, ids, all, &filter).await?;
@@ -336,13 +339,7 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
                 }
             }
             println!("{discarded} dead letter(s) discarded");
-            if discarded < ids.len() {
-                bail!(
-                    "{} of the {} job(s) given are not dead letters (unknown, finished or discarded)",
-                    ids.len() - discarded,
-                    ids.len()
-                );
-            }
+            all_dead_letters(discarded, ids.len())?;
         }
     }
     Ok(())

@@ -4,7 +4,6 @@
 use ferry_queue::outbox;
 use ferry_queue::Job;
 use ferry_shared::config::Config;
-use ferry_shared::types::ByteSize;
 use ferry_store::{nodes, notify, replicas, Pool, StoreError};
 
 /// Files with fewer live replicas (pending, copying or present, on active nodes) than
@@ -22,13 +21,7 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config) -> Result<usize, Stor
     let mut added = 0;
     for file in &files {
         let live = replicas::live_count(&tx, file.file, grace_secs).await?;
-        let placement = nodes::Placement {
-            count: want - live,
-            size: file.size,
-            reserve: ByteSize(config.storage.node_reserve_bytes),
-            fresh_secs: config.api.heartbeat_stale_secs as f64,
-            exclude: &file.existing,
-        };
+        let placement = nodes::Placement::configured(config, want - live, file.size, &file.existing);
         for node in nodes::eligible(&tx, placement).await? {
             // A node whose earlier copy failed may be chosen again: reset that row.
             replicas::reset_pending(&tx, file.file, node).await?;

@@ -17,7 +17,7 @@ use ferry_queue::outbox;
 use ferry_queue::Job;
 use ferry_shared::hashing::RunningDigest;
 use ferry_shared::slots::{Refused, Slot};
-use ferry_shared::types::{ByteSize, FileId, FileName, Md5, UserId};
+use ferry_shared::types::{ByteSize, FileId, FileName, Md5, Sha256, UserId};
 use ferry_store::uploads::{self as store_uploads, Upload, UploadFailure};
 use ferry_store::{files, GenericClient, UploadState};
 use serde::Deserialize;
@@ -213,7 +213,7 @@ pub(crate) async fn insert_upload(
     };
     store_uploads::insert(&tx, &new).await?;
     if let Some(md5) = md5 {
-        complete_or_assemble(state, &tx, id, received.size, Some(digest), md5).await?;
+        complete_or_assemble(state, &tx, id, received.size, Some(digest.finalize()), md5).await?;
     }
     let upload = uploads::load(&tx, id, user, false).await?;
     // The authoritative quota check (the one before the body was read only spares a
@@ -239,9 +239,9 @@ pub(crate) async fn insert_upload(
 }
 
 /// Hands the `assembling` upload `id` (md5 `md5` accepted, `total` bytes) on, in the
-/// caller's transaction: when `digest` (hashed by this API as the bytes arrived) gives
-/// that md5 and the staging data file holds exactly `total` bytes, nothing is left to
-/// check, so the file is recorded here with its replicate jobs
+/// caller's transaction: when `digest` (md5 and sha256 of the bytes, hashed by this API
+/// as they arrived) gives that md5 and the staging data file holds exactly `total`
+/// bytes, nothing is left to check, so the file is recorded here with its replicate jobs
 /// ([`completion::record_file`], the assemble job's own code) and a small file's
 /// completion costs no job of its own; otherwise the worker's `assemble` job is queued
 /// (it trims or reports a staging copy of the wrong length, hashes an upload without a
@@ -252,10 +252,10 @@ pub(crate) async fn complete_or_assemble(
     tx: &ferry_store::Transaction<'_>,
     id: FileId,
     total: u64,
-    digest: Option<RunningDigest>,
+    digest: Option<(Md5, Sha256)>,
     md5: Md5,
 ) -> ApiResult<()> {
-    if let Some((actual, sha256)) = digest.map(RunningDigest::finalize) {
+    if let Some((actual, sha256)) = digest {
         let data = data_path(&upload_dir(&state.config.storage.staging_dir, id));
         let len = match tokio::fs::metadata(&data).await {
             Ok(meta) => Some(meta.len()),
@@ -607,8 +607,8 @@ async fn complete(
                 // The md5 of what was received, from the digest state stored with the
                 // last chunk (nothing is re-read). A wrong md5 is answered here and leaves
                 // the upload open, as drf-chunked-upload does: the client may retry.
-                let stored = stored_digest(&tx, id).await?;
-                if stored.clone().is_some_and(|digest| digest.finalize().0 != md5) {
+                let stored = stored_digest(&tx, id).await?.map(RunningDigest::finalize);
+                if stored.is_some_and(|(stored_md5, _)| stored_md5 != md5) {
                     return Err(checksum_mismatch());
                 }
                 store_uploads::start_assembly(&tx, id, &md5.to_string()).await?;

@@ -417,7 +417,7 @@ async fn record(
     }
     if let Some(md5) = md5 {
         store_uploads::start_assembly(&tx, chunk.id, &md5.to_string()).await?;
-        complete_or_assemble(state, &tx, chunk.id, end, Some(digest), md5).await?;
+        complete_or_assemble(state, &tx, chunk.id, end, Some(digest.finalize()), md5).await?;
     }
     let upload = uploads::load(&tx, chunk.id, chunk.user, false).await?;
     tx.commit().await?;

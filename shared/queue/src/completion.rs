@@ -14,8 +14,8 @@
 //! file whose length is not the recorded one, or no stored digest).
 
 use ferry_shared::config::Config;
-use ferry_shared::types::{ByteSize, FileId, NodeId};
-use ferry_store::{files, nodes, replicas, uploads, GenericClient, StoreError, Transaction, UploadState};
+use ferry_shared::types::{ByteSize, FileId};
+use ferry_store::{files, nodes, replicas, uploads, StoreError, Transaction, UploadState};
 
 use crate::{outbox, Job};
 
@@ -30,12 +30,12 @@ pub struct Verified<'a> {
 }
 
 /// What [`record_file`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     /// The file exists and its replicate jobs sit in the outbox (wake the relay after
-    /// the commit); `targets` may be fewer than `storage.replication_factor` when too few
-    /// nodes are eligible (the monitor's repair adds the rest later).
-    File { targets: Vec<NodeId> },
+    /// the commit); they may be fewer than `storage.replication_factor` when too few
+    /// nodes are eligible (logged; the monitor's repair adds the rest later).
+    File,
     /// The upload was not `assembling` (recorded by an earlier delivery, cancelled or
     /// expired meanwhile): nothing was written.
     NotAssembling,
@@ -72,7 +72,8 @@ pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Conf
         version,
     };
     files::insert(tx, &row).await?;
-    let targets = choose_targets(tx, file.size, config).await?;
+    let count = i64::from(config.storage.replication_factor);
+    let targets = nodes::eligible(tx, nodes::Placement::configured(config, count, file.size, &[])).await?;
     for node in &targets {
         replicas::insert_pending(tx, file.id, *node).await?;
         outbox::enqueue(tx, &Job::Replicate { file: file.id, node: *node, repair: false }).await?;
@@ -86,16 +87,5 @@ pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Conf
             "not enough eligible nodes; the monitor's repair will add replicas when nodes are available"
         );
     }
-    Ok(Recorded::File { targets })
-}
-
-async fn choose_targets(c: &impl GenericClient, size: ByteSize, config: &Config) -> Result<Vec<NodeId>, StoreError> {
-    let placement = nodes::Placement {
-        count: i64::from(config.storage.replication_factor),
-        size,
-        reserve: ByteSize(config.storage.node_reserve_bytes),
-        fresh_secs: config.api.heartbeat_stale_secs as f64,
-        exclude: &[],
-    };
-    nodes::eligible(c, placement).await
+    Ok(Recorded::File)
 }

@@ -4,6 +4,7 @@
 use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use ferry_shared::config::Config;
 use ferry_shared::types::{ByteSize, NodeId};
 use serde::Deserialize;
 
@@ -46,6 +47,21 @@ pub struct Placement<'a> {
     pub fresh_secs: f64,
     /// Nodes that already hold (or are getting) a copy.
     pub exclude: &'a [NodeId],
+}
+
+impl<'a> Placement<'a> {
+    /// Up to `count` nodes for a file of `size`, none of `exclude`, by the configured
+    /// rule: room for the file plus `storage.node_reserve_bytes`, a probe younger than
+    /// `api.heartbeat_stale_secs`. What a new file's placement and the repair both ask.
+    pub fn configured(config: &Config, count: i64, size: ByteSize, exclude: &'a [NodeId]) -> Placement<'a> {
+        Placement {
+            count,
+            size,
+            reserve: ByteSize(config.storage.node_reserve_bytes),
+            fresh_secs: config.api.heartbeat_stale_secs as f64,
+            exclude,
+        }
+    }
 }
 
 /// Up to `count` distinct nodes that are active, reported up recently, and have room

@@ -132,9 +132,9 @@ pub async fn revoke_tokens(c: &impl GenericClient, user: UserId) -> Result<(), S
 
 /// Disables (or enables again) `username`: a disabled user cannot log in, and every
 /// token and admin session they hold stops working at once. Returns false when there
-/// is no such user; [`UserError::LastAdmin`] for the last enabled administrator (the
-/// check and the change are one statement; two administrators disabling each other in
-/// the same instant could still both pass).
+/// is no such user; [`UserError::LastAdmin`] for the last enabled administrator (checked
+/// by a statement just before the change, under no lock: two administrators disabling
+/// each other in the same instant could still both pass).
 pub async fn set_disabled(c: &impl GenericClient, username: &str, disabled: bool) -> Result<bool, UserError> {
     if disabled {
         refuse_last_admin(c, username).await?;

@@ -77,7 +77,7 @@ async fn record_file(ctx: &Arc<Ctx>, id: FileId, size: ByteSize, md5: &str, sha2
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
     let verified = completion::Verified { id, size, md5, sha256 };
-    if let Recorded::File { .. } = completion::record_file(&tx, verified, &ctx.config).await? {
+    if let Recorded::File = completion::record_file(&tx, verified, &ctx.config).await? {
         // The completing request waits in an API process: wake it at the commit.
         notify::upload_event(&tx, id).await?;
         tx.commit().await?;
