@@ -58,6 +58,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(routes::upload::router())
         .merge(routes::files::router())
         .merge(routes::download::router())
+        .merge(routes::staging::router())
         .merge(routes::admin::router())
         .merge(tus::router(&state.config.api.cors_origins))
         .merge(openapi::router())
@@ -92,6 +93,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         heartbeats: HeartbeatTable::new(Duration::from_secs(config.api.heartbeat_stale_secs)),
         completions: completions.clone(),
         replicas: replica_cache::ReplicaCache::new(Duration::from_millis(config.api.replica_cache_ms), 100_000),
+        staging_copies: routes::staging::copies(&config),
         intake: ferry_shared::slots::KeyedSlots::new(
             config.api.max_concurrent_uploads,
             config.api.max_concurrent_uploads_per_user,

@@ -1,8 +1,9 @@
 //! Where a file can be downloaded from right now: its verified (`present`) replicas on
 //! nodes that are not disabled and whose latest heartbeat in this process is fresh and
 //! up. One definition for the download redirect and for the completing POST, so a
-//! `200 complete` (which waits for [`StorageConfig::write_quorum`] of these) means the
-//! redirect that follows finds a copy.
+//! `200 complete` that waits for [`StorageConfig::write_quorum`] node copies means the
+//! redirect that follows finds one. (With a quorum of 0 the redirect falls back to the
+//! staging copy: `crate::routes::staging`.)
 //!
 //! [`StorageConfig::write_quorum`]: ferry_shared::config::StorageConfig::write_quorum
 
@@ -14,14 +15,14 @@ use ferry_store::{files, UploadState};
 
 use crate::error::{ApiError, ApiResult};
 use crate::nearest::Candidate;
-use crate::replica_cache::ReplicaLocation;
+use crate::replica_cache::{FileSources, ReplicaLocation};
 use crate::state::SharedState;
 use crate::uploads::effective_state;
 
-/// A file's downloadable copies: every known location (the first carries the file's
-/// checksum for the signed URL) and those healthy now.
+/// A file's download sources (its signed facts and every known copy) and the copies
+/// healthy now.
 pub struct Located {
-    pub replicas: Arc<Vec<ReplicaLocation>>,
+    pub sources: Arc<FileSources>,
     pub healthy: Vec<Candidate>,
 }
 
@@ -34,20 +35,27 @@ pub struct Located {
 /// not complete, 503 when PostgreSQL is unavailable.
 pub async fn locate(state: &SharedState, id: FileId, user: UserId, fresh: bool) -> ApiResult<Located> {
     if !fresh {
-        if let Some(replicas) = state.replicas.get(id, user) {
-            let healthy = healthy(state, &replicas);
+        if let Some(sources) = state.replicas.get(id, user) {
+            let healthy = healthy(state, &sources.replicas);
             if !healthy.is_empty() {
-                return Ok(Located { replicas, healthy });
+                return Ok(Located { sources, healthy });
             }
             state.replicas.invalidate(id);
         }
     }
-    let replicas = Arc::new(load_replicas(state, id, user).await?);
-    if !replicas.is_empty() {
-        state.replicas.insert(id, user, replicas.clone());
+    let sources = Arc::new(load_sources(state, id, user).await?);
+    if !sources.replicas.is_empty() {
+        state.replicas.insert(id, user, sources.clone());
     }
-    let healthy = healthy(state, &replicas);
-    Ok(Located { replicas, healthy })
+    let healthy = healthy(state, &sources.replicas);
+    Ok(Located { sources, healthy })
+}
+
+/// The healthy node copies of live file `id`, whoever owns it (for a signed link,
+/// which already names the file it grants); none for a deleted or unknown file.
+pub async fn node_copies(state: &SharedState, id: FileId) -> ApiResult<Vec<Candidate>> {
+    let sources = files::download_sources(&state.pool.get().await?, id, None).await?;
+    Ok(sources.map(|s| healthy(state, &to_sources(s).replicas)).unwrap_or_default())
 }
 
 fn healthy(state: &SharedState, replicas: &[ReplicaLocation]) -> Vec<Candidate> {
@@ -60,11 +68,12 @@ fn healthy(state: &SharedState, replicas: &[ReplicaLocation]) -> Vec<Candidate> 
         .collect()
 }
 
-/// The caller's live file's present replicas on nodes that are not disabled. A file
-/// that is not (yet) the caller's: 409 with the upload's state, or 404.
-async fn load_replicas(state: &SharedState, id: FileId, user: UserId) -> ApiResult<Vec<ReplicaLocation>> {
+/// The caller's live file: its checksum, name and present replicas on nodes that are
+/// not disabled. A file that is not (yet) the caller's: 409 with the upload's state, or
+/// 404.
+async fn load_sources(state: &SharedState, id: FileId, user: UserId) -> ApiResult<FileSources> {
     let client = state.pool.get().await?;
-    let Some(sources) = files::download_sources(&client, id, user).await? else {
+    let Some(sources) = files::download_sources(&client, id, Some(user)).await? else {
         return match store_uploads::load(&client, id, user, false).await? {
             Some(upload) if upload.state != UploadState::Complete => {
                 let shown = effective_state(&upload).as_str();
@@ -77,17 +86,17 @@ async fn load_replicas(state: &SharedState, id: FileId, user: UserId) -> ApiResu
             _ => Err(ApiError::NotFound { what: "File" }),
         };
     };
-    let sha256 = sources.sha256.parse().ok();
-    Ok(sources
-        .replicas
-        .into_iter()
-        .map(|r| ReplicaLocation {
-            sha256,
-            node: r.node,
-            public_url: r.public_url,
-            lat: r.lat,
-            lon: r.lon,
-            filename: sources.filename.clone(),
-        })
-        .collect())
+    Ok(to_sources(sources))
+}
+
+fn to_sources(sources: files::DownloadSources) -> FileSources {
+    FileSources {
+        sha256: sources.sha256.parse().ok(),
+        filename: sources.filename,
+        replicas: sources
+            .replicas
+            .into_iter()
+            .map(|r| ReplicaLocation { node: r.node, public_url: r.public_url, lat: r.lat, lon: r.lon })
+            .collect(),
+    }
 }

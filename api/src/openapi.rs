@@ -117,7 +117,7 @@ curl -L -OJ -H "Authorization: JWT $TOKEN" $API/storage/download/<id>/
 
 ## What the answers promise
 
-- **Completing POST `200`**: the md5 is verified *and* the file is downloadable now (read-after-write): `storage.write_quorum` verified copies sit on healthy nodes, the remaining copies follow.
+- **Completing POST `200`**: the md5 is verified *and* the file is downloadable now (read-after-write): until its first copy on a node, `GET /storage/download/{id}/` redirects to the verified staging copy on the API (`/staging/files/{id}?...`, signed like a node link); with `storage.write_quorum` = N the `200` waits for N verified copies on healthy nodes instead. The remaining copies follow.
 - **`202`**: accepted but still checking or copying when `?wait` ran out; it ends verified on the nodes or visibly failed. POST again (same md5) to wait again, or poll `GET <url>`.
 - **`400 checksum_mismatch`**: the md5 is not that of the bytes received. Nothing is lost: the upload stays open (status 1) with its bytes, and a POST with the right md5 completes it. Once complete, any other md5 is refused.
 - **Download `302`**: to a signed, expiring URL on the nearest healthy node holding a verified copy; it serves HTTP ranges, `Content-Disposition` with the stored name, and conditional requests. **`409 not_ready`**: the upload is not complete yet. **`503` + `Retry-After`**: no healthy node holds a copy right now; retry later.
@@ -406,7 +406,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                     }},
                     "responses": auth_errors(json!({
-                        "200": json_response("Stored, md5 verified, and downloadable now: `storage.write_quorum` verified copies are on healthy nodes, so `GET /storage/download/{id}/` redirects to one (read-after-write).", "Upload"),
+                        "200": json_response("Stored, md5 verified, and downloadable now: `GET /storage/download/{id}/` redirects to a verified copy, on a node or (before the first node copy) the staging copy on the API (read-after-write).", "Upload"),
                         "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll the upload.", "Upload"),
                         "400": error_response("Missing or wrong md5 (`md5_required`, `checksum_mismatch`: nothing is recorded), bad filename."),
                         "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
@@ -458,7 +458,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Md5"}}
                     }},
                     "responses": auth_errors(json!({
-                        "200": json_response("md5 verified and downloadable now: `storage.write_quorum` verified copies are on healthy nodes, so `GET /storage/download/{id}/` redirects to one (read-after-write).", "Upload"),
+                        "200": json_response("md5 verified and downloadable now: `GET /storage/download/{id}/` redirects to a verified copy, on a node or (before the first node copy) the staging copy on the API (read-after-write).", "Upload"),
                         "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll GET.", "Upload"),
                         "400": error_response("`md5_required`, `invalid_md5`, `upload_incomplete`, or `checksum_mismatch`: the md5 is not that of the bytes received (or not the md5 already accepted); the upload stays open (status 1) and a POST with the right md5 completes it."),
                         "404": error_response("No such upload of yours."),
@@ -490,11 +490,33 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 "parameters": [id_param("File id.")],
                 "summary": "Redirect to the nearest healthy node holding a verified copy", "operationId": "download",
                 "responses": auth_errors(json!({
-                    "302": {"description": "Signed, expiring URL on the nearest healthy node holding a verified copy; the node serves Range requests, `Content-Disposition` with the stored name and conditional requests.", "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "302": {"description": "Signed, expiring URL on the nearest healthy node holding a verified copy, or, before the file's first node copy, on this API (`/staging/files/{id}`); either serves Range requests, `Content-Disposition` with the stored name and conditional requests.", "headers": {"Location": {"schema": {"type": "string"}}}},
                     "404": error_response("No such file of yours."),
                     "409": error_response("`not_ready`: the upload is not complete yet (`state`)."),
-                    "503": error_response("`unavailable`: no healthy node holds a verified copy right now; retry after `Retry-After` seconds.")
+                    "503": error_response("`unavailable`: neither a healthy node nor the staging volume holds a verified copy right now; retry after `Retry-After` seconds.")
                 }))
+            }},
+            "/staging/files/{id}": {"get": {
+                "parameters": [
+                    id_param("File id."),
+                    {"name": "exp", "in": "query", "required": true, "description": "Expiry, Unix seconds (signed).", "schema": {"type": "string"}},
+                    {"name": "sha", "in": "query", "required": false, "description": "The file's sha256, hex (signed).", "schema": {"type": "string"}},
+                    {"name": "name", "in": "query", "required": false, "description": "The stored name (signed).", "schema": {"type": "string"}},
+                    {"name": "sig", "in": "query", "required": true, "description": "HMAC-SHA256 of the rest, hex.", "schema": {"type": "string"}}
+                ],
+                "summary": "A complete file's staging copy, before its first node copy (a link from the download redirect)", "operationId": "stagingCopy",
+                "security": [],
+                "responses": {
+                    "200": {"description": "The file's bytes (whole reads are checked against the signed sha256).", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "206": {"description": "The requested range (RFC 9110 §14)."},
+                    "302": {"description": "The staging copy was released since the link was made: the same link, signed for the nearest healthy node copy.", "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "304": {"description": "Not modified (`If-None-Match`, `If-Modified-Since`)."},
+                    "403": error_response("`invalid_signature` (unsigned, malformed or forged link) or `link_expired`."),
+                    "404": error_response("No such file here."),
+                    "412": error_response("`If-Match` / `If-Unmodified-Since` failed."),
+                    "416": error_response("The range is not satisfiable."),
+                    "429": error_response("This client or link has its share of downloads in flight.")
+                }
             }},
             "/files/": tus_collection(),
             "/files/{id}": tus_upload(),

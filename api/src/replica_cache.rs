@@ -13,19 +13,28 @@ use std::time::{Duration, Instant};
 
 use ferry_shared::types::{FileId, NodeId, UserId};
 
+/// What a download of one file needs: its signed facts and its verified copies.
+#[derive(Debug, Clone)]
+pub struct FileSources {
+    /// The file's checksum, signed into the URL so the server can verify what it serves.
+    pub sha256: Option<ferry_shared::types::Sha256>,
+    /// The file's stored name, signed into the URL for `Content-Disposition`.
+    pub filename: String,
+    /// Present copies on nodes that are not disabled (health is checked per request).
+    pub replicas: Vec<ReplicaLocation>,
+}
+
+/// A node holding a verified copy.
 #[derive(Debug, Clone)]
 pub struct ReplicaLocation {
-    /// The file's checksum, signed into the URL so the node can verify what it serves.
-    pub sha256: Option<ferry_shared::types::Sha256>,
-    /// The file's stored name, signed into the URL for the node's `Content-Disposition`.
-    pub filename: String,
     pub node: NodeId,
     pub public_url: String,
+    /// Degrees.
     pub lat: f64,
     pub lon: f64,
 }
 
-type Entry = (Instant, Arc<Vec<ReplicaLocation>>);
+type Entry = (Instant, Arc<FileSources>);
 
 pub struct ReplicaCache {
     ttl: Duration,
@@ -38,14 +47,14 @@ impl ReplicaCache {
         ReplicaCache { ttl, capacity, entries: Mutex::new(HashMap::new()) }
     }
 
-    /// The cached replicas of `file` owned by `user`, if fresh.
-    pub fn get(&self, file: FileId, user: UserId) -> Option<Arc<Vec<ReplicaLocation>>> {
+    /// The cached sources of `file` owned by `user`, if fresh.
+    pub fn get(&self, file: FileId, user: UserId) -> Option<Arc<FileSources>> {
         let entries = self.entries.lock().ok()?;
         let (at, replicas) = entries.get(&(file, user))?;
         (at.elapsed() < self.ttl).then(|| replicas.clone())
     }
 
-    pub fn insert(&self, file: FileId, user: UserId, replicas: Arc<Vec<ReplicaLocation>>) {
+    pub fn insert(&self, file: FileId, user: UserId, sources: Arc<FileSources>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -58,7 +67,7 @@ impl ReplicaCache {
                 entries.clear();
             }
         }
-        entries.insert((file, user), (Instant::now(), replicas));
+        entries.insert((file, user), (Instant::now(), sources));
     }
 
     pub fn invalidate(&self, file: FileId) {
@@ -104,15 +113,12 @@ pub async fn forget_on_events(
 mod tests {
     use super::*;
 
-    fn loc() -> Arc<Vec<ReplicaLocation>> {
-        Arc::new(vec![ReplicaLocation {
+    fn loc() -> Arc<FileSources> {
+        Arc::new(FileSources {
             sha256: None,
             filename: "f.bin".into(),
-            node: NodeId(1),
-            public_url: "http://n1".into(),
-            lat: 0.0,
-            lon: 0.0,
-        }])
+            replicas: vec![ReplicaLocation { node: NodeId(1), public_url: "http://n1".into(), lat: 0.0, lon: 0.0 }],
+        })
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct AppState {
     pub relay: RelayWaker,
     pub heartbeats: HeartbeatTable,
     pub replicas: ReplicaCache,
+    /// Serves complete files from the staging volume until their first node copy
+    /// (`crate::routes::staging`).
+    pub staging_copies: Arc<ferry_node_agent::NodeState>,
     /// Upload ids whose assembly finished (from PostgreSQL `NOTIFY`).
     pub completions: broadcast::Sender<Uuid>,
     /// Bounds chunk bodies streamed at once by this process, and per user.

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ServeError;
-pub use state::{NodeState, Options};
+pub use state::{Layout, NodeState, Options};
 
 /// Why the agent could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use crate::error::ServeError;
 /// The query string as sent. Fields are optional strings so that a missing or
 /// malformed one is answered with the house 403 rather than the framework's plain-text
 /// rejection.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct LinkQuery {
     exp: Option<String>,
     /// The file's sha256 as the API knows it (signed too): a whole-file read is checked
@@ -34,6 +34,8 @@ impl LinkQuery {
 /// What a valid link grants beyond the file itself.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Grant {
+    /// When the link expires, Unix seconds.
+    pub expires: i64,
     /// The checksum a whole-file read is verified against.
     pub sha256: Option<Sha256>,
     /// The name to offer the client's user agent (RFC 6266).
@@ -57,7 +59,7 @@ pub fn authorize(secret: &[u8], id: FileId, query: &LinkQuery, now_unix: i64) ->
         SignatureError::Expired => ServeError::Expired,
         SignatureError::Invalid => ServeError::InvalidSignature,
     })?;
-    Ok(Grant { sha256: sha, name: name.map(str::to_owned) })
+    Ok(Grant { expires: exp, sha256: sha, name: name.map(str::to_owned) })
 }
 
 #[cfg(test)]
@@ -76,13 +78,13 @@ mod tests {
         let sig = signing::sign(KEY, id, 100, None, None);
         assert!(matches!(
             authorize(KEY, id, &query(Some("100"), None, Some(&sig)), 50),
-            Ok(Grant { sha256: None, name: None })
+            Ok(Grant { expires: 100, sha256: None, name: None })
         ));
 
         let sha = Sha256([9; 32]);
         let sig = signing::sign(KEY, id, 100, Some(&sha), None);
         let q = query(Some("100"), Some(&sha.to_string()), Some(&sig));
-        assert_eq!(authorize(KEY, id, &q, 50).ok(), Some(Grant { sha256: Some(sha), name: None }));
+        assert_eq!(authorize(KEY, id, &q, 50).ok(), Some(Grant { expires: 100, sha256: Some(sha), name: None }));
     }
 
     #[test]

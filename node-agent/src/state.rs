@@ -51,6 +51,21 @@ pub struct Options {
     pub max_downloads_per_client: usize,
     /// `node.max_downloads_per_link`: downloads of one signed link in flight.
     pub max_downloads_per_link: usize,
+    /// Read buffers that may exist at once ([`MAX_BUFFERS`] on a node).
+    pub max_buffers: usize,
+    /// Where a file id's bytes are under the root.
+    pub layout: Layout,
+}
+
+/// How a file id names its bytes under a root. Either way the path is built only from
+/// the parsed id, so no request can name a path outside the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A storage node: `<root>/<FileId::node_relpath()>`, where workers put copies.
+    Node,
+    /// The staging volume: `<root>/<id>/data` ([`ferry_shared::staging`]), which the
+    /// API serves a complete file from until its first node copy is present.
+    Staging,
 }
 
 /// Default of [`Options::reverify_after`]: a day, a seventh of the monitor's default
@@ -65,12 +80,15 @@ impl Default for Options {
             stalled_peer_timeout: ferry_shared::serve::STALLED_PEER_TIMEOUT,
             max_downloads_per_client: NodeConfig::default().max_downloads_per_client,
             max_downloads_per_link: NodeConfig::default().max_downloads_per_link,
+            max_buffers: MAX_BUFFERS,
+            layout: Layout::Node,
         }
     }
 }
 
 pub struct NodeState {
     root: PathBuf,
+    layout: Layout,
     secret: Vec<u8>,
     buffers: Arc<BufferPool>,
     verified: VerifiedCopies,
@@ -97,8 +115,13 @@ impl NodeState {
     pub fn with_options(root: PathBuf, secret: &[u8], options: &Options) -> Self {
         NodeState {
             root,
+            layout: options.layout,
             secret: secret.to_vec(),
-            buffers: BufferPool::new(READ_STEP as usize, MAX_BUFFERS, RETAINED_BUFFERS),
+            buffers: BufferPool::new(
+                READ_STEP as usize,
+                options.max_buffers,
+                RETAINED_BUFFERS.min(options.max_buffers),
+            ),
             verified: VerifiedCopies::new(options.reverify_after),
             corrupt: Mutex::new(VecDeque::new()),
             per_client: KeyedSlots::new(Semaphore::MAX_PERMITS, options.max_downloads_per_client),
@@ -124,7 +147,7 @@ impl NodeState {
         &self.verified
     }
 
-    /// The storage root; files live at `<root>/<FileId::node_relpath()>`.
+    /// The root the files live under, as [`Layout`] says.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -132,7 +155,10 @@ impl NodeState {
     /// Where `id` lives. Built only from the parsed id, so no request can name a path
     /// outside the root.
     pub fn path_of(&self, id: FileId) -> PathBuf {
-        self.root.join(id.node_relpath())
+        match self.layout {
+            Layout::Node => self.root.join(id.node_relpath()),
+            Layout::Staging => ferry_shared::staging::data_path(&ferry_shared::staging::upload_dir(&self.root, id)),
+        }
     }
 
     /// The HMAC key shared with the API, which signs download URLs.
@@ -185,5 +211,11 @@ mod tests {
         let state = NodeState::new(PathBuf::from("/srv/ferry"), b"k");
         let id: FileId = "0b6f1c1e-2f4e-4b7a-9d0e-1a2b3c4d5e6f".parse().expect("uuid");
         assert_eq!(state.path_of(id), PathBuf::from("/srv/ferry/0b/0b6f1c1e-2f4e-4b7a-9d0e-1a2b3c4d5e6f"));
+        let staging = NodeState::with_options(
+            PathBuf::from("/srv/staging"),
+            b"k",
+            &Options { layout: Layout::Staging, ..Options::default() },
+        );
+        assert_eq!(staging.path_of(id), PathBuf::from("/srv/staging/0b6f1c1e-2f4e-4b7a-9d0e-1a2b3c4d5e6f/data"));
     }
 }

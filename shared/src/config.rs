@@ -127,9 +127,12 @@ pub struct StorageConfig {
     /// Number of distinct nodes that must hold a verified copy of each file.
     pub replication_factor: u32,
     /// Write quorum: verified node copies a file needs before the completing POST
-    /// answers `200` (read-after-write: the file is downloadable when the client is
-    /// told it is complete). 1 to `replication_factor`; the rest are copied after the
-    /// answer.
+    /// answers `200`. 0 to `replication_factor`; the rest are copied after the answer.
+    /// Either way the file is downloadable when the client is told it is complete
+    /// (read-after-write): with 0 (the default) the API serves the verified, fsynced
+    /// staging copy through the same signed, Range-capable redirect until the first
+    /// node copy is present; with 1 or more the answer also waits for that many copies
+    /// on nodes (durability on nodes before the answer, at the cost of the copy's time).
     pub write_quorum: u32,
     /// Uploads not completed within this many seconds expire.
     pub upload_expiry_secs: u64,
@@ -238,6 +241,13 @@ pub struct WorkerConfig {
     pub gc_interval_secs: u64,
     /// Garbage younger than this is left alone.
     pub gc_grace_secs: u64,
+    /// Seconds a file's staging copy is kept after its last wanted replica became
+    /// present, before the worker that copied it releases it. The API serves the
+    /// staging copy while no node copy is healthy in its view (read-after-write before
+    /// the first node copy); the linger covers the moment a fresh copy's node is
+    /// briefly not healthy to the API (a late heartbeat). 0 releases at once. A worker
+    /// stopped meanwhile leaves the copy to the staging sweep (`gc_grace_secs`).
+    pub staging_linger_secs: u64,
 }
 
 /// One job kind's policy (`worker.policy.<kind>`); a missing value keeps the default.
@@ -412,7 +422,7 @@ impl Default for StorageConfig {
         StorageConfig {
             staging_dir: PathBuf::from("/var/lib/ferry/staging"),
             replication_factor: 2,
-            write_quorum: 1,
+            write_quorum: 0,
             upload_expiry_secs: 86_400,
             max_chunk_bytes: 256 << 20,
             max_file_bytes: 64 << 30,
@@ -466,6 +476,7 @@ impl Default for WorkerConfig {
             job_timeout_secs: 20 * 60,
             gc_interval_secs: 600,
             gc_grace_secs: 3600,
+            staging_linger_secs: 10,
         }
     }
 }
@@ -595,9 +606,9 @@ impl Config {
         if self.storage.replication_factor == 0 {
             return Err(ConfigError::Invalid("storage.replication_factor must be at least 1".into()));
         }
-        if !(1..=self.storage.replication_factor).contains(&self.storage.write_quorum) {
+        if self.storage.write_quorum > self.storage.replication_factor {
             return Err(ConfigError::Invalid(format!(
-                "storage.write_quorum must be between 1 and storage.replication_factor ({})",
+                "storage.write_quorum must be between 0 and storage.replication_factor ({})",
                 self.storage.replication_factor
             )));
         }
@@ -666,9 +677,9 @@ mod tests {
     }
 
     #[test]
-    fn write_quorum_must_lie_between_one_and_the_replication_factor() {
+    fn write_quorum_must_lie_between_zero_and_the_replication_factor() {
         let mut config = Config::default();
-        for (quorum, ok) in [(0, false), (1, true), (2, true), (3, false)] {
+        for (quorum, ok) in [(0, true), (1, true), (2, true), (3, false)] {
             config.storage.write_quorum = quorum;
             assert_eq!(config.validate(Role::Api).is_ok(), ok, "write_quorum {quorum} with R = 2");
         }

@@ -219,29 +219,37 @@ impl Client {
         Ok(res)
     }
 
-    /// Follows the download redirect by hand (the node must not need the JWT).
+    /// Follows the download redirect by hand, without the JWT (the node or the staging
+    /// link must not need it), and a staging link's own redirect to a node copy (at
+    /// most 3 redirects in all, as a browser would follow them).
     pub async fn download(&self, file: &str, range: Option<&str>) -> Result<Res> {
-        let res = self.get(&format!("/storage/download/{file}/")).await?;
-        if res.status != 302 {
-            return Ok(res);
+        let mut res = self.get(&format!("/storage/download/{file}/")).await?;
+        let anonymous = Client::anonymous(&self.base);
+        for _ in 0..3 {
+            if res.status != 302 {
+                break;
+            }
+            let location = res.header("location").context("Location")?;
+            res = match range {
+                Some(r) => anonymous.get_with(&location, &[("Range", r)]).await?,
+                None => anonymous.get(&location).await?,
+            };
         }
-        let location = res.header("location").context("Location")?;
-        let node = Client::anonymous(&self.base);
-        match range {
-            Some(r) => node.get_with(&location, &[("Range", r)]).await,
-            None => node.get(&location).await,
-        }
+        Ok(res)
     }
 
-    /// Waits (bounded) until a download redirect is possible and returns the Location.
+    /// Waits (bounded) until the download redirect goes to a node copy (not to the
+    /// staging copy the API serves before the first node copy) and returns the
+    /// Location.
     pub async fn wait_download(&self, file: &str) -> Result<String> {
         let path = format!("/storage/download/{file}/");
-        crate::eventually(&format!("a download redirect for {file}"), Duration::from_secs(60), || {
+        let staging = format!("{}/staging/", self.base);
+        crate::eventually(&format!("a download redirect to a node for {file}"), Duration::from_secs(60), || {
             let this = self.clone();
-            let path = path.clone();
+            let (path, staging) = (path.clone(), staging.clone());
             async move {
                 let res = this.get(&path).await?;
-                Ok((res.status == 302).then(|| res.header("location")).flatten())
+                Ok((res.status == 302).then(|| res.header("location")).flatten().filter(|l| !l.starts_with(&staging)))
             }
         })
         .await

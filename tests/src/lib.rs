@@ -246,6 +246,9 @@ impl Cluster {
             ("FERRY_WORKER__SSH_KNOWN_HOSTS".into(), dir.join("known_hosts").display().to_string()),
             ("FERRY_WORKER__SSH_CONTROL_DIR".into(), control_dir.display().to_string()),
             ("FERRY_WORKER__RSYNC_TIMEOUT_SECS".into(), "20".into()),
+            // Short, so every test's clean-end check (staging empty) comes soon after
+            // the last copy; long enough to cover a late heartbeat right after it.
+            ("FERRY_WORKER__STAGING_LINGER_SECS".into(), "2".into()),
             ("FERRY_MONITOR__INTERVAL_MS".into(), "300".into()),
             ("FERRY_MONITOR__PROBE_TIMEOUT_MS".into(), "1000".into()),
             ("FERRY_API__HEARTBEAT_STALE_SECS".into(), "3".into()),

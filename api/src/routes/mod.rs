@@ -3,5 +3,6 @@
 pub mod admin;
 pub mod download;
 pub mod files;
+pub mod staging;
 pub mod token;
 pub mod upload;

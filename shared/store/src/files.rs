@@ -316,12 +316,13 @@ pub struct ReplicaLocation {
     pub lon: f64,
 }
 
-/// `user`'s live file `id` with its download sources; `None` when there is no such
-/// file.
+/// Live file `id` with its download sources, if it is `owner`'s (any owner's for
+/// `None`: a signed link already names the file it grants); `None` when there is no
+/// such file.
 pub async fn download_sources(
     c: &impl GenericClient,
     id: FileId,
-    user: UserId,
+    owner: Option<UserId>,
 ) -> Result<Option<DownloadSources>, StoreError> {
     let rows = c
         .query_cached(
@@ -329,8 +330,8 @@ pub async fn download_sources(
              FROM files f
              LEFT JOIN replicas r ON r.file_id = f.id AND r.state = $3
              LEFT JOIN nodes n ON n.id = r.node_id AND n.state <> $4
-             WHERE f.id = $1 AND f.user_id = $2 AND f.deleted_at IS NULL",
-            &[&id.0, &user.0, &ReplicaState::Present, &NodeState::Disabled],
+             WHERE f.id = $1 AND ($2::bigint IS NULL OR f.user_id = $2) AND f.deleted_at IS NULL",
+            &[&id.0, &owner.map(|u| u.0), &ReplicaState::Present, &NodeState::Disabled],
         )
         .await?;
     let Some(first) = rows.first() else { return Ok(None) };

@@ -1,6 +1,7 @@
 //! Read-after-write: a `200` from the completing POST means the file can be
-//! downloaded at once, byte-identical (`storage.write_quorum` verified copies on
-//! healthy nodes), whatever the load or a slow first replica.
+//! downloaded at once, byte-identical, whatever the load or a slow first replica:
+//! from its verified staging copy until the first node copy (`storage.write_quorum`
+//! = 0, the default), or from `storage.write_quorum` verified copies on healthy nodes.
 
 use std::time::Duration;
 
@@ -41,7 +42,13 @@ async fn every_200_is_downloadable_at_once_under_a_burst() -> anyhow::Result<()>
                     redirect.text()
                 );
                 let got = api.download(&id, None).await?;
-                anyhow::ensure!(got.status == 200 && got.body == data, "bytes of {id}: status {}", got.status);
+                anyhow::ensure!(
+                    got.status == 200 && got.body == data,
+                    "bytes of {id}: status {} {} (the first redirect went to {:?})",
+                    got.status,
+                    got.text(),
+                    redirect.header("location")
+                );
                 checked += 1;
             }
             Ok(checked)
@@ -55,12 +62,18 @@ async fn every_200_is_downloadable_at_once_under_a_burst() -> anyhow::Result<()>
     Ok(())
 }
 
-/// No node can take a copy (every sshd stopped): the completing POST must not answer
-/// `200` while the file is not downloadable. Once sshd is back it answers `200`, and
-/// the download that follows at once is a `302` to the right bytes.
+/// With `storage.write_quorum` = 1 and no node able to take a copy (every sshd
+/// stopped), the completing POST must not answer `200` before a node copy exists. Once
+/// sshd is back it answers `200`, and the download that follows at once is a `302` to
+/// the right bytes on a node.
 #[tokio::test]
 async fn the_completing_post_waits_for_a_slow_first_replica() -> anyhow::Result<()> {
-    let mut cluster = Cluster::start_with(Options { nodes: 2, ..Options::default() }).await?;
+    let mut cluster = Cluster::start_with(Options {
+        nodes: 2,
+        env: vec![("FERRY_STORAGE__WRITE_QUORUM".into(), "1".into())],
+        ..Options::default()
+    })
+    .await?;
     let api = cluster.client("alice", "alicealice").await?;
     let data = random_bytes(300_000);
     let first =
@@ -88,17 +101,78 @@ async fn the_completing_post_waits_for_a_slow_first_replica() -> anyhow::Result<
     })
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!completing.is_finished(), "the completing POST answered while no copy could be served");
+    assert!(!completing.is_finished(), "the completing POST answered while no node copy existed");
+    // Downloadable meanwhile from the staging copy, though the POST has not answered.
     let redirect = api.get(&format!("/storage/download/{id}/")).await?;
-    assert_eq!(redirect.status, 503, "no copy yet: {}", redirect.text());
+    assert_eq!(redirect.status, 302, "{}", redirect.text());
+    assert!(redirect.header("location").is_some_and(|l| l.starts_with(&format!("{}/staging/", cluster.api))));
 
     cluster.restart_sshd(0)?;
     cluster.restart_sshd(1)?;
     let done = completing.await??;
     assert_eq!(done.status, 200, "{}", done.text());
-    // The 503 above was not remembered: the first download after the 200 redirects.
+    // The staging redirect above was not remembered: the first download after the 200
+    // goes to a node copy.
+    let redirect = api.get(&format!("/storage/download/{id}/")).await?;
+    let location = redirect.header("location").unwrap_or_default();
+    assert!(cluster.nodes.iter().any(|n| location.starts_with(&n.public_url())), "{location}");
     let got = api.download(&id, None).await?;
     assert_eq!(got.status, 200);
     assert!(got.body == data, "downloaded bytes differ");
+    Ok(())
+}
+
+/// With the default write quorum of 0 and no node able to take a copy (every sshd
+/// stopped), the completing POST answers `200` at once and the file is downloadable
+/// from its staging copy on the API: whole, by Range, and only with a valid link.
+/// Once the nodes hold it and staging is released, the same staging link redirects
+/// to a node copy, so a link handed out before never breaks.
+#[tokio::test]
+async fn before_any_node_copy_the_staging_copy_serves_downloads() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(Options { nodes: 2, ..Options::default() }).await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    cluster.kill_sshd(0);
+    cluster.kill_sshd(1);
+    let data = random_bytes(300_000);
+    let done = api.upload("early.bin", &data, 128 * 1024, None).await?;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let id = done.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert!(cluster.nodes_holding(&id).is_empty(), "no node can hold a copy yet");
+
+    let redirect = api.get(&format!("/storage/download/{id}/")).await?;
+    assert_eq!(redirect.status, 302, "{}", redirect.text());
+    let link = redirect.header("location").unwrap_or_default();
+    assert!(link.starts_with(&format!("{}/staging/files/{id}?", cluster.api)), "{link}");
+    let anonymous = ferry_tests::client::Client::anonymous(&cluster.api);
+    let whole = anonymous.get(&link).await?;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    assert!(whole.body == data, "staging bytes differ");
+    assert!(whole.header("content-disposition").is_some_and(|d| d.contains("early.bin")));
+    let part = anonymous.get_with(&link, &[("Range", "bytes=1000-1999")]).await?;
+    assert_eq!(part.status, 206);
+    assert!(part.body == data[1000..2000], "range bytes differ");
+    let forged = link.replace(&id, &uuid::Uuid::new_v4().to_string());
+    assert_eq!(anonymous.get(&forged).await?.status, 403, "a link names one file");
+    let unsigned = link.split('?').next().unwrap_or_default().to_owned();
+    assert_eq!(anonymous.get(&unsigned).await?.status, 403);
+
+    cluster.restart_sshd(0)?;
+    cluster.restart_sshd(1)?;
+    cluster.wait_replicas(&id, 2).await?;
+    ferry_tests::eventually("staging released", Duration::from_secs(30), || {
+        let gone = !cluster.staging.join(&id).exists();
+        async move { Ok(gone.then_some(())) }
+    })
+    .await?;
+    // The heartbeats must show the nodes up again before the API redirects to them.
+    let node_link = api.wait_download(&id).await?;
+    let moved = anonymous.get(&link).await?;
+    assert_eq!(moved.status, 302, "a released staging copy's link moves on: {}", moved.text());
+    let location = moved.header("location").unwrap_or_default();
+    assert!(cluster.nodes.iter().any(|n| location.starts_with(&n.public_url())), "{location}");
+    let exp = |url: &str| url.split(['?', '&']).find(|p| p.starts_with("exp=")).map(str::to_owned);
+    assert_eq!(exp(&location), exp(&link), "the same expiry, signed for the node");
+    assert!(anonymous.get(&location).await?.body == data, "node bytes differ");
+    assert!(anonymous.get(&node_link).await?.body == data);
     Ok(())
 }
