@@ -241,12 +241,13 @@ pub struct WorkerConfig {
     pub gc_interval_secs: u64,
     /// Garbage younger than this is left alone.
     pub gc_grace_secs: u64,
-    /// Seconds a file's staging copy is kept after its last wanted replica became
-    /// present, before the worker that copied it releases it. The API serves the
+    /// Seconds a file's staging copy is kept after its replicas settled (every wanted
+    /// one present), released then by the workers' staging sweep, which runs this often
+    /// (at least every second, at most every `gc_interval_secs`). The API serves the
     /// staging copy while no node copy is healthy in its view (read-after-write before
     /// the first node copy); the linger covers the moment a fresh copy's node is
-    /// briefly not healthy to the API (a late heartbeat). 0 releases at once. A worker
-    /// stopped meanwhile leaves the copy to the staging sweep (`gc_grace_secs`).
+    /// briefly not healthy to the API (a late heartbeat). 0: the worker that recorded
+    /// the last replica releases the copy at once.
     pub staging_linger_secs: u64,
 }
 

@@ -17,19 +17,29 @@ pub async fn run(ctx: std::sync::Arc<crate::jobs::Ctx>, shutdown: CancellationTo
     // before its row commits, and rsync writes a file before its row says present.
     let grace = Duration::from_secs(ctx.config.worker.gc_grace_secs);
     let every = Duration::from_secs(ctx.config.worker.gc_interval_secs);
+    // Staging copies of fully replicated files are released by this sweep once they
+    // have lingered (`worker.staging_linger_secs`), so it looks that often; the node
+    // sweep keeps `every`.
+    let linger = Duration::from_secs(ctx.config.worker.staging_linger_secs);
+    let tick = if linger.is_zero() { every } else { linger.clamp(Duration::from_secs(1), every) };
     // At start-up, the scratch directories of pushes whose worker on this host was
     // killed (a replacement usually starts on the same host).
     remove_abandoned_scratch(&ctx.config.storage.staging_dir).await;
+    let mut nodes_swept = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(tick) => {}
         }
         match sweep(&ctx.config, &ctx.pool, grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(staging.removed = n, "removed unneeded staging directories"),
             Err(error) => tracing::warn!(%error, "staging gc failed; will retry"),
         }
+        if nodes_swept.elapsed() < every {
+            continue;
+        }
+        nodes_swept = tokio::time::Instant::now();
         match sweep_nodes(&ctx, grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(node_files.removed = n, "removed orphan files from nodes"),
@@ -38,7 +48,10 @@ pub async fn run(ctx: std::sync::Arc<crate::jobs::Ctx>, shutdown: CancellationTo
     }
 }
 
-/// One pass; returns how many directories were removed.
+/// One pass; returns how many directories were removed. A fully replicated file's
+/// copy goes once its replicas have been settled for `worker.staging_linger_secs`,
+/// whatever the directory's age; everything else only once the directory is older
+/// than `grace`.
 pub async fn sweep(
     config: &Config,
     pool: &Pool,
@@ -60,15 +73,14 @@ pub async fn sweep(
         }
         let Ok(id) = name.parse::<FileId>() else { continue };
         let modified = entry.metadata().await?.modified().unwrap_or(SystemTime::now());
-        if modified.elapsed().unwrap_or_default() >= grace {
-            candidates.push(id);
-        }
+        candidates.push(staging::Candidate { id, old: modified.elapsed().unwrap_or_default() >= grace });
     }
     if candidates.is_empty() {
         return Ok(0);
     }
     let want = i64::from(config.storage.replication_factor);
-    let unneeded = staging::unneeded(&pool.get().await?, &candidates, want).await?;
+    let linger = Duration::from_secs(config.worker.staging_linger_secs);
+    let unneeded = staging::unneeded(&pool.get().await?, &candidates, want, linger).await?;
     let mut removed = 0;
     for id in unneeded {
         if remove(&staging.join(id.to_string())).await {

@@ -21,30 +21,48 @@ pub async fn releasable(c: &impl GenericClient, id: FileId) -> Result<bool, Stor
     Ok(row.try_get("releasable")?)
 }
 
-/// Of `candidates`, the uploads whose staging bytes nobody needs: no upload row,
-/// upload failed or expired, file deleted, or file complete with at least `want`
-/// present replicas and no copy in flight.
-pub async fn unneeded(c: &impl GenericClient, candidates: &[FileId], want: i64) -> Result<Vec<FileId>, StoreError> {
-    let ids: Vec<Uuid> = candidates.iter().map(|f| f.0).collect();
+/// A staging directory the sweep found: its upload id, and whether it is older than
+/// the sweep's grace.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    pub id: FileId,
+    pub old: bool,
+}
+
+/// Of `candidates`, the uploads whose staging bytes nobody needs: a complete file
+/// with at least `want` present replicas, none in flight and none changed within
+/// `linger` (the API serves the staging copy while no node copy is healthy in its
+/// view; `worker.staging_linger_secs`), whatever the directory's age; and, for an old
+/// directory only, no upload row (the API creates the directory before its row
+/// commits), an upload failed or expired, or its file deleted.
+pub async fn unneeded(
+    c: &impl GenericClient,
+    candidates: &[Candidate],
+    want: i64,
+    linger: std::time::Duration,
+) -> Result<Vec<FileId>, StoreError> {
+    let ids: Vec<Uuid> = candidates.iter().map(|c| c.id.0).collect();
+    let old: Vec<bool> = candidates.iter().map(|c| c.old).collect();
     let rows = c
         .query_cached(
-            "SELECT c.id FROM unnest($1::uuid[]) AS c(id)
+            "SELECT c.id FROM unnest($1::uuid[], $2::bool[]) AS c(id, old)
              LEFT JOIN uploads u ON u.id = c.id
              LEFT JOIN files f ON f.id = c.id
-             WHERE u.id IS NULL
-                OR u.status = ANY($3)
-                OR f.deleted_at IS NOT NULL
-                OR (u.status = $4 AND f.id IS NOT NULL
-                    AND (SELECT count(*) FROM replicas r WHERE r.file_id = f.id AND r.state = $5) >= $2
+             WHERE (c.old AND (u.id IS NULL OR u.status = ANY($4) OR f.deleted_at IS NOT NULL))
+                OR (u.status = $5 AND f.id IS NOT NULL AND f.deleted_at IS NULL
+                    AND (SELECT count(*) FROM replicas r WHERE r.file_id = f.id AND r.state = $6) >= $3
                     AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = f.id
-                                    AND r.state = ANY($6)))",
+                                    AND (r.state = ANY($7)
+                                         OR r.updated_at > now() - make_interval(secs => $8::float8))))",
             &[
                 &ids,
+                &old,
                 &want,
                 &[UploadState::Failed, UploadState::Expired].as_slice(),
                 &UploadState::Complete,
                 &ReplicaState::Present,
                 &[ReplicaState::Pending, ReplicaState::Copying].as_slice(),
+                &linger.as_secs_f64(),
             ],
         )
         .await?;

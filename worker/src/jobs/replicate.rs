@@ -2,7 +2,8 @@
 //! with other files bound for the same node, `crate::batch`), check that the copy is
 //! the upload's bytes (rsync's whole-file md5 of this file against the md5 verified at
 //! completion), and only then record the replica as present. When every wanted
-//! replica is present the staging copy is released (after `worker.staging_linger_secs`).
+//! replica is present the staging copy is released (by the staging sweep, after
+//! `worker.staging_linger_secs`).
 
 use std::sync::Arc;
 
@@ -102,48 +103,29 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
     release_staging_when_done(ctx, file).await
 }
 
-/// Releases the staging copy once every wanted replica is present, after
-/// `worker.staging_linger_secs` (the API serves the staging copy while no node copy is
-/// healthy in its view; see [`ferry_shared::config::WorkerConfig::staging_linger_secs`]).
-/// Counted after the replica's commit, so of two replicas finishing together the later
-/// one sees both (inside its transaction each would see only its own), and counted
-/// again after the linger, since a replica may have been lost meanwhile. A worker
-/// stopped during the linger leaves the copy to the staging sweep (`crate::gc`).
+/// Releases the staging copy once every wanted replica is present, when
+/// `worker.staging_linger_secs` is 0; otherwise the staging sweep (`crate::gc`)
+/// releases it once the replicas have been settled that long (the API serves the
+/// staging copy while no node copy is healthy in its view, see
+/// [`ferry_shared::config::WorkerConfig::staging_linger_secs`]), which no worker's
+/// death can skip. Counted after the replica's commit, so of two replicas finishing
+/// together the later one sees both (inside its transaction each would see only its
+/// own).
 async fn release_staging_when_done(ctx: &Arc<Ctx>, file: FileId) -> Result<(), JobError> {
-    if !all_present(ctx, file).await? {
+    if ctx.config.worker.staging_linger_secs > 0 {
         return Ok(());
     }
-    let linger = std::time::Duration::from_secs(ctx.config.worker.staging_linger_secs);
-    if linger.is_zero() {
-        release_staging(ctx, file).await;
-        return Ok(());
-    }
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(linger).await;
-        match all_present(&ctx, file).await {
-            Ok(true) => release_staging(&ctx, file).await,
-            Ok(false) => {}
-            Err(error) => tracing::warn!(file.id = %file, %error, "staging copy kept; the sweep will release it"),
-        }
-    });
-    Ok(())
-}
-
-/// Whether every wanted replica of `file` is present and none is in flight.
-async fn all_present(ctx: &Arc<Ctx>, file: FileId) -> Result<bool, JobError> {
     let client = ctx.pool.get().await?;
-    let replicas::Progress { in_flight, present } = replicas::progress(&client, file).await?;
-    Ok(in_flight == 0 && present >= i64::from(ctx.config.storage.replication_factor))
-}
-
-async fn release_staging(ctx: &Arc<Ctx>, file: FileId) {
-    let dir = upload_dir(&ctx.config.storage.staging_dir, file);
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(error = %e, "could not release staging copy");
+    let replicas::Progress { in_flight: missing, present } = replicas::progress(&client, file).await?;
+    if missing == 0 && present >= i64::from(ctx.config.storage.replication_factor) {
+        let dir = upload_dir(&ctx.config.storage.staging_dir, file);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, "could not release staging copy");
+            }
         }
     }
+    Ok(())
 }
 
 /// Marks the replica failed with its last error, for the repair to replace.
