@@ -103,7 +103,7 @@ impl IntoResponse for UiError {
                 // Nothing useful can be done with this session here.
                 response
                     .headers_mut()
-                    .insert(header::SET_COOKIE, HeaderValue::from_static(super::session::CLEAR_SESSION_COOKIE));
+                    .insert(header::SET_COOKIE, HeaderValue::from_static(super::cookies::CLEAR_SESSION_COOKIE));
                 response
             }
             UiError::Csrf => error_page(

@@ -10,8 +10,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use ferry_shared::types::ByteSize;
 
-use super::session::AdminSession;
-
 /// Displays a string HTML-escaped (`&<>"'`), for text and quoted attribute values alike.
 pub struct Esc<'a>(pub &'a str);
 
@@ -75,17 +73,36 @@ pub const LIVE_RELOAD: &str = "(function () { var leaving = false; \
      if (a && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) { wait(); } else { window.location.reload(); } \
      }, 5000); })(); })();";
 
+/// What a page shows of its session (`super::session::AdminSession::signed_in`).
+pub struct SignedIn<'a> {
+    pub username: &'a str,
+    /// The CSRF token the page's forms carry.
+    pub csrf: &'a str,
+}
+
 /// One HTML page. The body is already-escaped HTML; the optional script is a constant
 /// from this crate, allowed by the page's per-response CSP nonce.
 pub struct Page<'a> {
     pub title: &'a str,
     pub section: Section,
-    pub session: Option<&'a AdminSession>,
+    /// The signed-in administrator, for the navigation and the logout form; `None` on
+    /// the login and error pages.
+    pub session: Option<SignedIn<'a>>,
     pub body: String,
     pub script: Option<&'static str>,
 }
 
-impl Page<'_> {
+impl<'a> Page<'a> {
+    /// A page for a signed-in administrator, without a script.
+    pub fn admin(title: &'a str, section: Section, session: SignedIn<'a>, body: String) -> Self {
+        Page { title, section, session: Some(session), body, script: None }
+    }
+
+    /// The page with `script` (a constant of this crate) inlined under its CSP nonce.
+    pub fn with_script(self, script: &'static str) -> Self {
+        Page { script: Some(script), ..self }
+    }
+
     pub fn render(self, status: StatusCode) -> Response {
         let nonce = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let mut html = String::with_capacity(self.body.len() + STYLE.len() + 2048);
@@ -96,11 +113,11 @@ impl Page<'_> {
              <title>{} · Ferry admin</title><style nonce=\"{nonce}\">{STYLE}</style>",
             Esc(self.title)
         );
-        if let Some(session) = self.session {
-            let _ = write!(html, "<meta name=\"ferry-csrf\" content=\"{}\">", Esc(&session.csrf));
+        if let Some(session) = &self.session {
+            let _ = write!(html, "<meta name=\"ferry-csrf\" content=\"{}\">", Esc(session.csrf));
         }
         html.push_str("</head><body><header><span class=\"brand\">Ferry admin</span>");
-        if let Some(session) = self.session {
+        if let Some(session) = &self.session {
             html.push_str("<nav>");
             for (section, href, label) in NAV {
                 let class = if section == self.section { " class=\"active\"" } else { "" };
@@ -111,8 +128,8 @@ impl Page<'_> {
                 "</nav><span class=\"who\">{}</span>\
                  <form method=\"post\" action=\"/admin/logout\" class=\"inline\">{}\
                  <button type=\"submit\" class=\"link\">Log out</button></form>",
-                Esc(&session.username),
-                csrf_field(&session.csrf)
+                Esc(session.username),
+                csrf_field(session.csrf)
             );
         }
         let _ = write!(html, "</header><main><h1>{}</h1>{}</main>", Esc(self.title), self.body);

@@ -8,6 +8,7 @@
 //! job kind paused or resumed (as `ferry queues pause|resume`), dead
 //! letters (replay, discard) and the worker inventory; nothing is loaded from elsewhere.
 
+mod cookies;
 mod csrf;
 mod error;
 mod form;

@@ -6,18 +6,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use ferry_shared::types::UserId;
 
+use super::cookies::{cookie, CLEAR_SESSION_COOKIE, SESSION_COOKIE};
 use super::csrf;
 use super::error::UiError;
+use super::html::SignedIn;
 use crate::state::AppState;
-
-pub const SESSION_COOKIE: &str = "ferry_admin";
-/// Nonce the login form's CSRF token is bound to (there is no session yet).
-pub const LOGIN_COOKIE: &str = "ferry_admin_login";
-/// Clears the session cookie (no `Secure` needed to clear).
-pub const CLEAR_SESSION_COOKIE: &str = "ferry_admin=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict";
 
 /// A signed-in administrator. No `Debug`: it holds the session token, which must
 /// never reach a log.
@@ -35,23 +31,15 @@ impl AdminSession {
     pub fn csrf_ok(&self, state: &AppState, given: Option<&str>) -> bool {
         csrf::verify(secret(state), &self.token, given)
     }
+
+    /// What a page's header shows of the session: who, and the CSRF token of its forms.
+    pub fn signed_in(&self) -> SignedIn<'_> {
+        SignedIn { username: &self.username, csrf: &self.csrf }
+    }
 }
 
 pub fn secret(state: &AppState) -> &[u8] {
     state.config.auth.jwt_secret.expose().as_bytes()
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .filter(|v| !v.is_empty())
 }
 
 /// A `Set-Cookie` value; `None` clears the cookie.
@@ -90,30 +78,5 @@ impl FromRequestParts<Arc<AppState>> for AdminSession {
             csrf: csrf::token(secret(state), token),
             token: token.to_owned(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(header::COOKIE, HeaderValue::from_str(v).expect("header"));
-        }
-        h
-    }
-
-    #[test]
-    fn finds_cookies_across_headers_and_pairs() {
-        let h = headers(&["a=1; ferry_admin=tok.en.sig ;b=2", "ferry_admin_login=abc"]);
-        assert_eq!(cookie(&h, "ferry_admin"), Some("tok.en.sig"));
-        assert_eq!(cookie(&h, "ferry_admin_login"), Some("abc"));
-        assert_eq!(cookie(&h, "b"), Some("2"));
-        assert_eq!(cookie(&h, "ferry"), None);
-        assert_eq!(cookie(&headers(&["ferry_admin="]), "ferry_admin"), None);
-        assert_eq!(cookie(&headers(&["xferry_admin=1"]), "ferry_admin"), None);
-        assert_eq!(cookie(&HeaderMap::new(), "ferry_admin"), None);
     }
 }

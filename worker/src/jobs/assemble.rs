@@ -1,5 +1,12 @@
-//! Assemble: check an upload's staging file, compare its md5 with the client's, then record the file, its replica targets and their replicate
-//! jobs in one transaction.
+//! Assemble: check an upload's staging file, compare its md5 with the client's, then
+//! record the file, its replica targets and their replicate jobs in one transaction.
+//!
+//! The job is named after the upload state it ends, `assembling` (a state of the HTTP
+//! contract, `GET /storage/tmp-upload/<id>/`), not after joining chunks: chunks are
+//! written in place, so there is nothing to join. The API ends that state itself
+//! whenever staging holds exactly the bytes it hashed
+//! (`ferry_queue::completion::record_file`); this job is the fallback for the rest (a
+//! staging copy of another length, trimmed here; no stored digest, hashed here).
 //!
 //! The API wrote every chunk in place into the upload's data file and hashed it as it
 //! arrived (the running digest in the upload row), so nothing is copied or re-read

@@ -166,8 +166,7 @@ pub async fn upload(
     body.push_str("<h2>Replicas</h2>");
     body.push_str(&replicas_table(&client, id).await?);
     let title = format!("Upload {id}");
-    Ok(Page { title: &title, section: Section::Uploads, session: Some(&session), body, script: None }
-        .render(StatusCode::OK))
+    Ok(Page::admin(&title, Section::Uploads, session.signed_in(), body).render(StatusCode::OK))
 }
 
 /// `GET /admin/files/{id}`
@@ -212,6 +211,5 @@ pub async fn file(
     body.push_str("</tbody></table><h2>Replicas</h2>");
     body.push_str(&replicas_table(&client, id).await?);
     let title = format!("File {}", f.filename);
-    Ok(Page { title: &title, section: Section::Files, session: Some(&session), body, script: None }
-        .render(StatusCode::OK))
+    Ok(Page::admin(&title, Section::Files, session.signed_in(), body).render(StatusCode::OK))
 }

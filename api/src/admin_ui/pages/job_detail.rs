@@ -76,8 +76,7 @@ pub async fn page(
     let job = jobs::get(&state.pool.get().await?, id).await?.ok_or(UiError::NotFound("Job"))?;
     let title = format!("Job {id}");
     let body = body(&job, &session.csrf);
-    Ok(Page { title: &title, section: Section::Jobs, session: Some(&session), body, script: None }
-        .render(StatusCode::OK))
+    Ok(Page::admin(&title, Section::Jobs, session.signed_in(), body).render(StatusCode::OK))
 }
 
 #[cfg(test)]

@@ -175,8 +175,7 @@ pub async fn page(
     }
     body.push_str("</tbody></table>");
     body.push_str(&pager);
-    Ok(Page { title: "Jobs", section: Section::Jobs, session: Some(&session), body, script: Some(LIVE_RELOAD) }
-        .render(StatusCode::OK))
+    Ok(Page::admin("Jobs", Section::Jobs, session.signed_in(), body).with_script(LIVE_RELOAD).render(StatusCode::OK))
 }
 
 /// A job id from the path; anything else is a 404 (no such job).

@@ -9,11 +9,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::admin_ui::cookies::{cookie, CLEAR_SESSION_COOKIE, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::admin_ui::csrf;
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::form;
 use crate::admin_ui::html::{csrf_field, notice, Esc, Page, Section};
-use crate::admin_ui::session::{self, cookie, secret, AdminSession, LOGIN_COOKIE};
+use crate::admin_ui::session::{self, secret, AdminSession};
 use crate::login_limit;
 use crate::state::{AppState, SharedState};
 use ferry_shared::types::UserId;
@@ -120,7 +121,7 @@ pub async fn submit(
 /// another site cannot sign an administrator out.
 pub async fn logout(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Result<Response, UiError> {
     let form = form::read(body).await?;
-    if let Some(token) = cookie(&headers, session::SESSION_COOKIE) {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if !csrf::verify(secret(&state), token, form.get("csrf").map(String::as_str)) {
             return Err(UiError::Csrf);
         }
@@ -129,7 +130,7 @@ pub async fn logout(State(state): State<SharedState>, headers: HeaderMap, body: 
         }
     }
     let mut response = Redirect::to(LOGIN_PATH).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(session::CLEAR_SESSION_COOKIE));
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(CLEAR_SESSION_COOKIE));
     Ok(response)
 }
 

@@ -72,7 +72,7 @@ pub async fn page(
     body.push_str("</tbody></table></section><section class=\"card\"><h2>Add a node</h2>");
     body.push_str(&node_form("/admin/nodes", &NodeFields::default(), &session.csrf, "Add node"));
     body.push_str("</section>");
-    let page = Page { title: "Nodes", section: Section::Nodes, session: Some(&session), body, script: Some(SCRIPT) };
+    let page = Page::admin("Nodes", Section::Nodes, session.signed_in(), body).with_script(SCRIPT);
     Ok(page.render(StatusCode::OK))
 }
 
@@ -196,8 +196,7 @@ pub async fn edit_page(
     body.push_str(&node_form(&format!("/admin/nodes/{id}"), &fields, &session.csrf, "Save"));
     body.push_str("</section>");
     let title = format!("Node {}", fields.name);
-    Ok(Page { title: &title, section: Section::Nodes, session: Some(&session), body, script: None }
-        .render(StatusCode::OK))
+    Ok(Page::admin(&title, Section::Nodes, session.signed_in(), body).render(StatusCode::OK))
 }
 
 /// Values shown in the node form.

@@ -182,7 +182,8 @@ pub async fn page(
             body.push_str(&notice("error", &format!("RabbitMQ management API unreachable: {error}")));
         }
     }
-    Ok(Page { title: "Queues", section: Section::Queues, session: Some(&session), body, script: Some(LIVE_RELOAD) }
+    Ok(Page::admin("Queues", Section::Queues, session.signed_in(), body)
+        .with_script(LIVE_RELOAD)
         .render(StatusCode::OK))
 }
 

@@ -85,8 +85,7 @@ pub async fn uploads(
     }
     body.push_str("</tbody></table>");
     body.push_str(&l.pager("/admin/uploads", total, rows.len()));
-    Ok(Page { title: "Uploads", section: Section::Uploads, session: Some(&session), body, script: None }
-        .render(StatusCode::OK))
+    Ok(Page::admin("Uploads", Section::Uploads, session.signed_in(), body).render(StatusCode::OK))
 }
 
 /// `<span class="replica">node1 (present)</span> ...` per file.
@@ -158,6 +157,5 @@ pub async fn files(
     }
     body.push_str("</tbody></table>");
     body.push_str(&l.pager("/admin/files", total, rows.len()));
-    Ok(Page { title: "Files", section: Section::Files, session: Some(&session), body, script: None }
-        .render(StatusCode::OK))
+    Ok(Page::admin("Files", Section::Files, session.signed_in(), body).render(StatusCode::OK))
 }

@@ -103,8 +103,7 @@ pub async fn page(
         csrf_field(&session.csrf),
         default_quota = Esc(&default_quota),
     );
-    Ok(Page { title: "Users", section: Section::Users, session: Some(&session), body, script: None }
-        .render(StatusCode::OK))
+    Ok(Page::admin("Users", Section::Users, session.signed_in(), body).render(StatusCode::OK))
 }
 
 /// `POST /admin/users`: creates a user; an existing name is a conflict, never an

@@ -53,6 +53,7 @@ pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Re
         let _ = write!(body, "<tr class=\"empty\"><td colspan=\"10\">No worker has registered yet.</td></tr>");
     }
     body.push_str("</tbody></table>");
-    Ok(Page { title: "Workers", section: Section::Workers, session: Some(&session), body, script: Some(LIVE_RELOAD) }
+    Ok(Page::admin("Workers", Section::Workers, session.signed_in(), body)
+        .with_script(LIVE_RELOAD)
         .render(StatusCode::OK))
 }
