@@ -47,3 +47,15 @@ ensure_rust_tools() {
 		fi
 	done
 }
+
+# docs_assets: installs the pinned front-end assets (Redoc, Swagger UI, Uppy) from the npm
+# registry once; the API serves them itself, so the docs render with no network at run time.
+docs_assets() {
+	[[ -s $REPO/deploy/docs/node_modules/redoc/bundles/redoc.standalone.js &&
+		-s $REPO/deploy/docs/node_modules/swagger-ui-dist/swagger-ui-bundle.js &&
+		-s $REPO/deploy/docs/node_modules/uppy/dist/uppy.min.js ]] && return 0
+	command -v npm >/dev/null || die "npm is needed for the docs assets (install nodejs + npm)"
+	log "installing docs assets (npm ci in deploy/docs)"
+	(cd "$REPO/deploy/docs" && npm ci --legacy-peer-deps --no-audit --no-fund >/dev/null) ||
+		die "npm ci in deploy/docs failed"
+}

@@ -11,27 +11,27 @@
 #   e2e/openapi.sh       openapi-spec-validator + schemathesis against the live API
 #   e2e/admin            the admin page in headless Chromium (when present)
 
+SYSTEM_STATE=""
+
+# system_env CMD...: CMD against the system cluster (none of the caller's port settings;
+# `up --free-ports` picks them).
+system_env() {
+	env -u FERRY_DEV_PG_PORT -u FERRY_DEV_AMQP_PORT -u FERRY_DEV_MGMT_PORT -u FERRY_DEV_DIST_PORT \
+		-u FERRY_DEV_API_PORT -u FERRY_DEV_SSH_BASE_PORT -u FERRY_DEV_AGENT_BASE_PORT \
+		"FERRY_DEV_STATE=$SYSTEM_STATE" "FERRY_DEV_BIN_DIR=$TARGET_DIR/debug" "$@"
+}
+
 system_main() {
-	local state=$1 rc=0 pg amqp mgmt dist api ssh_base agent_base
-	pg=$(free_port)
-	amqp=$(free_port "$pg")
-	mgmt=$(free_port "$pg" "$amqp")
-	dist=$(free_port "$pg" "$amqp" "$mgmt")
-	api=$(free_port "$pg" "$amqp" "$mgmt" "$dist")
-	ssh_base=$(free_port_block 3 "$pg" "$amqp" "$mgmt" "$dist" "$api")
-	agent_base=$(free_port_block 3 "$pg" "$amqp" "$mgmt" "$dist" "$api" $((ssh_base + 1)) $((ssh_base + 2)) $((ssh_base + 3)))
-	local -a cluster_env=(
-		"FERRY_DEV_STATE=$state" "FERRY_DEV_BIN_DIR=$TARGET_DIR/debug"
-		"FERRY_DEV_PG_PORT=$pg" "FERRY_DEV_AMQP_PORT=$amqp" "FERRY_DEV_MGMT_PORT=$mgmt"
-		"FERRY_DEV_DIST_PORT=$dist" "FERRY_DEV_API_PORT=$api"
-		"FERRY_DEV_SSH_BASE_PORT=$ssh_base" "FERRY_DEV_AGENT_BASE_PORT=$agent_base"
-		# Every check below logs in from 127.0.0.1, schemathesis dozens of times a minute:
-		# the login rate limit is tested on its own (tests/tests/it/hostile.rs).
-		"FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS=1000"
-		"FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_USER=1000"
-	)
-	SYSTEM_DOWN=("${cluster_env[@]}")
-	env "${cluster_env[@]}" "$REPO/deploy/dev" up --no-build || return 1
+	local state=$1 rc=0 pg api ssh_base agent_base
+	SYSTEM_STATE=$state
+	# Every check below logs in from 127.0.0.1, schemathesis dozens of times a minute:
+	# the login rate limit is tested on its own (tests/tests/it/hostile.rs).
+	system_env FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS=1000 FERRY_AUTH__LOGIN_ATTEMPTS_PER_MINUTE_PER_USER=1000 \
+		"$REPO/deploy/dev" up --no-build --free-ports || return 1
+	pg=$(sed -n 's/^PG_PORT=//p' "$state/ports.env")
+	api=$(sed -n 's/^API_PORT=//p' "$state/ports.env")
+	ssh_base=$(sed -n 's/^SSH_BASE_PORT=//p' "$state/ports.env")
+	agent_base=$(sed -n 's/^AGENT_BASE_PORT=//p' "$state/ports.env")
 
 	# Issue 15 item 17: the env file and the secrets hold the broker's and the database's
 	# passwords; the database lets nobody in without its password.
@@ -75,7 +75,7 @@ system_main() {
 # without the password over TCP and over its unix socket, and lets it in with it.
 system_pg_requires_password() {
 	local state=$1 port=$2 bin sockdir host ok=0 out
-	bin=$(pg_bindir)
+	bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin | sort -V | tail -n 1)
 	sockdir=$(readlink -f "$state/postgres")
 	for host in 127.0.0.1 "$sockdir"; do
 		[[ $host == 127.0.0.1 || -S $host/.s.PGSQL.$port ]] || continue
@@ -98,8 +98,7 @@ system_pg_requires_password() {
 
 # system_down: stops the system cluster (EXIT-safe; a no-op when it never started).
 system_down() {
-	((${#SYSTEM_DOWN[@]})) || return 0
-	env "${SYSTEM_DOWN[@]}" "$REPO/deploy/dev" down --purge >/dev/null 2>&1 || true
-	SYSTEM_DOWN=()
+	[[ -n $SYSTEM_STATE ]] || return 0
+	system_env "$REPO/deploy/dev" down --purge >/dev/null 2>&1 || true
+	SYSTEM_STATE=""
 }
-SYSTEM_DOWN=()

@@ -223,13 +223,6 @@ async fn heal(cluster: &Cluster, outcomes: &[Outcome], since: Instant) -> Result
     }
 }
 
-fn run_script(var: &str) -> Result<()> {
-    let script = std::env::var(var).with_context(|| format!("{var} is not set: run with deploy/dev test"))?;
-    let status = std::process::Command::new(&script).status()?;
-    anyhow::ensure!(status.success(), "{script} failed: {status}");
-    Ok(())
-}
-
 /// Whether scenario `name` runs: all of them unless `FERRY_CHAOS_ONLY` is set, then those
 /// whose name contains it (to reproduce one scenario quickly).
 fn selected(name: &str) -> bool {
@@ -294,8 +287,8 @@ async fn fault_suite() -> Result<()> {
         })
         .await?,
     );
-    rows.push(scenario("restart RabbitMQ", &mut c, async |_| run_script("FERRY_TEST_RESTART_RABBIT")).await?);
-    rows.push(scenario("restart PostgreSQL", &mut c, async |_| run_script("FERRY_TEST_RESTART_PG")).await?);
+    rows.push(scenario("restart RabbitMQ", &mut c, async |c| c.restart_rabbitmq()).await?);
+    rows.push(scenario("restart PostgreSQL", &mut c, async |c| c.restart_postgres()).await?);
     rows.push(
         scenario("kill a node's sshd during replication", &mut c, async |c| {
             c.kill_sshd(0);

@@ -999,7 +999,7 @@ async fn usernames_are_unique_whatever_their_case() -> Result<()> {
 /// let every local connection in, whatever it sent.
 #[tokio::test]
 async fn the_database_refuses_connections_without_the_password() -> Result<()> {
-    let url = std::env::var("FERRY_TEST_PG_URL").context("FERRY_TEST_PG_URL: run the suite with `deploy/dev test`")?;
+    let url = ferry_tests::run_pg_url()?;
     let config: tokio_postgres::Config = url.parse()?;
     for (what, password) in [("no password", None), ("a wrong password", Some("not-the-password"))] {
         match with_password(&config, password).connect(tokio_postgres::NoTls).await {

@@ -113,7 +113,7 @@ async fn a_failing_file_in_the_middle_of_a_batch_fails_only_its_own_job() -> any
 /// A worker process `name` consuming only `queues`.
 fn spawn_worker(cluster: &mut Cluster, name: &str, queues: &str) -> anyhow::Result<()> {
     let listen = format!("127.0.0.1:{}", free_port());
-    cluster.spawn(name, "ferry-worker", &["--queues", queues], &[("FERRY_WORKER__LISTEN", listen)])
+    cluster.spawn(name, "ferry-worker", &["--queues", queues], &[("FERRY_WORKER__LISTEN", listen)]).map(drop)
 }
 
 /// At least once: a second delivery of a replicate job can run beside the first (a
