@@ -5,7 +5,7 @@
 #
 # The allow/deny table is Rust unit tests of the gate (shared/node-commands), and every
 # command the worker really sends goes through this same gate in the integration tests
-# (tests/src/lib.rs runs each test node's sshd with it as ForceCommand). What is left
+# (deploy/launcher forces it on the workers' key of every test and dev node). What is left
 # here is what only sshd + the image's config decide: an allowed command runs, anything
 # else exits 126, no interactive session, no rsync download, no port forwarding.
 #
