@@ -23,6 +23,8 @@ ensure_packages() {
 	command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
 	command -v openssl >/dev/null 2>&1 || missing+=(openssl) # e2e/tus/curl.sh, as the README types it
+	# The build links libcrypto (md5, shared/src/hashing/openssl_md5.rs) through openssl-sys.
+	{ command -v pkg-config && pkg-config --exists libcrypto; } >/dev/null 2>&1 || missing+=(pkg-config libssl-dev)
 	((${#missing[@]})) || return 0
 
 	if ((EUID != 0)); then

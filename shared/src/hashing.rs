@@ -4,23 +4,32 @@
 //! serialised into the upload's row after each chunk (in the same transaction that
 //! advances the offset) and resumed by whichever process takes the next chunk. At
 //! completion the digests are known without re-reading the file.
+//!
+//! md5 is OpenSSL's ([`openssl_md5`]: the costliest step per byte, and its assembly is
+//! the fastest md5 measured here), sha256 the sha2 crate's (SHA-NI when the CPU has it,
+//! as fast here as OpenSSL's: 1,448 against 1,410 MiB/s).
 
-use md5::digest::common::hazmat::SerializableState;
-use md5::Digest;
+mod openssl_md5;
+
+use sha2::digest::common::hazmat::SerializableState;
+use sha2::Digest;
 
 use crate::types::{Md5, Sha256};
 
+/// The md5 and sha256 of an upload's bytes so far.
 #[derive(Clone, Default)]
 pub struct RunningDigest {
-    md5: md5::Md5,
+    md5: openssl_md5::Md5,
     sha256: sha2::Sha256,
 }
 
+/// A stored running state that is not one (wrong length or contents).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("stored hash state is corrupt")]
 pub struct CorruptState;
 
 impl RunningDigest {
+    /// Hashes `bytes` on with both.
     pub fn update(&mut self, bytes: &[u8]) {
         self.md5.update(bytes);
         self.sha256.update(bytes);
@@ -28,11 +37,12 @@ impl RunningDigest {
 
     /// The state as two byte strings (md5, sha256) for the database.
     pub fn to_bytes(&self) -> (Vec<u8>, Vec<u8>) {
-        (self.md5.serialize().to_vec(), self.sha256.serialize().to_vec())
+        (self.md5.serialize(), self.sha256.serialize().to_vec())
     }
 
+    /// Resumes from the two states of [`RunningDigest::to_bytes`].
     pub fn from_bytes(md5_state: &[u8], sha256_state: &[u8]) -> Result<RunningDigest, CorruptState> {
-        let md5 = md5::Md5::deserialize(md5_state.try_into().map_err(|_| CorruptState)?).map_err(|_| CorruptState)?;
+        let md5 = openssl_md5::Md5::deserialize(md5_state).ok_or(CorruptState)?;
         let sha256 =
             sha2::Sha256::deserialize(sha256_state.try_into().map_err(|_| CorruptState)?).map_err(|_| CorruptState)?;
         Ok(RunningDigest { md5, sha256 })
@@ -49,24 +59,27 @@ impl RunningDigest {
         RunningDigest { md5: md5.0, sha256: sha256.0 }
     }
 
+    /// The md5 and sha256 of everything hashed.
     pub fn finalize(self) -> (Md5, Sha256) {
-        (Md5(self.md5.finalize().into()), Sha256(self.sha256.finalize().into()))
+        (Md5(self.md5.finalize()), Sha256(self.sha256.finalize().into()))
     }
 }
 
 /// The md5 half of a [`RunningDigest`].
-pub struct Md5Part(md5::Md5);
+pub struct Md5Part(openssl_md5::Md5);
 
 /// The sha256 half of a [`RunningDigest`].
 pub struct Sha256Part(sha2::Sha256);
 
 impl Md5Part {
+    /// Hashes `bytes` on.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 }
 
 impl Sha256Part {
+    /// Hashes `bytes` on.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }

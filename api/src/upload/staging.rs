@@ -22,6 +22,15 @@
 //! Writeback is started every [`WRITEBACK_STEP`] bytes (`sync_file_range`), so the
 //! fdatasync that ends the chunk finds most of it on its way to the disk already
 //! instead of starting the whole chunk's I/O after its last byte.
+//!
+//! Once a chunk of at least [`WRITEBACK_STEP`] bytes is on disk its pages are dropped
+//! from the page cache ([`DROP_BEHIND_MIN`]): they are clean after the fdatasync, and the
+//! next chunk's write then reuses the pages just freed instead of taking fresh ones.
+//! Fresh memory is what a buffered write pays most for on a VM (the host backs a page
+//! on its first touch; perf: the copy into new page-cache pages took as many samples as
+//! md5, 33 %, against 2 % for the same bytes' copy out of the socket), and a staging
+//! copy is read at most once more (by the replication, from the disk). Small uploads
+//! stay cached for their replicas, which follow within milliseconds.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -62,6 +71,10 @@ struct Frame {
 
 /// Bytes written between two writeback kicks.
 const WRITEBACK_STEP: u64 = 2 << 20;
+
+/// Smallest chunk whose pages leave the page cache once it is durable (see the module
+/// comment).
+const DROP_BEHIND_MIN: u64 = WRITEBACK_STEP;
 
 /// Writes one chunk at `offset` of an upload's data file, hashing it on the way
 /// (continuing the upload's running digest).
@@ -119,6 +132,9 @@ impl ChunkWriter {
                 }
             }
             file.sync_data()?;
+            if at - offset >= DROP_BEHIND_MIN {
+                drop_behind(&file, offset, at - offset);
+            }
             if fresh {
                 ferry_shared::staging::sync_dir(&dir)?;
                 if let Some(parent) = dir.parent() {
@@ -156,6 +172,19 @@ impl ChunkWriter {
         let sha256 = write.await.map_err(std::io::Error::other)??;
         let md5 = md5.await.map_err(std::io::Error::other)?;
         Ok(RunningDigest::join(md5, sha256))
+    }
+}
+
+/// Drops the (clean, just fsynced) pages of `len` bytes at `offset` from the page
+/// cache. Advice only: a failure changes nothing but memory use, so it is ignored.
+fn drop_behind(file: &File, offset: u64, len: u64) {
+    if let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) {
+        let _ = nix::fcntl::posix_fadvise(
+            file.as_raw_fd(),
+            offset,
+            len,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
     }
 }
 
