@@ -264,15 +264,23 @@ class Report:
             "the nodes' scrub and the signed download links check). A chunk's frames go to two threads at once "
             "(`api/src/upload/staging.rs`): md5 alone on one, sha256 + the write on the other, with writeback "
             "started every 2 MiB so the chunk's closing fdatasync is short (about 1 ms, strace). md5 cannot be "
-            "split: on this CPU the md-5 crate hashes about 600 MiB/s on one core (OpenSSL's assembly: 784), "
-            "sha256 (sha2, SHA-NI) about 1,065 MiB/s, so the two digests cost ferry-api about 2.8 CPU-seconds "
-            "per GiB (perf: `md5::compress` about a third of all samples on the machine, sha256 a seventh).",
+            "split: it is OpenSSL's (libcrypto's assembly; 731 MiB/s on one core of this CPU, `openssl speed`, "
+            "against about 600 for the md-5 crate), sha256 the sha2 crate's (SHA-NI, as fast here as OpenSSL's), "
+            "so the two digests cost ferry-api about 2 CPU-seconds per GiB on a quiet machine: two thirds of its "
+            "samples in perf, the rest the kernel's receive and write path.",
+            "A chunk of 2 MiB or more leaves the page cache once it is fsynced (`POSIX_FADV_DONTNEED`), so the "
+            "next chunk's write reuses those pages: on this VM a write into pages not touched for a while is "
+            "slow (perf before the change: the copy into the page cache took as many of ferry-api's samples as "
+            "md5, 33 %). The replication reads such a staging copy back from the disk.",
+            "Where ferry-api's CPU goes, before and after these changes (perf, top symbols): "
+            "docs/PROFILE-INGEST.md.",
             "The upload is CPU-bound on 2 cores shared with the client (busy cores below), which in `drf` and "
             "`--finish-md5` modes hashes md5 too. tus computes no checksum at all, and drf's md5 is a re-read "
             "after the last chunk. What would raise it: one digest instead of two (sha256 only on the nodes; "
-            "about 0.9 CPU-s per GiB), an assembly md5 (about 0.3).",
-            "Multipart costs ferry-api a little more CPU than a raw body (boundary search and copies in multer), "
-            "see below.",
+            "about 0.6 CPU-s per GiB).",
+            "Multipart costs ferry-api more CPU than a raw body: multer gathers frames into buffers of its own "
+            "(a copy, and fresh memory faulted in while the hashing threads still hold the previous frames), "
+            "and the boundary search; see below and docs/PROFILE-INGEST.md.",
             reach,
             self.cpu_line("Ferry multipart", "ingest.ferry_multipart"),
             self.cpu_line("Ferry raw", "ingest.ferry_raw"),
