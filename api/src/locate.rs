@@ -90,13 +90,5 @@ async fn load_sources(state: &SharedState, id: FileId, user: UserId) -> ApiResul
 }
 
 fn to_sources(sources: files::DownloadSources) -> FileSources {
-    FileSources {
-        sha256: sources.sha256.parse().ok(),
-        filename: sources.filename,
-        replicas: sources
-            .replicas
-            .into_iter()
-            .map(|r| ReplicaLocation { node: r.node, public_url: r.public_url, lat: r.lat, lon: r.lon })
-            .collect(),
-    }
+    FileSources { sha256: sources.sha256.parse().ok(), filename: sources.filename, replicas: sources.replicas }
 }

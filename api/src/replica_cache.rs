@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_shared::types::{FileId, NodeId, UserId};
+use ferry_shared::types::{FileId, UserId};
 
 /// What a download of one file needs: its signed facts and its verified copies.
 #[derive(Debug, Clone)]
@@ -24,15 +24,8 @@ pub struct FileSources {
     pub replicas: Vec<ReplicaLocation>,
 }
 
-/// A node holding a verified copy.
-#[derive(Debug, Clone)]
-pub struct ReplicaLocation {
-    pub node: NodeId,
-    pub public_url: String,
-    /// Degrees.
-    pub lat: f64,
-    pub lon: f64,
-}
+/// A node holding a verified copy (the store's row, as `files::download_sources` reads it).
+pub use ferry_store::files::ReplicaLocation;
 
 type Entry = (Instant, Arc<FileSources>);
 
@@ -117,7 +110,12 @@ mod tests {
         Arc::new(FileSources {
             sha256: None,
             filename: "f.bin".into(),
-            replicas: vec![ReplicaLocation { node: NodeId(1), public_url: "http://n1".into(), lat: 0.0, lon: 0.0 }],
+            replicas: vec![ReplicaLocation {
+                node: ferry_shared::types::NodeId(1),
+                public_url: "http://n1".into(),
+                lat: 0.0,
+                lon: 0.0,
+            }],
         })
     }
 
