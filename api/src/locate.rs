@@ -55,7 +55,7 @@ pub async fn locate(state: &SharedState, id: FileId, user: UserId, fresh: bool) 
 /// which already names the file it grants); none for a deleted or unknown file.
 pub async fn node_copies(state: &SharedState, id: FileId) -> ApiResult<Vec<Candidate>> {
     let sources = files::download_sources(&state.pool.get().await?, id, None).await?;
-    Ok(sources.map(|s| healthy(state, &to_sources(s).replicas)).unwrap_or_default())
+    Ok(sources.map(|s| healthy(state, &s.replicas)).unwrap_or_default())
 }
 
 fn healthy(state: &SharedState, replicas: &[ReplicaLocation]) -> Vec<Candidate> {

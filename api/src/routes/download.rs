@@ -81,9 +81,7 @@ async fn signed_url(
     let now = chrono::Utc::now().timestamp();
     if let Some(node) = nearest::choose(&candidates, client_at) {
         let expires = now + ttl_secs as i64;
-        let secret = state.config.signing.secret.expose().as_bytes();
-        let path = signing::signed_path(secret, id, expires, sha256, name);
-        return Ok((format!("{}{path}", node.public_url.trim_end_matches('/')), expires));
+        return Ok((node_link(&state.config, &node.public_url, id, expires, sha256, name), expires));
     }
     if staging::holds(&state.staging_copies, id).await {
         let expires = now + ttl_secs as i64;
@@ -94,4 +92,18 @@ async fn signed_url(
         detail: "No healthy storage node holds a verified copy of this file right now.",
         retry_after: 5,
     })
+}
+
+/// The signed link to `id` on the node agent at `public_url`, valid until `expires`
+/// (Unix seconds), carrying the file's checksum and stored name.
+pub(crate) fn node_link(
+    config: &ferry_shared::config::Config,
+    public_url: &str,
+    id: FileId,
+    expires: i64,
+    sha256: Option<&ferry_shared::types::Sha256>,
+    name: Option<&str>,
+) -> String {
+    let path = signing::signed_path(config.signing.secret.expose().as_bytes(), id, expires, sha256, name);
+    format!("{}{path}", public_url.trim_end_matches('/'))
 }

@@ -121,7 +121,6 @@ async fn moved(state: &SharedState, id: FileId, link: &LinkQuery, client: IpAddr
         }
     };
     let node = nearest::choose(&copies, nearest::locate(client, &state.config.api.client_locations))?;
-    let secret = state.config.signing.secret.expose().as_bytes();
-    let path = signing::signed_path(secret, id, grant.expires, grant.sha256.as_ref(), grant.name.as_deref());
-    Some(format!("{}{path}", node.public_url.trim_end_matches('/')))
+    let (sha256, name) = (grant.sha256.as_ref(), grant.name.as_deref());
+    Some(super::download::node_link(&state.config, &node.public_url, id, grant.expires, sha256, name))
 }
