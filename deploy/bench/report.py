@@ -292,7 +292,8 @@ class Report:
         para("2. Completion to durable", [
             "From sending the completing `POST <upload url>` (md5) of an uploaded file to the moment 2 of its "
             "replicas are `present` (what `GET /admin/api/files/<id>` reports, read in PostgreSQL every 10 ms). "
-            "`present` means rsync finished and the copy's md5 matched the upload's. Both node copies are "
+            "`present` means rsync finished, the copy's transfer checksum matched the source's and the source's "
+            "sha256 the upload's. Both node copies are "
             "then compared with the source by md5 here (untimed).",
             "The shell baseline is what the original's Celery task did after the upload: `md5sum` of the file, "
             "then `rsync -e ssh` to node1, then to node2 (a fresh ssh connection each, default cipher), into the "
@@ -301,13 +302,15 @@ class Report:
             "rsyncs read it from the disk.",
         ], [
             "Ferry finalises the md5 from the running digest stored with the upload (no re-read), then runs the "
-            "two replicate jobs at once: rsync over a multiplexed ssh (aes128-gcm) to each node with md5 as "
-            "rsync's transfer checksum (`--checksum-choice=md5`): the sender hashes staging as it reads it, the "
-            "receiver checks the file it rebuilt against that, and the worker compares it (`%C`) with the upload's "
-            "md5, so nothing re-reads the copy. The baseline reads the file for md5sum, then copies twice, one "
+            "two replicate jobs at once: rsync over a multiplexed ssh (aes128-gcm) to each node with XXH3-128 as "
+            "rsync's transfer checksum (`--checksum-choice=xxh128`): the sender hashes staging as it reads it, the "
+            "receiver checks the file it rebuilt against that, and the worker, reading staging once per push "
+            "beside rsync for its sha256 (the upload's) and XXH3-128, compares that with the one rsync printed "
+            "(`%C`), so nothing re-reads the copy on the node. The baseline reads the file for md5sum, then "
+            "copies twice, one "
             "node after the other, each with a new ssh handshake and the default cipher (chacha20-poly1305).",
             "On 2 cores two rsyncs in parallel are CPU-bound (busy cores below; ssh encryption and rsync's "
-            "checksums on both ends). R = 2 costs twice the CPU of one copy. Ferry gains by running the copies "
+            "checksums on both ends, the worker's sha256 of the source). R = 2 costs twice the CPU of one copy. Ferry gains by running the copies "
             "side by side and by not re-reading the file, neither for its md5 nor on the nodes. The detached ssh "
             "ControlMaster processes, which encrypt the data, count under 'anything else'.",
             self.cpu_line("Ferry", "durable.ferry_s"),
@@ -389,7 +392,8 @@ class Report:
             "Per file: two replicate jobs through RabbitMQ quorum queues (the API records the file itself in the "
             "upload's transaction). Replicate jobs bound "
             "for one node travel in batches: one rsync session (`--files-from`) per batch over the node's openssh "
-            "master connection, the copy's md5 per file from rsync itself, the files fsynced by the receiver "
+            "master connection, the copy's XXH3-128 per file from rsync itself against the worker's read of the "
+            "source (whose sha256 must be the upload's), the files fsynced by the receiver "
             "(`--fsync`) and the shard directories the push changed by the node's forced command after the "
             "receiving rsync exits. A node's second session starts only beside a busy one when a full batch "
             "waits, so under load batches grow rather than sessions multiplying.",

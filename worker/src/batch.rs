@@ -224,7 +224,8 @@ mod tests {
     use super::*;
 
     fn item(size: u64, priority: Priority) -> Item {
-        let file = PushFile { id: uuid::Uuid::new_v4(), source: PathBuf::new(), md5: String::new() };
+        let file =
+            PushFile { id: uuid::Uuid::new_v4(), source: PathBuf::new(), md5: String::new(), sha256: String::new() };
         Item { file, size, priority, reply: oneshot::channel().0 }
     }
 

@@ -64,22 +64,26 @@ impl SshError {
     }
 }
 
-/// One file of a push: the staging copy and the md5 it must have (verified at completion).
+/// One file of a push: its source (the staging copy, or one restored from a node) and
+/// the digests verified at completion (lowercase hex).
 #[derive(Debug, Clone)]
 pub struct PushFile {
     pub id: Uuid,
     pub source: PathBuf,
     pub md5: String,
+    pub sha256: String,
 }
 
 /// What a push did for one file.
 #[derive(Debug, Clone)]
 pub enum Pushed {
-    /// The node holds the file and rsync's whole-file md5 of it is the expected one.
+    /// The node holds the upload's bytes: the source's sha256 is the upload's and the
+    /// copy's transfer checksum is the source's.
     Verified,
-    /// rsync moved a file whose md5 is not the expected one (staging no longer holds
-    /// the verified bytes); the copy on the node must go.
-    Differs { md5: String },
+    /// The copy is not the upload's bytes (`reason` says which check failed): the
+    /// source no longer holds them, or rsync sent other bytes than it holds. The copy
+    /// on the node must go.
+    Differs { reason: String },
     /// Not copied (or not provably); worth a retry unless permanent.
     NotCopied(SshError),
 }
@@ -270,15 +274,21 @@ impl Ssh {
     /// The files are hard-linked as `<xx>/<id>` into a scratch directory beside the
     /// staging copies (same filesystem, no bytes copied) and listed for
     /// `--files-from`; rsync writes each to a temp name on the node and renames it into
-    /// place, so a half-copied file is never at its final name. The md5 rsync prints
-    /// per file is its whole-file transfer checksum, which the receiver checked its
-    /// rebuilt file against: equal to the upload's verified md5, the copy is the
-    /// client's bytes. When rsync reports a partial transfer (exit 23/24) a printed md5
-    /// does not prove the receiver kept the file, so those copies are re-read on the
-    /// node with one `md5sum`. Durable before verified: the receiver fsyncs each file
-    /// before its rename (`--fsync`) and the node's gate fsyncs the shard directories the
-    /// push changed before it exits (rsync exits with the gate's 125 when that failed,
-    /// and every copy of the push is then reported not copied).
+    /// place, so a half-copied file is never at its final name.
+    ///
+    /// Verified means the copy is the client's bytes, in two links: while rsync runs
+    /// the worker reads each source once for its sha256, which must be the upload's
+    /// (recorded at completion), and its XXH3-128; the sum rsync prints per file is its
+    /// whole-file transfer checksum ([`rsync::TRANSFER_CHECKSUM`], XXH3-128 of what the
+    /// sender read), which the receiver checked its rebuilt file against, and which
+    /// must equal the worker's. (rsync's md5 in both places cost each copy two md5
+    /// passes, both ends, against one sha256 pass per push here.) When rsync reports a
+    /// partial transfer (exit 23/24) a printed sum does not prove the receiver kept
+    /// the file, so those copies are re-read on the node with one `md5sum` against the
+    /// upload's md5. Durable before verified: the receiver fsyncs each file before its
+    /// rename (`--fsync`) and the node's gate fsyncs the shard directories the push
+    /// changed before it exits (rsync exits with the gate's 125 when that failed, and
+    /// every copy of the push is then reported not copied).
     pub async fn push(&self, node: &NodeAddr, scratch_parent: &Path, files: &[PushFile]) -> Vec<Pushed> {
         match self.push_inner(node, scratch_parent, files).await {
             Ok(outcomes) => outcomes,
@@ -313,6 +323,14 @@ impl Ssh {
         let files_from = scratch.dir.join(".files-from");
         std::fs::write(&files_from, &list).map_err(|e| io_error("file list", &e))?;
 
+        // The worker's read of the sources runs beside rsync's (one more reader of the
+        // same pages; the hashing is the worker's CPU, the transfer rsync's and ssh's).
+        let sources: Vec<Option<PathBuf>> =
+            files.iter().zip(&outcomes).map(|(f, o)| o.is_none().then(|| f.source.clone())).collect();
+        let digests = tokio::task::spawn_blocking(move || {
+            sources.into_iter().map(|source| source.map(|path| SourceDigests::read(&path))).collect::<Vec<_>>()
+        });
+
         let channel = self.channel(node).await?;
         let session = self.session(node).await?;
         let shell = format!(
@@ -332,6 +350,7 @@ impl Ssh {
         let limit = Duration::from_secs(self.rsync_timeout_secs.saturating_mul(30).max(60));
         let (code, stdout, stderr) = run_process("rsync", cmd, limit).await?;
         drop(channel);
+        let digests = digests.await.map_err(|e| SshError::Config(format!("hashing the sources: {e}")))?;
         let sent: HashMap<&str, String> = rsync::transfer_lines(&stdout).collect();
         let partial = matches!(code, Some(23 | 24));
         if code != Some(0) && !partial {
@@ -342,9 +361,29 @@ impl Ssh {
             if outcomes[i].is_some() {
                 continue;
             }
+            let source = match &digests[i] {
+                Some(Ok(source)) => source,
+                Some(Err(e)) => {
+                    outcomes[i] = Some(Pushed::NotCopied(io_error("reading the source", e)));
+                    continue;
+                }
+                None => {
+                    outcomes[i] = Some(unreachable_not_copied());
+                    continue;
+                }
+            };
             let rel = ferry_node_commands::root::relpath(file.id);
             outcomes[i] = Some(match sent.get(rel.as_str()) {
-                Some(md5) if !md5.eq_ignore_ascii_case(&file.md5) => Pushed::Differs { md5: md5.clone() },
+                _ if !source.sha256.eq_ignore_ascii_case(&file.sha256) => Pushed::Differs {
+                    reason: format!("the source's sha256 is {}, the upload's {}", source.sha256, file.sha256),
+                },
+                Some(sum) if *sum != source.xxh128 => Pushed::Differs {
+                    reason: format!(
+                        "rsync sent bytes whose {} is {sum}, the source's is {}",
+                        rsync::TRANSFER_CHECKSUM,
+                        source.xxh128
+                    ),
+                },
                 Some(_) if partial => {
                     recheck.push(i);
                     continue;
@@ -367,6 +406,35 @@ impl Ssh {
             }
         }
         Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(unreachable_not_copied)).collect())
+    }
+}
+
+/// A source's digests from one read: sha256 and XXH3-128, each as lowercase hex (the
+/// XXH3-128 in its canonical big-endian form, as rsync's `%C` prints it).
+struct SourceDigests {
+    sha256: String,
+    xxh128: String,
+}
+
+impl SourceDigests {
+    fn read(path: &Path) -> std::io::Result<SourceDigests> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut sha256 = sha2::Sha256::new();
+        let mut xxh = xxhash_rust::xxh3::Xxh3::new();
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            sha256.update(&buf[..n]);
+            xxh.update(&buf[..n]);
+        }
+        Ok(SourceDigests { sha256: hex::encode(sha256.finalize()), xxh128: format!("{:032x}", xxh.digest128()) })
     }
 }
 
@@ -487,6 +555,47 @@ fn tail(stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worker's XXH3-128 of a source is the sum the real rsync prints for it with
+    /// the push's transfer checksum (a local copy: same sender, same `%C`), over sizes
+    /// around xxh3's internal block and stripe edges, and the sha256 is the file's.
+    #[test]
+    fn source_digests_match_what_rsync_prints() {
+        if std::process::Command::new("rsync").arg("--version").output().is_err() {
+            eprintln!("rsync is not installed; skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for size in [0_usize, 3, 240, 1024, 1025, 1 << 20, (1 << 20) + 4097] {
+            let bytes: Vec<u8> = (0..size)
+                .map(|_| {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let src = dir.path().join(format!("src-{size}"));
+            std::fs::write(&src, &bytes).expect("write");
+            let out = std::process::Command::new("rsync")
+                .arg(format!("--checksum-choice={}", rsync::TRANSFER_CHECKSUM))
+                .arg("--ignore-times")
+                .arg("--out-format=%C")
+                .arg(&src)
+                .arg(dir.path().join(format!("dst-{size}")))
+                .output()
+                .expect("rsync runs");
+            assert!(out.status.success(), "rsync: {}", String::from_utf8_lossy(&out.stderr));
+            let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let digests = SourceDigests::read(&src).expect("read");
+            assert_eq!(digests.xxh128, printed, "{size} bytes");
+            use sha2::Digest;
+            assert_eq!(digests.sha256, hex::encode(sha2::Sha256::digest(&bytes)), "{size} bytes");
+        }
+        let abc = dir.path().join("abc");
+        std::fs::write(&abc, b"abc").expect("write");
+        // XXH3-128("abc"), as `xxhsum -H2` prints it.
+        assert_eq!(SourceDigests::read(&abc).expect("read").xxh128, "06b05ab6733a618578af5f94892f3950");
+    }
 
     #[test]
     fn scratch_of_a_dead_worker_on_this_host_is_abandoned_and_nothing_else() {

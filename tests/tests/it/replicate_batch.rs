@@ -110,6 +110,54 @@ async fn a_failing_file_in_the_middle_of_a_batch_fails_only_its_own_job() -> any
     Ok(())
 }
 
+/// A staging copy that no longer holds the upload's bytes (one byte flipped after the
+/// completing POST verified them, same size, so rsync's own transfer check passes) is
+/// never counted as a replica: the push's check of the source against the upload's
+/// sha256 fails the job with the reason, the copy is not `present`. Once the staging
+/// copy holds the right bytes again, the retry copies and verifies it.
+#[tokio::test]
+async fn a_source_that_is_not_the_upload_is_never_counted_as_a_replica() -> anyhow::Result<()> {
+    let mut cluster =
+        Cluster::start_with(Options { nodes: 1, replication: 1, workers: 0, ..Default::default() }).await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(300_000);
+    let range = format!("bytes 0-{}/{}", bytes.len() - 1, bytes.len());
+    let res = api.put_multipart("/storage/tmp-upload/", Some(&range), &bytes, Some("rotten"), None).await?;
+    anyhow::ensure!(res.status == 200, "upload: {} {}", res.status, res.text());
+    let url = res.json()["url"].as_str().context("url")?.to_owned();
+    let res = api.post_form(&format!("{url}?wait=0"), &[("md5", &md5_hex(&bytes))]).await?;
+    anyhow::ensure!(res.status == 200, "completing POST: {} {}", res.status, res.text());
+    let id = res.json()["id"].as_str().context("id")?.to_owned();
+    let file: uuid::Uuid = id.parse()?;
+
+    let data = cluster.staging.join(&id).join("data");
+    let mut rotten = bytes.clone();
+    rotten[123_456] ^= 0x40;
+    std::fs::write(&data, &rotten)?;
+    spawn_worker(&mut cluster, "replicator", "assemble,replicate")?;
+
+    let db = cluster.db().await?;
+    let node = cluster.nodes[0].id.context("node id")? as i32;
+    eventually("the push refused the rotten source", Duration::from_secs(60), || {
+        let log = cluster.log_tail("replicator", 400);
+        let refused = log
+            .lines()
+            .find(|l| l.contains(&id) && l.contains("will retry") && l.contains("not the upload's bytes"))
+            .map(str::to_owned);
+        async move { Ok(refused) }
+    })
+    .await
+    .map(|line| assert!(line.contains("the source's sha256 is"), "the reason names the check: {line}"))?;
+    let state: String =
+        db.query_one("SELECT state FROM replicas WHERE file_id = $1 AND node_id = $2", &[&file, &node]).await?.get(0);
+    assert_ne!(state, "present", "a copy of the wrong bytes is not counted");
+
+    std::fs::write(&data, &bytes)?;
+    cluster.wait_replicas(&id, 1).await?;
+    assert_eq!(std::fs::read(cluster.nodes[0].path_of(&id))?, bytes, "the retried copy is the upload");
+    Ok(())
+}
+
 /// A worker process `name` consuming only `queues`.
 fn spawn_worker(cluster: &mut Cluster, name: &str, queues: &str) -> anyhow::Result<()> {
     let listen = format!("127.0.0.1:{}", free_port());

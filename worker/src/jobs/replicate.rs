@@ -1,7 +1,8 @@
 //! Replicate: copy a file from staging to one node with rsync over SSH (in a batch
 //! with other files bound for the same node, `crate::batch`), check that the copy is
-//! the upload's bytes (rsync's whole-file md5 of this file against the md5 verified at
-//! completion), and only then record the replica as present. When every wanted
+//! the upload's bytes (the source's sha256 against the one recorded at completion, and
+//! rsync's whole-file transfer checksum against the source's: `crate::ssh::Ssh::push`),
+//! and only then record the replica as present. When every wanted
 //! replica is present the staging copy is released (by the staging sweep, after
 //! `worker.staging_linger_secs`).
 
@@ -45,16 +46,16 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
     }
     let size = tokio::fs::metadata(&source).await?.len();
     let started = std::time::Instant::now();
-    let push = PushFile { id: file.0, source: source.clone(), md5: md5.clone() };
+    let push = PushFile { id: file.0, source: source.clone(), md5, sha256 };
     let priority = if repair { Priority::Repair } else { Priority::Fresh };
     match ctx.batcher.push(&addr, push, size, priority).await {
         Pushed::Verified => {}
-        Pushed::Differs { md5: copied } => {
+        Pushed::Differs { reason } => {
             // Never leave a bad copy where a redirect could find it. A mismatch here
-            // means the staging copy no longer holds the verified bytes; a retry
-            // re-sends, and repair restores staging from a good node.
+            // means the staging copy no longer holds the verified bytes (or rsync sent
+            // others); a retry re-sends, and repair restores staging from a good node.
             let _ = ctx.ssh.remove(&addr, file.0).await;
-            return Err(JobError::Retry(format!("md5 of the copy on node {node} is {copied}, expected {md5}")));
+            return Err(JobError::Retry(format!("the copy for node {node} is not the upload's bytes: {reason}")));
         }
         Pushed::NotCopied(error) => return Err(error.into()),
     }
