@@ -261,8 +261,8 @@ class Report:
             "the next measurement.",
         ], [
             "Ferry hashes every byte twice as it arrives: md5 (what the client protocol checks) and sha256 (what "
-            "the nodes' scrub and the signed download links check). A chunk's frames go to two threads at once "
-            "(`api/src/upload/staging.rs`): md5 alone on one, sha256 + the write on the other, with writeback "
+            "the nodes' scrub and the signed download links check). A chunk's bytes are copied into 256 KiB "
+            "buffers of a reused pool, each going to two threads at once (`api/src/upload/staging.rs`): md5 alone on one, sha256 + the write on the other, with writeback "
             "started every 2 MiB so the chunk's closing fdatasync is short (about 1 ms, strace). md5 cannot be "
             "split: it is OpenSSL's (libcrypto's assembly; 731 MiB/s on one core of this CPU, `openssl speed`, "
             "against about 600 for the md-5 crate), sha256 the sha2 crate's (SHA-NI, as fast here as OpenSSL's), "
@@ -279,8 +279,9 @@ class Report:
             "after the last chunk. What would raise it: one digest instead of two (sha256 only on the nodes; "
             "about 0.6 CPU-s per GiB).",
             "Multipart costs ferry-api more CPU than a raw body: multer gathers frames into buffers of its own "
-            "(a copy, and fresh memory faulted in while the hashing threads still hold the previous frames), "
-            "and the boundary search; see below and docs/PROFILE-INGEST.md.",
+            "(a copy) and searches them for the boundary; the file bytes are then copied into the pool's "
+            "buffers, so multer reuses its memory at once instead of faulting in fresh pages; see below and "
+            "docs/PROFILE-INGEST.md.",
             reach,
             self.cpu_line("Ferry multipart", "ingest.ferry_multipart"),
             self.cpu_line("Ferry raw", "ingest.ferry_raw"),
@@ -363,11 +364,11 @@ class Report:
             f"nodes (section 2 for the {self.size_txt} file; 64 MiB files here). 'Independent of size' is read as: "
             "the big file's peak within max(8 MiB, 10 %) of the 64 MiB file's.",
         ], [
-            "Bytes read off the network and not yet hashed and written are bounded in bytes: 1 MiB per request "
-            "and 16 MiB for the whole process (permits held by each frame until both its threads are done, "
-            "`api/src/upload/staging.rs`); a request that finds the budget spent reads more slowly (TCP "
-            "back-pressure). ferry-api's peak is therefore its RSS before the burst, plus at most 16 MiB of "
-            "frames, hyper's read buffers and two blocking-pool threads per upload in flight, plus what the "
+            "Bytes read off the network and not yet hashed and written are bounded: they are copied into 256 KiB "
+            "buffers of a pool, 4 (1 MiB) per request and 64 (16 MiB) for the whole process, each held until "
+            "both its threads are done (`api/src/upload/staging.rs`); a request that finds the budget spent "
+            "reads more slowly (TCP back-pressure). ferry-api's peak is therefore its RSS before the burst, plus "
+            "at most 16 MiB of buffers, hyper's read buffers and two blocking-pool threads per upload in flight, plus what the "
             "allocator keeps around. mimalloc is built with `no_thp`: with transparent huge pages its segments "
             "were backed by 2 MiB pages threads barely touched (`AnonHugePages` was about 90 MiB of this burst's "
             "RSS), and with `purge_delay` 0 it returns freed pages at once (with the default delay an idle "

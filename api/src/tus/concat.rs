@@ -116,7 +116,7 @@ async fn copy_parts(state: &SharedState, dir: &std::path::Path, parts: &[(FileId
                 return Err(ApiError::internal(format!("partial upload {part} is shorter than recorded")).into());
             }
             left -= n as u64;
-            writer.write(buf.freeze()).await.map_err(ApiError::internal)?;
+            writer.write(&buf).await.map_err(ApiError::internal)?;
         }
     }
     Ok(writer.finish().await.map_err(ApiError::internal)?)

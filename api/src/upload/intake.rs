@@ -167,7 +167,7 @@ where
             return Err(size_mismatch(limits.expected.unwrap_or_default()));
         }
         ferry_shared::metrics::BYTES_RECEIVED.with_label_values(&["upload"]).inc_by(frame.len() as u64);
-        writer.write(frame).await.map_err(ApiError::internal)?;
+        writer.write(&frame).await.map_err(ApiError::internal)?;
     }
     if let Some(expected) = limits.expected {
         if size != expected {
