@@ -197,6 +197,10 @@ pub(crate) async fn insert_upload(
     let (md5_state, sha256_state) = digest.to_bytes();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
+    // The quota check below holds the user's row until the commit: committed without
+    // waiting for the WAL flush, the row is free again at once for the user's next
+    // upload, and the flush is waited for after the commit, outside the lock.
+    ferry_store::wal::commit_without_flush(&tx).await?;
     let new = store_uploads::NewUpload {
         id,
         user,
@@ -232,6 +236,7 @@ pub(crate) async fn insert_upload(
         });
     }
     tx.commit().await?;
+    ferry_store::wal::flush(&client).await?;
     if md5.is_some() {
         state.relay.wake();
     }
@@ -594,6 +599,9 @@ async fn complete(
     {
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
+        // Recording the file moves the user's use, which takes the user's row at the
+        // commit: released without waiting for the WAL flush, flushed after.
+        ferry_store::wal::commit_without_flush(&tx).await?;
         let upload = uploads::load(&tx, id, user.id, true).await?;
         match uploads::effective_state(&upload) {
             UploadState::Uploading => {
@@ -614,6 +622,7 @@ async fn complete(
                 store_uploads::start_assembly(&tx, id, &md5.to_string()).await?;
                 complete_or_assemble(&state, &tx, id, total.bytes(), stored, md5).await?;
                 tx.commit().await?;
+                ferry_store::wal::flush(&client).await?;
                 state.relay.wake();
                 tracing::info!(upload.id = %id, "upload completing");
             }

@@ -397,6 +397,10 @@ async fn record(
     let (md5_state, sha256_state) = digest.to_bytes();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
+    // A PATCH that completes the upload (or moves a deferred length) moves the user's
+    // use, which takes the user's row at the commit: released without waiting for the
+    // WAL flush, flushed after (`ferry_store::wal`).
+    ferry_store::wal::commit_without_flush(&tx).await?;
     if let (true, Some(total)) = (chunk.declared, chunk.total) {
         if !store_uploads::declare_length(&tx, chunk.id, ByteSize(total)).await? {
             return Err(lost(&tx, &chunk).await);
@@ -421,6 +425,7 @@ async fn record(
     }
     let upload = uploads::load(&tx, chunk.id, chunk.user, false).await?;
     tx.commit().await?;
+    ferry_store::wal::flush(&client).await?;
     if completes {
         state.relay.wake();
         tracing::info!(upload.id = %chunk.id, upload.total_bytes = end, "tus upload received in full");

@@ -4,7 +4,8 @@
 //!   at start-up under an advisory lock) and the readiness ping.
 //! - one module per table or concern ([`uploads`], [`files`], [`replicas`],
 //!   [`nodes`], [`node_status`], [`users`], [`outbox`], [`jobs`], [`workers`], [`pauses`], [`staging`],
-//!   [`notify`], [`leader`]), and [`search`], the filters and paging the admin listings share,
+//!   [`notify`], [`leader`]), [`wal`] (commits that release their locks before the WAL
+//!   flush), and [`search`], the filters and paging the admin listings share,
 //!   each a set of functions taking a [`GenericClient`] (a pooled connection or an open
 //!   transaction, so callers decide what commits together) and returning typed rows.
 //!
@@ -30,6 +31,7 @@ pub mod staging;
 mod states;
 pub mod uploads;
 pub mod users;
+pub mod wal;
 pub mod workers;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};

@@ -17,3 +17,4 @@ mod scale;
 mod scrub;
 mod tus;
 mod upload;
+mod wal;
