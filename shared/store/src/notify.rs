@@ -1,7 +1,10 @@
 //! Upload events over PostgreSQL `LISTEN`/`NOTIFY`: the one definition of the channel,
 //! of sending an event, and of listening for them. Workers notify in the transaction
-//! that ends an assembly and in the one that makes a replica present; each API process
-//! listens on a dedicated connection and wakes its completing POSTs.
+//! that ends an assembly, and right after the commit that makes a replica present (a
+//! transaction that notifies holds PostgreSQL's one notification lock from its commit
+//! until its WAL is flushed, which would make every replica's commit wait for the one
+//! before it); each API process listens on a dedicated connection and wakes its
+//! completing POSTs.
 
 use crate::cached::Cached;
 use std::time::Duration;
@@ -21,7 +24,8 @@ use crate::StoreError;
 /// id). Workers notify when an assembly ends and when a replica becomes present.
 pub const UPLOAD_CHANNEL: &str = "ferry_upload";
 
-/// Sends an upload event; inside a transaction it is delivered at commit.
+/// Sends an upload event; inside a transaction it is delivered at commit. Sent alone
+/// (autocommit) it writes no WAL and waits for no flush.
 pub async fn upload_event(c: &impl GenericClient, id: FileId) -> Result<(), StoreError> {
     c.execute_cached("SELECT pg_notify($1, $2)", &[&UPLOAD_CHANNEL, &id.to_string()]).await?;
     Ok(())

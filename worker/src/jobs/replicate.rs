@@ -60,15 +60,18 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         Pushed::NotCopied(error) => return Err(error.into()),
     }
 
-    let mut client = ctx.pool.get().await?;
-    let tx = client.transaction().await?;
-    let updated = replicas::mark_present(&tx, file, node).await?;
+    let client = ctx.pool.get().await?;
+    let updated = replicas::mark_present(&client, file, node).await?;
     if updated {
-        // Wakes a completing POST waiting for its write quorum (read-after-write).
-        notify::upload_event(&tx, file).await?;
+        // Wakes a completing POST waiting for its write quorum (read-after-write),
+        // after the commit and outside it: a transaction that notifies holds
+        // PostgreSQL's one notification lock from its commit until its WAL is flushed,
+        // so every replica's commit waited for the one before it (the small-files
+        // bench: sessions waiting on `Lock:object`). Alone, the notification writes no
+        // WAL and waits for no flush; a waiter that misses it looks again on its own.
+        notify::upload_event(&client, file).await?;
     }
     if !updated {
-        tx.commit().await?;
         // Never hold a pooled connection while taking another: enough jobs doing
         // that at once hold the whole pool and wait for each other until the pool's
         // acquire timeout (the small-files bench stalled 5 s at a time on it).
@@ -89,7 +92,6 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         }
         return Ok(());
     }
-    tx.commit().await?;
     drop(client);
     let node_label = node.to_string();
     ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
