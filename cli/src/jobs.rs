@@ -190,7 +190,7 @@ fn millis(ms: Option<i64>) -> String {
 }
 
 fn print_jobs(rows: &[JobRecord], with_reason: bool) {
-    println!(
+    outln!(
         "{:<19}  {:<36}  {:<12} {:<9} {:>3} {:>4}  {:<24} {:>7} {:>8}  {}",
         "queued",
         "id",
@@ -209,7 +209,7 @@ fn print_jobs(rows: &[JobRecord], with_reason: bool) {
             (Some(e), false) => format!("{} {e}", j.file),
             (None, _) => j.file.to_string(),
         };
-        println!(
+        outln!(
             "{:<19}  {:<36}  {:<12} {:<9} {:>3} {:>4}  {:<24} {:>7} {:>8}  {}",
             j.queued_at.format("%F %T"),
             j.id,
@@ -234,7 +234,7 @@ fn job_json(job: &JobRecord) -> anyhow::Result<serde_json::Value> {
 }
 
 fn show(job: &JobRecord) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(&job_json(job)?)?);
+    outln!("{}", serde_json::to_string_pretty(&job_json(job)?)?);
     Ok(())
 }
 
@@ -257,7 +257,7 @@ pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
         JobsCmd::Cancel { upload, reason } => {
             match ferry_queue::expiry::cancel_upload(client, FileId(upload), &reason).await? {
                 Cancelled::Done { jobs } => {
-                    println!("upload {upload} cancelled; {jobs} pending job(s) cancelled; its staging bytes are being removed");
+                    outln!("upload {upload} cancelled; {jobs} pending job(s) cancelled; its staging bytes are being removed");
                 }
                 Cancelled::AlreadyEnded(state) => {
                     let hint = if state == ferry_store::UploadState::Complete {
@@ -316,13 +316,13 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             for id in &ids {
                 if jobs::replay(&tx, *id, ferry_queue::JOBS_EXCHANGE).await? {
                     replayed += 1;
-                    println!("replayed {id}");
+                    outln!("replayed {id}");
                 } else {
                     eprintln!("{id} is not a dead letter; skipped");
                 }
             }
             tx.commit().await?;
-            println!(
+            outln!(
                 "{replayed} dead letter(s) replayed; they are published from the outbox by any running Ferry process"
             );
             all_dead_letters(replayed, ids.len())?;
@@ -333,12 +333,12 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             for id in &ids {
                 if jobs::discard(client, *id).await? {
                     discarded += 1;
-                    println!("discarded {id}");
+                    outln!("discarded {id}");
                 } else {
                     eprintln!("{id} is not a dead letter; skipped");
                 }
             }
-            println!("{discarded} dead letter(s) discarded");
+            outln!("{discarded} dead letter(s) discarded");
             all_dead_letters(discarded, ids.len())?;
         }
     }
@@ -355,13 +355,21 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
             value
         }));
     }
-    println!(
+    outln!(
         "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>9} {:>9}",
-        "id", "state", "host", "pid", "queues", "conc", "started", "heartbeat", "in_flight"
+        "id",
+        "state",
+        "host",
+        "pid",
+        "queues",
+        "conc",
+        "started",
+        "heartbeat",
+        "in_flight"
     );
     for w in rows {
         let state = w.liveness();
-        println!(
+        outln!(
             "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>8.0}s {:>9}",
             w.id,
             state,
@@ -374,7 +382,7 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
             w.in_flight.len(),
         );
         for id in &w.in_flight {
-            println!("    in flight: {id}");
+            outln!("    in flight: {id}");
         }
     }
     Ok(())

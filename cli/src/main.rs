@@ -3,6 +3,19 @@
 //! handling live in `ferry-store`, expiry in `ferry-queue`), so anything done here is
 //! what the admin page would have done.
 
+/// `println!` for the CLI's output: a reader that went away (`ferry jobs ls --json |
+/// head`) ends the program quietly with status 0, as it would a C tool killed by
+/// SIGPIPE, instead of the panic `println!` gives (Rust ignores SIGPIPE, so the write
+/// fails with `BrokenPipe`); any other write error ends it with status 1.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::output::stdout_failed(&error);
+        }
+    }};
+}
+
 mod jobs;
 mod nodes;
 mod output;
@@ -106,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = Config::load(cli.config.as_deref(), role)?;
     if let Command::Config(ConfigCmd::Check { .. }) = cli.command {
-        println!("{}", toml::to_string_pretty(&config).context("rendering the configuration")?);
+        outln!("{}", toml::to_string_pretty(&config).context("rendering the configuration")?);
         eprintln!("configuration is valid");
         return Ok(());
     }

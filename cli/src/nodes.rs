@@ -69,7 +69,7 @@ pub async fn nodes(client: &Client, cmd: NodesCmd) -> anyhow::Result<()> {
                 state: None,
             };
             let id = nodes::insert(client, &input).await?;
-            println!("added node {name} (id {id})");
+            outln!("added node {name} (id {id})");
         }
         NodesCmd::List { format } => list(client, format).await?,
         NodesCmd::Drain { node } => set_state(client, &node, NodeState::Draining).await?,
@@ -78,7 +78,7 @@ pub async fn nodes(client: &Client, cmd: NodesCmd) -> anyhow::Result<()> {
         NodesCmd::Rm { node } => {
             let id = resolve(client, &node).await?;
             match nodes::remove(client, id).await {
-                Ok(name) => println!("node {name} (id {id}) removed"),
+                Ok(name) => outln!("node {name} (id {id}) removed"),
                 Err(e @ (NodeError::Active | NodeError::HoldsReplicas(_))) => bail!("node {node} not removed: {e}"),
                 Err(e) => return Err(e.into()),
             }
@@ -92,9 +92,16 @@ async fn list(client: &Client, format: Format) -> anyhow::Result<()> {
     if format.json {
         return print_json(all.iter().map(|o| o.json()));
     }
-    println!(
+    outln!(
         "{:>4}  {:<16} {:<9} {:<5} {:>12} {:>12} {:>8}  {:<19}  public_url / down reason",
-        "id", "name", "state", "up", "free", "total", "replicas", "last good heartbeat"
+        "id",
+        "name",
+        "state",
+        "up",
+        "free",
+        "total",
+        "replicas",
+        "last good heartbeat"
     );
     let dash = || "-".to_owned();
     for o in &all {
@@ -107,7 +114,7 @@ async fn list(client: &Client, format: Format) -> anyhow::Result<()> {
             (Some(false), Some(error)) => format!("{}  {error}", o.node.public_url),
             _ => o.node.public_url.clone(),
         };
-        println!(
+        outln!(
             "{:>4}  {:<16} {:<9} {:<5} {:>12} {:>12} {:>8}  {:<19}  {note}",
             o.node.id,
             o.node.name,
@@ -133,6 +140,6 @@ async fn set_state(client: &Client, node: &str, state: NodeState) -> anyhow::Res
     let id = resolve(client, node).await?;
     let input = NodeInput { state: Some(state.as_str().to_owned()), ..NodeInput::default() };
     nodes::update(client, id, &input).await?;
-    println!("node {node} is now {state}");
+    outln!("node {node} is now {state}");
     Ok(())
 }

@@ -39,10 +39,20 @@ pub struct Json {
     pub json: bool,
 }
 
+/// Ends the program after a failed write to stdout (`outln!`): quietly with status 0
+/// when the reader went away (`BrokenPipe`), else with the error and status 1.
+pub fn stdout_failed(error: &std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("ferry: writing the output: {error}");
+    std::process::exit(1);
+}
+
 /// Prints `rows` as one pretty JSON array.
 pub fn print_json(rows: impl IntoIterator<Item = serde_json::Value>) -> anyhow::Result<()> {
     let rows: Vec<serde_json::Value> = rows.into_iter().collect();
-    println!("{}", serde_json::to_string_pretty(&rows)?);
+    outln!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
 }
 

@@ -80,9 +80,14 @@ pub async fn queues(client: &Client, config: &Config, cmd: QueuesCmd) -> anyhow:
             if out.json {
                 return print_json(rows);
             }
-            println!(
+            outln!(
                 "{:<18} {:>7} {:>9} {:>7} {:>11} {:>7}  paused",
-                "queue", "ready", "consumers", "in/s", "delivered/s", "acked/s"
+                "queue",
+                "ready",
+                "consumers",
+                "in/s",
+                "delivered/s",
+                "acked/s"
             );
             for (kind, row) in JobKind::ALL.iter().zip(&rows) {
                 let shown = |key: &str| row[key].as_u64().map_or_else(|| "?".to_owned(), |n| n.to_string());
@@ -91,7 +96,7 @@ pub async fn queues(client: &Client, config: &Config, cmd: QueuesCmd) -> anyhow:
                     || "no".to_owned(),
                     |p| format!("since {} by {}", p.paused_at.format("%F %T"), p.paused_by),
                 );
-                println!(
+                outln!(
                     "{:<18} {:>7} {:>9} {:>7} {:>11} {:>7}  {pause}",
                     kind.queue(),
                     shown("ready"),
@@ -106,13 +111,13 @@ pub async fn queues(client: &Client, config: &Config, cmd: QueuesCmd) -> anyhow:
             if !pauses::pause(client, queue.routing_key(), "ferry queues pause").await? {
                 bail!("{} is paused already", queue.queue());
             }
-            println!("{} paused: workers stop taking its jobs within 5 s", queue.queue());
+            outln!("{} paused: workers stop taking its jobs within 5 s", queue.queue());
         }
         QueuesCmd::Resume { queue } => {
             if !pauses::resume(client, queue.routing_key()).await? {
                 bail!("{} is not paused", queue.queue());
             }
-            println!("{} resumed", queue.queue());
+            outln!("{} resumed", queue.queue());
         }
     }
     Ok(())

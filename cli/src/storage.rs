@@ -48,9 +48,9 @@ pub async fn files(client: &Client, cmd: FilesCmd) -> anyhow::Result<()> {
             if format.json {
                 return print_json(rows.iter().map(|o| o.json()));
             }
-            println!("{:<36}  {:<12} {:>12}  {:>8}  {:<19}  name", "id", "user", "size", "replicas", "created");
+            outln!("{:<36}  {:<12} {:>12}  {:>8}  {:<19}  name", "id", "user", "size", "replicas", "created");
             for o in &rows {
-                println!(
+                outln!(
                     "{}  {:<12} {:>12}  {:>8}  {}  {}",
                     o.file.id,
                     o.username,
@@ -78,7 +78,7 @@ pub async fn files(client: &Client, cmd: FilesCmd) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&view)?);
+            outln!("{}", serde_json::to_string_pretty(&view)?);
         }
     }
     Ok(())
@@ -92,13 +92,19 @@ pub async fn uploads(pool: &Pool, client: &Client, cmd: UploadsCmd) -> anyhow::R
             if format.json {
                 return print_json(rows.iter().map(|r| r.json()));
             }
-            println!(
+            outln!(
                 "{:<36}  {:<12} {:<10} {:>12} {:>12}  {:<19}  {:<19}  name",
-                "id", "user", "state", "offset", "total", "created", "expires"
+                "id",
+                "user",
+                "state",
+                "offset",
+                "total",
+                "created",
+                "expires"
             );
             for r in &rows {
                 let u = &r.upload;
-                println!(
+                outln!(
                     "{}  {:<12} {:<10} {:>12} {:>12}  {}  {:<19}  {}",
                     u.id,
                     r.username,
@@ -114,7 +120,7 @@ pub async fn uploads(pool: &Pool, client: &Client, cmd: UploadsCmd) -> anyhow::R
         }
         UploadsCmd::Gc => {
             let expired = ferry_queue::expiry::expire_uploads(pool).await?;
-            println!("expired {expired} uploads; their staging bytes are queued for removal");
+            outln!("expired {expired} uploads; their staging bytes are queued for removal");
         }
     }
     Ok(())

@@ -67,31 +67,31 @@ pub async fn users(client: &Client, cmd: UsersCmd) -> anyhow::Result<()> {
                 bail!("user {username} already exists (use `ferry users passwd`)");
             }
             let id = users::upsert(client, &username, &read_password()?, admin).await?;
-            println!("created user {username} (id {id})");
+            outln!("created user {username} (id {id})");
         }
         UsersCmd::Passwd { username } => {
             if !users::set_password(client, &username, &read_password()?).await? {
                 bail!("no user named {username}");
             }
-            println!("password of {username} changed");
+            outln!("password of {username} changed");
         }
         UsersCmd::Disable { username } => {
             if !users::set_disabled(client, &username, true).await? {
                 bail!("no user named {username}");
             }
-            println!("user {username} disabled; their tokens and sessions no longer work");
+            outln!("user {username} disabled; their tokens and sessions no longer work");
         }
         UsersCmd::Enable { username } => {
             if !users::set_disabled(client, &username, false).await? {
                 bail!("no user named {username}");
             }
-            println!("user {username} enabled");
+            outln!("user {username} enabled");
         }
         UsersCmd::Delete { username } => {
             if !users::delete(client, &username).await? {
                 bail!("no user named {username}");
             }
-            println!("user {username} deleted");
+            outln!("user {username} deleted");
         }
         UsersCmd::Quota { username, quota } => {
             let quota = parse_quota(&quota)?;
@@ -99,8 +99,8 @@ pub async fn users(client: &Client, cmd: UsersCmd) -> anyhow::Result<()> {
                 bail!("no user named {username}");
             }
             match quota {
-                Some(q) => println!("quota of {username} is now {} ({} bytes)", q.human(), q.bytes()),
-                None => println!("quota of {username} is now the configured default"),
+                Some(q) => outln!("quota of {username} is now {} ({} bytes)", q.human(), q.bytes()),
+                None => outln!("quota of {username} is now the configured default"),
             }
         }
         UsersCmd::List { search, disabled, enabled, format } => {
@@ -116,12 +116,18 @@ pub async fn users(client: &Client, cmd: UsersCmd) -> anyhow::Result<()> {
             if format.json {
                 return print_json(rows.iter().map(|u| u.json()));
             }
-            println!(
+            outln!(
                 "{:>6}  {:<24} {:<6} {:<9} {:>6} {:>12} {:>12}  created",
-                "id", "username", "admin", "disabled", "files", "stored", "quota"
+                "id",
+                "username",
+                "admin",
+                "disabled",
+                "files",
+                "stored",
+                "quota"
             );
             for u in &rows {
-                println!(
+                outln!(
                     "{:>6}  {:<24} {:<6} {:<9} {:>6} {:>12} {:>12}  {}",
                     u.id,
                     u.username,

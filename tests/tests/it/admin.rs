@@ -314,3 +314,26 @@ async fn quota_edits_and_disabling_a_user_take_effect_at_once() -> Result<()> {
     assert_eq!(admin.get("/admin/api/users").await?.status, 200, "the administrator still works");
     Ok(())
 }
+
+/// `ferry users list --json | head`: a reader that goes away before the listing is
+/// written ends the CLI quietly with status 0, as it ends a C tool (SIGPIPE). It used
+/// to panic ("failed printing to stdout: Broken pipe", status 101).
+#[tokio::test]
+async fn the_cli_ends_quietly_when_its_reader_goes_away() -> Result<()> {
+    use std::process::Stdio;
+    let cluster = Cluster::start_with(Options { nodes: 1, replication: 1, workers: 0, ..Default::default() }).await?;
+    let mut child = cluster
+        .command("ferry")
+        .args(["users", "list", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // The reader goes away before anything is written (the CLI first connects to
+    // PostgreSQL and checks its migrations).
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "ferry exited with {:?}: {stderr}", out.status);
+    anyhow::ensure!(!stderr.contains("panicked"), "ferry panicked: {stderr}");
+    Ok(())
+}
