@@ -371,11 +371,12 @@ async fn create_whole(
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
     let size = received.size;
-    insert_upload(&state, id, user.id, &filename, parent, received, Some(size), Some(md5), TusFields::default())
-        .await?;
+    let upload =
+        insert_upload(&state, id, user.id, &filename, parent, received, Some(size), Some(md5), TusFields::default())
+            .await?;
     guard.keep();
     tracing::info!(upload.id = %id, upload.total_bytes = size, "single-request upload received");
-    verdict(&state, id, user.id, wait(&state, &query), &headers).await
+    verdict_from(&state, Some(upload), id, user.id, wait(&state, &query), &headers).await
 }
 
 /// `PUT /storage/tmp-upload/<id>/`: the next chunk.
@@ -654,11 +655,28 @@ pub(crate) async fn verdict(
     wait: Duration,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
+    verdict_from(state, None, id, user, wait, headers).await
+}
+
+/// [`verdict`], its first look at the upload being `first` when the caller has just
+/// read it as committed (a single-request upload's own transaction read it back),
+/// which spares that look a pooled connection and a query.
+async fn verdict_from(
+    state: &SharedState,
+    mut first: Option<Upload>,
+    id: FileId,
+    user: UserId,
+    wait: Duration,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let mut completions = state.completions.subscribe();
     let deadline = Instant::now() + wait;
     loop {
         // A pooled connection per look, not one held across the wait.
-        let upload = uploads::load(&state.pool.get().await?, id, user, false).await?;
+        let upload = match first.take() {
+            Some(upload) => upload,
+            None => uploads::load(&state.pool.get().await?, id, user, false).await?,
+        };
         let body = uploads::to_json(&upload, &state.base_url(headers));
         match upload.state {
             // Verified; 200 once the write quorum of node copies can be served (the

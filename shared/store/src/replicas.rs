@@ -54,34 +54,46 @@ pub async fn copy_job(c: &impl GenericClient, file: FileId, node: NodeId) -> Res
             &[&file.0, &node.0],
         )
         .await?;
-    row.map(|r| {
+    row.as_ref().map(CopyJob::from_row).transpose()
+}
+
+impl CopyJob {
+    fn from_row(r: &tokio_postgres::Row) -> Result<CopyJob, StoreError> {
         Ok(CopyJob {
             state: r.try_get("state")?,
             sha256: r.try_get("sha256")?,
             md5: r.try_get("md5")?,
             file_deleted: r.try_get("file_deleted")?,
             node_state: r.try_get("node_state")?,
-            node: SshTarget::from_row(&r)?,
+            node: SshTarget::from_row(r)?,
         })
-    })
-    .transpose()
+    }
 }
 
-/// Marks a copy attempt started (`copying`, attempts + 1) unless the replica is
-/// already present or being deleted.
-pub async fn start_copy(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
-    c.execute_cached(
-        "UPDATE replicas SET state = $3, attempts = attempts + 1, updated_at = now()
-         WHERE file_id = $1 AND node_id = $2 AND state = ANY($4)",
-        &[
-            &file.0,
-            &node.0,
-            &ReplicaState::Copying,
-            &[ReplicaState::Pending, ReplicaState::Copying, ReplicaState::Failed].as_slice(),
-        ],
-    )
-    .await?;
-    Ok(())
+/// Begins a copy attempt in one statement: the replica becomes `copying` (attempts + 1)
+/// and is returned with its file and node ([`copy_job`]'s row, state `copying`), when
+/// it is `pending`, `copying` or `failed`, its file is live and its node not
+/// `disabled`. `None` otherwise (no row, present, being deleted, file deleted, node
+/// disabled): [`copy_job`] then says which.
+pub async fn begin_copy(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<Option<CopyJob>, StoreError> {
+    let row = c
+        .query_opt_cached(
+            "UPDATE replicas r SET state = $3, attempts = r.attempts + 1, updated_at = now()
+             FROM files f, nodes n
+             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = ANY($4)
+               AND f.id = r.file_id AND f.deleted_at IS NULL AND n.id = r.node_id AND n.state <> $5
+             RETURNING r.state, f.sha256, f.md5, false AS file_deleted, n.state AS node_state,
+                       n.ssh_host, n.ssh_port, n.ssh_user, n.root_path",
+            &[
+                &file.0,
+                &node.0,
+                &ReplicaState::Copying,
+                &[ReplicaState::Pending, ReplicaState::Copying, ReplicaState::Failed].as_slice(),
+                &NodeState::Disabled,
+            ],
+        )
+        .await?;
+    row.as_ref().map(CopyJob::from_row).transpose()
 }
 
 /// Records a verified copy: `copying` becomes `present`, unless the file was deleted

@@ -19,25 +19,34 @@ use crate::ssh::{PushFile, Pushed};
 /// `repair`: the monitor's top-up, which yields to fresh uploads in the node's batches.
 pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Result<(), JobError> {
     let client = ctx.pool.get().await?;
-    let Some(job) = replicas::copy_job(&client, file, node).await? else {
-        // Replica row gone (file deleted and cleaned): nothing to do.
-        return Ok(());
+    // The common case in one statement: the replica becomes `copying` and comes back
+    // with its file's digests and its node. When it cannot begin, the row says why.
+    let job = match replicas::begin_copy(&client, file, node).await? {
+        Some(job) => job,
+        None => {
+            let Some(job) = replicas::copy_job(&client, file, node).await? else {
+                // Replica row gone (file deleted and cleaned): nothing to do.
+                return Ok(());
+            };
+            if job.state == ReplicaState::Deleting || job.file_deleted {
+                return Ok(());
+            }
+            if job.state == ReplicaState::Present {
+                // Done before, e.g. by a delivery whose worker died after its commit
+                // and before it could release staging: finish that part.
+                drop(client);
+                return release_staging_when_done(ctx, file).await;
+            }
+            if job.node_state == NodeState::Disabled {
+                return Err(JobError::Permanent(format!("node {node} is disabled")));
+            }
+            // Changed between the two statements (another delivery, an operator):
+            // look again later.
+            return Err(JobError::Retry(format!("the copy to node {node} could not begin (replica {:?})", job.state)));
+        }
     };
-    if job.state == ReplicaState::Deleting || job.file_deleted {
-        return Ok(());
-    }
-    if job.state == ReplicaState::Present {
-        // Done before, e.g. by a delivery whose worker died after its commit and
-        // before it could release staging: finish that part.
-        drop(client);
-        return release_staging_when_done(ctx, file).await;
-    }
-    if job.node_state == NodeState::Disabled {
-        return Err(JobError::Permanent(format!("node {node} is disabled")));
-    }
     let (sha256, md5) = (job.sha256, job.md5);
     let addr = super::node_addr(job.node);
-    replicas::start_copy(&client, file, node).await?;
     drop(client);
 
     let source = data_path(&upload_dir(&ctx.config.storage.staging_dir, file));
