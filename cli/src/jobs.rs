@@ -204,7 +204,7 @@ fn print_jobs(rows: &[JobRecord], with_reason: bool) {
         if with_reason { "reason" } else { "upload / error" }
     );
     for j in rows {
-        let note = match (&j.error, with_reason) {
+        let note = match (&j.shown_error(), with_reason) {
             (Some(e), true) => e.clone(),
             (Some(e), false) => format!("{} {e}", j.file),
             (None, _) => j.file.to_string(),

@@ -66,6 +66,15 @@ fn state_text<S: serde::Serializer>(state: &JobState, s: S) -> Result<S::Ok, S::
 }
 
 impl JobRecord {
+    /// The error to show beside the job: its last error, and for a job that has since
+    /// succeeded (one that was retried, or replayed from the dead letters) that error
+    /// marked as an earlier attempt's, so a `done` job does not read as failing. `None`
+    /// when no attempt failed. (`error` itself, in the JSON API, stays the last error.)
+    pub fn shown_error(&self) -> Option<String> {
+        let error = self.error.as_deref()?;
+        Some(if self.state == JobState::Done { format!("before it succeeded: {error}") } else { error.to_owned() })
+    }
+
     /// Queued → started of the last attempt, in milliseconds (the first attempt's wait
     /// for a worker; later attempts include the retry delay).
     pub fn wait_ms(&self) -> Option<i64> {

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use ferry_store::jobs::{self, JobRecord};
+use ferry_store::JobState;
 
 use super::detail::facts;
 use super::jobs::{dead_actions, millis, notes, parse_id};
@@ -46,10 +47,12 @@ fn body(job: &JobRecord, csrf: &str) -> String {
         ("Duration", millis(job.duration_ms())),
         (
             "Error",
-            job.error
-                .as_deref()
-                .map(|e| format!("<span class=\"error\" id=\"job-error\">{}</span>", Esc(e)))
-                .unwrap_or_else(|| "—".into()),
+            match (job.state, job.shown_error()) {
+                // A done job's earlier error is history, not a failure.
+                (JobState::Done, Some(e)) => format!("<span id=\"job-error\">{}</span>", Esc(&e)),
+                (_, Some(e)) => format!("<span class=\"error\" id=\"job-error\">{}</span>", Esc(&e)),
+                (_, None) => "—".into(),
+            },
         ),
         ("Notes", Esc(&notes(job)).to_string()),
     ];
@@ -120,5 +123,10 @@ mod tests {
         assert!(html.contains("&quot;node&quot;: 2") && html.contains("&lt;/pre&gt;&lt;b&gt;"), "{html}");
         let done = body(&job(JobState::Done), "tok");
         assert!(!done.contains("/replay") && !done.contains("job-actions"));
+        // A replayed job that then succeeded: its dead letter's reason is history.
+        assert!(
+            done.contains("<span id=\"job-error\">before it succeeded: node 2 is &lt;disabled&gt;</span>"),
+            "{done}"
+        );
     }
 }

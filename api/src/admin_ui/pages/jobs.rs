@@ -121,7 +121,7 @@ fn row(job: &JobRecord, csrf: &str) -> String {
         worker = Esc(job.worker.as_deref().unwrap_or("—")),
         wait = millis(job.wait_ms()),
         duration = millis(job.duration_ms()),
-        error = Esc(job.error.as_deref().unwrap_or_default()),
+        error = Esc(&job.shown_error().unwrap_or_default()),
         notes = Esc(&notes(job)),
     )
 }
