@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferry_stdout::outln;
 
 /// mimalloc instead of glibc malloc: with many uploads streaming at once on the
 /// blocking pool, glibc's per-thread arenas kept freed chunk buffers resident
@@ -93,7 +94,7 @@ async fn run() -> anyhow::Result<()> {
             let pool = ferry_store::pool(&config.database)?;
             ferry_api::migrate_with_retry(&pool, &Default::default()).await?;
             let id = ferry_store::users::upsert(&pool.get().await?, &username, password, admin).await?;
-            println!("user {username} (id {id}) saved{}", if admin { " as admin" } else { "" });
+            outln!("user {username} (id {id}) saved{}", if admin { " as admin" } else { "" });
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use ferry_shared::types::FileId;
+use ferry_stdout::outln;
 use ferry_store::jobs::{self, Filter, JobRecord};
 use ferry_store::search::Paging;
 use ferry_store::uploads::Cancelled;

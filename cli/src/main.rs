@@ -2,19 +2,9 @@
 //! services and applies the same rules as the admin API (node validation and user
 //! handling live in `ferry-store`, expiry in `ferry-queue`), so anything done here is
 //! what the admin page would have done.
-
-/// `println!` for the CLI's output: a reader that went away (`ferry jobs ls --json |
-/// head`) ends the program quietly with status 0, as it would a C tool killed by
-/// SIGPIPE, instead of the panic `println!` gives (Rust ignores SIGPIPE, so the write
-/// fails with `BrokenPipe`); any other write error ends it with status 1.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(error) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            $crate::output::stdout_failed(&error);
-        }
-    }};
-}
+//!
+//! Every line of output goes through `ferry_stdout::outln!`: a reader that goes away
+//! (`ferry jobs ls --json | head`) ends the program quietly with status 0, not a panic.
 
 mod jobs;
 mod nodes;
@@ -28,6 +18,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_shared::config::{Config, Role};
+use ferry_stdout::outln;
 
 /// Ferry's operator command line: users, storage nodes, files, uploads, jobs, dead letters,
 /// workers, queues, config.

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use ferry_shared::types::NodeId;
+use ferry_stdout::outln;
 use ferry_store::nodes::{self, NodeError, NodeInput};
 use ferry_store::{Client, NodeState};
 

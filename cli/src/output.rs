@@ -7,6 +7,7 @@ use anyhow::bail;
 use chrono::NaiveDate;
 use clap::Args;
 use ferry_shared::types::ByteSize;
+use ferry_stdout::outln;
 use ferry_store::search::{Paging, Search};
 use ferry_store::{users, Client};
 
@@ -37,16 +38,6 @@ pub struct Json {
     /// Print one JSON array (times RFC 3339), for scripts.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Ends the program after a failed write to stdout (`outln!`): quietly with status 0
-/// when the reader went away (`BrokenPipe`), else with the error and status 1.
-pub fn stdout_failed(error: &std::io::Error) -> ! {
-    if error.kind() == std::io::ErrorKind::BrokenPipe {
-        std::process::exit(0);
-    }
-    eprintln!("ferry: writing the output: {error}");
-    std::process::exit(1);
 }
 
 /// Prints `rows` as one pretty JSON array.

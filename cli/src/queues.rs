@@ -11,6 +11,7 @@ use clap::Subcommand;
 use ferry_queue::management::{self, STATS_INTERVAL_SECS};
 use ferry_queue::{JobKind, Publisher};
 use ferry_shared::config::Config;
+use ferry_stdout::outln;
 use ferry_store::{pauses, Client};
 
 use crate::output::{print_json, Json};

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use ferry_shared::types::FileId;
+use ferry_stdout::outln;
 use ferry_store::{files, replicas, uploads, Client, Pool, UploadState};
 
 use crate::output::{footer, print_json, Format, SearchArgs};

@@ -5,6 +5,7 @@ use std::io::BufRead;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use ferry_shared::types::ByteSize;
+use ferry_stdout::outln;
 use ferry_store::{users, Client};
 
 use crate::output::{footer, print_json, Format, SearchArgs};

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Every command finds the same cluster again through this dir, and `up` leaves running
-//! processes alone, so running it twice is harmless.
+//! processes alone, so running it twice is harmless. What `up` and `status` print goes
+//! through `ferry_stdout::outln!`: a reader that goes away (`deploy/dev status | head -3`)
+//! ends `ferry-dev` quietly with status 0 instead of a panic.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use ferry_stdout::outln;
 use nix::sys::signal::Signal;
 use rand::Rng;
 
@@ -291,9 +294,9 @@ impl Phases {
     }
     fn print(&mut self) {
         self.end();
-        println!("Timings:");
+        outln!("Timings:");
         for (name, took) in &self.done {
-            println!("  {name:<18} {:>7.1}s", took.as_secs_f64());
+            outln!("  {name:<18} {:>7.1}s", took.as_secs_f64());
         }
     }
 }
@@ -469,14 +472,14 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 fn summary(dev: &Dev, cluster: &Cluster, took: Duration, rabbit_note: &str, rabbit_password: &str) {
     let api = dev.api_url();
-    println!("\nFerry dev cluster is up (took {:.1}s{rabbit_note}).\n", took.as_secs_f64());
-    println!("  API                  {api}");
-    println!("  API docs             {api}/docs/redoc/");
-    println!("  Admin page           {api}/admin/   login {ADMIN_USER} / {ADMIN_PASSWORD}");
-    println!("  RabbitMQ management  http://127.0.0.1:{}/   login ferry / {rabbit_password}", dev.port("MGMT_PORT"));
-    println!("  PostgreSQL           psql {}", dev.postgres().url("ferry").unwrap_or_default());
+    outln!("\nFerry dev cluster is up (took {:.1}s{rabbit_note}).\n", took.as_secs_f64());
+    outln!("  API                  {api}");
+    outln!("  API docs             {api}/docs/redoc/");
+    outln!("  Admin page           {api}/admin/   login {ADMIN_USER} / {ADMIN_PASSWORD}");
+    outln!("  RabbitMQ management  http://127.0.0.1:{}/   login ferry / {rabbit_password}", dev.port("MGMT_PORT"));
+    outln!("  PostgreSQL           psql {}", dev.postgres().url("ferry").unwrap_or_default());
     for s in &cluster.nodes {
-        println!(
+        outln!(
             "  {:<20} http://127.0.0.1:{}   (sshd 127.0.0.1:{}, root {})",
             format!("Node {}", s.name),
             s.agent_port,
@@ -484,8 +487,8 @@ fn summary(dev: &Dev, cluster: &Cluster, took: Duration, rabbit_note: &str, rabb
             s.root.display()
         );
     }
-    println!("  State dir            {}   (service env: {}/env)\n", dev.state.display(), dev.state.display());
-    println!("  deploy/dev status | deploy/dev logs [-f] [name] | deploy/dev down [--purge]\n");
+    outln!("  State dir            {}   (service env: {}/env)\n", dev.state.display(), dev.state.display());
+    outln!("  deploy/dev status | deploy/dev logs [-f] [name] | deploy/dev down [--purge]\n");
 }
 
 /// `deploy/dev down [--purge]`: stops everything (clients of the broker and the database
@@ -547,14 +550,14 @@ pub fn status(dev: &Dev) -> Result<bool> {
     let mut all = true;
     let mut line = |name: &str, pid: Option<i32>, port: String| {
         match pid {
-            Some(pid) => println!("{name:<14} {:<8} {pid:<8} {port}", "running"),
+            Some(pid) => outln!("{name:<14} {:<8} {pid:<8} {port}", "running"),
             None => {
-                println!("{name:<14} {:<8} {:<8} {port}", "stopped", "-");
+                outln!("{name:<14} {:<8} {:<8} {port}", "stopped", "-");
                 all = false;
             }
         };
     };
-    println!("{:<14} {:<8} {:<8} PORT", "PROCESS", "STATE", "PID");
+    outln!("{:<14} {:<8} {:<8} PORT", "PROCESS", "STATE", "PID");
     line("postgres", dev.postgres().pid(), dev.port("PG_PORT").to_string());
     line(
         "rabbitmq",
@@ -573,7 +576,7 @@ pub fn status(dev: &Dev) -> Result<bool> {
         line(name, pid(name), "- (ops endpoint on a random port)".into());
     }
     line("monitor", pid("monitor"), "-".into());
-    println!("\nstate dir: {}", dev.state.display());
+    outln!("\nstate dir: {}", dev.state.display());
     Ok(all)
 }
 

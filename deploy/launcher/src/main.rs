@@ -41,7 +41,8 @@ enum Command {
         #[arg(long)]
         purge: bool,
     },
-    /// One line per process; exit status 3 if any is stopped.
+    /// One line per process; exit status 3 if any is stopped (0 when the reader goes
+    /// away first, as `| head` does).
     Status,
     /// Tail the logs (all, or one).
     Logs {

@@ -14,7 +14,8 @@
 //! it exits the gate fsyncs the shard directories it changed, so a push the worker
 //! sees succeed is durable; the gate exits with rsync's own status, or 125 when that
 //! sync failed. A refused command exits 126 with the reason on stderr, which the
-//! worker records as the job's error. `--dry-run` prints the argv it would run instead.
+//! worker records as the job's error. `--dry-run` prints the argv it would run instead (a reader that goes away ends it
+//! quietly with status 0: `ferry_stdout::outln!`).
 
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
         Err(e) => return denied(e),
     };
     if dry_run {
-        println!("{}", argv.join(" "));
+        ferry_stdout::outln!("{}", argv.join(" "));
         return ExitCode::SUCCESS;
     }
     let Some(program) = BIN_DIRS.iter().map(|d| format!("{d}/{}", argv[0])).find(|p| is_executable(p)) else {

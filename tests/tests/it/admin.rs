@@ -315,6 +315,14 @@ async fn quota_edits_and_disabling_a_user_take_effect_at_once() -> Result<()> {
     Ok(())
 }
 
+/// A stdout whose reader is already gone: the first write fails with EPIPE (as after
+/// `| head` has read its lines), whenever the program gets to it.
+fn closed_pipe() -> Result<std::process::Stdio> {
+    let (reader, writer) = nix::unistd::pipe()?;
+    drop(reader);
+    Ok(writer.into())
+}
+
 /// `ferry users list --json | head`: a reader that goes away before the listing is
 /// written ends the CLI quietly with status 0, as it ends a C tool (SIGPIPE). It used
 /// to panic ("failed printing to stdout: Broken pipe", status 101).
@@ -322,18 +330,38 @@ async fn quota_edits_and_disabling_a_user_take_effect_at_once() -> Result<()> {
 async fn the_cli_ends_quietly_when_its_reader_goes_away() -> Result<()> {
     use std::process::Stdio;
     let cluster = Cluster::start_with(Options { nodes: 1, replication: 1, workers: 0, ..Default::default() }).await?;
-    let mut child = cluster
+    let out = cluster
         .command("ferry")
         .args(["users", "list", "--json"])
-        .stdout(Stdio::piped())
+        .stdout(closed_pipe()?)
         .stderr(Stdio::piped())
-        .spawn()?;
-    // The reader goes away before anything is written (the CLI first connects to
-    // PostgreSQL and checks its migrations).
-    drop(child.stdout.take());
-    let out = child.wait_with_output()?;
+        .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(out.status.success(), "ferry exited with {:?}: {stderr}", out.status);
     anyhow::ensure!(!stderr.contains("panicked"), "ferry panicked: {stderr}");
+    Ok(())
+}
+
+/// `ferry-api user-add NAME --password-stdin | head`: the user is saved and the reader
+/// that went away before the confirmation line ends ferry-api quietly with status 0. It
+/// used to panic after saving ("failed printing to stdout: Broken pipe", status 101).
+#[tokio::test]
+async fn user_add_ends_quietly_when_its_reader_goes_away() -> Result<()> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let cluster = Cluster::start_with(Options { nodes: 1, replication: 1, workers: 0, ..Default::default() }).await?;
+    let mut child = cluster
+        .command("ferry-api")
+        .args(["user-add", "piped", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(closed_pipe()?)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    writeln!(child.stdin.take().context("ferry-api's stdin")?, "piped-password-1")?;
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "ferry-api user-add exited with {:?}: {stderr}", out.status);
+    anyhow::ensure!(!stderr.contains("panicked"), "ferry-api user-add panicked: {stderr}");
+    cluster.client("piped", "piped-password-1").await.context("logging in as the user just added")?;
     Ok(())
 }
