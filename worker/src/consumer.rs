@@ -223,7 +223,8 @@ impl QueueConsumer {
         let settled = match outcome {
             Ok(()) => {
                 tracing::info!(?job, duration_ms, "job done");
-                match self.record(|c| async move { records::finish(&c, id).await }).await {
+                let finished = self.ctx.finished.write(id).await;
+                match finished.map_err(|error| tracing::warn!(%error, "could not update the job record")).ok() {
                     Some(()) => delivery.ack(BasicAckOptions::default()).await,
                     // The record must not stay open for work that is done: run it again
                     // (it finds its work done) once PostgreSQL answers.
@@ -339,6 +340,19 @@ impl QueueConsumer {
             }])
             .await
     }
+}
+
+/// Ends job records `done` in groups ([`crate::gather`]) on the job-record pool
+/// (asynchronous commit, [`ferry_store::bookkeeping_pool`]): the jobs of one rsync
+/// batch end together, so their records take one statement.
+pub fn record_finished(records: ferry_store::Pool, max: usize) -> crate::gather::Gather<Uuid, ()> {
+    crate::gather::Gather::spawn(max, move |ids: Vec<Uuid>| {
+        let records = records.clone();
+        async move {
+            ferry_store::jobs::finish(&records.get().await?, &ids).await?;
+            Ok(vec![(); ids.len()])
+        }
+    })
 }
 
 /// Runs a job's handler under its hard time limit, turning a panic into a failed

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod consumer;
+pub mod gather;
 pub mod gc;
 pub mod identity;
 pub mod jobs;
@@ -26,6 +27,8 @@ use crate::consumer::QueueConsumer;
 
 /// Connections of the job-record pool: each record write is one short statement.
 const RECORD_CONNECTIONS: usize = 4;
+/// Most writes in one grouped statement ([`gather`]): a batch's files at most.
+const GROUP_MAX: usize = 1024;
 use crate::jobs::Ctx;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +67,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         config.storage.staging_dir.clone(),
         batch::Limits::from_config(&config.worker),
     );
+    let records = ferry_store::bookkeeping_pool(&config.database, RECORD_CONNECTIONS)?;
     let ctx = Arc::new(Ctx {
         ssh,
         batcher,
+        present: jobs::replicate::record_present(pool.clone(), GROUP_MAX),
+        finished: consumer::record_finished(records.clone(), GROUP_MAX),
         pool: pool.clone(),
-        records: ferry_store::bookkeeping_pool(&config.database, RECORD_CONNECTIONS)?,
+        records,
         relay: RelayWaker::default(),
         http,
         worker: worker.clone(),

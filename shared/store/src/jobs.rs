@@ -167,11 +167,11 @@ pub async fn start(
     row.map(|r| Ok(Started { queued_at: r.try_get("queued_at")? })).transpose()
 }
 
-/// Marks the job `done`.
-pub async fn finish(c: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
+/// Marks the jobs `done`, in one statement (the jobs of one rsync batch end together).
+pub async fn finish(c: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
     c.execute_cached(
-        "UPDATE jobs SET state = $2, finished_at = now(), state_at = now() WHERE id = $1",
-        &[&id, &JobState::Done],
+        "UPDATE jobs SET state = $2, finished_at = now(), state_at = now() WHERE id = ANY($1)",
+        &[&ids, &JobState::Done],
     )
     .await?;
     Ok(())

@@ -31,6 +31,17 @@ pub async fn upload_event(c: &impl GenericClient, id: FileId) -> Result<(), Stor
     Ok(())
 }
 
+/// [`upload_event`] for several uploads in one statement (the files of one rsync
+/// batch); PostgreSQL delivers one notification per id. Nothing is sent for none.
+pub async fn upload_events(c: &impl GenericClient, ids: &[FileId]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    c.execute_cached("SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id", &[&UPLOAD_CHANNEL, &ids]).await?;
+    Ok(())
+}
+
 /// Listens for upload events on a dedicated connection until `shutdown`, sending each
 /// event's upload id to `tx`; reconnects with backoff when the connection is lost. A
 /// missed event only delays a waiter until its next periodic look.

@@ -96,19 +96,27 @@ pub async fn begin_copy(c: &impl GenericClient, file: FileId, node: NodeId) -> R
     row.as_ref().map(CopyJob::from_row).transpose()
 }
 
-/// Records a verified copy: `copying` becomes `present`, unless the file was deleted
-/// meanwhile. Returns whether the row changed.
-pub async fn mark_present(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<bool, StoreError> {
-    let updated = c
-        .execute_cached(
+/// Records verified copies: each replica `(file, node)` that is `copying` becomes
+/// `present`, unless its file was deleted meanwhile. One statement for all of them
+/// (the files of one rsync batch come back together). Returns the replicas whose row
+/// changed, in no particular order.
+pub async fn mark_present(
+    c: &impl GenericClient,
+    replicas: &[(FileId, NodeId)],
+) -> Result<Vec<(FileId, NodeId)>, StoreError> {
+    let files: Vec<Uuid> = replicas.iter().map(|(f, _)| f.0).collect();
+    let nodes: Vec<i32> = replicas.iter().map(|(_, n)| n.0).collect();
+    let rows = c
+        .query_cached(
             "UPDATE replicas r SET state = $3, last_error = NULL, updated_at = now(), verified_at = now()
-             FROM files f
-             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = $4
-               AND f.id = r.file_id AND f.deleted_at IS NULL",
-            &[&file.0, &node.0, &ReplicaState::Present, &ReplicaState::Copying],
+             FROM files f, unnest($1::uuid[], $2::int4[]) AS x(file_id, node_id)
+             WHERE r.file_id = x.file_id AND r.node_id = x.node_id AND r.state = $4
+               AND f.id = r.file_id AND f.deleted_at IS NULL
+             RETURNING r.file_id, r.node_id",
+            &[&files, &nodes, &ReplicaState::Present, &ReplicaState::Copying],
         )
         .await?;
-    Ok(updated > 0)
+    rows.iter().map(|r| Ok((FileId(r.try_get("file_id")?), NodeId(r.try_get("node_id")?)))).collect()
 }
 
 /// A file's replicas still being made (`pending` or `copying`) and `present`.

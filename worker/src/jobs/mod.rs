@@ -13,10 +13,12 @@ use std::sync::Arc;
 use ferry_queue::outbox::RelayWaker;
 use ferry_queue::Job;
 use ferry_shared::config::Config;
+use ferry_shared::types::{FileId, NodeId};
 use ferry_store::nodes::SshTarget;
 use ferry_store::{Pool, StoreError};
 
 use crate::batch::Batcher;
+use crate::gather::{Gather, GatherError};
 use crate::identity::Worker;
 use crate::ssh::{NodeAddr, Ssh, SshError};
 
@@ -29,6 +31,12 @@ pub struct Ctx {
     pub ssh: Arc<Ssh>,
     /// Per-node rsync batches for replicate jobs.
     pub batcher: Batcher,
+    /// Verified copies recorded `present`, grouped (`(file, node)` -> whether the row
+    /// changed): [`replicate::record_present`].
+    pub present: Gather<(FileId, NodeId), bool>,
+    /// Job records ended `done`, grouped, on [`Ctx::records`]:
+    /// [`crate::consumer::record_finished`].
+    pub finished: Gather<uuid::Uuid, ()>,
     pub relay: RelayWaker,
     /// For fetching a copy back from a node agent (repair without staging).
     pub http: reqwest::Client,
@@ -50,6 +58,12 @@ pub enum JobError {
 
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
+        JobError::Retry(format!("database: {e}"))
+    }
+}
+
+impl From<GatherError> for JobError {
+    fn from(e: GatherError) -> Self {
         JobError::Retry(format!("database: {e}"))
     }
 }

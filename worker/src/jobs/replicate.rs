@@ -6,14 +6,16 @@
 //! replica is present the staging copy is released (by the staging sweep, after
 //! `worker.staging_linger_secs`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use ferry_shared::staging::{data_path, upload_dir};
 use ferry_shared::types::{FileId, NodeId};
-use ferry_store::{notify, replicas, NodeState, ReplicaState};
+use ferry_store::{notify, replicas, NodeState, Pool, ReplicaState};
 
 use super::{Ctx, JobError};
 use crate::batch::Priority;
+use crate::gather::Gather;
 use crate::ssh::{PushFile, Pushed};
 
 /// `repair`: the monitor's top-up, which yields to fresh uploads in the node's batches.
@@ -69,22 +71,9 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         Pushed::NotCopied(error) => return Err(error.into()),
     }
 
-    let client = ctx.pool.get().await?;
-    let updated = replicas::mark_present(&client, file, node).await?;
-    if updated {
-        // Wakes a completing POST waiting for its write quorum (read-after-write),
-        // after the commit and outside it: a transaction that notifies holds
-        // PostgreSQL's one notification lock from its commit until its WAL is flushed,
-        // so every replica's commit waited for the one before it (the small-files
-        // bench: sessions waiting on `Lock:object`). Alone, the notification writes no
-        // WAL and waits for no flush; a waiter that misses it looks again on its own.
-        notify::upload_event(&client, file).await?;
-    }
+    // Grouped with the other files of its batch: one statement records them all.
+    let updated = ctx.present.write((file, node)).await?;
     if !updated {
-        // Never hold a pooled connection while taking another: enough jobs doing
-        // that at once hold the whole pool and wait for each other until the pool's
-        // acquire timeout (the small-files bench stalled 5 s at a time on it).
-        drop(client);
         // Not recorded. Take the copy back only when the file was deleted (or its
         // replica row dropped) while we copied. When another delivery of this job (at
         // least once: a redelivery after a broker restart can run beside the first)
@@ -101,7 +90,6 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         }
         return Ok(());
     }
-    drop(client);
     let node_label = node.to_string();
     ferry_shared::metrics::observe(&ferry_shared::metrics::RSYNC_DURATION, &[&node_label], started.elapsed());
     ferry_shared::metrics::RSYNC_BYTES.with_label_values(&[&node_label]).inc_by(size);
@@ -113,6 +101,31 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         "replica verified"
     );
     release_staging_when_done(ctx, file).await
+}
+
+/// Records verified copies `present` in groups ([`crate::gather`]): one statement
+/// for the replicas of a batch instead of one commit (and WAL flush) each, then one
+/// statement of upload events for those that changed. The events wake completing
+/// POSTs waiting for their write quorum; they are sent after the commit and outside
+/// it: a transaction that notifies holds PostgreSQL's one notification lock from its
+/// commit until its WAL is flushed, so every replica's commit would wait for the one
+/// before it (the small-files bench: sessions waiting on `Lock:object`). Alone, the
+/// notification writes no WAL; a waiter that misses one looks again on its own, so a
+/// failed notification is logged, not the write's failure.
+pub fn record_present(pool: Pool, max: usize) -> Gather<(FileId, NodeId), bool> {
+    Gather::spawn(max, move |wanted: Vec<(FileId, NodeId)>| {
+        let pool = pool.clone();
+        async move {
+            let client = pool.get().await?;
+            let changed: HashSet<(FileId, NodeId)> =
+                replicas::mark_present(&client, &wanted).await?.into_iter().collect();
+            let files: Vec<FileId> = changed.iter().map(|(file, _)| *file).collect();
+            if let Err(error) = notify::upload_events(&client, &files).await {
+                tracing::warn!(%error, "could not send upload events; waiters look again on their own");
+            }
+            Ok(wanted.iter().map(|replica| changed.contains(replica)).collect())
+        }
+    })
 }
 
 /// Releases the staging copy once every wanted replica is present, when
