@@ -195,6 +195,13 @@ pub(crate) async fn insert_upload(
 ) -> ApiResult<Upload> {
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
+    // The whole file with its md5, and the bytes give it: the upload is recorded
+    // `complete` with its file, in this transaction.
+    let finished = md5.map(|_| digest.finalize());
+    let verified = match (md5, finished) {
+        (Some(md5), Some(finished)) => verified_bytes(state, id, received.size, finished, md5).await,
+        _ => None,
+    };
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     // The quota check below holds the user's row until the commit: committed without
@@ -214,10 +221,30 @@ pub(crate) async fn insert_upload(
         sha256_state: &sha256_state,
         metadata: tus.metadata,
         concat: tus.concat,
+        verified: verified.is_some(),
     };
     store_uploads::insert(&tx, &new).await?;
-    if let Some(md5) = md5 {
-        complete_or_assemble(state, &tx, id, received.size, Some(digest.finalize()), md5).await?;
+    match (md5, verified) {
+        (Some(md5), Some(sha256)) => {
+            let origin = store_uploads::Origin {
+                state: UploadState::Complete,
+                user,
+                filename: filename.as_str().to_owned(),
+                parent,
+            };
+            let file = completion::Verified {
+                id,
+                size: ByteSize(received.size),
+                md5: &md5.to_string(),
+                sha256: &sha256.to_string(),
+            };
+            completion::record_new_file(&tx, file, &origin, &state.config).await?;
+            tracing::info!(upload.id = %id, upload.total_bytes = received.size, "upload verified and recorded");
+        }
+        // Recorded `assembling`: the worker's assemble job says why not (a short
+        // staging copy, or the md5 differs: the upload is reopened).
+        (Some(md5), None) => complete_or_assemble(state, &tx, id, received.size, finished, md5).await?,
+        (None, _) => {}
     }
     let upload = uploads::load(&tx, id, user, false).await?;
     // The authoritative quota check (the one before the body was read only spares a
@@ -260,14 +287,8 @@ pub(crate) async fn complete_or_assemble(
     digest: Option<(Md5, Sha256)>,
     md5: Md5,
 ) -> ApiResult<()> {
-    if let Some((actual, sha256)) = digest {
-        let data = data_path(&upload_dir(&state.config.storage.staging_dir, id));
-        let len = match tokio::fs::metadata(&data).await {
-            Ok(meta) => Some(meta.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
-            Err(_) => None,
-        };
-        if actual == md5 && len == Some(total) {
+    if let Some(digest) = digest {
+        if let Some(sha256) = verified_bytes(state, id, total, digest, md5).await {
             let verified =
                 completion::Verified { id, size: ByteSize(total), md5: &md5.to_string(), sha256: &sha256.to_string() };
             completion::record_file(tx, verified, &state.config).await?;
@@ -277,6 +298,27 @@ pub(crate) async fn complete_or_assemble(
     }
     outbox::enqueue(tx, &Job::Assemble { upload: id }).await?;
     Ok(())
+}
+
+/// The sha256 of upload `id`'s bytes when nothing is left to check: `digest` (md5 and
+/// sha256 of the bytes, hashed by this API as they arrived) gives the client's `md5`
+/// and the staging data file holds exactly `total` bytes. `None` otherwise (the
+/// worker's assemble job then looks at it).
+async fn verified_bytes(
+    state: &SharedState,
+    id: FileId,
+    total: u64,
+    digest: (Md5, Sha256),
+    md5: Md5,
+) -> Option<Sha256> {
+    let (actual, sha256) = digest;
+    let data = data_path(&upload_dir(&state.config.storage.staging_dir, id));
+    let len = match tokio::fs::metadata(&data).await {
+        Ok(meta) => Some(meta.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
+        Err(_) => None,
+    };
+    (actual == md5 && len == Some(total)).then_some(sha256)
 }
 
 /// `400 checksum_mismatch`: the md5 sent is not the md5 of the bytes received. The

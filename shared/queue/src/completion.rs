@@ -53,6 +53,31 @@ pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Conf
     let Some(origin) = uploads::lock_origin(tx, file.id).await?.filter(|o| o.state == UploadState::Assembling) else {
         return Ok(Recorded::NotAssembling);
     };
+    insert_file(tx, file, &origin, config).await?;
+    uploads::mark_complete(tx, file.id).await?;
+    Ok(Recorded::File)
+}
+
+/// Records the file of an upload inserted `complete` in `tx` just before
+/// (`uploads::NewUpload::verified`: the whole file came in one request and its md5 was
+/// checked on the way in), as [`record_file`] does for an `assembling` one, without
+/// locking the row the transaction just inserted or moving its state again.
+pub async fn record_new_file(
+    tx: &Transaction<'_>,
+    file: Verified<'_>,
+    origin: &uploads::Origin,
+    config: &Config,
+) -> Result<(), StoreError> {
+    insert_file(tx, file, origin, config).await
+}
+
+/// The file row, its replica targets and their replicate jobs (see [`record_file`]).
+async fn insert_file(
+    tx: &Transaction<'_>,
+    file: Verified<'_>,
+    origin: &uploads::Origin,
+    config: &Config,
+) -> Result<(), StoreError> {
     let parent = match origin.parent {
         Some(p) => files::lock_live(tx, p).await?,
         None => None,
@@ -78,7 +103,6 @@ pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Conf
         replicas::insert_pending(tx, file.id, *node).await?;
         outbox::enqueue(tx, &Job::Replicate { file: file.id, node: *node, repair: false }).await?;
     }
-    uploads::mark_complete(tx, file.id).await?;
     if (targets.len() as u32) < config.storage.replication_factor {
         tracing::warn!(
             file.id = %file.id,
@@ -87,5 +111,5 @@ pub async fn record_file(tx: &Transaction<'_>, file: Verified<'_>, config: &Conf
             "not enough eligible nodes; the monitor's repair will add replicas when nodes are available"
         );
     }
-    Ok(Recorded::File)
+    Ok(())
 }

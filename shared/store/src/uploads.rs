@@ -335,8 +335,14 @@ pub struct NewUpload<'a> {
     /// Bytes of the first chunk (the new offset).
     pub received: ByteSize,
     /// The client's md5 (hex) when the whole file came at once: the upload starts
-    /// `assembling`.
+    /// `assembling`, or `complete` when `verified`.
     pub md5: Option<String>,
+    /// The bytes were already checked against `md5` (and the staging copy holds exactly
+    /// them): the upload is inserted `complete`, its file recorded in the same
+    /// transaction (`ferry_queue::completion::record_new_file`). Such an upload never
+    /// counts against its user's quota (its file does), so the row costs the user's
+    /// row no update; inserted `assembling` and completed after, it cost three.
+    pub verified: bool,
     pub expires_at: DateTime<Utc>,
     pub md5_state: &'a [u8],
     pub sha256_state: &'a [u8],
@@ -348,12 +354,17 @@ pub struct NewUpload<'a> {
 
 /// Inserts the upload and, when it has bytes, its first chunk's row.
 pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), StoreError> {
-    let state = if u.md5.is_some() { UploadState::Assembling } else { UploadState::Uploading };
+    let state = match (&u.md5, u.verified) {
+        (Some(_), true) => UploadState::Complete,
+        (Some(_), false) => UploadState::Assembling,
+        (None, _) => UploadState::Uploading,
+    };
     let received = size_to_db("chunk size", u.received)?;
     c.execute_cached(
         "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
-                              md5_state, sha256_state, metadata, concat)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                              md5_state, sha256_state, metadata, concat, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                 CASE WHEN $14 THEN now() END)",
         &[
             &u.id.0,
             &u.user.0,
@@ -368,6 +379,7 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), Sto
             &u.sha256_state,
             &u.metadata,
             &u.concat,
+            &(state == UploadState::Complete),
         ],
     )
     .await?;
