@@ -416,11 +416,15 @@ class Report:
             "threads, the quota check's mean went from 35-52 ms (nearly all of it waiting for the row) to 3.75 "
             "ms. Replicas' NOTIFY, which held PostgreSQL's one notification lock through each commit's flush "
             "and so put every replica's commit in line, is sent after the commit. About 29 statements per "
-            "file remain (35 before the grouping), 0.05-0.4 ms each. In perf, PostgreSQL's CPU goes mostly "
-            "to the user's row and the nodes' rows that every upload locks (foreign-key checks beside the "
-            "quota lock and the usage triggers: multixact lookups 12 %, the deferred triggers 10 %) and to "
-            "WAL fsyncs (13 %). Its sessions run with `jit=off`: the monitor's sweeps compiled for ~570 ms a "
-            "call once some ten thousand files existed.",
+            "file remain (35 before the grouping), 0.05-0.4 ms each. In perf, PostgreSQL's CPU went mostly "
+            "to the user's row that every upload updates and locks: index scans walking its chain of dead "
+            "versions (heap_hot_search_buffer 17 %), multixact lookups on it (12 %; foreign-key checks "
+            "beside the quota lock), the deferred usage triggers (10 %); and to WAL fsyncs (13 %). Now a "
+            "verified single-request upload moves that row once instead of three times (inserted "
+            "`complete` with its file) and `users` has fillfactor 10 (its page pruned early): 4.1-5.3 -> "
+            "3.1-3.3 PostgreSQL CPU-seconds per 1,000 files on the dev cluster. Its sessions run with "
+            "`jit=off`: the monitor's sweeps compiled for ~570 ms a call once some ten thousand files "
+            "existed.",
             "The ssh ControlMaster processes run detached from the workers, so their CPU (the client-side "
             "encryption of every multiplexed session) is counted under 'anything else'. With one worker part of "
             "the worker's own share also shows up there, so the split between the two is approximate.",

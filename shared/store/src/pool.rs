@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (13, "upload_concat", include_str!("../migrations/0013_upload_concat.sql")),
     (14, "user_usage", include_str!("../migrations/0014_user_usage.sql")),
     (15, "user_usage_at_commit", include_str!("../migrations/0015_user_usage_at_commit.sql")),
+    (16, "users_fillfactor", include_str!("../migrations/0016_users_fillfactor.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet). Every session
