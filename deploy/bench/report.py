@@ -399,9 +399,9 @@ class Report:
             "receiving rsync exits. A node's second session starts only beside a busy one when a full batch "
             "waits, so under load batches grow rather than sessions multiplying; how full is bounded by "
             "`worker.replicate_in_flight` (256: about 21 files per session with 2 workers and 3 nodes; at 64 "
-            "it was 11, and a session costs about 28 CPU-ms of process trees on both ends). The jobs of a "
-            "batch record their replicas, send their events and end their job records in one statement each "
-            "(`worker/src/gather.rs`).",
+            "it was 11, and a session costs about 28 CPU-ms of process trees on both ends). A worker's jobs "
+            "start their records, begin their copies, record their replicas, send their events and end "
+            "their records in one statement per group (`worker/src/gather.rs`: what queued meanwhile).",
             "CPU: with 2 workers the 2 cores are saturated (busy cores below); one worker already keeps them "
             "about three quarters busy. The 2-worker gain cannot exceed that headroom (busy cores with 2 workers "
             "÷ with 1) as long as the CPU per file stays the same: on 2 cores the ratio shows the machine, not "

@@ -184,8 +184,8 @@ impl QueueConsumer {
         let record = queue::outbox::new_job(id, &job, &payload);
         let worker = &self.ctx.worker;
         let attempt_db = i32::try_from(attempt).unwrap_or(i32::MAX);
-        let rec = &record;
-        match self.record(|c| async move { records::start(&c, rec, &worker.id, attempt_db).await }).await {
+        let started = self.ctx.started.write(records::Start::new(&record, attempt_db)).await;
+        match started.map_err(|error| tracing::warn!(%error, "could not update the job record")).ok() {
             // Its record says the work is done (a duplicate of a job the reconciler
             // re-enqueued, or republished after a relay crash): nothing to do.
             Some(None) => {
@@ -340,6 +340,20 @@ impl QueueConsumer {
             }])
             .await
     }
+}
+
+/// Starts job records (`active` on this worker) in groups ([`crate::gather`]) on the
+/// job-record pool: a worker's deliveries come in bursts (its prefetch refills as a
+/// batch's jobs are acked).
+pub fn record_started(
+    records: ferry_store::Pool,
+    worker: String,
+    max: usize,
+) -> crate::gather::Gather<records::Start, Option<records::Started>> {
+    crate::gather::Gather::spawn(max, move |starts: Vec<records::Start>| {
+        let (records, worker) = (records.clone(), worker.clone());
+        async move { records::start(&records.get().await?, &starts, &worker).await }
+    })
 }
 
 /// Ends job records `done` in groups ([`crate::gather`]) on the job-record pool

@@ -133,38 +133,70 @@ pub struct Started {
     pub queued_at: DateTime<Utc>,
 }
 
-/// Marks the job `active` on `worker` at `attempt`, creating the record if the message
-/// had none. `None` when the record says the job is already `done` or `cancelled`: a
-/// duplicate delivery (re-enqueued by the reconciler, or republished after a relay
-/// crash) that needs no work.
-pub async fn start(
-    c: &impl GenericClient,
-    job: &NewJob<'_>,
-    worker: &str,
-    attempt: i32,
-) -> Result<Option<Started>, StoreError> {
-    let row = c
-        .query_opt_cached(
+/// A delivery a worker starts: its job (as the message gives it) and the attempt.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// The AMQP `message_id`.
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub file: FileId,
+    pub node: Option<NodeId>,
+    /// The message body.
+    pub payload: serde_json::Value,
+    pub attempt: i32,
+}
+
+impl Start {
+    /// The record of `job` at `attempt`.
+    pub fn new(job: &NewJob<'_>, attempt: i32) -> Start {
+        Start {
+            id: job.id,
+            kind: job.kind.to_owned(),
+            queue: job.queue.to_owned(),
+            file: job.file,
+            node: job.node,
+            payload: job.payload.clone(),
+            attempt,
+        }
+    }
+}
+
+/// Marks each job `active` on `worker` at its attempt, creating the record if the
+/// message had none, all in one statement (a worker's deliveries come in bursts). One
+/// outcome per job, in order: `None` when the record says the job is already `done`
+/// or `cancelled`: a duplicate delivery (re-enqueued by the reconciler, or
+/// republished after a relay crash) that needs no work. A job given twice (two
+/// deliveries of one message) is written once and both get its outcome.
+pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Result<Vec<Option<Started>>, StoreError> {
+    // One row per id: `ON CONFLICT DO UPDATE` refuses to touch a row twice.
+    let mut seen = std::collections::HashSet::with_capacity(starts.len());
+    let unique: Vec<&Start> = starts.iter().filter(|s| seen.insert(s.id)).collect();
+    let ids: Vec<Uuid> = unique.iter().map(|s| s.id).collect();
+    let kinds: Vec<&str> = unique.iter().map(|s| s.kind.as_str()).collect();
+    let queues: Vec<&str> = unique.iter().map(|s| s.queue.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = unique.iter().map(|s| &s.payload).collect();
+    let files: Vec<Uuid> = unique.iter().map(|s| s.file.0).collect();
+    let nodes: Vec<Option<i32>> = unique.iter().map(|s| s.node.map(|n| n.0)).collect();
+    let attempts: Vec<i32> = unique.iter().map(|s| s.attempt).collect();
+    let rows = c
+        .query_cached(
             "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+             SELECT x.id, x.kind, x.queue, x.payload, x.file_id, x.node_id, $7, x.attempt, $9, now()
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[], $6::int4[], $8::int4[])
+                  AS x(id, kind, queue, payload, file_id, node_id, attempt)
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempt = EXCLUDED.attempt,
                  worker_id = EXCLUDED.worker_id, started_at = now(), finished_at = NULL, state_at = now()
              WHERE jobs.state NOT IN ('done', 'cancelled')
-             RETURNING queued_at",
-            &[
-                &job.id,
-                &job.kind,
-                &job.queue,
-                job.payload,
-                &job.file.0,
-                &job.node.map(|n| n.0),
-                &JobState::Active,
-                &attempt,
-                &worker,
-            ],
+             RETURNING id, queued_at",
+            &[&ids, &kinds, &queues, &payloads, &files, &nodes, &JobState::Active, &attempts, &worker],
         )
         .await?;
-    row.map(|r| Ok(Started { queued_at: r.try_get("queued_at")? })).transpose()
+    let mut started = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        started.insert(row.try_get::<_, Uuid>("id")?, Started { queued_at: row.try_get("queued_at")? });
+    }
+    Ok(starts.iter().map(|s| started.get(&s.id).copied()).collect())
 }
 
 /// Marks the jobs `done`, in one statement (the jobs of one rsync batch end together).

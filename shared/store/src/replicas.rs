@@ -70,30 +70,44 @@ impl CopyJob {
     }
 }
 
-/// Begins a copy attempt in one statement: the replica becomes `copying` (attempts + 1)
-/// and is returned with its file and node ([`copy_job`]'s row, state `copying`), when
-/// it is `pending`, `copying` or `failed`, its file is live and its node not
-/// `disabled`. `None` otherwise (no row, present, being deleted, file deleted, node
-/// disabled): [`copy_job`] then says which.
-pub async fn begin_copy(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<Option<CopyJob>, StoreError> {
-    let row = c
-        .query_opt_cached(
+/// Begins copy attempts, all in one statement (the replicate jobs a worker takes come
+/// in bursts): each replica `(file, node)` becomes `copying` (attempts + 1) and is
+/// returned with its file and node ([`copy_job`]'s row, state `copying`), when it is
+/// `pending`, `copying` or `failed`, its file is live and its node not `disabled`.
+/// One outcome per replica asked for, in order: `None` for a replica that cannot begin
+/// (no row, present, being deleted, file deleted, node disabled; [`copy_job`] then says
+/// which).
+pub async fn begin_copy(
+    c: &impl GenericClient,
+    replicas: &[(FileId, NodeId)],
+) -> Result<Vec<Option<CopyJob>>, StoreError> {
+    let files: Vec<Uuid> = replicas.iter().map(|(f, _)| f.0).collect();
+    let nodes: Vec<i32> = replicas.iter().map(|(_, n)| n.0).collect();
+    let rows = c
+        .query_cached(
             "UPDATE replicas r SET state = $3, attempts = r.attempts + 1, updated_at = now()
-             FROM files f, nodes n
-             WHERE r.file_id = $1 AND r.node_id = $2 AND r.state = ANY($4)
+             FROM files f, nodes n, unnest($1::uuid[], $2::int4[]) AS x(file_id, node_id)
+             WHERE r.file_id = x.file_id AND r.node_id = x.node_id AND r.state = ANY($4)
                AND f.id = r.file_id AND f.deleted_at IS NULL AND n.id = r.node_id AND n.state <> $5
-             RETURNING r.state, f.sha256, f.md5, false AS file_deleted, n.state AS node_state,
-                       n.ssh_host, n.ssh_port, n.ssh_user, n.root_path",
+             RETURNING r.file_id, r.node_id, r.state, f.sha256, f.md5, false AS file_deleted,
+                       n.state AS node_state, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path",
             &[
-                &file.0,
-                &node.0,
+                &files,
+                &nodes,
                 &ReplicaState::Copying,
                 &[ReplicaState::Pending, ReplicaState::Copying, ReplicaState::Failed].as_slice(),
                 &NodeState::Disabled,
             ],
         )
         .await?;
-    row.as_ref().map(CopyJob::from_row).transpose()
+    let mut begun = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let key = (FileId(row.try_get("file_id")?), NodeId(row.try_get("node_id")?));
+        begun.insert(key, CopyJob::from_row(row)?);
+    }
+    // A replica asked for twice (a duplicate delivery in the same group) was updated
+    // once; both get its row, as two statements one after the other would have.
+    Ok(replicas.iter().map(|key| begun.get(key).cloned()).collect())
 }
 
 /// Records verified copies: each replica `(file, node)` that is `copying` becomes

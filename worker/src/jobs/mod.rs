@@ -31,9 +31,15 @@ pub struct Ctx {
     pub ssh: Arc<Ssh>,
     /// Per-node rsync batches for replicate jobs.
     pub batcher: Batcher,
+    /// Copy attempts begun, grouped (`(file, node)` -> the replica's copy job, when
+    /// it could begin): [`replicate::begin_copies`].
+    pub begin: Gather<(FileId, NodeId), Option<ferry_store::replicas::CopyJob>>,
     /// Verified copies recorded `present`, grouped (`(file, node)` -> whether the row
     /// changed): [`replicate::record_present`].
     pub present: Gather<(FileId, NodeId), bool>,
+    /// Job records started (`active` on this worker), grouped:
+    /// [`crate::consumer::record_started`].
+    pub started: Gather<ferry_store::jobs::Start, Option<ferry_store::jobs::Started>>,
     /// Job records ended `done`, grouped, on [`Ctx::records`]:
     /// [`crate::consumer::record_finished`].
     pub finished: Gather<uuid::Uuid, ()>,

@@ -20,12 +20,13 @@ use crate::ssh::{PushFile, Pushed};
 
 /// `repair`: the monitor's top-up, which yields to fresh uploads in the node's batches.
 pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Result<(), JobError> {
-    let client = ctx.pool.get().await?;
-    // The common case in one statement: the replica becomes `copying` and comes back
-    // with its file's digests and its node. When it cannot begin, the row says why.
-    let job = match replicas::begin_copy(&client, file, node).await? {
+    // The common case in one statement (grouped with the other jobs beginning now):
+    // the replica becomes `copying` and comes back with its file's digests and its
+    // node. When it cannot begin, the row says why.
+    let job = match ctx.begin.write((file, node)).await? {
         Some(job) => job,
         None => {
+            let client = ctx.pool.get().await?;
             let Some(job) = replicas::copy_job(&client, file, node).await? else {
                 // Replica row gone (file deleted and cleaned): nothing to do.
                 return Ok(());
@@ -49,7 +50,6 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
     };
     let (sha256, md5) = (job.sha256, job.md5);
     let addr = super::node_addr(job.node);
-    drop(client);
 
     let source = data_path(&upload_dir(&ctx.config.storage.staging_dir, file));
     if !tokio::fs::try_exists(&source).await? {
@@ -101,6 +101,16 @@ pub async fn run(ctx: &Arc<Ctx>, file: FileId, node: NodeId, repair: bool) -> Re
         "replica verified"
     );
     release_staging_when_done(ctx, file).await
+}
+
+/// Begins copy attempts in groups ([`crate::gather`]): the replicate jobs a worker
+/// takes arrive in bursts (its prefetch refills as a batch's jobs are acked), and each
+/// begun copy was a commit of its own, with a WAL flush.
+pub fn begin_copies(pool: Pool, max: usize) -> Gather<(FileId, NodeId), Option<replicas::CopyJob>> {
+    Gather::spawn(max, move |wanted: Vec<(FileId, NodeId)>| {
+        let pool = pool.clone();
+        async move { replicas::begin_copy(&pool.get().await?, &wanted).await }
+    })
 }
 
 /// Records verified copies `present` in groups ([`crate::gather`]): one statement
