@@ -402,10 +402,12 @@ class Report:
             "it was 11, and a session costs about 28 CPU-ms of process trees on both ends). A worker's jobs "
             "start their records, begin their copies, record their replicas, send their events and end "
             "their records in one statement per group (`worker/src/gather.rs`: what queued meanwhile).",
-            "CPU: with 2 workers the 2 cores are saturated (busy cores below); one worker already keeps them "
-            "about three quarters busy. The 2-worker gain cannot exceed that headroom (busy cores with 2 workers "
-            "÷ with 1) as long as the CPU per file stays the same: on 2 cores the ratio shows the machine, not "
-            "a shared lock (workers share nothing but the queues and PostgreSQL rows they claim). To raise "
+            "CPU: one worker saturates the 2 cores as two do (busy cores below). A worker's lanes share its "
+            "`worker.replicate_in_flight` deliveries, so a second worker process halves every batch and doubles "
+            "the rsync sessions (and the ssh masters), each session about 28 CPU-ms of process trees: on these "
+            "2 cores one worker moves more files per CPU-second than two, and the 2-worker ÷ 1-worker ratio "
+            "shows the machine, not a shared lock (workers share nothing but the queues and PostgreSQL rows "
+            "they claim). With more cores, a second worker's sessions run beside the first's. To raise "
             "files/s further, the next step is the node agent accepting a signed PUT and hashing while it "
             "writes (no process at all).",
             "One user's uploads take turns on the user's row (the quota check, `users::lock_quota_left`, and "
@@ -453,9 +455,12 @@ class Report:
                 "then runs with 2, 4 (two extra ferry-worker processes started with worker1's command line and "
                 "environment) and 1 worker.",
             ], [
-                "With the nodes a round trip away, a replica's cost is mostly waiting (ssh channel set-up, rsync's "
-                "protocol turns), not CPU: more worker processes, each with its own batches and sessions, "
-                "overlap that waiting.",
+                "With the nodes a round trip away, a session waits (ssh channel set-up, rsync's protocol turns), and "
+                "what queues meanwhile rides in the next batch: a worker's lanes hold up to "
+                "`worker.replicate_in_flight` files, so one worker already overlaps the waiting and keeps the 2 "
+                "cores busy (below). More worker processes then add CPU per file (smaller batches, more sessions "
+                "and ssh masters) rather than overlap: the ratio targets assume a worker that waits on the "
+                "network, which on these 2 cores this one no longer does.",
                 self.cpu_line("4 workers", "rtt.w4"),
                 self.cpu_line("1 worker", "rtt.w1"),
             ])
