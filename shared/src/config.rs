@@ -228,6 +228,9 @@ pub struct WorkerConfig {
     /// nodes averaged 11 files per rsync session, at 256 about 21, and a session costs
     /// a process tree on both ends (ssh client, sshd, gate, two rsyncs: about 28
     /// CPU-ms, perf), so fewer, fuller sessions carry more files per CPU-second.
+    /// The price: unacknowledged deliveries stay with their worker, so a worker added
+    /// to work off a backlog gets only what the others have not taken, and large files
+    /// (pushed alone, a few at a time per node) wait in the worker that took them.
     pub replicate_in_flight: u16,
     /// How long a node's batch waits for more files after its first, when the node's
     /// sessions are idle (under load a batch takes what queued while they were busy).
