@@ -99,9 +99,11 @@ async fn insert_file(
     files::insert(tx, &row).await?;
     let count = i64::from(config.storage.replication_factor);
     let targets = nodes::eligible(tx, nodes::Placement::configured(config, count, file.size, &[])).await?;
-    for node in &targets {
-        replicas::insert_pending(tx, file.id, *node).await?;
-        outbox::enqueue(tx, &Job::Replicate { file: file.id, node: *node, repair: false }).await?;
+    if !targets.is_empty() {
+        replicas::insert_pending(tx, file.id, &targets).await?;
+        let jobs: Vec<Job> =
+            targets.iter().map(|&node| Job::Replicate { file: file.id, node, repair: false }).collect();
+        outbox::enqueue_all(tx, &jobs).await?;
     }
     if (targets.len() as u32) < config.storage.replication_factor {
         tracing::warn!(

@@ -23,12 +23,30 @@ const POLL: Duration = Duration::from_millis(500);
 /// Adds `job` to the outbox inside the caller's transaction, with its job record
 /// (`queued`); returns the job's id, which is also its AMQP `message_id`.
 pub async fn enqueue(tx: &impl GenericClient, job: &Job) -> Result<Uuid, StoreError> {
-    let payload = serde_json::to_value(job).map_err(|e| StoreError::Config(e.to_string()))?;
-    let id = Uuid::new_v4();
-    let queue = job.kind().routing_key();
-    ferry_store::outbox::insert(tx, JOBS_EXCHANGE, queue, id, &payload).await?;
-    ferry_store::jobs::insert_queued(tx, &new_job(id, job, &payload)).await?;
-    Ok(id)
+    let ids = enqueue_all(tx, std::slice::from_ref(job)).await?;
+    ids.into_iter().next().ok_or_else(|| StoreError::Config("enqueued no job".into()))
+}
+
+/// [`enqueue`] for several jobs, in two statements whatever their number (a file's
+/// replicate jobs go together); returns their ids in order.
+pub async fn enqueue_all(tx: &impl GenericClient, jobs: &[Job]) -> Result<Vec<Uuid>, StoreError> {
+    let payloads = jobs
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Config(e.to_string()))?;
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
+    let messages: Vec<(&str, Uuid, &serde_json::Value)> = jobs
+        .iter()
+        .zip(&ids)
+        .zip(&payloads)
+        .map(|((job, id), payload)| (job.kind().routing_key(), *id, payload))
+        .collect();
+    ferry_store::outbox::insert(tx, JOBS_EXCHANGE, &messages).await?;
+    let records: Vec<_> =
+        jobs.iter().zip(&ids).zip(&payloads).map(|((job, id), payload)| new_job(*id, job, payload)).collect();
+    ferry_store::jobs::insert_queued(tx, &records).await?;
+    Ok(ids)
 }
 
 /// The record of `job` with id `id` and body `payload`.

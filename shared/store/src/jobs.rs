@@ -116,11 +116,24 @@ impl JobRecord {
 const COLUMNS: &str = "id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, queued_at, \
                        started_at, finished_at, state_at, error, requeues, replays, replayed_at, discarded_at";
 
-/// Records a new job as `queued`, in the transaction that writes its outbox row.
-pub async fn insert_queued(c: &impl GenericClient, job: &NewJob<'_>) -> Result<(), StoreError> {
+/// Records new jobs as `queued`, in the transaction that writes their outbox rows, in
+/// one statement (a file's replicate jobs are recorded together).
+pub async fn insert_queued(c: &impl GenericClient, jobs: &[NewJob<'_>]) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
+    let queues: Vec<&str> = jobs.iter().map(|j| j.queue).collect();
+    let payloads: Vec<&serde_json::Value> = jobs.iter().map(|j| j.payload).collect();
+    let files: Vec<Uuid> = jobs.iter().map(|j| j.file.0).collect();
+    let nodes: Vec<Option<i32>> = jobs.iter().map(|j| j.node.map(|n| n.0)).collect();
     c.execute_cached(
-        "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[&job.id, &job.kind, &job.queue, job.payload, &job.file.0, &job.node.map(|n| n.0), &JobState::Queued],
+        "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state)
+         SELECT x.id, x.kind, x.queue, x.payload, x.file_id, x.node_id, $7
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[], $6::int4[])
+              AS x(id, kind, queue, payload, file_id, node_id)",
+        &[&ids, &kinds, &queues, &payloads, &files, &nodes, &JobState::Queued],
     )
     .await?;
     Ok(())

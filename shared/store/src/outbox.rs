@@ -21,18 +21,25 @@ pub struct OutboxRow {
     pub payload: String,
 }
 
-/// Adds a message to the outbox inside the caller's transaction; `message_id` is the
-/// job's id (`jobs.id`).
+/// Adds messages to the outbox inside the caller's transaction, in one statement: for
+/// each, its routing key on `exchange`, its AMQP `message_id` and its body.
 pub async fn insert(
     tx: &impl GenericClient,
     exchange: &str,
-    routing_key: &str,
-    message_id: Uuid,
-    payload: &serde_json::Value,
+    messages: &[(&str, Uuid, &serde_json::Value)],
 ) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = messages.iter().map(|m| m.0).collect();
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.1).collect();
+    let payloads: Vec<&serde_json::Value> = messages.iter().map(|m| m.2).collect();
     tx.execute_cached(
-        "INSERT INTO outbox (exchange, routing_key, message_id, payload) VALUES ($1, $2, $3, $4)",
-        &[&exchange, &routing_key, &message_id, payload],
+        "INSERT INTO outbox (exchange, routing_key, message_id, payload)
+         SELECT $1, x.routing_key, x.message_id, x.payload
+         FROM unnest($2::text[], $3::uuid[], $4::jsonb[]) WITH ORDINALITY AS x(routing_key, message_id, payload, n)
+         ORDER BY x.n",
+        &[&exchange, &keys, &ids, &payloads],
     )
     .await?;
     Ok(())

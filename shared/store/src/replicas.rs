@@ -9,11 +9,13 @@ use crate::convert::size_from_db;
 use crate::nodes::SshTarget;
 use crate::{NodeState, ReplicaState, StoreError};
 
-/// A new target: a `pending` row (kept as it is if it exists).
-pub async fn insert_pending(c: &impl GenericClient, file: FileId, node: NodeId) -> Result<(), StoreError> {
+/// New replica targets of `file`: a `pending` row on each of `nodes` (one statement),
+/// leaving any row that exists alone.
+pub async fn insert_pending(c: &impl GenericClient, file: FileId, nodes: &[NodeId]) -> Result<(), StoreError> {
+    let nodes: Vec<i32> = nodes.iter().map(|n| n.0).collect();
     c.execute_cached(
-        "INSERT INTO replicas (file_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        &[&file.0, &node.0],
+        "INSERT INTO replicas (file_id, node_id) SELECT $1, n FROM unnest($2::int4[]) AS n ON CONFLICT DO NOTHING",
+        &[&file.0, &nodes],
     )
     .await?;
     Ok(())
