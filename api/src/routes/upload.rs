@@ -197,10 +197,9 @@ pub(crate) async fn insert_upload(
     let (md5_state, sha256_state) = digest.to_bytes();
     // The whole file with its md5, and the bytes give it: the upload is recorded
     // `complete` with its file, in this transaction.
-    let finished = md5.map(|_| digest.finalize());
-    let verified = match (md5, finished) {
-        (Some(md5), Some(finished)) => verified_bytes(state, id, received.size, finished, md5).await,
-        _ => None,
+    let verified = match md5 {
+        Some(md5) => verified_bytes(state, id, received.size, digest.finalize(), md5).await,
+        None => None,
     };
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -243,7 +242,7 @@ pub(crate) async fn insert_upload(
         }
         // Recorded `assembling`: the worker's assemble job says why not (a short
         // staging copy, or the md5 differs: the upload is reopened).
-        (Some(md5), None) => complete_or_assemble(state, &tx, id, received.size, finished, md5).await?,
+        (Some(_), None) => hand_to_assembly(&tx, id).await?,
         (None, _) => {}
     }
     let upload = uploads::load(&tx, id, user, false).await?;
@@ -296,6 +295,12 @@ pub(crate) async fn complete_or_assemble(
             return Ok(());
         }
     }
+    hand_to_assembly(tx, id).await
+}
+
+/// Queues the worker's `assemble` job for upload `id`, in the caller's transaction:
+/// for an `assembling` upload whose bytes this API could not verify itself.
+async fn hand_to_assembly(tx: &ferry_store::Transaction<'_>, id: FileId) -> ApiResult<()> {
     outbox::enqueue(tx, &Job::Assemble { upload: id }).await?;
     Ok(())
 }

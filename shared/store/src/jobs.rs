@@ -122,12 +122,7 @@ pub async fn insert_queued(c: &impl GenericClient, jobs: &[NewJob<'_>]) -> Resul
     if jobs.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
-    let queues: Vec<&str> = jobs.iter().map(|j| j.queue).collect();
-    let payloads: Vec<&serde_json::Value> = jobs.iter().map(|j| j.payload).collect();
-    let files: Vec<Uuid> = jobs.iter().map(|j| j.file.0).collect();
-    let nodes: Vec<Option<i32>> = jobs.iter().map(|j| j.node.map(|n| n.0)).collect();
+    let Columns { ids, kinds, queues, payloads, files, nodes } = Columns::of(jobs.iter().cloned());
     c.execute_cached(
         "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state)
          SELECT x.id, x.kind, x.queue, x.payload, x.file_id, x.node_id, $7
@@ -137,6 +132,38 @@ pub async fn insert_queued(c: &impl GenericClient, jobs: &[NewJob<'_>]) -> Resul
     )
     .await?;
     Ok(())
+}
+
+/// New job rows as the columns of an `unnest`, in the jobs' order.
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    kinds: Vec<&'a str>,
+    queues: Vec<&'a str>,
+    payloads: Vec<&'a serde_json::Value>,
+    files: Vec<Uuid>,
+    nodes: Vec<Option<i32>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(jobs: impl Iterator<Item = NewJob<'a>>) -> Columns<'a> {
+        let mut columns = Columns {
+            ids: Vec::new(),
+            kinds: Vec::new(),
+            queues: Vec::new(),
+            payloads: Vec::new(),
+            files: Vec::new(),
+            nodes: Vec::new(),
+        };
+        for job in jobs {
+            columns.ids.push(job.id);
+            columns.kinds.push(job.kind);
+            columns.queues.push(job.queue);
+            columns.payloads.push(job.payload);
+            columns.files.push(job.file.0);
+            columns.nodes.push(job.node.map(|n| n.0));
+        }
+        columns
+    }
 }
 
 /// What a worker learns when it starts a job.
@@ -173,6 +200,18 @@ impl Start {
             attempt,
         }
     }
+
+    /// The job this delivery carries.
+    fn job(&self) -> NewJob<'_> {
+        NewJob {
+            id: self.id,
+            kind: &self.kind,
+            queue: &self.queue,
+            file: self.file,
+            node: self.node,
+            payload: &self.payload,
+        }
+    }
 }
 
 /// Marks each job `active` on `worker` at its attempt, creating the record if the
@@ -185,12 +224,7 @@ pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Re
     // One row per id: `ON CONFLICT DO UPDATE` refuses to touch a row twice.
     let mut seen = std::collections::HashSet::with_capacity(starts.len());
     let unique: Vec<&Start> = starts.iter().filter(|s| seen.insert(s.id)).collect();
-    let ids: Vec<Uuid> = unique.iter().map(|s| s.id).collect();
-    let kinds: Vec<&str> = unique.iter().map(|s| s.kind.as_str()).collect();
-    let queues: Vec<&str> = unique.iter().map(|s| s.queue.as_str()).collect();
-    let payloads: Vec<&serde_json::Value> = unique.iter().map(|s| &s.payload).collect();
-    let files: Vec<Uuid> = unique.iter().map(|s| s.file.0).collect();
-    let nodes: Vec<Option<i32>> = unique.iter().map(|s| s.node.map(|n| n.0)).collect();
+    let Columns { ids, kinds, queues, payloads, files, nodes } = Columns::of(unique.iter().map(|s| s.job()));
     let attempts: Vec<i32> = unique.iter().map(|s| s.attempt).collect();
     let rows = c
         .query_cached(
