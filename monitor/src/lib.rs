@@ -80,6 +80,7 @@ async fn lead(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut round: u64 = 0;
+    let mut cursors = sweep::Cursors::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -110,8 +111,8 @@ async fn lead(
         // Bookkeeping is cheaper to do less often than probing.
         if round % 5 == 1 {
             let expired = ferry_queue::expiry::expire_uploads(&pool).await;
-            let topped = sweep::top_up_replicas(&pool, &config).await;
-            let retired = sweep::retire_drained(&pool, &config).await;
+            let topped = sweep::top_up_replicas(&pool, &config, &mut cursors).await;
+            let retired = sweep::retire_drained(&pool, &config, &mut cursors).await;
             let scrubbed = sweep::schedule_scrub(&pool, &config).await;
             let reconciled = reconcile::round(&pool, &publisher, &config).await;
             for error in

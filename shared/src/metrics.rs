@@ -63,7 +63,9 @@ metric!(NODE_UP: IntGaugeVec = register_int_gauge_vec!(
 metric!(NODE_FREE_BYTES: IntGaugeVec = register_int_gauge_vec!(
     "ferry_node_free_bytes", "Free bytes under the node's storage root.", &["node"]));
 metric!(UNDER_REPLICATED: IntGauge = register_int_gauge!(
-    "ferry_under_replicated_files", "Live files with fewer present replicas on active nodes than wanted."));
+    "ferry_under_replicated_files",
+    "Live files with fewer live replicas on active nodes than wanted, found by the monitor's last complete pass over \
+     the files (monitor.sweep_files per round; set when a pass ends)."));
 
 pub fn observe(histogram: &HistogramVec, labels: &[&str], elapsed: Duration) {
     histogram.with_label_values(labels).observe(elapsed.as_secs_f64());

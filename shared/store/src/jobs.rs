@@ -491,13 +491,18 @@ pub async fn give_up(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<(
     Ok(())
 }
 
-/// Deletes `done` and `cancelled` records finished more than `older_than_secs` ago;
-/// returns how many.
-pub async fn prune(c: &impl GenericClient, older_than_secs: f64) -> Result<u64, StoreError> {
+/// Deletes up to `limit` `done` and `cancelled` records finished more than
+/// `older_than_secs` ago, oldest first; returns how many. A walk of the `jobs_finished`
+/// index (migration 17; before it, a scan of every record: 0.26 s at 2,000,000), then
+/// of the primary key (`= ANY(ARRAY(...))`: with `IN (...)` the planner hashed every
+/// record to delete a few).
+pub async fn prune(c: &impl GenericClient, older_than_secs: f64, limit: i64) -> Result<u64, StoreError> {
     Ok(c.execute_cached(
-        "DELETE FROM jobs WHERE state IN ('done', 'cancelled')
-               AND COALESCE(finished_at, state_at) < now() - make_interval(secs => $1)",
-        &[&older_than_secs],
+        "DELETE FROM jobs WHERE id = ANY(ARRAY(
+             SELECT id FROM jobs WHERE state IN ('done', 'cancelled')
+                AND COALESCE(finished_at, state_at) < now() - make_interval(secs => $1)
+             ORDER BY COALESCE(finished_at, state_at) LIMIT $2))",
+        &[&older_than_secs, &limit],
     )
     .await?)
 }

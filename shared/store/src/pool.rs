@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (14, "user_usage", include_str!("../migrations/0014_user_usage.sql")),
     (15, "user_usage_at_commit", include_str!("../migrations/0015_user_usage_at_commit.sql")),
     (16, "users_fillfactor", include_str!("../migrations/0016_users_fillfactor.sql")),
+    (17, "sweep_indexes", include_str!("../migrations/0017_sweep_indexes.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet). Every session

@@ -15,6 +15,7 @@ mod readme_curl;
 mod replicate_batch;
 mod scale;
 mod scrub;
+mod sweep;
 mod tus;
 mod upload;
 mod wal;
