@@ -475,8 +475,9 @@ async fn receive_and_record(
         intake::receive(body, content_type(headers), &dir, limits, body_pace(state), lease.digest.clone()).await?;
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    // One statement records the chunk, atomic on its own: no transaction around it, three
+    // round trips fewer than before at the end of every chunk.
+    let client = state.pool.get().await?;
     let chunk = store_uploads::Chunk {
         start: ByteSize(range.start),
         size: ByteSize(received.size),
@@ -485,13 +486,12 @@ async fn receive_and_record(
         // Expiry slides: an upload that keeps receiving chunks never expires mid-way.
         expires_at: expires_at(state),
     };
-    if !store_uploads::record_chunk(&tx, id, lease.token, &chunk).await? {
+    let recorded = store_uploads::record_chunk(&client, id, lease.token, &chunk).await?;
+    let upload = uploads::load(&client, id, user, false).await?;
+    if !recorded {
         // The lease ran out and another writer took over: its chunk is the one recorded.
-        let current = uploads::load(&tx, id, user, false).await?;
-        return Err(ApiError::OffsetMismatch { offset: current.offset });
+        return Err(ApiError::OffsetMismatch { offset: upload.offset });
     }
-    let upload = uploads::load(&tx, id, user, false).await?;
-    tx.commit().await?;
     Ok(upload)
 }
 

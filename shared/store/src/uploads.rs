@@ -441,10 +441,10 @@ pub struct Chunk<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Records a chunk: advances the offset, stores the digest state and releases the
-/// lease in one UPDATE, conditional on `token` still holding the lease at
-/// `chunk.start`; then inserts the chunk's row. Returns false (nothing written) when
-/// the lease was lost.
+/// Records a chunk in one statement, so atomic without a transaction around it:
+/// advances the offset, stores the digest state and releases the lease (conditional on
+/// `token` still holding the lease at `chunk.start`), and inserts the chunk's row.
+/// Returns false (nothing written) when the lease was lost.
 pub async fn record_chunk(
     c: &impl GenericClient,
     id: FileId,
@@ -452,11 +452,14 @@ pub async fn record_chunk(
     chunk: &Chunk<'_>,
 ) -> Result<bool, StoreError> {
     let (start, size) = (size_to_db("offset", chunk.start)?, size_to_db("chunk size", chunk.size)?);
-    let advanced = c
+    let inserted = c
         .execute_cached(
-            "UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
-                    writer = NULL, writer_until = NULL, expires_at = $8
-             WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = $7",
+            "WITH advanced AS (
+                 UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
+                        writer = NULL, writer_until = NULL, expires_at = $8
+                 WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = $7
+                 RETURNING id)
+             INSERT INTO upload_chunks (upload_id, \"offset\", size) SELECT id, $6, $2 FROM advanced",
             &[
                 &id.0,
                 &size,
@@ -469,15 +472,7 @@ pub async fn record_chunk(
             ],
         )
         .await?;
-    if advanced == 0 {
-        return Ok(false);
-    }
-    c.execute_cached(
-        "INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, $2, $3)",
-        &[&id.0, &start, &size],
-    )
-    .await?;
-    Ok(true)
+    Ok(inserted == 1)
 }
 
 /// The stored running digest state (md5, sha256) of the upload `id`.

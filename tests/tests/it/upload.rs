@@ -294,3 +294,54 @@ async fn concurrent_versions_get_distinct_increasing_numbers() -> anyhow::Result
     assert_eq!(sorted, (2..=19).collect::<Vec<i64>>(), "versions as listed: {seen:?}");
     Ok(())
 }
+
+/// A chunk is recorded (offset advanced, digest stored, lease cleared, chunk row
+/// inserted: one statement) only under the lease that was taken for its offset, and
+/// only once: a stale or foreign token, or the wrong start, records nothing at all.
+#[tokio::test]
+async fn a_chunk_is_recorded_only_under_its_lease_and_all_at_once() -> anyhow::Result<()> {
+    use ferry_shared::types::{ByteSize, FileId, UserId};
+    use ferry_store::uploads::{self, Chunk};
+
+    let cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let res = api.put_raw("/storage/tmp-upload/?filename=lease.bin", "bytes 0-99/300", random_bytes(100)).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let id = FileId(res.json()["id"].as_str().unwrap_or_default().parse()?);
+    let pg: tokio_postgres::Config = cluster.db_url.parse()?;
+    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls))
+        .max_size(1)
+        .build()?;
+    let db = pool.get().await?;
+    let user = UserId(db.query_one("SELECT id FROM users WHERE username = 'alice'", &[]).await?.get(0));
+    let recorded = async || -> anyhow::Result<(i64, i64, bool)> {
+        let row = db
+            .query_one(
+                "SELECT u.\"offset\", (SELECT count(*) FROM upload_chunks c WHERE c.upload_id = u.id),
+                        u.writer IS NULL
+                 FROM uploads u WHERE u.id = $1",
+                &[&id.0],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1), row.get(2)))
+    };
+    let chunk = |start: u64| Chunk {
+        start: ByteSize(start),
+        size: ByteSize(100),
+        md5_state: b"m",
+        sha256_state: b"s",
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+
+    let token = uuid::Uuid::new_v4();
+    assert!(uploads::take_lease(&db, id, user, ByteSize(100), token, 60.0).await?.is_some());
+    assert_eq!(recorded().await?, (100, 1, false));
+    assert!(!uploads::record_chunk(&db, id, uuid::Uuid::new_v4(), &chunk(100)).await?, "another token");
+    assert!(!uploads::record_chunk(&db, id, token, &chunk(0)).await?, "another start");
+    assert_eq!(recorded().await?, (100, 1, false), "nothing of a refused chunk is written");
+    assert!(uploads::record_chunk(&db, id, token, &chunk(100)).await?);
+    assert_eq!(recorded().await?, (200, 2, true), "offset, chunk row and lease in one go");
+    assert!(!uploads::record_chunk(&db, id, token, &chunk(200)).await?, "the lease went with the chunk");
+    assert_eq!(recorded().await?, (200, 2, true));
+    Ok(())
+}
