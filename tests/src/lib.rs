@@ -43,6 +43,18 @@ pub fn run_pg_url() -> Result<String> {
     Services::from_env()?.pg_url()
 }
 
+/// One connection to the PostgreSQL database at `url`, as the services hold theirs: a
+/// deadpool object, whose `GenericClient` (with its statement cache) is what the
+/// `ferry_store` functions take, so a test can call them directly. The pool it came
+/// from is dropped; the connection lives as long as the object.
+pub async fn store_client(url: &str) -> Result<deadpool_postgres::Object> {
+    let pg: tokio_postgres::Config = url.parse()?;
+    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls))
+        .max_size(1)
+        .build()?;
+    Ok(pool.get().await?)
+}
+
 /// How to start a test cluster.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -33,11 +33,7 @@ async fn slices_cover_every_file_once_and_failed_copies_are_found_anywhere() -> 
     let ids = upload_files(&cluster, 5).await?;
     // Nothing else changes the replicas from here on.
     cluster.kill("monitor");
-    let pg: tokio_postgres::Config = cluster.db_url.parse()?;
-    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls))
-        .max_size(1)
-        .build()?;
-    let db = pool.get().await?;
+    let db = ferry_tests::store_client(&cluster.db_url).await?;
 
     let mut slices = Vec::new();
     let mut after = Uuid::nil();

@@ -308,11 +308,7 @@ async fn a_chunk_is_recorded_only_under_its_lease_and_all_at_once() -> anyhow::R
     let res = api.put_raw("/storage/tmp-upload/?filename=lease.bin", "bytes 0-99/300", random_bytes(100)).await?;
     assert_eq!(res.status, 200, "{}", res.text());
     let id = FileId(res.json()["id"].as_str().unwrap_or_default().parse()?);
-    let pg: tokio_postgres::Config = cluster.db_url.parse()?;
-    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls))
-        .max_size(1)
-        .build()?;
-    let db = pool.get().await?;
+    let db = ferry_tests::store_client(&cluster.db_url).await?;
     let user = UserId(db.query_one("SELECT id FROM users WHERE username = 'alice'", &[]).await?.get(0));
     let recorded = async || -> anyhow::Result<(i64, i64, bool)> {
         let row = db

@@ -8,10 +8,7 @@ use ferry_store::wal;
 
 #[tokio::test]
 async fn a_commit_without_flush_is_on_disk_once_flush_returns() -> Result<()> {
-    let pg: tokio_postgres::Config = ferry_tests::run_pg_url()?.parse()?;
-    let manager = deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls);
-    let pool = deadpool_postgres::Pool::builder(manager).max_size(1).build()?;
-    let mut client = pool.get().await?;
+    let mut client = ferry_tests::store_client(&ferry_tests::run_pg_url()?).await?;
     // The test servers run with `synchronous_commit=off` (and no fsync) for speed; a
     // production server commits synchronously, as this session now does. (Without
     // fsync the flush position still moves as it would, only the fsync is skipped.)
