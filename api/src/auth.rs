@@ -17,6 +17,14 @@ pub use crate::tokens::{Claims, Keys};
 pub struct AuthUser {
     pub id: UserId,
     pub username: String,
+    /// Bytes the caller may still store (quota, or `storage.default_quota_bytes`, less
+    /// what is in use), as of this request's authentication, which reads the same
+    /// row: what the early quota checks (a new upload's, before its body is read) go
+    /// by. The authoritative check locks the row at the upload's commit
+    /// (`ferry_store::users::lock_quota_left`).
+    pub quota_left: u64,
+    /// Whether the account is an admin, as of the same read.
+    pub is_admin: bool,
 }
 
 impl FromRequestParts<Arc<AppState>> for AuthUser {
@@ -43,10 +51,16 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         // or has moved on to a new token generation (password change, logout).
         let id = UserId(claims.user_id);
         let account = ferry_store::users::account(&state.pool.get().await?, id).await?;
-        if !account.is_some_and(|a| still_valid(&a, &claims)) {
+        let Some(account) = account.filter(|a| still_valid(a, &claims)) else {
             return Err(ApiError::Unauthorized("Invalid or expired token."));
-        }
-        Ok(AuthUser { id, username: claims.username })
+        };
+        let default = ferry_shared::types::ByteSize(state.config.storage.default_quota_bytes);
+        Ok(AuthUser {
+            id,
+            username: claims.username,
+            quota_left: account.quota_left(default).bytes(),
+            is_admin: account.is_admin,
+        })
     }
 }
 
@@ -57,7 +71,8 @@ pub fn still_valid(account: &ferry_store::users::Account, claims: &Claims) -> bo
 }
 
 /// An authenticated caller whose account is an admin (checked in the database on
-/// every call, so revoking admin takes effect at once).
+/// every call, in the read that authenticates it, so revoking admin takes effect at
+/// once).
 #[derive(Debug, Clone)]
 pub struct AdminUser(pub AuthUser);
 
@@ -66,10 +81,10 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
-        let client = state.pool.get().await?;
-        match ferry_store::users::account(&client, user.id).await? {
-            Some(account) if account.is_admin => Ok(AdminUser(user)),
-            _ => Err(ApiError::Forbidden),
+        if user.is_admin {
+            Ok(AdminUser(user))
+        } else {
+            Err(ApiError::Forbidden)
         }
     }
 }

@@ -115,18 +115,24 @@ pub(crate) async fn quota_left(client: &impl GenericClient, state: &SharedState,
     Ok(ferry_store::users::quota_left(client, user, default).await?.bytes())
 }
 
-/// Checks a new file's declared size against the file size limit and the quota.
+/// Checks a new file's declared size against the file size limit and the quota, as
+/// the database has it now.
 pub(crate) async fn check_new_file_size(
     client: &impl GenericClient,
     state: &SharedState,
     user: UserId,
     total: u64,
 ) -> ApiResult<()> {
+    check_size_within(state, quota_left(client, state, user).await?, total)
+}
+
+/// Checks a new file's declared size (`total` bytes) against the file size limit and
+/// the `left` bytes of the user's quota (e.g. [`AuthUser::quota_left`]).
+pub(crate) fn check_size_within(state: &SharedState, left: u64, total: u64) -> ApiResult<()> {
     let max = state.config.storage.max_file_bytes;
     if total > max {
         return Err(ApiError::TooLarge { detail: format!("Files are limited to {max} bytes."), limit: max });
     }
-    let left = quota_left(client, state, user).await?;
     if total > left {
         return Err(ApiError::TooLarge {
             detail: format!("This upload would exceed your quota ({left} bytes left)."),
@@ -222,7 +228,7 @@ pub(crate) async fn insert_upload(
         concat: tus.concat,
         verified: verified.is_some(),
     };
-    store_uploads::insert(&tx, &new).await?;
+    let upload = store_uploads::insert(&tx, &new).await?;
     match (md5, verified) {
         (Some(md5), Some(sha256)) => {
             let origin = store_uploads::Origin {
@@ -245,7 +251,6 @@ pub(crate) async fn insert_upload(
         (Some(_), None) => hand_to_assembly(&tx, id).await?,
         (None, _) => {}
     }
-    let upload = uploads::load(&tx, id, user, false).await?;
     // The authoritative quota check (the one before the body was read only spares a
     // hopeless upload its bytes), last: it holds the user's row until the commit. This
     // upload uses its declared length, or the bytes received so far when the length is
@@ -361,7 +366,7 @@ async fn create_chunk(
         return Err(ApiError::OffsetMismatch { offset: ByteSize::ZERO });
     }
     let limits = chunk_limit(&state, &range)?;
-    check_new_file_size(&state.pool.get().await?, &state, user.id, range.total).await?;
+    check_size_within(&state, user.quota_left, range.total)?;
     let _permit = intake_permit(&state, user.id)?;
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
@@ -397,8 +402,7 @@ async fn create_whole(
             ));
         }
     }
-    let left = quota_left(&state.pool.get().await?, &state, user.id).await?;
-    let max = state.config.storage.max_file_bytes.min(left);
+    let max = state.config.storage.max_file_bytes.min(user.quota_left);
     let limits = Limits { offset: 0, expected: range.map(|r| r.len()), max, max_is_limit: true };
     let _permit = intake_permit(&state, user.id)?;
     let id = FileId::new();

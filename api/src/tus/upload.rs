@@ -23,7 +23,7 @@ use super::TusError;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::routes::upload::{
-    body_pace, check_new_file_size, complete_or_assemble, expires_at, insert_upload, intake_permit, quota_left,
+    body_pace, check_size_within, complete_or_assemble, expires_at, insert_upload, intake_permit, quota_left,
     resolve_parent, verdict, Lease, NewDirGuard, TusFields,
 };
 use crate::state::SharedState;
@@ -161,14 +161,11 @@ pub async fn create(
     let filename =
         if partial && unnamed { FileName::parse(PARTIAL).map_err(ApiError::internal)? } else { filename(&metadata)? };
     let md5 = if partial { None } else { client_md5(&metadata)? };
-    let (parent, left) = {
-        let client = state.pool.get().await?;
-        let parent = resolve_parent(&client, user.id, metadata.text("parent")?.as_deref()).await?;
-        if let Some(length) = length {
-            check_new_file_size(&client, &state, user.id, length).await?;
-        }
-        (parent, quota_left(&client, &state, user.id).await?)
-    };
+    let parent = resolve_parent(&state.pool.get().await?, user.id, metadata.text("parent")?.as_deref()).await?;
+    let left = user.quota_left;
+    if let Some(length) = length {
+        check_size_within(&state, left, length)?;
+    }
     let with_body = protocol::is_offset_stream(&headers);
     let announced = content_length(&headers)?;
     if !with_body && announced.unwrap_or(0) > 0 {

@@ -98,9 +98,8 @@ async fn insert_file(
     };
     files::insert(tx, &row).await?;
     let count = i64::from(config.storage.replication_factor);
-    let targets = nodes::eligible(tx, nodes::Placement::configured(config, count, file.size, &[])).await?;
+    let targets = replicas::place(tx, file.id, nodes::Placement::configured(config, count, file.size, &[])).await?;
     if !targets.is_empty() {
-        replicas::insert_pending(tx, file.id, &targets).await?;
         let jobs: Vec<Job> =
             targets.iter().map(|&node| Job::Replicate { file: file.id, node, repair: false }).collect();
         outbox::enqueue_all(tx, &jobs).await?;

@@ -27,8 +27,9 @@ pub async fn enqueue(tx: &impl GenericClient, job: &Job) -> Result<Uuid, StoreEr
     ids.into_iter().next().ok_or_else(|| StoreError::Config("enqueued no job".into()))
 }
 
-/// [`enqueue`] for several jobs, in two statements whatever their number (a file's
-/// replicate jobs go together); returns their ids in order.
+/// [`enqueue`] for several jobs, in one statement whatever their number (a file's
+/// replicate jobs go together: `ferry_store::jobs::enqueue`); returns their ids in
+/// order.
 pub async fn enqueue_all(tx: &impl GenericClient, jobs: &[Job]) -> Result<Vec<Uuid>, StoreError> {
     let payloads = jobs
         .iter()
@@ -36,16 +37,9 @@ pub async fn enqueue_all(tx: &impl GenericClient, jobs: &[Job]) -> Result<Vec<Uu
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| StoreError::Config(e.to_string()))?;
     let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
-    let messages: Vec<(&str, Uuid, &serde_json::Value)> = jobs
-        .iter()
-        .zip(&ids)
-        .zip(&payloads)
-        .map(|((job, id), payload)| (job.kind().routing_key(), *id, payload))
-        .collect();
-    ferry_store::outbox::insert(tx, JOBS_EXCHANGE, &messages).await?;
     let records: Vec<_> =
         jobs.iter().zip(&ids).zip(&payloads).map(|((job, id), payload)| new_job(*id, job, payload)).collect();
-    ferry_store::jobs::insert_queued(tx, &records).await?;
+    ferry_store::jobs::enqueue(tx, JOBS_EXCHANGE, &records).await?;
     Ok(ids)
 }
 

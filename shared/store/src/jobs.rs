@@ -116,19 +116,26 @@ impl JobRecord {
 const COLUMNS: &str = "id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, queued_at, \
                        started_at, finished_at, state_at, error, requeues, replays, replayed_at, discarded_at";
 
-/// Records new jobs as `queued`, in the transaction that writes their outbox rows, in
-/// one statement (a file's replicate jobs are recorded together).
-pub async fn insert_queued(c: &impl GenericClient, jobs: &[NewJob<'_>]) -> Result<(), StoreError> {
+/// Enqueues new jobs inside the caller's transaction, in one statement whatever their
+/// number (a file's replicate jobs go together): records each as `queued` and adds its
+/// message to the outbox (`crate::outbox`) on `exchange`, routed by the job's queue,
+/// with the job's id as its AMQP `message_id` and its payload as the body. The outbox
+/// rows are written in the jobs' order, which is the order they are relayed in.
+pub async fn enqueue(c: &impl GenericClient, exchange: &str, jobs: &[NewJob<'_>]) -> Result<(), StoreError> {
     if jobs.is_empty() {
         return Ok(());
     }
     let Columns { ids, kinds, queues, payloads, files, nodes } = Columns::of(jobs.iter().cloned());
     c.execute_cached(
-        "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state)
-         SELECT x.id, x.kind, x.queue, x.payload, x.file_id, x.node_id, $7
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[], $6::int4[])
-              AS x(id, kind, queue, payload, file_id, node_id)",
-        &[&ids, &kinds, &queues, &payloads, &files, &nodes, &JobState::Queued],
+        "WITH x AS MATERIALIZED (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[], $6::int4[])
+                  WITH ORDINALITY AS x(id, kind, queue, payload, file_id, node_id, n)),
+         recorded AS (
+             INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state)
+             SELECT id, kind, queue, payload, file_id, node_id, $7 FROM x)
+         INSERT INTO outbox (exchange, routing_key, message_id, payload)
+         SELECT $8, queue, id, payload FROM x ORDER BY n",
+        &[&ids, &kinds, &queues, &payloads, &files, &nodes, &JobState::Queued, &exchange],
     )
     .await?;
     Ok(())

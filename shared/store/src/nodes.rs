@@ -64,31 +64,55 @@ impl<'a> Placement<'a> {
     }
 }
 
+/// The placement rule as one `SELECT n.id ...` (see [`eligible`]), with parameters
+/// `$1`-`$6` as [`Placement::params`] gives them; shared with
+/// [`crate::replicas::place`], which inserts the rows of the nodes it picks.
+macro_rules! eligible_sql {
+    () => {
+        "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
+         WHERE n.state = $6 AND s.up
+           AND s.checked_at > now() - make_interval(secs => $4::float8)
+           AND s.free_bytes >= $2::bigint + $3::bigint
+           AND NOT (n.id = ANY($5))
+         ORDER BY s.free_bytes::float8 * (0.9 + random() * 0.2) DESC
+         LIMIT $1"
+    };
+}
+pub(crate) use eligible_sql;
+
+/// The values of [`eligible_sql`]'s `$1`-`$5` (`$6` is [`NodeState::Active`]).
+pub(crate) struct PlacementParams {
+    pub count: i64,
+    pub size: i64,
+    pub reserve: i64,
+    pub fresh_secs: f64,
+    pub exclude: Vec<i32>,
+}
+
+impl Placement<'_> {
+    /// This placement as [`eligible_sql`]'s parameters.
+    ///
+    /// # Errors
+    /// A size beyond PostgreSQL's `bigint`.
+    pub(crate) fn params(&self) -> Result<PlacementParams, StoreError> {
+        Ok(PlacementParams {
+            count: self.count,
+            size: size_to_db("file size", self.size)?,
+            reserve: size_to_db("node reserve", self.reserve)?,
+            fresh_secs: self.fresh_secs,
+            exclude: self.exclude.iter().map(|n| n.0).collect(),
+        })
+    }
+}
+
 /// Up to `count` distinct nodes that are active, reported up recently, and have room
 /// for `size` plus the reserve, excluding `exclude`. Prefers free space, with ±10 %
 /// jitter so nodes with about the same room share the load instead of one always
 /// winning. The one placement rule of the assembly and the repair.
 pub async fn eligible(c: &impl GenericClient, p: Placement<'_>) -> Result<Vec<NodeId>, StoreError> {
-    let exclude: Vec<i32> = p.exclude.iter().map(|n| n.0).collect();
-    let rows = c
-        .query_cached(
-            "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
-             WHERE n.state = $6 AND s.up
-               AND s.checked_at > now() - make_interval(secs => $4::float8)
-               AND s.free_bytes >= $2::bigint + $3::bigint
-               AND NOT (n.id = ANY($5))
-             ORDER BY s.free_bytes::float8 * (0.9 + random() * 0.2) DESC
-             LIMIT $1",
-            &[
-                &p.count,
-                &size_to_db("file size", p.size)?,
-                &size_to_db("node reserve", p.reserve)?,
-                &p.fresh_secs,
-                &exclude,
-                &NodeState::Active,
-            ],
-        )
-        .await?;
+    let PlacementParams { count, size, reserve, fresh_secs, exclude } = p.params()?;
+    let rows =
+        c.query_cached(eligible_sql!(), &[&count, &size, &reserve, &fresh_secs, &exclude, &NodeState::Active]).await?;
     rows.iter().map(|r| Ok(NodeId(r.try_get("id")?))).collect()
 }
 

@@ -1,6 +1,7 @@
 //! The `outbox` table: jobs written in the same transaction as the state change they
-//! describe, relayed to the broker by `ferry_queue::outbox`. The store knows nothing
-//! of the broker: a row is an exchange, a routing key, a message id and a JSON body.
+//! describe (with their records: `crate::jobs::enqueue`), relayed to the broker by
+//! `ferry_queue::outbox`. The store knows nothing of the broker: a row is an exchange,
+//! a routing key, a message id and a JSON body.
 
 use crate::cached::Cached;
 use deadpool_postgres::GenericClient;
@@ -19,30 +20,6 @@ pub struct OutboxRow {
     pub message_id: Uuid,
     /// The JSON body as text.
     pub payload: String,
-}
-
-/// Adds messages to the outbox inside the caller's transaction, in one statement: for
-/// each, its routing key on `exchange`, its AMQP `message_id` and its body.
-pub async fn insert(
-    tx: &impl GenericClient,
-    exchange: &str,
-    messages: &[(&str, Uuid, &serde_json::Value)],
-) -> Result<(), StoreError> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<&str> = messages.iter().map(|m| m.0).collect();
-    let ids: Vec<Uuid> = messages.iter().map(|m| m.1).collect();
-    let payloads: Vec<&serde_json::Value> = messages.iter().map(|m| m.2).collect();
-    tx.execute_cached(
-        "INSERT INTO outbox (exchange, routing_key, message_id, payload)
-         SELECT $1, x.routing_key, x.message_id, x.payload
-         FROM unnest($2::text[], $3::uuid[], $4::jsonb[]) WITH ORDINALITY AS x(routing_key, message_id, payload, n)
-         ORDER BY x.n",
-        &[&exchange, &keys, &ids, &payloads],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Locks and returns up to `limit` rows in write order, skipping rows another relay

@@ -9,16 +9,28 @@ use crate::convert::size_from_db;
 use crate::nodes::SshTarget;
 use crate::{NodeState, ReplicaState, StoreError};
 
-/// New replica targets of `file`: a `pending` row on each of `nodes` (one statement),
-/// leaving any row that exists alone.
-pub async fn insert_pending(c: &impl GenericClient, file: FileId, nodes: &[NodeId]) -> Result<(), StoreError> {
-    let nodes: Vec<i32> = nodes.iter().map(|n| n.0).collect();
-    c.execute_cached(
-        "INSERT INTO replicas (file_id, node_id) SELECT $1, n FROM unnest($2::int4[]) AS n ON CONFLICT DO NOTHING",
-        &[&file.0, &nodes],
-    )
-    .await?;
-    Ok(())
+/// Places a new file's replicas in one statement: a `pending` row for `file` on each
+/// node the placement rule picks ([`crate::nodes::eligible`] with `placement`), leaving
+/// any row that exists alone. Returns the nodes whose row it inserted, in no particular
+/// order (none when no node is eligible).
+pub async fn place(
+    c: &impl GenericClient,
+    file: FileId,
+    placement: crate::nodes::Placement<'_>,
+) -> Result<Vec<NodeId>, StoreError> {
+    let crate::nodes::PlacementParams { count, size, reserve, fresh_secs, exclude } = placement.params()?;
+    let rows = c
+        .query_cached(
+            concat!(
+                "WITH picked AS (",
+                crate::nodes::eligible_sql!(),
+                ") INSERT INTO replicas (file_id, node_id) SELECT $7, id FROM picked
+                 ON CONFLICT DO NOTHING RETURNING node_id"
+            ),
+            &[&count, &size, &reserve, &fresh_secs, &exclude, &NodeState::Active, &file.0],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(NodeId(r.try_get("node_id")?))).collect()
 }
 
 /// A repair target: a `pending` row, resetting a row whose earlier copy failed.

@@ -352,45 +352,48 @@ pub struct NewUpload<'a> {
     pub concat: Option<&'a str>,
 }
 
-/// Inserts the upload and, when it has bytes, its first chunk's row.
-pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<(), StoreError> {
+/// Inserts the upload and, when it has bytes, its first chunk's row, in one statement,
+/// and returns the row as [`load`] would read it.
+pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<Upload, StoreError> {
     let state = match (&u.md5, u.verified) {
         (Some(_), true) => UploadState::Complete,
         (Some(_), false) => UploadState::Assembling,
         (None, _) => UploadState::Uploading,
     };
     let received = size_to_db("chunk size", u.received)?;
-    c.execute_cached(
-        "INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status, expires_at,
-                              md5_state, sha256_state, metadata, concat, completed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                 CASE WHEN $14 THEN now() END)",
-        &[
-            &u.id.0,
-            &u.user.0,
-            &u.filename,
-            &u.parent.map(|p| p.0),
-            &u.total_size.map(|t| size_to_db("total size", t)).transpose()?,
-            &received,
-            &u.md5,
-            &state,
-            &u.expires_at,
-            &u.md5_state,
-            &u.sha256_state,
-            &u.metadata,
-            &u.concat,
-            &(state == UploadState::Complete),
-        ],
-    )
-    .await?;
-    if received > 0 {
-        c.execute_cached(
-            "INSERT INTO upload_chunks (upload_id, \"offset\", size) VALUES ($1, 0, $2)",
-            &[&u.id.0, &received],
+    // The chunk's foreign key is checked at the end of the statement, when the upload
+    // row is there (PostgreSQL docs, "Data-Modifying Statements in WITH").
+    let row = c
+        .query_one_cached(
+            "WITH upload AS (
+                 INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status,
+                                      expires_at, md5_state, sha256_state, metadata, concat, completed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                         CASE WHEN $14 THEN now() END)
+                 RETURNING id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at,
+                           expires_at, completed_at, metadata, concat),
+             chunk AS (
+                 INSERT INTO upload_chunks (upload_id, \"offset\", size) SELECT id, 0, $6 FROM upload WHERE $6 > 0)
+             SELECT * FROM upload",
+            &[
+                &u.id.0,
+                &u.user.0,
+                &u.filename,
+                &u.parent.map(|p| p.0),
+                &u.total_size.map(|t| size_to_db("total size", t)).transpose()?,
+                &received,
+                &u.md5,
+                &state,
+                &u.expires_at,
+                &u.md5_state,
+                &u.sha256_state,
+                &u.metadata,
+                &u.concat,
+                &(state == UploadState::Complete),
+            ],
         )
         .await?;
-    }
-    Ok(())
+    Upload::from_row(&row)
 }
 
 /// The serialised running digests stored with an upload.

@@ -222,7 +222,8 @@ pub async fn credentials(c: &impl GenericClient, username: &str) -> Result<Optio
     .transpose()
 }
 
-/// An account's name, admin flag, and what a token must match to stay valid.
+/// An account's name, admin flag, what a token must match to stay valid, and its
+/// storage use as of the read.
 #[derive(Debug, Clone)]
 pub struct Account {
     pub username: String,
@@ -231,12 +232,27 @@ pub struct Account {
     /// Moves on at every password change, logout, disabling: a token issued under an
     /// older generation is refused.
     pub token_generation: i32,
+    /// The account's own quota (`users.quota_bytes`); `None`: the configured default.
+    pub quota: Option<ByteSize>,
+    /// Bytes in use (`users.used_bytes`, see [`quota_left`]).
+    pub used: ByteSize,
 }
 
+impl Account {
+    /// Bytes the account may still store as of the read: [`quota_left`] without a
+    /// statement of its own.
+    pub fn quota_left(&self, default_quota: ByteSize) -> ByteSize {
+        ByteSize(self.quota.unwrap_or(default_quota).0.saturating_sub(self.used.0))
+    }
+}
+
+/// The account `id` (one row read: every authenticated request reads it).
 pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Account>, StoreError> {
     let row = c
         .query_opt_cached(
-            "SELECT username, is_admin, disabled_at IS NOT NULL AS disabled, token_generation FROM users WHERE id = $1",
+            "SELECT username, is_admin, disabled_at IS NOT NULL AS disabled, token_generation, quota_bytes,
+                    used_bytes
+             FROM users WHERE id = $1",
             &[&id.0],
         )
         .await?;
@@ -246,6 +262,8 @@ pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Accoun
             is_admin: r.try_get("is_admin")?,
             disabled: r.try_get("disabled")?,
             token_generation: r.try_get("token_generation")?,
+            quota: r.try_get::<_, Option<i64>>("quota_bytes")?.map(|q| ByteSize(u64::try_from(q).unwrap_or(0))),
+            used: ByteSize(u64::try_from(r.try_get::<_, i64>("used_bytes")?).unwrap_or(0)),
         })
     })
     .transpose()
