@@ -81,15 +81,17 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config, cursors: &mut Cursors
 /// Replicas on draining nodes whose file already has R present replicas on active
 /// nodes, and copies beyond R on healthy nodes, are marked `deleting` and handed to the
 /// delete workers; once a draining node holds nothing it can be removed with nothing
-/// lost. Surplus copies are looked for in the next slice of the sweep (`cursors`).
+/// lost. Both are looked for in the next slice of the sweep (`cursors`), so a round's
+/// cost and the jobs it enqueues are bounded by the slice: a draining node's copy is
+/// retired in the first pass of this sweep that finds its file's new copies present.
 pub async fn retire_drained(pool: &Pool, config: &Config, cursors: &mut Cursors) -> Result<usize, StoreError> {
     let want = i64::from(config.storage.replication_factor);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let mut rows = replicas::retire_draining(&tx, want).await?;
+    let range = replicas::file_range(&tx, cursors.surplus, i64::from(config.monitor.sweep_files)).await?;
+    let mut rows = replicas::retire_draining(&tx, want, range).await?;
     // Copies beyond R on healthy active nodes (a node came back after its files were
     // repaired elsewhere): keep the R on the nodes with most room, retire the rest.
-    let range = replicas::file_range(&tx, cursors.surplus, i64::from(config.monitor.sweep_files)).await?;
     rows.extend(replicas::retire_surplus(&tx, want, range).await?);
     for &(file, node) in &rows {
         outbox::enqueue(&tx, &Job::DropReplica { file, node }).await?;

@@ -470,18 +470,36 @@ fn pairs(rows: &[tokio_postgres::Row]) -> Result<Vec<(FileId, NodeId)>, StoreErr
     rows.iter().map(|r| Ok((FileId(r.try_get("file_id")?), NodeId(r.try_get("node_id")?)))).collect()
 }
 
-/// Marks `deleting` the present replicas on draining nodes whose file has at least
-/// `want` present replicas on active nodes; returns them.
-pub async fn retire_draining(c: &impl GenericClient, want: i64) -> Result<Vec<(FileId, NodeId)>, StoreError> {
+/// Marks `deleting` the present replicas on draining nodes, among the files of `range`,
+/// whose file has at least `want` present replicas on active nodes; returns them. A
+/// round looks at one slice of the files (as the top-up and the surplus trim do), so
+/// its cost and the number of copies it retires are bounded by the slice, however many
+/// copies the draining nodes hold: over every one of them, each round, it was a count
+/// per copy, and one round could retire (and enqueue a job for) every copy of a node at
+/// once.
+pub async fn retire_draining(
+    c: &impl GenericClient,
+    want: i64,
+    range: FileRange,
+) -> Result<Vec<(FileId, NodeId)>, StoreError> {
     let rows = c
         .query_cached(
             "UPDATE replicas r SET state = $2, updated_at = now()
              FROM nodes n
              WHERE n.id = r.node_id AND n.state = $3 AND r.state = $4
+               AND r.file_id > $6 AND r.file_id <= $7
                AND (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
                     WHERE r2.file_id = r.file_id AND r2.state = $4 AND n2.state = $5) >= $1
              RETURNING r.file_id, r.node_id",
-            &[&want, &ReplicaState::Deleting, &NodeState::Draining, &ReplicaState::Present, &NodeState::Active],
+            &[
+                &want,
+                &ReplicaState::Deleting,
+                &NodeState::Draining,
+                &ReplicaState::Present,
+                &NodeState::Active,
+                &range.after,
+                &range.through,
+            ],
         )
         .await?;
     pairs(&rows)
