@@ -471,12 +471,10 @@ fn pairs(rows: &[tokio_postgres::Row]) -> Result<Vec<(FileId, NodeId)>, StoreErr
 }
 
 /// Marks `deleting` the present replicas on draining nodes, among the files of `range`,
-/// whose file has at least `want` present replicas on active nodes; returns them. A
-/// round looks at one slice of the files (as the top-up and the surplus trim do), so
-/// its cost and the number of copies it retires are bounded by the slice, however many
-/// copies the draining nodes hold: over every one of them, each round, it was a count
-/// per copy, and one round could retire (and enqueue a job for) every copy of a node at
-/// once.
+/// whose file has at least `want` present replicas on active nodes; returns them. One
+/// slice of the files at a time (as the top-up and the surplus trim go), so a call's
+/// cost and the number of copies it retires are bounded by the slice, however many
+/// copies the draining nodes hold.
 pub async fn retire_draining(
     c: &impl GenericClient,
     want: i64,
