@@ -62,20 +62,22 @@ pub async fn sweep(
     let mut dir = tokio::fs::read_dir(staging).await?;
     while let Some(entry) = dir.next_entry().await? {
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Anything else in the directory is not the sweep's, and is not even looked at.
+        let Some(kind) = StagingEntry::of(&name) else { continue };
         // Every push makes and removes a scratch directory here, and other workers
         // sweep the same volume: an entry listed a moment ago may be gone already,
         // which is no reason to give up the pass.
         let Some(age) = age(&entry).await? else { continue };
-        if name.starts_with(crate::ssh::SCRATCH_PREFIX) {
+        match kind {
             // A push's hard links left by a killed worker: at once when that worker
             // ran on this host, else after the grace (a live push is far younger).
-            if crate::ssh::scratch_is_abandoned(&name) || age >= grace {
-                remove(&entry.path()).await;
+            StagingEntry::Scratch => {
+                if crate::ssh::scratch_is_abandoned(&name) || age >= grace {
+                    remove(&entry.path()).await;
+                }
             }
-            continue;
+            StagingEntry::Copy(id) => candidates.push(staging::Candidate { id, old: age >= grace }),
         }
-        let Ok(id) = name.parse::<FileId>() else { continue };
-        candidates.push(staging::Candidate { id, old: age >= grace });
     }
     if candidates.is_empty() {
         return Ok(0);
@@ -90,6 +92,26 @@ pub async fn sweep(
         }
     }
     Ok(removed)
+}
+
+/// What the staging sweep may find in the staging directory.
+#[derive(Debug, PartialEq, Eq)]
+enum StagingEntry {
+    /// A push's scratch directory of hard links (`crate::ssh::SCRATCH_PREFIX`).
+    Scratch,
+    /// A file's staging copy, named by its id.
+    Copy(FileId),
+}
+
+impl StagingEntry {
+    /// What the entry called `name` is, or `None` for anything that is not the sweep's.
+    fn of(name: &str) -> Option<Self> {
+        if name.starts_with(crate::ssh::SCRATCH_PREFIX) {
+            Some(Self::Scratch)
+        } else {
+            name.parse().ok().map(Self::Copy)
+        }
+    }
 }
 
 /// How long ago `entry` was last modified (zero for a time in the future), or `None`
@@ -196,6 +218,19 @@ mod tests {
                 }
                 _ => assert!(age.is_some_and(|a| a < Duration::from_secs(60)), "{age:?}"),
             }
+        }
+    }
+
+    /// The sweep stats and may remove only what is its own: push scratch directories
+    /// and staging copies named by a file id.
+    #[test]
+    fn the_sweep_looks_only_at_scratch_directories_and_staging_copies() {
+        let id = FileId(uuid::Uuid::new_v4());
+        assert_eq!(StagingEntry::of(&id.to_string()), Some(StagingEntry::Copy(id)));
+        let scratch = format!("{}1234-5678", crate::ssh::SCRATCH_PREFIX);
+        assert_eq!(StagingEntry::of(&scratch), Some(StagingEntry::Scratch));
+        for other in ["lost+found", ".nfs0001", "notes.txt", &format!("{id}.part"), ""] {
+            assert_eq!(StagingEntry::of(other), None, "{other:?}");
         }
     }
 }

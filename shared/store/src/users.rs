@@ -239,14 +239,18 @@ pub struct Account {
 }
 
 impl Account {
-    /// Bytes the account may still store as of the read: [`quota_left`] without a
-    /// statement of its own.
+    /// Bytes the account may still store as of the read: its quota (or
+    /// `default_quota`) minus its use, never below zero (an administrator may lower a
+    /// quota under what is in use). [`quota_left`] reads an account for this.
     pub fn quota_left(&self, default_quota: ByteSize) -> ByteSize {
         ByteSize(self.quota.unwrap_or(default_quota).0.saturating_sub(self.used.0))
     }
 }
 
 /// The account `id` (one row read: every authenticated request reads it).
+///
+/// Errors: [`StoreError::Corrupt`] for a negative quota or use (the schema's checks
+/// and the usage triggers keep both at zero or more).
 pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Account>, StoreError> {
     let row = c
         .query_opt_cached(
@@ -262,8 +266,11 @@ pub async fn account(c: &impl GenericClient, id: UserId) -> Result<Option<Accoun
             is_admin: r.try_get("is_admin")?,
             disabled: r.try_get("disabled")?,
             token_generation: r.try_get("token_generation")?,
-            quota: r.try_get::<_, Option<i64>>("quota_bytes")?.map(|q| ByteSize(u64::try_from(q).unwrap_or(0))),
-            used: ByteSize(u64::try_from(r.try_get::<_, i64>("used_bytes")?).unwrap_or(0)),
+            quota: r
+                .try_get::<_, Option<i64>>("quota_bytes")?
+                .map(|q| size_from_db("users.quota_bytes", q))
+                .transpose()?,
+            used: size_from_db("users.used_bytes", r.try_get("used_bytes")?)?,
         })
     })
     .transpose()
@@ -395,14 +402,8 @@ pub async fn lock_quota_left(
 
 /// Bytes `user` may still store: their quota (or `default_quota`) minus what is in use
 /// (`users.used_bytes`: live files, and open uploads at their declared size or the
-/// bytes received so far), never below zero.
+/// bytes received so far), never below zero; zero for an account that does not exist.
+/// The account's one read, the formula [`Account::quota_left`]'s.
 pub async fn quota_left(c: &impl GenericClient, user: UserId, default_quota: ByteSize) -> Result<ByteSize, StoreError> {
-    let row = c
-        .query_one_cached(
-            "SELECT COALESCE(quota_bytes, $2) - used_bytes AS left FROM users WHERE id = $1",
-            &[&user.0, &i64::try_from(default_quota.0).unwrap_or(i64::MAX)],
-        )
-        .await?;
-    let left: i64 = row.try_get("left")?;
-    Ok(ByteSize(u64::try_from(left).unwrap_or(0)))
+    Ok(account(c, user).await?.map_or(ByteSize(0), |a| a.quota_left(default_quota)))
 }
