@@ -94,7 +94,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
+        if e.is_invalid_text() {
+            // Whatever field carried it (a login name, a search filter): the request's
+            // text, which PostgreSQL refused; the statement carrying it wrote nothing.
+            ApiError::bad_request("invalid_text", "Text values cannot contain the NUL character (U+0000).")
+        } else if e.is_unavailable() {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::Unavailable { detail: "The database is unavailable; try again shortly.", retry_after: 2 }
         } else {

@@ -1,5 +1,6 @@
 //! Small request bodies (login, completing POST): urlencoded form, JSON object or
-//! multipart text fields, read with a hard size cap.
+//! multipart text fields, read whole under a size cap and the body pace floor
+//! ([`crate::upload::pace::read_whole`]).
 
 use std::collections::HashMap;
 
@@ -7,13 +8,24 @@ use axum::body::Body;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::upload::framing;
+use crate::upload::pace::{read_whole, BodyPace};
 
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-pub async fn small_form(body: Body, content_type: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
-        ApiError::bad_request("body_too_large", format!("This request body is limited to {MAX_FORM_BYTES} bytes."))
-    })?;
+/// The fields of a small body of `content_type`, at most 64 KiB, arriving at no less
+/// than `pace`.
+///
+/// # Errors
+/// Those of [`read_whole`]; 400 `invalid_json`, `malformed_body` or `invalid_form` for a
+/// body its content type does not parse.
+pub async fn small_form(
+    body: Body,
+    content_type: Option<&str>,
+    pace: BodyPace,
+) -> Result<HashMap<String, String>, ApiError> {
+    let boundary = framing::boundary(content_type)?;
+    let bytes = read_whole(body, MAX_FORM_BYTES, pace).await?;
     let ct = content_type.unwrap_or_default().to_ascii_lowercase();
     if ct.starts_with("application/json") {
         let value: Value = serde_json::from_slice(&bytes)
@@ -30,7 +42,7 @@ pub async fn small_form(body: Body, content_type: Option<&str>) -> Result<HashMa
             })
             .collect());
     }
-    if let Some(boundary) = content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
+    if let Some(boundary) = boundary {
         let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
         let mut multipart = multer::Multipart::new(stream, boundary);
         let mut out = HashMap::new();

@@ -372,7 +372,9 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                 }},
                 "responses": {
                     "200": json_response("A token.", "Token"),
-                    "400": error_response("Bad credentials (`invalid_credentials`) or a malformed body."),
+                    "400": error_response("Bad credentials (`invalid_credentials`), a malformed body (`invalid_json`, `invalid_form`, `malformed_body`, `incomplete_body`) or a NUL character in a field (`invalid_text`)."),
+                    "408": error_response("`body_too_slow`: the body arrived below the floor (20 s, then 500 B/s by default); the connection is closed."),
+                    "413": error_response("`too_large`: the body is over 64 KiB."),
                     "429": error_response("`too_many_login_attempts`: this address or this username has used its login attempts for now (`auth.login_attempts_per_minute_per_address`, `..._per_user`); retry after `Retry-After` seconds."),
                     "503": error_response("The database is unavailable.")
                 }
@@ -461,9 +463,11 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "200": json_response("md5 verified and downloadable now: `GET /storage/download/{id}/` redirects to a verified copy, on a node or (before the first node copy) the staging copy on the API (read-after-write).", "Upload"),
                         "202": json_response("Accepted but not yet downloadable (md5 check or first copies still running past `wait`): it ends verified on the nodes or visibly failed; repeat the POST with the same md5 to wait again, or poll GET.", "Upload"),
                         "400": error_response("`md5_required`, `invalid_md5`, `upload_incomplete`, or `checksum_mismatch`: the md5 is not that of the bytes received (or not the md5 already accepted); the upload stays open (status 1) and a POST with the right md5 completes it."),
-                        "404": error_response("No such upload of yours."),
+                        "404": error_response("No such upload of yours, or its file was deleted since it completed."),
+                        "408": error_response("`body_too_slow`: the body arrived below the floor; the connection is closed."),
                         "409": error_response("Assembly failed."),
-                        "410": error_response("The upload expired.")
+                        "410": error_response("The upload expired."),
+                        "413": error_response("`too_large`: the body is over 64 KiB.")
                     }))
                 }
             },

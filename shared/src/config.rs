@@ -158,7 +158,8 @@ pub struct ApiConfig {
     /// Of those, how many one user may hold at once; more get 429 `too_many_uploads`,
     /// so one account cannot take every slot (docs/SECURITY.md).
     pub max_concurrent_uploads_per_user: usize,
-    /// A chunk body must be complete within this many seconds plus one second per
+    /// A request body (a chunk, or a small body read whole: login, completing POST,
+    /// admin forms and JSON) must be complete within this many seconds plus one second per
     /// `body_min_rate_bytes_per_sec` bytes received (Apache `mod_reqtimeout`'s
     /// `body=20,MinRate=500`); a slower body is cut off with 408 `body_too_slow`.
     pub body_read_timeout_secs: u64,

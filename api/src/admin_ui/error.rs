@@ -115,17 +115,24 @@ impl IntoResponse for UiError {
             UiError::Conflict(detail) => error_page("Conflict", &detail, status),
             UiError::NotFound(what) => error_page("Not found", &format!("{what} not found."), status),
             UiError::Api(e) => {
-                // `ApiError` decides the status and logs the cause; the page says no more.
+                // `ApiError` decides the status and logs the cause. A client error's
+                // own words are for the client (a body that arrived too slowly, text
+                // PostgreSQL cannot store); a server error's cause stays in the log.
+                let detail = e.to_string();
                 let api = e.into_response();
                 let status = api.status();
                 let message = if status == StatusCode::SERVICE_UNAVAILABLE {
-                    "The database is unavailable; try again shortly."
+                    "The database is unavailable; try again shortly.".to_owned()
+                } else if status.is_client_error() {
+                    detail
                 } else {
-                    "Internal server error."
+                    "Internal server error.".to_owned()
                 };
-                let mut response = error_page("Error", message, status);
-                if let Some(retry) = api.headers().get(header::RETRY_AFTER) {
-                    response.headers_mut().insert(header::RETRY_AFTER, retry.clone());
+                let mut response = error_page("Error", &message, status);
+                for name in [header::RETRY_AFTER, header::CONNECTION] {
+                    if let Some(value) = api.headers().get(&name) {
+                        response.headers_mut().insert(name, value.clone());
+                    }
                 }
                 response
             }

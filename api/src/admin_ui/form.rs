@@ -8,17 +8,19 @@ use axum::body::Body;
 use super::error::UiError;
 use super::session::AdminSession;
 use crate::state::AppState;
+use crate::upload::pace::{read_whole, BodyPace};
 
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
 pub type Form = HashMap<String, String>;
 
-/// Parses an `application/x-www-form-urlencoded` body of at most 16 KiB.
-pub async fn read(body: Body) -> Result<Form, UiError> {
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| UiError::Invalid(format!("The form is limited to {MAX_FORM_BYTES} bytes.")))?;
-    parse(&bytes)
+/// Parses an `application/x-www-form-urlencoded` body of at most 16 KiB, arriving at
+/// no less than the API's body pace floor.
+///
+/// # Errors
+/// Those of [`read_whole`] (as `UiError::Api`); `UiError::Invalid` for a malformed form.
+pub async fn read(state: &AppState, body: Body) -> Result<Form, UiError> {
+    parse(&read_whole(body, MAX_FORM_BYTES, BodyPace::of(&state.config.api)).await?)
 }
 
 fn parse(bytes: &[u8]) -> Result<Form, UiError> {
@@ -29,7 +31,7 @@ fn parse(bytes: &[u8]) -> Result<Form, UiError> {
 
 /// Reads a form posted by `session`'s page: a missing or wrong CSRF token is a 403.
 pub async fn read_checked(state: &AppState, session: &AdminSession, body: Body) -> Result<Form, UiError> {
-    let form = read(body).await?;
+    let form = read(state, body).await?;
     if !session.csrf_ok(state, form.get("csrf").map(String::as_str)) {
         tracing::warn!(user.id = %session.user_id, "admin form rejected: CSRF token missing or wrong");
         return Err(UiError::Csrf);

@@ -36,7 +36,7 @@ async fn obtain_token(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let form = small_form(body, ct).await?;
+    let form = small_form(body, ct, super::upload::body_pace(&state)).await?;
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         return Err(ApiError::bad_request("credentials_required", "Both 'username' and 'password' are required."));
     };

@@ -86,10 +86,7 @@ pub(crate) fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot
 /// The floor under a chunk body's pace (`api.body_read_timeout_secs`,
 /// `api.body_min_rate_bytes_per_sec`).
 pub(crate) fn body_pace(state: &SharedState) -> BodyPace {
-    BodyPace {
-        grace: Duration::from_secs(state.config.api.body_read_timeout_secs),
-        min_bytes_per_sec: state.config.api.body_min_rate_bytes_per_sec,
-    }
+    BodyPace::of(&state.config.api)
 }
 
 /// Removes a new upload's staging directory unless the upload was recorded.
@@ -644,7 +641,7 @@ async fn complete(
     body: Body,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let form = small_form(body, content_type(&headers)).await?;
+    let form = small_form(body, content_type(&headers), body_pace(&state)).await?;
     let md5 = parse_md5(form.get("md5").cloned().or(query.md5.clone()))?;
 
     // The connection goes back to the pool before the (long) wait for the verdict.
@@ -683,7 +680,15 @@ async fn complete(
             // with the md5 already accepted: in no state may another md5 get a 200.
             UploadState::Assembling | UploadState::Complete => {
                 if accepted_md5(&tx, id).await?.is_some_and(|accepted| accepted != md5) {
-                    return Err(checksum_mismatch());
+                    return Err(ApiError::bad_request(
+                        UploadFailure::ChecksumMismatch.code(),
+                        "This upload was completed with another md5; it cannot be completed again.",
+                    ));
+                }
+                // Its file deleted since: nothing to download, so no 200 (the file's
+                // own routes answer 404 too).
+                if upload.state == UploadState::Complete && files::get_live(&tx, id, user.id).await?.is_none() {
+                    return Err(ApiError::NotFound { what: "File" });
                 }
                 drop(tx)
             }

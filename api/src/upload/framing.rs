@@ -22,6 +22,30 @@ pub const MAX_PART_HEADER_BYTES: usize = 8 * 1024;
 /// Parts allowed in one body; a chunk needs at most `file`, `filename`, `parent`, `md5`.
 pub const MAX_PARTS: usize = 16;
 
+/// The multipart boundary `content_type` names: `None` for a body that is not
+/// `multipart/*` (read as the raw bytes or a form by the caller).
+///
+/// # Errors
+/// 400 `malformed_body` for a `multipart/*` type without a usable `boundary`
+/// parameter (RFC 2046 §5.1.1 and RFC 7578 §4.1 require one): such a body would otherwise be taken
+/// for the file's own bytes.
+pub fn boundary(content_type: Option<&str>) -> Result<Option<String>, crate::error::ApiError> {
+    let Some(content_type) = content_type else { return Ok(None) };
+    let is_multipart = content_type
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().to_ascii_lowercase().starts_with("multipart/"));
+    if !is_multipart {
+        return Ok(None);
+    }
+    multer::parse_boundary(content_type).map(Some).map_err(|_| {
+        crate::error::ApiError::bad_request(
+            "malformed_body",
+            "A multipart body needs a boundary parameter in its Content-Type (RFC 2046 §5.1.1, RFC 7578 §4.1).",
+        )
+    })
+}
+
 /// Which limit a body broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {

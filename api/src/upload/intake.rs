@@ -61,9 +61,10 @@ pub async fn receive(
     pace: BodyPace,
     digest: RunningDigest,
 ) -> Result<Received, ApiError> {
+    let boundary = super::framing::boundary(content_type)?;
     let stream = Paced::new(body.into_data_stream(), pace);
     let too_slow = stream.tripped();
-    let received = match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
+    let received = match boundary {
         Some(boundary) => {
             let framed = Framed::new(stream, &boundary);
             receive_multipart(multer::Multipart::new(framed, boundary), dir, limits, digest).await
@@ -75,14 +76,7 @@ pub async fn receive(
         }),
     };
     if received.is_err() && too_slow.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ApiError::RequestTimeout {
-            code: "body_too_slow",
-            detail: format!(
-                "The request body arrived too slowly: it must be complete within {} s plus 1 s per {} bytes.",
-                pace.grace.as_secs(),
-                pace.min_bytes_per_sec
-            ),
-        });
+        return Err(pace.too_slow());
     }
     received
 }

@@ -7,6 +7,10 @@
 //!
 //! tower-http's `RequestBodyTimeoutLayer` only bounds the gap between two frames,
 //! which a trickle of one byte every few seconds never exceeds; hence this adapter.
+//!
+//! Every body the API reads goes under the floor: chunk bodies as they stream
+//! (`super::intake`), small ones (login, the completing POST, the admin forms and JSON)
+//! read whole by [`read_whole`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,9 +19,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::Stream;
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
+
+use crate::error::ApiError;
 
 /// The floor: `grace`, then at least `min_bytes_per_sec` on average.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +48,62 @@ pub enum PacedError {
     TooSlow,
     #[error("{0}")]
     Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl BodyPace {
+    /// The configured floor: `api.body_read_timeout_secs`, then
+    /// `api.body_min_rate_bytes_per_sec`.
+    pub fn of(api: &ferry_shared::config::ApiConfig) -> BodyPace {
+        BodyPace {
+            grace: Duration::from_secs(api.body_read_timeout_secs),
+            min_bytes_per_sec: api.body_min_rate_bytes_per_sec,
+        }
+    }
+
+    /// The 408 `body_too_slow` for a body that fell behind this floor (the connection
+    /// is then closed, `ApiError::RequestTimeout`).
+    pub fn too_slow(&self) -> ApiError {
+        ApiError::RequestTimeout {
+            code: "body_too_slow",
+            detail: format!(
+                "The request body arrived too slowly: it must be complete within {} s plus 1 s per {} bytes.",
+                self.grace.as_secs(),
+                self.min_bytes_per_sec
+            ),
+        }
+    }
+}
+
+/// Reads a small body whole: at most `limit` bytes, at no less than `pace`.
+///
+/// # Errors
+/// 413 `too_large` past `limit` (at once when `Content-Length` says so), 408
+/// `body_too_slow` ([`BodyPace::too_slow`]) for a body that stalls or trickles, 400
+/// `incomplete_body` for one that ends before its declared length or cannot be read.
+pub async fn read_whole(body: Body, limit: usize, pace: BodyPace) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::TooLarge {
+        detail: format!("This request body is limited to {limit} bytes."),
+        limit: limit as u64,
+    };
+    if usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).map_or(true, |declared| declared > limit) {
+        return Err(too_large());
+    }
+    let mut stream = Paced::new(body.into_data_stream(), pace);
+    let mut whole = BytesMut::new();
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(frame) if whole.len() + frame.len() > limit => return Err(too_large()),
+            Ok(frame) => whole.extend_from_slice(&frame),
+            Err(PacedError::TooSlow) => return Err(pace.too_slow()),
+            Err(PacedError::Read(_)) => {
+                return Err(ApiError::bad_request(
+                    "incomplete_body",
+                    "The request body ended before its declared length, or could not be read.",
+                ))
+            }
+        }
+    }
+    Ok(whole.freeze())
 }
 
 /// `inner` under a [`BodyPace`]; once it falls behind, the stream yields

@@ -43,6 +43,14 @@ impl StoreError {
         }
     }
 
+    /// True when a text value held a character PostgreSQL cannot store, the NUL
+    /// character U+0000 (SQLSTATE 22021 `character_not_in_repertoire`): the caller's
+    /// input was refused, nothing failed.
+    pub fn is_invalid_text(&self) -> bool {
+        matches!(self, StoreError::Postgres(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE))
+    }
+
     /// True when a unique constraint refused the write (e.g. a duplicate node name).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))

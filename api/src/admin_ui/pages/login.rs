@@ -69,7 +69,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, UiError> {
-    let form = form::read(body).await?;
+    let form = form::read(&state, body).await?;
     let nonce = cookie(&headers, LOGIN_COOKIE).filter(|n| valid_nonce(n)).ok_or(UiError::Csrf)?;
     if !csrf::verify(secret(&state), &format!("login:{nonce}"), form.get("csrf").map(String::as_str)) {
         return Err(UiError::Csrf);
@@ -120,7 +120,7 @@ pub async fn submit(
 /// token of theirs) stops working too. Its form carries the session's CSRF token, so
 /// another site cannot sign an administrator out.
 pub async fn logout(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Result<Response, UiError> {
-    let form = form::read(body).await?;
+    let form = form::read(&state, body).await?;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if !csrf::verify(secret(&state), token, form.get("csrf").map(String::as_str)) {
             return Err(UiError::Csrf);
