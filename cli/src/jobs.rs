@@ -14,7 +14,7 @@ use ferry_store::uploads::Cancelled;
 use ferry_store::{workers, Client, JobState};
 use uuid::Uuid;
 
-use crate::output::{footer, print_json, Json, SearchArgs};
+use crate::output::{footer, one_line, print_json, Json, SearchArgs};
 
 #[derive(Subcommand)]
 pub enum JobsCmd {
@@ -61,7 +61,8 @@ pub enum DlqCmd {
     Replay {
         /// Job ids; or --all with the filters.
         ids: Vec<Uuid>,
-        /// Every dead letter matching the filters.
+        /// Every dead letter matching the filters (all of them: --limit and --offset
+        /// do not apply).
         #[arg(long)]
         all: bool,
         #[command(flatten)]
@@ -71,7 +72,8 @@ pub enum DlqCmd {
     Discard {
         /// Job ids; or --all with the filters.
         ids: Vec<Uuid>,
-        /// Every dead letter matching the filters.
+        /// Every dead letter matching the filters (all of them: --limit and --offset
+        /// do not apply).
         #[arg(long)]
         all: bool,
         #[command(flatten)]
@@ -205,8 +207,8 @@ fn print_jobs(rows: &[JobRecord], with_reason: bool) {
         if with_reason { "reason" } else { "upload / error" }
     );
     for j in rows {
-        let note = match (&j.shown_error(), with_reason) {
-            (Some(e), true) => e.clone(),
+        let note = match (j.shown_error().as_deref().map(one_line), with_reason) {
+            (Some(e), true) => e,
             (Some(e), false) => format!("{} {e}", j.file),
             (None, _) => j.file.to_string(),
         };
@@ -281,9 +283,24 @@ async fn targets(client: &Client, ids: Vec<Uuid>, all: bool, filter: &FilterArgs
     match (ids.is_empty(), all) {
         (false, false) => Ok(ids),
         (true, true) => {
-            let (f, paging) = filter.filter(client, Some(JobState::Dead)).await?;
-            let rows = jobs::list(client, &f, paging.limit).await?;
-            Ok(rows.into_iter().map(|j| j.id).collect())
+            // Every match as of this listing, read a page at a time: --limit and
+            // --offset page a listing, they do not narrow --all (a replay of 4 with
+            // --limit 1 used to act on 1 and say nothing of the other 3).
+            const PAGE: i64 = 1000;
+            let (mut f, _) = filter.filter(client, Some(JobState::Dead)).await?;
+            f.offset = 0;
+            let mut seen = std::collections::HashSet::new();
+            let mut targets = Vec::new();
+            loop {
+                let rows = jobs::list(client, &f, PAGE).await?;
+                let full = rows.len() as i64 == PAGE;
+                // A job that died meanwhile can shift a row onto the next page too.
+                targets.extend(rows.into_iter().map(|j| j.id).filter(|id| seen.insert(*id)));
+                if !full {
+                    return Ok(targets);
+                }
+                f.offset += PAGE;
+            }
         }
         (false, true) => bail!("give job ids or --all, not both"),
         (true, false) => bail!("give the job ids to act on, or --all with filters"),
@@ -357,11 +374,12 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
         }));
     }
     outln!(
-        "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>9} {:>9}",
+        "{:<32} {:<8} {:<16} {:<8} {:<10} {:<26} {:>4} {:<19} {:>9} {:>9}",
         "id",
         "state",
         "host",
         "pid",
+        "version",
         "queues",
         "conc",
         "started",
@@ -371,11 +389,12 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
     for w in rows {
         let state = w.liveness();
         outln!(
-            "{:<32} {:<8} {:<16} {:<8} {:<26} {:>4} {:<19} {:>8.0}s {:>9}",
+            "{:<32} {:<8} {:<16} {:<8} {:<10} {:<26} {:>4} {:<19} {:>8.0}s {:>9}",
             w.id,
             state,
             w.host,
             w.pid,
+            w.version,
             w.queues.join(","),
             w.concurrency,
             w.started_at.format("%F %T"),

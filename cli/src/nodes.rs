@@ -8,7 +8,7 @@ use ferry_stdout::outln;
 use ferry_store::nodes::{self, NodeError, NodeInput};
 use ferry_store::{Client, NodeState};
 
-use crate::output::{print_json, Format};
+use crate::output::{one_line, print_json, Format};
 
 #[derive(Subcommand)]
 pub enum NodesCmd {
@@ -112,7 +112,7 @@ async fn list(client: &Client, format: Format) -> anyhow::Result<()> {
             None => "?",
         };
         let note = match (&o.probe.up, &o.probe.error) {
-            (Some(false), Some(error)) => format!("{}  {error}", o.node.public_url),
+            (Some(false), Some(error)) => format!("{}  {}", o.node.public_url, one_line(error)),
             _ => o.node.public_url.clone(),
         };
         outln!(

@@ -107,3 +107,33 @@ pub fn footer(shown: usize, paging: Paging, total: i64) {
         eprintln!("{}-{} of {total}", paging.offset + 1, paging.offset + shown as i64);
     }
 }
+
+/// `text` as one table cell: each line trimmed, joined with " | ", control characters
+/// as spaces. Error texts (rsync's stderr, a probe's answer) span lines, and a second
+/// line printed as it is reads as a row of its own.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_multi_line_error_is_one_cell() {
+        let rsync = "rsync: [receiver] mkstemp failed: Is a directory (21)\nrsync error: some files could not be transferred (code 23)\n";
+        assert_eq!(
+            one_line(rsync),
+            "rsync: [receiver] mkstemp failed: Is a directory (21) | rsync error: some files could not be transferred (code 23)"
+        );
+        assert_eq!(one_line("a\r\n\n  b\tc\u{1b}[2J"), "a | b c [2J");
+        assert_eq!(one_line("plain"), "plain");
+    }
+}

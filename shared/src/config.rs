@@ -293,9 +293,9 @@ pub struct MonitorConfig {
     pub probe_timeout_ms: u64,
     /// Each present replica's sha256 is re-checked on its node at least this often.
     pub scrub_interval_secs: u64,
-    /// At most this many scrubs (verify jobs) are queued or running at once. Scrubs share
-    /// the replicate queue with repairs, so a bound keeps a repair from waiting behind
-    /// a backlog of scrubs when the workers hash more slowly than the monitor schedules.
+    /// At most this many scrubs (verify jobs) are queued or running at once. Scrubs travel
+    /// on their own queue (`ferry.scrub`); the bound keeps it short when the workers hash
+    /// more slowly than the monitor schedules.
     pub scrub_max_queued: u32,
     /// A node down for longer than this no longer counts towards its files' replicas:
     /// they are copied to other nodes.

@@ -36,8 +36,10 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     .await?;
     println!("$ ferry workers ls\n{workers}");
     let ids: Vec<&str> = rows(&workers).iter().filter_map(|r| r.split_whitespace().next()).collect();
+    assert!(workers.lines().next().is_some_and(|header| header.contains(" version ")), "{workers}");
     for row in rows(&workers) {
         assert!(row.contains("assemble,replicate,delete,scrub,drop"), "{row}");
+        assert!(row.contains(env!("CARGO_PKG_VERSION")), "the worker's version: {row}");
         let id = row.split_whitespace().next().unwrap_or_default();
         assert!(id.contains(':'), "worker id is <host>:<pid>: {id}");
     }
@@ -78,6 +80,41 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     let logs = cluster.log_tail("worker1", 10_000) + &cluster.log_tail("worker2", 10_000);
     let job_line = logs.lines().find(|l| l.contains(job_id) && l.contains("job done")).unwrap_or_default();
     assert!(job_line.contains("worker.id="), "job log lines carry the worker id: {job_line:?}");
+    Ok(())
+}
+
+/// The operator trial of stop 27: `ferry dlq discard --all` (and `replay --all`) acts
+/// on every dead letter matching the filters, not on the first `--limit` of them (with
+/// 3 dead letters, `--all --limit 1` discarded 1 and said nothing of the others), and a
+/// reason of several lines stays in its row of `ferry dlq ls`.
+#[tokio::test]
+async fn dlq_all_acts_on_every_match_and_a_multi_line_reason_stays_in_its_row() -> anyhow::Result<()> {
+    let cluster =
+        Cluster::start_with(Options { nodes: 0, register_nodes: false, workers: 0, ..Default::default() }).await?;
+    let db = cluster.db().await?;
+    // Three dead letters as a worker records them (no worker runs: nothing else moves
+    // them), each with rsync's two-line error.
+    for _ in 0..3 {
+        db.execute(
+            "INSERT INTO jobs (id, kind, queue, payload, file_id, state, attempt, error)
+             VALUES (gen_random_uuid(), 'delete', 'delete', '{}', gen_random_uuid(), 'dead', 7,
+                     E'rsync: [receiver] mkstemp failed: Is a directory (21)\\nrsync error: code 23')",
+            &[],
+        )
+        .await?;
+    }
+    let listing = cluster.ferry(&["dlq", "ls", "--kind", "delete"])?;
+    assert_eq!(rows(&listing).len(), 3, "one row per dead letter:\n{listing}");
+    for row in rows(&listing) {
+        assert!(row.contains("Is a directory (21) | rsync error: code 23"), "{row}");
+    }
+    let out = cluster.ferry(&["dlq", "discard", "--all", "--limit", "1", "--kind", "delete"])?;
+    assert!(out.contains("3 dead letter(s) discarded"), "{out}");
+    let cancelled: i64 = db
+        .query_one("SELECT count(*) FROM jobs WHERE state = 'cancelled' AND discarded_at IS NOT NULL", &[])
+        .await?
+        .get(0);
+    assert_eq!(cancelled, 3);
     Ok(())
 }
 
