@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod form;
 pub mod heartbeats;
+pub mod job_ops;
 pub mod locate;
 pub mod login_limit;
 pub mod nearest;

@@ -228,22 +228,14 @@ fn print_jobs(rows: &[JobRecord], with_reason: bool) {
     }
 }
 
-/// A job record as JSON, with its wait and duration in milliseconds.
-fn job_json(job: &JobRecord) -> anyhow::Result<serde_json::Value> {
-    let mut value = serde_json::to_value(job)?;
-    value["wait_ms"] = job.wait_ms().into();
-    value["duration_ms"] = job.duration_ms().into();
-    Ok(value)
-}
-
 fn show(job: &JobRecord) -> anyhow::Result<()> {
-    outln!("{}", serde_json::to_string_pretty(&job_json(job)?)?);
+    outln!("{}", serde_json::to_string_pretty(&job.json())?);
     Ok(())
 }
 
 fn list(rows: &[JobRecord], out: Json, with_reason: bool) -> anyhow::Result<()> {
     if out.json {
-        return print_json(rows.iter().map(job_json).collect::<anyhow::Result<Vec<_>>>()?);
+        return print_json(rows.iter().map(JobRecord::json));
     }
     print_jobs(rows, with_reason);
     Ok(())
@@ -367,11 +359,7 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
     let WorkersCmd::Ls { out } = cmd;
     let rows = workers::list(client).await?;
     if out.json {
-        return print_json(rows.iter().map(|w| {
-            let mut value = serde_json::to_value(w).unwrap_or_default();
-            value["state"] = w.liveness().into();
-            value
-        }));
+        return print_json(rows.iter().map(workers::WorkerRow::json));
     }
     outln!(
         "{:<32} {:<8} {:<16} {:<8} {:<10} {:<26} {:>4} {:<19} {:>9} {:>9}",

@@ -2,7 +2,8 @@
 //! disable, remove; a node added here is used by the next upload, no restart), every
 //! user's uploads, files and accounts (filtered and paged like the admin page, the
 //! same objects `ferry ... --json` prints), a file's replicas, a user's quota and
-//! disabled flag.
+//! disabled flag, job records (replay or discard a dead letter) and the worker
+//! inventory.
 
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -11,12 +12,15 @@ use axum::{Json, Router};
 
 use crate::admin_ui::listing::Listing;
 use crate::extract::Json as JsonBody;
+use crate::job_ops::{self, DeadLetterAction};
 use ferry_shared::types::{ByteSize, FileId, NodeId, UserId};
+use ferry_store::jobs::{self, JobRecord};
 use ferry_store::nodes::{self, NodeError, NodeInput, Overview};
 use ferry_store::users::UserError;
-use ferry_store::{files, replicas, uploads, users, UploadState};
+use ferry_store::{files, replicas, uploads, users, workers, UploadState};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ApiResult};
@@ -36,6 +40,10 @@ pub fn router() -> Router<SharedState> {
         .route("/admin/api/files/{id}", get(show_file))
         .route("/admin/api/users", get(list_users))
         .route("/admin/api/users/{id}", axum::routing::patch(edit_user))
+        .route("/admin/api/jobs", get(list_jobs))
+        .route("/admin/api/jobs/{id}", get(show_job))
+        .route("/admin/api/jobs/{id}/{action}", axum::routing::post(act_on_job))
+        .route("/admin/api/workers", get(list_workers))
         .route_layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
 }
 
@@ -189,6 +197,69 @@ async fn list_users(
     let disabled = two_states(&l, "active", "disabled")?;
     let (total, rows) = users::search(&state.pool.get().await?, &l.search, disabled, l.paging()).await?;
     Ok(page_json(&l, total, rows.iter().map(|u| u.json()).collect()))
+}
+
+/// `GET /admin/api/jobs?upload=&state=&kind=&user=&name=&id=&from=&to=&page=&per_page=`:
+/// job records, newest first (an upload's, oldest first), as `ferry jobs ls --json`
+/// prints them, in the page envelope.
+async fn list_jobs(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let l = listing(query.as_deref())?;
+    let filter = job_ops::filter(&l).map_err(|detail| ApiError::bad_request("invalid_query", detail))?;
+    let client = state.pool.get().await?;
+    let rows = jobs::list(&client, &filter, l.per_page).await?;
+    let total = jobs::count(&client, &filter).await?;
+    Ok(page_json(&l, total, rows.iter().map(JobRecord::json).collect()))
+}
+
+fn parse_job_id(raw: &str) -> ApiResult<Uuid> {
+    raw.parse().map_err(|_| ApiError::NotFound { what: "Job" })
+}
+
+/// `GET /admin/api/jobs/<id>`: one job record (`ferry jobs show`).
+async fn show_job(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let job = jobs::get(&state.pool.get().await?, parse_job_id(&id)?).await?;
+    Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
+}
+
+/// `POST /admin/api/jobs/<id>/replay` (a dead letter back in its queue, same id) and
+/// `POST /admin/api/jobs/<id>/discard` (cancelled for good): the job record after it;
+/// 409 `not_dead_letter` for a job that is not one (any more).
+async fn act_on_job(
+    State(state): State<SharedState>,
+    admin: AdminUser,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_job_id(&id)?;
+    let action = DeadLetterAction::parse(&action).ok_or(ApiError::NotFound { what: "Action" })?;
+    if !action.apply(&state, id).await? {
+        let exists = jobs::get(&state.pool.get().await?, id).await?.is_some();
+        return Err(if exists {
+            ApiError::Conflict {
+                code: "not_dead_letter",
+                detail: "That job is not a dead letter (any more).".into(),
+                state: None,
+            }
+        } else {
+            ApiError::NotFound { what: "Job" }
+        });
+    }
+    tracing::info!(job.id = %id, ?action, admin.id = %admin.0.id, "dead letter handled through the admin API");
+    let job = jobs::get(&state.pool.get().await?, id).await?;
+    Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
+}
+
+/// `GET /admin/api/workers`: the worker inventory (`ferry workers ls --json`).
+async fn list_workers(State(state): State<SharedState>, _admin: AdminUser) -> ApiResult<Json<Value>> {
+    let rows = workers::list(&state.pool.get().await?).await?;
+    Ok(Json(Value::Array(rows.iter().map(workers::WorkerRow::json).collect())))
 }
 
 /// What `PATCH /admin/api/users/<id>` may change.

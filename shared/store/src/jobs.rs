@@ -66,6 +66,16 @@ fn state_text<S: serde::Serializer>(state: &JobState, s: S) -> Result<S::Ok, S::
 }
 
 impl JobRecord {
+    /// The record as JSON (`ferry jobs ls --json`, `ferry dlq show`, `GET
+    /// /admin/api/jobs`): its fields, times RFC 3339, plus `wait_ms` and `duration_ms`
+    /// ([`JobRecord::wait_ms`], [`JobRecord::duration_ms`]; `null` when unknown).
+    pub fn json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["wait_ms"] = self.wait_ms().into();
+        value["duration_ms"] = self.duration_ms().into();
+        value
+    }
+
     /// The error to show beside the job: its last error, and for a job that has since
     /// succeeded (one that was retried, or replayed from the dead letters) that error
     /// marked as an earlier attempt's, so a `done` job does not read as failing. `None`

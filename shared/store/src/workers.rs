@@ -46,6 +46,14 @@ pub struct WorkerRow {
 }
 
 impl WorkerRow {
+    /// The row as JSON (`ferry workers ls --json`, `GET /admin/api/workers`): its fields,
+    /// times RFC 3339, plus `state` ([`WorkerRow::liveness`]).
+    pub fn json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["state"] = self.liveness().into();
+        value
+    }
+
     /// `running`, `stale` (no heartbeat for [`STALE_AFTER_SECS`]: killed, hung or cut
     /// off) or `stopped` (shut down cleanly).
     pub fn liveness(&self) -> &'static str {

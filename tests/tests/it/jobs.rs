@@ -37,6 +37,12 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     println!("$ ferry workers ls\n{workers}");
     let ids: Vec<&str> = rows(&workers).iter().filter_map(|r| r.split_whitespace().next()).collect();
     assert!(workers.lines().next().is_some_and(|header| header.contains(" version ")), "{workers}");
+    // The admin JSON API lists the same inventory as `ferry workers ls --json`.
+    let cli: Vec<Value> = serde_json::from_str(&cluster.ferry(&["workers", "ls", "--json"])?)?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let api_listed = admin.get("/admin/api/workers").await?.json();
+    let worker_ids = |v: &[Value]| v.iter().filter_map(|w| w["id"].as_str().map(str::to_owned)).collect::<Vec<_>>();
+    assert_eq!(worker_ids(api_listed.as_array().map_or(&[][..], Vec::as_slice)), worker_ids(&cli), "{api_listed}");
     for row in rows(&workers) {
         assert!(row.contains("assemble,replicate,delete,scrub,drop"), "{row}");
         assert!(row.contains(env!("CARGO_PKG_VERSION")), "the worker's version: {row}");
@@ -85,16 +91,19 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
 
 /// The operator trial of stop 27: `ferry dlq discard --all` (and `replay --all`) acts
 /// on every dead letter matching the filters, not on the first `--limit` of them (with
-/// 3 dead letters, `--all --limit 1` discarded 1 and said nothing of the others), and a
-/// reason of several lines stays in its row of `ferry dlq ls`.
+/// 3 dead letters, `--all --limit 1` discarded 1 and said nothing of the others); a
+/// reason of several lines stays in its row of `ferry dlq ls`; and the admin JSON API
+/// lists, shows, replays and discards job records as the CLI does (it had no job
+/// routes at all).
 #[tokio::test]
-async fn dlq_all_acts_on_every_match_and_a_multi_line_reason_stays_in_its_row() -> anyhow::Result<()> {
+async fn dlq_all_acts_on_every_match_and_the_admin_api_steers_dead_letters() -> anyhow::Result<()> {
     let cluster =
         Cluster::start_with(Options { nodes: 0, register_nodes: false, workers: 0, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
     let db = cluster.db().await?;
-    // Three dead letters as a worker records them (no worker runs: nothing else moves
+    // Four dead letters as a worker records them (no worker runs: nothing else moves
     // them), each with rsync's two-line error.
-    for _ in 0..3 {
+    for _ in 0..4 {
         db.execute(
             "INSERT INTO jobs (id, kind, queue, payload, file_id, state, attempt, error)
              VALUES (gen_random_uuid(), 'delete', 'delete', '{}', gen_random_uuid(), 'dead', 7,
@@ -104,25 +113,51 @@ async fn dlq_all_acts_on_every_match_and_a_multi_line_reason_stays_in_its_row() 
         .await?;
     }
     let listing = cluster.ferry(&["dlq", "ls", "--kind", "delete"])?;
-    assert_eq!(rows(&listing).len(), 3, "one row per dead letter:\n{listing}");
+    assert_eq!(rows(&listing).len(), 4, "one row per dead letter:\n{listing}");
     for row in rows(&listing) {
         assert!(row.contains("Is a directory (21) | rsync error: code 23"), "{row}");
     }
+
+    // The admin JSON API lists what `ferry dlq ls --json` lists, and shows one as
+    // `ferry dlq show` does.
+    let cli: Vec<Value> = serde_json::from_str(&cluster.ferry(&["dlq", "ls", "--kind", "delete", "--json"])?)?;
+    let res = admin.get("/admin/api/jobs?state=dead&kind=delete").await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["total"], 4, "{}", res.text());
+    let items = res.json()["items"].as_array().cloned().unwrap_or_default();
+    let ids = |jobs: &[Value]| jobs.iter().filter_map(|j| j["id"].as_str().map(str::to_owned)).collect::<Vec<_>>();
+    assert_eq!(ids(&items), ids(&cli));
+    let first = ids(&items).into_iter().next().unwrap_or_default();
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["dlq", "show", &first])?)?;
+    assert_eq!(admin.get(&format!("/admin/api/jobs/{first}")).await?.json(), shown);
+    // One discarded through the API (a replay through it is in
+    // `dead_letters_are_listed_with_their_reason_replayed_and_complete`, where a worker
+    // runs it); it is no dead letter then.
+    let res = admin.post_json(&format!("/admin/api/jobs/{first}/discard"), &json!({})).await?;
+    assert_eq!((res.status, res.json()["state"].as_str()), (200, Some("cancelled")), "{}", res.text());
+    let res = admin.post_json(&format!("/admin/api/jobs/{first}/replay"), &json!({})).await?;
+    assert_eq!((res.status, res.code().as_str()), (409, "not_dead_letter"), "{}", res.text());
+    let res = admin.get(&format!("/admin/api/jobs/{}", uuid::Uuid::new_v4())).await?;
+    assert_eq!((res.status, res.code().as_str()), (404, "not_found"), "{}", res.text());
+    let res = admin.get("/admin/api/jobs?state=running").await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_query"), "{}", res.text());
+
+    // The three left, whatever --limit says.
     let out = cluster.ferry(&["dlq", "discard", "--all", "--limit", "1", "--kind", "delete"])?;
     assert!(out.contains("3 dead letter(s) discarded"), "{out}");
     let cancelled: i64 = db
         .query_one("SELECT count(*) FROM jobs WHERE state = 'cancelled' AND discarded_at IS NOT NULL", &[])
         .await?
         .get(0);
-    assert_eq!(cancelled, 3);
+    assert_eq!(cancelled, 4);
     Ok(())
 }
 
 /// Replicate jobs for a node disabled while they were queued are given up: dead
 /// letters with their reason. Once the node is back, one is replayed with `ferry dlq
-/// replay`, another from the admin Jobs page, each under its own id, and both
-/// complete; the third is discarded from its page (cancelled, never run; the monitor's
-/// repair makes the copy).
+/// replay`, another from the admin Jobs page, a fourth through the admin JSON API,
+/// each under its own id, and all complete; the third is discarded from its page
+/// (cancelled, never run; the monitor's repair makes the copy).
 #[tokio::test]
 async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> anyhow::Result<()> {
     let mut cluster = Cluster::start_with(Options {
@@ -138,14 +173,14 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     // Assembly only: the replicate jobs wait in ferry.replicate.
     cluster.add_worker_for("assemble")?;
     let mut ids = Vec::new();
-    for name in ["dead-1.bin", "dead-2.bin", "dead-3.bin"] {
+    for name in ["dead-1.bin", "dead-2.bin", "dead-3.bin", "dead-4.bin"] {
         let res = api.upload(name, &random_bytes(30_000), 30_000, None).await?;
         let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
         assert!(!id.is_empty(), "{} {}", res.status, res.text());
         ids.push(id);
     }
-    eventually("six replicate jobs queued", Duration::from_secs(30), || async {
-        Ok((cluster.queue_messages("ferry.replicate").await? == 6).then_some(()))
+    eventually("eight replicate jobs queued", Duration::from_secs(30), || async {
+        Ok((cluster.queue_messages("ferry.replicate").await? == 8).then_some(()))
     })
     .await?;
     let node2 = cluster.nodes[1].id.unwrap_or_default();
@@ -166,9 +201,9 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     assert_eq!((shown["state"].as_str(), shown["node"].as_i64()), (Some("dead"), Some(node2)));
     assert!(shown["worker"].as_str().is_some_and(|w| w.contains(':')), "{shown}");
     // The dead-letter queue was only the way in: the record is where it is kept.
-    eventually("the three dead letters recorded, the queue drained", Duration::from_secs(60), || async {
+    eventually("the four dead letters recorded, the queue drained", Duration::from_secs(60), || async {
         let dead = rows(&cluster.ferry(&["dlq", "ls"])?).len();
-        Ok((dead == 3 && cluster.queue_messages("ferry.replicate.dead").await? == 0).then_some(()))
+        Ok((dead == 4 && cluster.queue_messages("ferry.replicate.dead").await? == 0).then_some(()))
     })
     .await?;
     assert!(rows(&cluster.ferry(&["dlq", "ls", "--kind", "assemble"])?).is_empty());
@@ -189,6 +224,12 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     assert_eq!(res.status, 200, "{}", res.text());
     let out = cluster.ferry(&["dlq", "replay", &dead_id])?;
     assert!(out.contains("1 dead letter(s) replayed"), "{out}");
+    // The fourth through the admin JSON API, found there by its upload.
+    let res = admin.get(&format!("/admin/api/jobs?state=dead&upload={}", ids[3])).await?;
+    let api_id = res.json()["items"][0]["id"].as_str().unwrap_or_default().to_owned();
+    assert!(!api_id.is_empty(), "{}", res.text());
+    let res = admin.post_json(&format!("/admin/api/jobs/{api_id}/replay"), &json!({})).await?;
+    assert_eq!((res.status, res.json()["state"].as_str()), (200, Some("queued")), "{}", res.text());
 
     // The other from the admin Jobs page: listed there with its reason, replayed with
     // the page's CSRF token.
@@ -218,7 +259,7 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     assert!(shown["state"] == "cancelled" && shown["discarded_at"].is_string(), "{shown}");
     cluster.wait_replicas(&ids[2], 2).await?;
 
-    for (job, file) in [(&dead_id, &ids[0]), (&other_id, &ids[1])] {
+    for (job, file) in [(&dead_id, &ids[0]), (&other_id, &ids[1]), (&api_id, &ids[3])] {
         let shown = eventually("the replayed job done", Duration::from_secs(60), || async {
             let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", job])?)?;
             Ok((shown["state"] == "done").then_some(shown))

@@ -9,8 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use ferry_shared::types::FileId;
-use ferry_store::jobs::{self, Filter, JobRecord};
+use ferry_store::jobs::{self, JobRecord};
 use ferry_store::JobState;
 use uuid::Uuid;
 
@@ -19,6 +18,7 @@ use crate::admin_ui::form;
 use crate::admin_ui::html::{csrf_field, fmt_time, notice, Esc, Page, Section, LIVE_RELOAD, LIVE_RELOAD_SECS};
 use crate::admin_ui::listing::Listing;
 use crate::admin_ui::session::AdminSession;
+use crate::job_ops::{self, DeadLetterAction};
 use crate::state::SharedState;
 
 /// The page's query: the listing filters (`upload`, `state`, `kind`, `user`, `name`,
@@ -32,19 +32,10 @@ struct Query {
 
 fn parse_query(raw: Option<&str>) -> Result<Query, UiError> {
     let listing = Listing::parse(raw).map_err(UiError::Invalid)?;
-    let state = listing
-        .state
-        .as_deref()
-        .map(|v| v.parse().map_err(|_| UiError::Invalid(format!("Unknown job state {v:?}."))))
-        .transpose()?;
-    if let Some(kind) = &listing.kind {
-        if !ferry_queue::Job::NAMES.contains(&kind.as_str()) {
-            return Err(UiError::Invalid(format!("Unknown job kind {kind:?}.")));
-        }
-    }
+    let filter = job_ops::filter(&listing).map_err(UiError::Invalid)?;
     let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
     let done = pairs.into_iter().find(|(k, v)| k == "done" && !v.is_empty()).map(|(_, v)| v);
-    Ok(Query { listing, state, done })
+    Ok(Query { listing, state: filter.state, done })
 }
 
 /// `850 ms`, `4.0 s`, or `—` when unknown.
@@ -133,15 +124,7 @@ pub async fn page(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     let q = parse_query(raw.as_deref())?;
-    let filter = Filter {
-        file: q.listing.upload.map(FileId),
-        state: q.state,
-        kind: q.listing.kind.clone(),
-        older_than_secs: None,
-        include_discarded: true,
-        search: q.listing.search.clone(),
-        offset: q.listing.paging().offset,
-    };
+    let filter = job_ops::filter(&q.listing).map_err(UiError::Invalid)?;
     let client = state.pool.get().await?;
     let rows = jobs::list(&client, &filter, q.listing.per_page).await?;
     let total = jobs::count(&client, &filter).await?;
@@ -193,23 +176,13 @@ pub async fn act(
 ) -> Result<Response, UiError> {
     let id = parse_id(&id)?;
     form::read_checked(&state, &session, body).await?;
-    let mut client = state.pool.get().await?;
-    let acted = match action.as_str() {
-        "replay" => {
-            let tx = client.transaction().await.map_err(ferry_store::StoreError::from)?;
-            let replayed = jobs::replay(&tx, id, ferry_queue::JOBS_EXCHANGE).await?;
-            tx.commit().await.map_err(ferry_store::StoreError::from)?;
-            state.relay.wake();
-            replayed
-        }
-        "discard" => jobs::discard(&client, id).await?,
-        _ => return Err(UiError::NotFound("Action")),
-    };
+    let action = DeadLetterAction::parse(&action).ok_or(UiError::NotFound("Action"))?;
+    let acted = action.apply(&state, id).await?;
     if !acted {
         return Err(UiError::Conflict("That job is not a dead letter (any more).".into()));
     }
-    tracing::info!(job.id = %id, action, admin = %session.username, "dead letter handled from the admin page");
-    let done = if action == "replay" { "replayed" } else { "discarded" };
+    tracing::info!(job.id = %id, ?action, admin = %session.username, "dead letter handled from the admin page");
+    let done = if action == DeadLetterAction::Replay { "replayed" } else { "discarded" };
     Ok(Redirect::to(&format!("/admin/jobs?done={done}")).into_response())
 }
 

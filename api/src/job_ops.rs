@@ -1,0 +1,75 @@
+//! Job records as operators filter and steer them, shared by the admin page's Jobs
+//! section and the admin JSON API (`/admin/api/jobs`): the listing query as a
+//! `ferry_store::jobs::Filter`, and what can be done with a dead letter. `ferry jobs` and
+//! `ferry dlq` act through the same `ferry_store::jobs` functions.
+
+use ferry_shared::types::FileId;
+use ferry_store::jobs::{self, Filter};
+use ferry_store::{JobState, StoreError};
+use uuid::Uuid;
+
+use crate::admin_ui::listing::Listing;
+use crate::state::SharedState;
+
+/// The job filter a listing query asks for (`upload`, `state`, `kind`, `user`, `name`,
+/// `id`, `from`, `to`, the page's offset). Discarded dead letters are included.
+///
+/// # Errors
+/// An unknown `state` or `kind`, in words for the caller's 400.
+pub fn filter(listing: &Listing) -> Result<Filter, String> {
+    let state = listing
+        .state
+        .as_deref()
+        .map(|v| v.parse::<JobState>().map_err(|_| format!("Unknown job state {v:?}.")))
+        .transpose()?;
+    if let Some(kind) = &listing.kind {
+        if !ferry_queue::Job::NAMES.contains(&kind.as_str()) {
+            return Err(format!("Unknown job kind {kind:?}."));
+        }
+    }
+    Ok(Filter {
+        file: listing.upload.map(FileId),
+        state,
+        kind: listing.kind.clone(),
+        older_than_secs: None,
+        include_discarded: true,
+        search: listing.search.clone(),
+        offset: listing.paging().offset,
+    })
+}
+
+/// What an operator does with a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterAction {
+    /// Back in its queue under its own id, through the outbox (`jobs::replay`).
+    Replay,
+    /// Cancelled for good, never run (`jobs::discard`).
+    Discard,
+}
+
+impl DeadLetterAction {
+    /// `replay` or `discard` (a path segment); `None` for anything else.
+    pub fn parse(action: &str) -> Option<DeadLetterAction> {
+        match action {
+            "replay" => Some(DeadLetterAction::Replay),
+            "discard" => Some(DeadLetterAction::Discard),
+            _ => None,
+        }
+    }
+
+    /// Does it to job `id`; false when the job is not a dead letter (unknown, finished,
+    /// discarded, or replayed already). A replay wakes this process's outbox relay.
+    pub async fn apply(self, state: &SharedState, id: Uuid) -> Result<bool, StoreError> {
+        let mut client = state.pool.get().await?;
+        match self {
+            DeadLetterAction::Replay => {
+                let tx = client.transaction().await?;
+                let replayed = jobs::replay(&tx, id, ferry_queue::JOBS_EXCHANGE).await?;
+                tx.commit().await?;
+                state.relay.wake();
+                Ok(replayed)
+            }
+            DeadLetterAction::Discard => jobs::discard(&client, id).await,
+        }
+    }
+}
