@@ -14,9 +14,11 @@ use axum::{Json, Router};
 pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// `/healthz` (the process is up), `/readyz` (its dependencies answer) and
-/// `/metrics` (Prometheus text).
+/// `/metrics` (Prometheus text). Any other method on them is 405 with the JSON error
+/// every Ferry route answers (`{"detail", "code": "method_not_allowed"}`) and the
+/// `Allow` header (RFC 9110 §15.5.6).
 pub fn routes(ready: ReadyCheck) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route(
             "/metrics",
@@ -28,7 +30,14 @@ pub fn routes(ready: ReadyCheck) -> Router {
                 let ready = ready.clone();
                 async move { readyz(ready).await }
             }),
+        );
+    routes.method_not_allowed_fallback(|| async {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [("allow", "GET,HEAD")],
+            Json(serde_json::json!({"detail": "Method not allowed.", "code": "method_not_allowed"})),
         )
+    })
 }
 
 async fn readyz(ready: ReadyCheck) -> Response {

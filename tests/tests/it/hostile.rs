@@ -823,7 +823,8 @@ async fn two_admin_logins_in_one_second_get_different_tokens() -> Result<()> {
 
 /// Item 6: requests with made-up methods do not grow `/metrics` (before, each added a
 /// label set: 83 KB to 2.26 MB after 100 requests, unauthenticated); where they are
-/// counted at all, it is under `method="other"`.
+/// counted at all, it is under `method="other"`. A standard method the operations
+/// routes do not take is a JSON 405 (the hostile-client trial of stop 27).
 #[tokio::test]
 async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
     let cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Options::default() }).await?;
@@ -835,6 +836,18 @@ async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
                 let res = http.request(method.clone(), format!("{base}{path}")).send().await?;
                 anyhow::ensure!(res.status().as_u16() >= 400, "{method} {path}: {}", res.status());
             }
+        }
+        // A standard method an operations route does not take: the JSON 405 of every
+        // other route, with Allow (was an empty body without a content type).
+        for (method, path) in [(reqwest::Method::OPTIONS, "/healthz"), (reqwest::Method::TRACE, "/metrics")] {
+            let res = http.request(method.clone(), format!("{base}{path}")).send().await?;
+            let allow = res.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let (status, body) = (res.status().as_u16(), res.text().await?);
+            let code = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["code"].clone();
+            anyhow::ensure!(
+                status == 405 && code == "method_not_allowed" && allow.contains("GET"),
+                "{method} {base}{path}: {status}, Allow {allow:?}, {body:?}"
+            );
         }
         let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
         let counted: Vec<&str> = metrics.lines().filter(|l| l.contains("MADEUP") || l.contains("\"other\"")).collect();
