@@ -72,6 +72,12 @@ pub fn router(state: SharedState) -> Router {
         .route_layer(axum::middleware::from_fn(ops::track))
         .with_state(state)
         .merge(ops::routes(ready))
+        // No answer of the API is to be sniffed for another type than it says (the
+        // staging copy of an upload named .txt may hold HTML).
+        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        ))
         // A bug must cost one request a 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()

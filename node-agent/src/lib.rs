@@ -54,6 +54,12 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .merge(ops::routes(ready))
         .fallback(|| async { ServeError::NotFound })
         .method_not_allowed_fallback(|| async { ServeError::MethodNotAllowed })
+        // Stored files are served with the type their name suggests: a browser must
+        // not sniff another (an upload named .txt holding HTML stays text).
+        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        ))
 }
 
 /// [`run_with`] the default [`Options`].

@@ -849,6 +849,12 @@ async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
                 "{method} {base}{path}: {status}, Allow {allow:?}, {body:?}"
             );
         }
+        // Every answer says nosniff, including a node's and the API's errors.
+        for path in ["/healthz", "/files/x", "/storage/download/x/"] {
+            let res = http.get(format!("{base}{path}")).send().await?;
+            let sniff = res.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            anyhow::ensure!(sniff.as_deref() == Some("nosniff"), "GET {base}{path}: {} {sniff:?}", res.status());
+        }
         let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
         let counted: Vec<&str> = metrics.lines().filter(|l| l.contains("MADEUP") || l.contains("\"other\"")).collect();
         anyhow::ensure!(!metrics.contains("MADEUP"), "{base}: made-up methods are labels in /metrics: {counted:#?}");
