@@ -471,7 +471,16 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                     }))
                 }
             },
-            "/storage/files/": {"get": listing("Your files, newest first, with their versions", "listFiles", "FilePage")},
+            "/storage/files/": {"get": listing("Your files, newest first, each with its newest versions (at most 100) and versions_count", "listFiles", "FilePage")},
+            "/storage/files/{id}/versions/": {"get": {
+                "parameters": [id_param("File id."),
+                    {"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}}],
+                "summary": "All of a file's live versions, oldest first, a page at a time", "operationId": "listVersions",
+                "responses": auth_errors(json!({
+                    "200": json_response("A page (VersionPage); empty for a file that is itself a version.", "VersionPage"),
+                    "400": error_response("Malformed query."),
+                    "404": error_response("No such file of yours, or no such page.")
+                }))}},
             "/storage/files/{id}/": {
                 "parameters": [id_param("File id.")],
                 "get": {"summary": "One file", "operationId": "getFile",
@@ -559,7 +568,16 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "user": {"type": "integer"},
                         "parent": {"type": "string", "format": "uuid", "nullable": true}
                     }},
-                "File": {"type": "object", "required": ["id", "filename", "size", "md5", "created_at", "download_url", "versions"],
+                "File": {"allOf": [{"$ref": "#/components/schemas/Version"}, {"type": "object",
+                    "required": ["versions", "versions_count"],
+                    "properties": {
+                        "versions": {"type": "array", "maxItems": 100,
+                            "description": "The newest live versions (at most 100), oldest first; all of them: GET /storage/files/{id}/versions/.",
+                            "items": {"$ref": "#/components/schemas/Version"}},
+                        "versions_count": {"type": "integer", "description": "How many live versions the file has in all."}
+                    }}]},
+                "Version": {"type": "object", "required": ["id", "filename", "size", "md5", "created_at", "download_url", "version", "parent"],
+                    "description": "A file as listed; a version has its root as `parent`, a root none.",
                     "properties": {
                         "id": {"type": "string", "format": "uuid"},
                         "filename": {"type": "string"},
@@ -569,9 +587,9 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "created_at": {"type": "string", "format": "date-time"},
                         "parent": {"type": "string", "format": "uuid", "nullable": true},
                         "version": {"type": "integer"},
-                        "download_url": {"type": "string"},
-                        "versions": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}
+                        "download_url": {"type": "string"}
                     }},
+                "VersionPage": page_schema("Version"),
                 "Link": {"type": "object", "required": ["url", "expires_at"], "properties": {
                     "url": {"type": "string"},
                     "expires_at": {"type": "string", "format": "date-time"}}},

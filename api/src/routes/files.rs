@@ -1,5 +1,6 @@
-//! `GET /storage/files/` (paginated, newest first, with versions),
-//! `GET|DELETE /storage/files/<id>/`.
+//! `GET /storage/files/` (paginated, newest first, with each root's newest versions),
+//! `GET|DELETE /storage/files/<id>/`, `GET /storage/files/<id>/versions/` (all of a
+//! file's versions, paginated).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,7 +23,10 @@ use crate::page::Page;
 use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
-    Router::new().route("/storage/files/", get(list)).route("/storage/files/{id}/", get(show).delete(remove))
+    Router::new()
+        .route("/storage/files/", get(list))
+        .route("/storage/files/{id}/", get(show).delete(remove))
+        .route("/storage/files/{id}/versions/", get(versions))
 }
 
 fn file_json(file: &File, base: &str) -> Value {
@@ -39,11 +43,19 @@ fn file_json(file: &File, base: &str) -> Value {
     })
 }
 
-/// Renders each root with its live versions (oldest first) as `versions`.
+/// Versions listed with their root: its newest ones. A chain may grow without bound
+/// (every upload with `parent` adds one), so an answer listing all of them did too
+/// (1,001 versions: 393 KB for one root); `versions_count` says how many there are,
+/// `GET /storage/files/<id>/versions/` pages through all of them.
+pub const MAX_VERSIONS_LISTED: i64 = 100;
+
+/// Renders each root with its newest live versions (at most [`MAX_VERSIONS_LISTED`],
+/// oldest first) as `versions`, and the count of all of them as `versions_count`.
 async fn with_versions(client: &impl GenericClient, roots: &[File], user: UserId, base: &str) -> ApiResult<Vec<Value>> {
     let ids: Vec<FileId> = roots.iter().map(|r| r.id).collect();
+    let (versions, totals) = files::versions_of(client, &ids, user, MAX_VERSIONS_LISTED).await?;
     let mut by_parent: HashMap<FileId, Vec<Value>> = HashMap::new();
-    for version in files::versions_of(client, &ids, user).await? {
+    for version in versions {
         if let Some(parent) = version.parent {
             by_parent.entry(parent).or_default().push(file_json(&version, base));
         }
@@ -53,6 +65,7 @@ async fn with_versions(client: &impl GenericClient, roots: &[File], user: UserId
         .map(|root| {
             let mut out = file_json(root, base);
             out["versions"] = Value::Array(by_parent.remove(&root.id).unwrap_or_default());
+            out["versions_count"] = totals.get(&root.id).copied().unwrap_or(0).into();
             out
         })
         .collect())
@@ -95,6 +108,28 @@ async fn show(
     let base = state.base_url(&headers);
     let mut out = with_versions(&client, &[file], user.id, &base).await?;
     Ok(Json(out.pop().unwrap_or_default()))
+}
+
+/// `GET /storage/files/<id>/versions/?page=N`: all of a file's live versions, oldest
+/// first, a page at a time (`api.page_size`), in the listing's envelope
+/// (`{"count", "next", "previous", "results"}`); empty for a file that is itself a
+/// version, 404 for no live file of the caller's.
+async fn versions(
+    State(state): State<SharedState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let page = Page::parse(query.page.as_deref(), state.config.api.page_size)?;
+    let client = state.pool.get().await?;
+    files::get_live(&client, id, user.id).await?.ok_or(ApiError::NotFound { what: "File" })?;
+    let (count, rows) = files::versions_page(&client, id, user.id, page.size, page.offset).await?;
+    page.check(count)?;
+    let base = state.base_url(&headers);
+    let results = rows.iter().map(|v| file_json(v, &base)).collect();
+    Ok(Json(page.envelope(count, results, &format!("{base}/storage/files/{id}/versions/"))))
 }
 
 /// Hides the file (and, for a root, its versions) at once and hands the replicas to

@@ -34,23 +34,6 @@ pub struct BodyPace {
 }
 
 impl BodyPace {
-    /// When `received` bytes must have arrived, for a body that began at `started`.
-    fn deadline(&self, started: Instant, received: u64) -> Instant {
-        let earned = Duration::from_secs_f64(received as f64 / self.min_bytes_per_sec.max(1) as f64);
-        started + self.grace + earned
-    }
-}
-
-/// Why a paced body stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum PacedError {
-    #[error("the body arrived more slowly than the server's floor")]
-    TooSlow,
-    #[error("{0}")]
-    Read(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl BodyPace {
     /// The configured floor: `api.body_read_timeout_secs`, then
     /// `api.body_min_rate_bytes_per_sec`.
     pub fn of(api: &ferry_shared::config::ApiConfig) -> BodyPace {
@@ -72,6 +55,21 @@ impl BodyPace {
             ),
         }
     }
+
+    /// When `received` bytes must have arrived, for a body that began at `started`.
+    fn deadline(&self, started: Instant, received: u64) -> Instant {
+        let earned = Duration::from_secs_f64(received as f64 / self.min_bytes_per_sec.max(1) as f64);
+        started + self.grace + earned
+    }
+}
+
+/// Why a paced body stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PacedError {
+    #[error("the body arrived more slowly than the server's floor")]
+    TooSlow,
+    #[error("{0}")]
+    Read(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Reads a small body whole: at most `limit` bytes, at no less than `pace`.

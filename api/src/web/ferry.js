@@ -72,7 +72,19 @@
         const page = await api('GET', new URL(next, location.href).pathname + new URL(next, location.href).search);
         for (const file of page.results) {
           rows.push(row(file, false));
-          for (const version of file.versions || []) rows.push(row(version, true));
+          const versions = file.versions || [];
+          const older = (file.versions_count || 0) - versions.length;
+          if (older > 0) {
+            // A listing carries the newest 100 versions; the rest are a page away.
+            const tr = document.createElement('tr');
+            tr.className = 'version';
+            const td = document.createElement('td');
+            td.colSpan = 5;
+            td.textContent = `… ${older} older version(s) not shown`;
+            tr.appendChild(td);
+            rows.push(tr);
+          }
+          for (const version of versions) rows.push(row(version, true));
         }
         next = page.next;
       }

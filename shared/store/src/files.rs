@@ -1,5 +1,7 @@
 //! The `files` table: verified files (same id as their upload) and version chains.
 
+use std::collections::HashMap;
+
 use crate::cached::Cached;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -135,19 +137,69 @@ pub async fn roots_page(
     rows.iter().map(File::from_row).collect()
 }
 
-/// The live versions (children) of `roots`, oldest version first.
-pub async fn versions_of(c: &impl GenericClient, roots: &[FileId], user: UserId) -> Result<Vec<File>, StoreError> {
+/// The newest `newest` live versions (children) of each of `roots`, oldest first, and
+/// how many live versions each root has in all (roots without any are absent): a
+/// listing stays bounded however long a chain grows ([`versions_page`] pages through
+/// all of them).
+pub async fn versions_of(
+    c: &impl GenericClient,
+    roots: &[FileId],
+    user: UserId,
+    newest: i64,
+) -> Result<(Vec<File>, HashMap<FileId, i64>), StoreError> {
     let ids: Vec<uuid::Uuid> = roots.iter().map(|f| f.0).collect();
     let rows = c
         .query_cached(
             &format!(
-                "SELECT {FILE_COLUMNS} FROM files f WHERE f.parent_id = ANY($1) AND f.user_id = $2 AND f.deleted_at IS NULL
-                 ORDER BY f.version, f.created_at"
+                "SELECT * FROM (
+                     SELECT {FILE_COLUMNS}, count(*) OVER (PARTITION BY f.parent_id) AS versions_total,
+                            row_number() OVER (PARTITION BY f.parent_id ORDER BY f.version DESC, f.created_at DESC)
+                                AS newest_rank
+                     FROM files f WHERE f.parent_id = ANY($1) AND f.user_id = $2 AND f.deleted_at IS NULL
+                 ) v
+                 WHERE newest_rank <= $3 ORDER BY version, created_at"
             ),
-            &[&ids, &user.0],
+            &[&ids, &user.0, &newest],
         )
         .await?;
-    rows.iter().map(File::from_row).collect()
+    let mut totals = HashMap::new();
+    let mut files = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let file = File::from_row(row)?;
+        if let Some(parent) = file.parent {
+            totals.insert(parent, row.try_get::<_, i64>("versions_total")?);
+        }
+        files.push(file);
+    }
+    Ok((files, totals))
+}
+
+/// One page of `root`'s live versions, oldest first (`limit` from `offset`), and how
+/// many there are; both empty when `root` is not a live file of `user`'s.
+pub async fn versions_page(
+    c: &impl GenericClient,
+    root: FileId,
+    user: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<File>), StoreError> {
+    let count: i64 = c
+        .query_one_cached(
+            "SELECT count(*) AS n FROM files WHERE parent_id = $1 AND user_id = $2 AND deleted_at IS NULL",
+            &[&root.0, &user.0],
+        )
+        .await?
+        .try_get("n")?;
+    let rows = c
+        .query_cached(
+            &format!(
+                "SELECT {FILE_COLUMNS} FROM files f WHERE f.parent_id = $1 AND f.user_id = $2 AND f.deleted_at IS NULL
+                 ORDER BY f.version, f.created_at, f.id LIMIT $3 OFFSET $4"
+            ),
+            &[&root.0, &user.0, &limit, &offset],
+        )
+        .await?;
+    Ok((count, rows.iter().map(File::from_row).collect::<Result<_, _>>()?))
 }
 
 /// `user`'s live file `id`.

@@ -43,7 +43,10 @@ pub struct JobRecord {
     pub node: Option<i32>,
     #[serde(serialize_with = "state_text")]
     pub state: JobState,
-    /// Earlier failed attempts when the current (or last) attempt started.
+    /// The attempt's number, counting from 0, which is also its earlier failures: the
+    /// running or last attempt's, and while `retrying` the next one's (so the failures
+    /// so far). A dead letter given up after 8 failures shows 7. A replay starts again
+    /// from 0 with a whole retry budget (`replays` counts the replays).
     pub attempt: i32,
     /// `<host>:<pid>` (or the configured id) of the worker that ran the last attempt.
     pub worker: Option<String>,

@@ -295,6 +295,68 @@ async fn concurrent_versions_get_distinct_increasing_numbers() -> anyhow::Result
     Ok(())
 }
 
+/// The hostile-client trial of stop 27: every version of a file was listed with it, so
+/// a chain of 1,001 versions made one listing 393 KB (and 100 readers that never read
+/// it held 40 MB of the API). A listing now carries a root's newest 100 versions and
+/// `versions_count`; `GET /storage/files/<id>/versions/` pages through all of them,
+/// oldest first.
+#[tokio::test]
+async fn a_long_version_chain_is_listed_bounded_and_paged() -> anyhow::Result<()> {
+    let cluster =
+        Cluster::start_with(ferry_tests::Options { nodes: 0, register_nodes: false, ..Default::default() }).await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let root = api.upload("chain.txt", &random_bytes(100), 100, None).await?.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(!root.is_empty(), "no root uploaded");
+    // Versions 2..=105, as completed uploads with `parent` record them (the listing
+    // reads nothing else of them).
+    let db = cluster.db().await?;
+    db.execute(
+        "INSERT INTO files (id, user_id, filename, size, md5, sha256, parent_id, version, created_at)
+         SELECT gen_random_uuid(), u.id, 'chain.txt', 1, repeat('0', 32), repeat('0', 64), $1::text::uuid, v,
+                now() + v * interval '1 ms'
+         FROM users u, generate_series(2, 105) v WHERE u.username = 'alice'",
+        &[&root],
+    )
+    .await?;
+    let numbers = |file: &serde_json::Value, key: &str| -> Vec<i64> {
+        file[key].as_array().into_iter().flatten().filter_map(|v| v["version"].as_i64()).collect()
+    };
+    let listed = api.get("/storage/files/").await?.json();
+    let first = &listed["results"][0];
+    assert_eq!(first["id"], root.as_str(), "{listed}");
+    assert_eq!(first["versions_count"], 104);
+    assert_eq!(numbers(first, "versions"), (6..=105).collect::<Vec<_>>(), "the newest 100, oldest first");
+    let shown = api.get(&format!("/storage/files/{root}/")).await?.json();
+    assert_eq!((numbers(&shown, "versions").len(), shown["versions_count"].as_i64()), (100, Some(104)));
+
+    // All of them, a page (api.page_size, 50) at a time.
+    let mut all = Vec::new();
+    let mut page = Some(format!("/storage/files/{root}/versions/"));
+    while let Some(path) = page.take() {
+        let res = api.get(&path).await?;
+        assert_eq!(res.status, 200, "{path}: {}", res.text());
+        let body = res.json();
+        assert_eq!(body["count"], 104);
+        all.extend(numbers(&body, "results"));
+        page = body["next"].as_str().map(|next| next.trim_start_matches(&cluster.api).to_owned());
+    }
+    assert_eq!(all, (2..=105).collect::<Vec<_>>());
+    let res = api.get(&format!("/storage/files/{root}/versions/?page=4")).await?;
+    assert_eq!(res.status, 404, "past the last page: {}", res.text());
+    // Nobody else's chain.
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    let res = bob.get(&format!("/storage/files/{root}/versions/")).await?;
+    assert_eq!((res.status, res.code().as_str()), (404, "not_found"), "{}", res.text());
+    // Without nodes the staging copy is the root's only one: deleting the chain
+    // releases it (the clean-end check wants staging empty).
+    let res = api.delete(&format!("/storage/files/{root}/")).await?;
+    assert!(matches!(res.status, 200 | 204), "{}", res.text());
+    Ok(())
+}
+
 /// A chunk is recorded (offset advanced, digest stored, lease cleared, chunk row
 /// inserted: one statement) only under the lease that was taken for its offset, and
 /// only once: a stale or foreign token, or the wrong start, records nothing at all.

@@ -29,7 +29,7 @@ fn body(job: &JobRecord, csrf: &str) -> String {
                 fmt_time(job.state_at)
             ),
         ),
-        ("Attempt", format!("{} (earlier failed attempts when the last one started)", job.attempt)),
+        ("Attempt", format!("{} (counting from 0: the last attempt's; while retrying, the next one's)", job.attempt)),
         (
             "Upload",
             format!(
