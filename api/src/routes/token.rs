@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::form::small_form;
 use crate::login_limit;
 use crate::state::SharedState;
+use crate::upload::pace::BodyPace;
 
 /// `429 too_many_login_attempts` with `Retry-After`: the address or the username has
 /// used its login attempts for now (`crate::login_limit`).
@@ -36,7 +37,7 @@ async fn obtain_token(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let form = small_form(body, ct, super::upload::body_pace(&state)).await?;
+    let form = small_form(body, ct, BodyPace::of(&state.config.api)).await?;
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         return Err(ApiError::bad_request("credentials_required", "Both 'username' and 'password' are required."));
     };

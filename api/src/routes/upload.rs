@@ -83,12 +83,6 @@ pub(crate) fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot
     })
 }
 
-/// The floor under a chunk body's pace (`api.body_read_timeout_secs`,
-/// `api.body_min_rate_bytes_per_sec`).
-pub(crate) fn body_pace(state: &SharedState) -> BodyPace {
-    BodyPace::of(&state.config.api)
-}
-
 /// Removes a new upload's staging directory unless the upload was recorded.
 pub(crate) struct NewDirGuard(pub(crate) Option<PathBuf>);
 
@@ -368,9 +362,15 @@ async fn create_chunk(
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let received =
-        intake::receive(body, content_type(&headers), &dir, limits, body_pace(&state), RunningDigest::default())
-            .await?;
+    let received = intake::receive(
+        body,
+        content_type(&headers),
+        &dir,
+        limits,
+        BodyPace::of(&state.config.api),
+        RunningDigest::default(),
+    )
+    .await?;
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
@@ -405,9 +405,15 @@ async fn create_whole(
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let received =
-        intake::receive(body, content_type(&headers), &dir, limits, body_pace(&state), RunningDigest::default())
-            .await?;
+    let received = intake::receive(
+        body,
+        content_type(&headers),
+        &dir,
+        limits,
+        BodyPace::of(&state.config.api),
+        RunningDigest::default(),
+    )
+    .await?;
     let md5 = parse_md5(received.fields.md5.clone().or(query.md5.clone()))?;
     // Checked here from the digest computed while receiving (nothing is re-read): a
     // wrong md5 records nothing and the guard releases the bytes.
@@ -472,8 +478,15 @@ async fn receive_and_record(
 ) -> ApiResult<Upload> {
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     // The digest as of this offset, which the lease keeps current.
-    let received =
-        intake::receive(body, content_type(headers), &dir, limits, body_pace(state), lease.digest.clone()).await?;
+    let received = intake::receive(
+        body,
+        content_type(headers),
+        &dir,
+        limits,
+        BodyPace::of(&state.config.api),
+        lease.digest.clone(),
+    )
+    .await?;
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
     // One statement records the chunk, atomic on its own: no transaction around it, three
@@ -641,7 +654,7 @@ async fn complete(
     body: Body,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let form = small_form(body, content_type(&headers), body_pace(&state)).await?;
+    let form = small_form(body, content_type(&headers), BodyPace::of(&state.config.api)).await?;
     let md5 = parse_md5(form.get("md5").cloned().or(query.md5.clone()))?;
 
     // The connection goes back to the pool before the (long) wait for the verdict.

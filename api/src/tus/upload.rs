@@ -23,11 +23,12 @@ use super::TusError;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::routes::upload::{
-    body_pace, check_size_within, complete_or_assemble, expires_at, insert_upload, intake_permit, quota_left,
-    resolve_parent, verdict, Lease, NewDirGuard, TusFields,
+    check_size_within, complete_or_assemble, expires_at, insert_upload, intake_permit, quota_left, resolve_parent,
+    verdict, Lease, NewDirGuard, TusFields,
 };
 use crate::state::SharedState;
 use crate::upload::intake::{self, Limits, Received};
+use crate::upload::pace::BodyPace;
 use crate::upload::staging::{data_path, upload_dir};
 use crate::uploads;
 
@@ -105,7 +106,7 @@ async fn receive(
     digest: RunningDigest,
     checksum: Option<Checksum>,
 ) -> TusResult<Received> {
-    let received = intake::receive(body, None, dir, limits, body_pace(state), digest).await?;
+    let received = intake::receive(body, None, dir, limits, BodyPace::of(&state.config.api), digest).await?;
     if let Some(checksum) = checksum {
         let (path, size) = (data_path(dir), received.size);
         let matches = tokio::task::spawn_blocking(move || checksum.matches_file(&path, offset, size))

@@ -327,7 +327,7 @@ pub async fn dead(c: &impl GenericClient, d: &DeadLetter<'_>) -> Result<(), Stor
 }
 
 /// Filters of a job listing; `None` matches everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     pub file: Option<FileId>,
     pub state: Option<JobState>,

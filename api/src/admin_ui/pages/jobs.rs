@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use ferry_store::jobs::{self, JobRecord};
+use ferry_store::jobs::{self, Filter, JobRecord};
 use ferry_store::JobState;
 use uuid::Uuid;
 
@@ -26,7 +26,8 @@ use crate::state::SharedState;
 #[derive(Debug, Default, PartialEq)]
 struct Query {
     listing: Listing,
-    state: Option<JobState>,
+    /// The listing as the store's job filter (its state and kind checked).
+    filter: Filter,
     done: Option<String>,
 }
 
@@ -35,7 +36,7 @@ fn parse_query(raw: Option<&str>) -> Result<Query, UiError> {
     let filter = job_ops::filter(&listing).map_err(UiError::Invalid)?;
     let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
     let done = pairs.into_iter().find(|(k, v)| k == "done" && !v.is_empty()).map(|(_, v)| v);
-    Ok(Query { listing, state: filter.state, done })
+    Ok(Query { listing, filter, done })
 }
 
 /// `850 ms`, `4.0 s`, or `—` when unknown.
@@ -124,10 +125,9 @@ pub async fn page(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     let q = parse_query(raw.as_deref())?;
-    let filter = job_ops::filter(&q.listing).map_err(UiError::Invalid)?;
     let client = state.pool.get().await?;
-    let rows = jobs::list(&client, &filter, q.listing.per_page).await?;
-    let total = jobs::count(&client, &filter).await?;
+    let rows = jobs::list(&client, &q.filter, q.listing.per_page).await?;
+    let total = jobs::count(&client, &q.filter).await?;
     let mut body = match q.done.as_deref() {
         Some("replayed") => notice("ok", "Replayed: the job is back in its queue under its own id."),
         Some("discarded") => notice("ok", "Discarded: the dead letter is cancelled and will not run."),
@@ -195,7 +195,7 @@ mod tests {
         let id = Uuid::new_v4();
         let q = parse_query(Some(&format!("upload={id}&state=dead&kind=replicate&done=replayed"))).expect("query");
         assert_eq!(q.listing.upload, Some(id));
-        assert_eq!(q.state, Some(JobState::Dead));
+        assert_eq!(q.filter.state, Some(JobState::Dead));
         assert_eq!(q.listing.kind.as_deref(), Some("replicate"));
         assert_eq!(q.done.as_deref(), Some("replayed"));
         assert_eq!(parse_query(Some("upload=&state=&kind=")).expect("blank"), parse_query(None).expect("none"));
