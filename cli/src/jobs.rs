@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use ferry_shared::types::FileId;
 use ferry_stdout::outln;
-use ferry_store::jobs::{self, Filter, JobRecord};
+use ferry_store::jobs::{self, Filter, JobDetail, JobRecord};
 use ferry_store::search::Paging;
 use ferry_store::uploads::Cancelled;
 use ferry_store::{workers, Client, JobState};
@@ -28,8 +28,13 @@ pub enum JobsCmd {
         #[command(flatten)]
         out: Json,
     },
-    /// Show one job record (JSON), with its wait and duration in milliseconds.
-    Show { id: Uuid },
+    /// Show one job record (JSON), with its wait and duration in milliseconds and its
+    /// attempts that did not succeed (`attempts`: each one's run, number, worker,
+    /// times, outcome and error).
+    Show {
+        /// The job id, or enough of its start to name one job (at least 4 hex digits).
+        id: String,
+    },
     /// Cancel an unfinished upload and its pending jobs: the upload fails with code
     /// `cancelled` (its client is told so), its queued and retrying jobs become
     /// `cancelled` and are never run, a running one finds nothing to do, and a delete
@@ -55,8 +60,11 @@ pub enum DlqCmd {
         #[command(flatten)]
         out: Json,
     },
-    /// Show one dead letter (JSON).
-    Show { id: Uuid },
+    /// Show one dead letter (JSON, as `ferry jobs show`).
+    Show {
+        /// The job id, or enough of its start to name one job (at least 4 hex digits).
+        id: String,
+    },
     /// Put dead letters back in their queue under their own job id (recorded on the job).
     Replay {
         /// Job ids; or --all with the filters.
@@ -228,9 +236,44 @@ fn print_jobs(rows: &[JobRecord], with_reason: bool) {
     }
 }
 
-fn show(job: &JobRecord) -> anyhow::Result<()> {
+fn show(job: &JobDetail) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(&job.json())?);
     Ok(())
+}
+
+/// The job `given` names: a whole id, or the start of exactly one job's id (as `git`
+/// takes a commit's). An error for no match, several, or text that is no id's start.
+async fn resolve_id(client: &Client, given: &str) -> anyhow::Result<Uuid> {
+    if let Ok(id) = given.parse::<Uuid>() {
+        return Ok(id);
+    }
+    if given.len() < 4 || !given.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        bail!("{given:?} is not a job id, nor the start of one (at least 4 hex digits)");
+    }
+    let filter = Filter {
+        include_discarded: true,
+        search: ferry_store::search::Search { id_prefix: Some(given.to_owned()), ..Default::default() },
+        ..Default::default()
+    };
+    let rows = jobs::list(client, &filter, 3).await?;
+    match rows.as_slice() {
+        [one] => Ok(one.id),
+        [] => bail!("no job id starts with {given}"),
+        many => {
+            let ids: Vec<String> = many.iter().map(|j| j.id.to_string()).collect();
+            bail!(
+                "{given} is the start of several job ids ({}{}); give more of it",
+                ids.join(", "),
+                if many.len() > 2 { ", ..." } else { "" }
+            )
+        }
+    }
+}
+
+/// The job `given` names ([`resolve_id`]) with its attempts.
+async fn find(client: &Client, given: &str) -> anyhow::Result<JobDetail> {
+    let id = resolve_id(client, given).await?;
+    jobs::detail(client, id).await?.with_context(|| format!("no job {id}"))
 }
 
 fn list(rows: &[JobRecord], out: Json, with_reason: bool) -> anyhow::Result<()> {
@@ -248,7 +291,7 @@ pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
             f.include_discarded = true;
             page(client, &f, paging, out, false).await?;
         }
-        JobsCmd::Show { id } => show(&jobs::get(client, id).await?.with_context(|| format!("no job {id}"))?)?,
+        JobsCmd::Show { id } => show(&find(client, &id).await?)?,
         JobsCmd::Cancel { upload, reason } => {
             match ferry_queue::expiry::cancel_upload(client, FileId(upload), &reason).await? {
                 Cancelled::Done { jobs } => {
@@ -314,11 +357,15 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             let (f, paging) = filter.filter(client, Some(JobState::Dead)).await?;
             page(client, &f, paging, out, true).await?;
         }
-        DlqCmd::Show { id } => match jobs::get(client, id).await? {
-            Some(job) if job.state == JobState::Dead || job.discarded_at.is_some() || job.replays > 0 => show(&job)?,
-            Some(job) => bail!("job {id} is {}, not a dead letter", job.state),
-            None => bail!("no job {id}"),
-        },
+        DlqCmd::Show { id } => {
+            let job = find(client, &id).await?;
+            let r = &job.record;
+            if r.state == JobState::Dead || r.discarded_at.is_some() || r.replays > 0 {
+                show(&job)?;
+            } else {
+                bail!("job {} is {}, not a dead letter", r.id, r.state);
+            }
+        }
         DlqCmd::Replay { ids, all, filter } => {
             let ids = targets(client, ids, all, &filter).await?;
             let tx = client.transaction().await?;

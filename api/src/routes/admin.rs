@@ -219,13 +219,14 @@ fn parse_job_id(raw: &str) -> ApiResult<Uuid> {
     raw.parse().map_err(|_| ApiError::NotFound { what: "Job" })
 }
 
-/// `GET /admin/api/jobs/<id>`: one job record (`ferry jobs show`).
+/// `GET /admin/api/jobs/<id>`: one job record with its attempts that did not succeed
+/// (`ferry jobs show`; `jobs::JobDetail::json`).
 async fn show_job(
     State(state): State<SharedState>,
     _admin: AdminUser,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let job = jobs::get(&state.pool.get().await?, parse_job_id(&id)?).await?;
+    let job = jobs::detail(&state.pool.get().await?, parse_job_id(&id)?).await?;
     Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
 }
 
@@ -252,7 +253,7 @@ async fn act_on_job(
         });
     }
     tracing::info!(job.id = %id, ?action, admin.id = %admin.0.id, "dead letter handled through the admin API");
-    let job = jobs::get(&state.pool.get().await?, id).await?;
+    let job = jobs::detail(&state.pool.get().await?, id).await?;
     Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
 }
 

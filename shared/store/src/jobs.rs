@@ -3,6 +3,12 @@
 //! row), when a worker starts it (`active`), schedules a retry (`retrying`), finishes
 //! it (`done`) or gives it up (`dead`); re-enqueued by the monitor's reconciler when
 //! its message was lost, replayed or discarded by an operator.
+//!
+//! The record describes the job's running or last attempt. An attempt that ends without
+//! success (failed and retried, given up, or lost with its worker) is also copied to
+//! `job_attempts` by the statement that ends it ([`attempts`]), so an operator sees
+//! every attempt's worker, times and error, across retries and replays, while a job
+//! that succeeds the first time costs no write more than before.
 
 use crate::cached::Cached;
 use chrono::{DateTime, Utc};
@@ -13,7 +19,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::search::Search;
-use crate::{JobState, StoreError};
+use crate::{AttemptOutcome, JobState, StoreError};
 
 /// What a job is, as written when it is enqueued (and again by a worker that meets a
 /// message without a record: one published before records existed, or pruned).
@@ -54,7 +60,8 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub state_at: DateTime<Utc>,
-    /// The last attempt's error, or why it was dead-lettered.
+    /// The last attempt's error, or why it was dead-lettered; `None` once an attempt
+    /// succeeded (the failures before it are in [`attempts`]).
     pub error: Option<String>,
     /// Times the reconciler re-enqueued it.
     pub requeues: i32,
@@ -79,10 +86,9 @@ impl JobRecord {
         value
     }
 
-    /// The error to show beside the job: its last error, and for a job that has since
-    /// succeeded (one that was retried, or replayed from the dead letters) that error
-    /// marked as an earlier attempt's, so a `done` job does not read as failing. `None`
-    /// when no attempt failed. (`error` itself, in the JSON API, stays the last error.)
+    /// The error to show beside the job: its last error. A `done` job has none since
+    /// migration 18; one finished before it kept its last failure, which is shown
+    /// marked as an earlier attempt's, so a `done` job never reads as failing.
     pub fn shown_error(&self) -> Option<String> {
         let error = self.error.as_deref()?;
         Some(if self.state == JobState::Done { format!("before it succeeded: {error}") } else { error.to_owned() })
@@ -267,9 +273,11 @@ pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Re
 }
 
 /// Marks the jobs `done`, in one statement (the jobs of one rsync batch end together).
+/// The record's `error` goes with the attempt it described: an earlier failure stays
+/// in [`attempts`].
 pub async fn finish(c: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
     c.execute_cached(
-        "UPDATE jobs SET state = $2, finished_at = now(), state_at = now() WHERE id = ANY($1)",
+        "UPDATE jobs SET state = $2, error = NULL, finished_at = now(), state_at = now() WHERE id = ANY($1)",
         &[&ids, &JobState::Done],
     )
     .await?;
@@ -277,11 +285,15 @@ pub async fn finish(c: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreErr
 }
 
 /// Marks the job `retrying` after a failed attempt; `attempt` is the next attempt's
-/// number of earlier failures.
+/// number of earlier failures. The attempt that failed (while `active`) is kept in
+/// [`attempts`] as `failed`, with its worker, start and `error`.
 pub async fn retrying(c: &impl GenericClient, id: Uuid, attempt: i32, error: &str) -> Result<(), StoreError> {
     c.execute_cached(
-        "UPDATE jobs SET state = $2, attempt = $3, error = $4, finished_at = now(), state_at = now() WHERE id = $1",
-        &[&id, &JobState::Retrying, &attempt, &error],
+        "WITH ended AS (
+             INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
+             SELECT id, replays, attempt, worker_id, started_at, $5, $4 FROM jobs WHERE id = $1 AND state = 'active')
+         UPDATE jobs SET state = $2, attempt = $3, error = $4, finished_at = now(), state_at = now() WHERE id = $1",
+        &[&id, &JobState::Retrying, &attempt, &error, &AttemptOutcome::Failed],
     )
     .await?;
     Ok(())
@@ -298,11 +310,16 @@ pub struct DeadLetter<'a> {
 
 /// Marks the job `dead` with its reason, creating the record if there was none (a
 /// broker-made dead letter of a message without one). A record already `dead` keeps
-/// the reason its worker wrote, which is more precise than the broker's.
+/// the reason its worker wrote, which is more precise than the broker's. The attempt
+/// that was running (the record `active`) is kept in [`attempts`] as `dead`.
 pub async fn dead(c: &impl GenericClient, d: &DeadLetter<'_>) -> Result<(), StoreError> {
     let job = &d.job;
     c.execute_cached(
-        "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, error,
+        "WITH ended AS (
+             INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
+             SELECT id, replays, GREATEST(attempt, $8), COALESCE($9, worker_id), started_at, $11, $10
+             FROM jobs WHERE id = $1 AND state = 'active')
+         INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, error,
                            finished_at, state_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
          ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempt = GREATEST(jobs.attempt, EXCLUDED.attempt),
@@ -320,6 +337,7 @@ pub async fn dead(c: &impl GenericClient, d: &DeadLetter<'_>) -> Result<(), Stor
             &d.attempt,
             &d.worker,
             &d.reason,
+            &AttemptOutcome::Dead,
         ],
     )
     .await?;
@@ -417,7 +435,10 @@ enum Requeue {
 async fn requeue(c: &impl GenericClient, id: Uuid, exchange: &str, by: Requeue) -> Result<bool, StoreError> {
     let set = match by {
         Requeue::Replay => "replays = replays + 1, replayed_at = now(), discarded_at = NULL, attempt = 0",
-        Requeue::Reconciler => "requeues = requeues + 1",
+        Requeue::Reconciler => {
+            lost(c, id, LOST).await?;
+            "requeues = requeues + 1"
+        }
     };
     let updated = c
         .execute_cached(
@@ -496,13 +517,30 @@ pub async fn overdue(
     rows.iter().map(JobRecord::from_row).collect()
 }
 
+/// What a lost attempt's row says.
+const LOST: &str = "no word from its worker past the job's time limit; re-enqueued by the reconciler";
+
+/// Keeps the job's running attempt (the record `active`) in [`attempts`] as `lost`
+/// with `error`; nothing when no attempt runs.
+async fn lost(c: &impl GenericClient, id: Uuid, error: &str) -> Result<(), StoreError> {
+    c.execute_cached(
+        "INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
+         SELECT id, replays, attempt, worker_id, started_at, $2, $3 FROM jobs WHERE id = $1 AND state = 'active'",
+        &[&id, &AttemptOutcome::Lost, &error],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Re-enqueues an overdue job through the outbox (same id), `requeues` + 1.
 pub async fn reconcile(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<bool, StoreError> {
     requeue(c, id, exchange, Requeue::Reconciler).await
 }
 
-/// Marks an overdue job that was re-enqueued too often `dead` with `reason`.
+/// Marks an overdue job that was re-enqueued too often `dead` with `reason` (its
+/// running attempt, if any, kept in [`attempts`] as `lost` with that reason).
 pub async fn give_up(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<(), StoreError> {
+    lost(c, id, reason).await?;
     c.execute_cached(
         "UPDATE jobs SET state = $2, error = $3, finished_at = now(), state_at = now() WHERE id = $1",
         &[&id, &JobState::Dead, &reason],
@@ -530,4 +568,76 @@ pub async fn prune(c: &impl GenericClient, older_than_secs: f64, limit: i64) -> 
 /// How many records are in `state`.
 pub async fn count_in_state(c: &impl GenericClient, state: JobState) -> Result<i64, StoreError> {
     Ok(c.query_one_cached("SELECT count(*) FROM jobs WHERE state = $1", &[&state]).await?.try_get(0)?)
+}
+
+/// One attempt of a job that did not succeed (`job_attempts`, migration 18).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attempt {
+    /// Which run of the job it belonged to: the job's `replays` then (0 before any
+    /// replay).
+    pub replay: i32,
+    /// Its number within that run, from 0.
+    pub attempt: i32,
+    /// The worker that ran it (`<host>:<pid>` or the configured id); `None` when the
+    /// record never said (a broker-made dead letter).
+    pub worker: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    #[serde(serialize_with = "outcome_text")]
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+}
+
+fn outcome_text<S: serde::Serializer>(outcome: &AttemptOutcome, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(outcome.as_str())
+}
+
+/// The attempts of job `id` that did not succeed, oldest first: what `ferry jobs show`,
+/// the admin page and `GET /admin/api/jobs/<id>` list beside the record (whose worker
+/// and times are the running or last attempt's).
+pub async fn attempts(c: &impl GenericClient, id: Uuid) -> Result<Vec<Attempt>, StoreError> {
+    let rows = c
+        .query_cached(
+            "SELECT replay, attempt, worker_id, started_at, ended_at, outcome, error FROM job_attempts
+             WHERE job_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Attempt {
+                replay: r.try_get("replay")?,
+                attempt: r.try_get("attempt")?,
+                worker: r.try_get("worker_id")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                outcome: r.try_get("outcome")?,
+                error: r.try_get("error")?,
+            })
+        })
+        .collect()
+}
+
+/// One job as shown alone: its record and its attempts that did not succeed.
+#[derive(Debug, Clone)]
+pub struct JobDetail {
+    pub record: JobRecord,
+    pub attempts: Vec<Attempt>,
+}
+
+impl JobDetail {
+    /// [`JobRecord::json`] with `attempts`: an array of [`Attempt`]s (`replay`,
+    /// `attempt`, `worker`, `started_at`, `ended_at`, `outcome`: `failed`, `dead` or
+    /// `lost`, `error`), oldest first.
+    pub fn json(&self) -> serde_json::Value {
+        let mut value = self.record.json();
+        value["attempts"] = serde_json::to_value(&self.attempts).unwrap_or_default();
+        value
+    }
+}
+
+/// Job `id` with its attempts ([`get`], [`attempts`]); `None` when there is no such job.
+pub async fn detail(c: &impl GenericClient, id: Uuid) -> Result<Option<JobDetail>, StoreError> {
+    let Some(record) = get(c, id).await? else { return Ok(None) };
+    Ok(Some(JobDetail { record, attempts: attempts(c, id).await? }))
 }

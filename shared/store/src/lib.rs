@@ -37,4 +37,4 @@ pub mod workers;
 pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};
 pub use error::StoreError;
 pub use pool::{bookkeeping_pool, migrate, pg_config, ping, pool};
-pub use states::{JobState, NodeState, ReplicaState, UnknownState, UploadState};
+pub use states::{AttemptOutcome, JobState, NodeState, ReplicaState, UnknownState, UploadState};

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (15, "user_usage_at_commit", include_str!("../migrations/0015_user_usage_at_commit.sql")),
     (16, "users_fillfactor", include_str!("../migrations/0016_users_fillfactor.sql")),
     (17, "sweep_indexes", include_str!("../migrations/0017_sweep_indexes.sql")),
+    (18, "job_attempts", include_str!("../migrations/0018_job_attempts.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet). Every session

@@ -141,6 +141,19 @@ state_enum!(
     }
 );
 
+state_enum!(
+    /// `job_attempts.outcome`: how an attempt that did not succeed ended.
+    AttemptOutcome, "attempt outcome", {
+        /// It failed with an error; the job was parked for a later attempt.
+        Failed => "failed",
+        /// It failed and the job was given up: dead-lettered.
+        Dead => "dead",
+        /// Its worker went quiet past the job's time limit; the reconciler re-enqueued
+        /// (or, lost too often, gave up) the job.
+        Lost => "lost",
+    }
+);
+
 impl JobState {
     /// Whether the job still has work ahead (the reconciler watches these).
     pub fn is_open(self) -> bool {
@@ -165,6 +178,9 @@ mod tests {
         }
         for s in JobState::ALL {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(*s));
+        }
+        for s in AttemptOutcome::ALL {
+            assert_eq!(s.as_str().parse::<AttemptOutcome>(), Ok(*s));
         }
         assert!("running".parse::<JobState>().is_err());
         assert!("".parse::<UploadState>().is_err());

@@ -267,6 +267,15 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
         .await?;
         assert_eq!(shown["replays"], 1, "{shown}");
         assert!(shown["replayed_at"].is_string(), "{shown}");
+        // The attempt that died before the replay is kept, with its worker and reason;
+        // the record, done since, carries no error.
+        assert!(shown["error"].is_null(), "{shown}");
+        let attempts = shown["attempts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(attempts.len(), 1, "{shown}");
+        let died = &attempts[0];
+        assert_eq!((died["outcome"].as_str(), died["replay"].as_i64()), (Some("dead"), Some(0)), "{died}");
+        assert!(died["worker"].as_str().is_some_and(|w| w.contains(':')), "{died}");
+        assert!(died["error"].as_str().is_some_and(|e| e.contains("is disabled")), "{died}");
         cluster.wait_replicas(file, 2).await?;
     }
     assert!(rows(&cluster.ferry(&["dlq", "ls"])?).is_empty());

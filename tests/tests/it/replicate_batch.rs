@@ -107,6 +107,41 @@ async fn a_failing_file_in_the_middle_of_a_batch_fails_only_its_own_job() -> any
     let attempts: Vec<i32> = attempts.iter().map(|r| r.get(1)).collect();
     assert_eq!(attempts.iter().filter(|a| **a == 1).count(), 4, "only the middle job retried: {attempts:?}");
     assert!(attempts[2] >= 2, "the middle job retried: {attempts:?}");
+
+    // The operator sees each failed attempt of the middle job (its worker, times and
+    // rsync's error) while the record, now done, carries no error; `ferry jobs show`
+    // takes the start of the id, and the admin JSON API shows the same. The other
+    // jobs succeeded at once and have no failed attempt.
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&cluster.ferry(&["jobs", "ls", "--kind", "replicate", "--json"])?)?;
+    let on_node2 =
+        |file: &str| listed.iter().find(|j| j["file"] == file && j["node"] == node2).and_then(|j| j["id"].as_str());
+    let job = on_node2(middle.as_str()).context("the middle file's job for node2")?.to_owned();
+    let shown: serde_json::Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", &job[..8]])?)?;
+    assert_eq!((shown["id"].as_str(), shown["state"].as_str()), (Some(job.as_str()), Some("done")), "{shown}");
+    assert!(shown["error"].is_null(), "a done job's record carries no error: {shown}");
+    let failed = shown["attempts"].as_array().context("attempts")?;
+    assert!(!failed.is_empty(), "{shown}");
+    for (n, a) in failed.iter().enumerate() {
+        assert_eq!(
+            (a["outcome"].as_str(), a["replay"].as_i64(), a["attempt"].as_i64()),
+            (Some("failed"), Some(0), Some(n as i64)),
+            "{a}"
+        );
+        assert!(a["worker"].as_str().is_some_and(|w| w.contains(':')), "{a}");
+        assert!(a["started_at"].is_string() && a["ended_at"].is_string(), "{a}");
+        assert!(a["error"].as_str().is_some_and(|e| !e.is_empty()), "{a}");
+    }
+    assert_eq!(shown["attempt"].as_i64(), Some(failed.len() as i64), "the attempt that succeeded follows them");
+    let admin = cluster.client("admin", "adminadmin").await?;
+    assert_eq!(admin.get(&format!("/admin/api/jobs/{job}")).await?.json()["attempts"], shown["attempts"]);
+    for (id, _) in files.iter().filter(|(id, _)| id != middle) {
+        let job = on_node2(id).context("a job for node2")?;
+        let shown: serde_json::Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", job])?)?;
+        assert_eq!(shown["attempts"], serde_json::json!([]), "{shown}");
+    }
+    let (ok, out) = cluster.ferry_cli(&["jobs", "show", "zz"], "")?;
+    assert!(!ok && out.contains("not a job id"), "{out}");
     Ok(())
 }
 

@@ -1,12 +1,15 @@
 //! A job's page (`/admin/jobs/{id}`, behind every job id): its whole record as `ferry
 //! jobs show` prints it (kind, queue, state, attempt, upload, node, worker, times, wait
-//! and duration, the error or dead-letter reason, re-enqueues, replays, discarding)
-//! with its message body, and Replay and Discard while it is a dead letter.
+//! and duration, the error or dead-letter reason, re-enqueues, replays, discarding),
+//! its attempts that did not succeed (each with its worker, times and error), its
+//! message body, and Replay and Discard while it is a dead letter.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use ferry_store::jobs::{self, JobRecord};
+use std::fmt::Write;
+
+use ferry_store::jobs::{self, Attempt, JobDetail};
 use ferry_store::JobState;
 
 use super::detail::facts;
@@ -16,7 +19,8 @@ use crate::admin_ui::html::{fmt_time, Esc, Page, Section};
 use crate::admin_ui::session::AdminSession;
 use crate::state::SharedState;
 
-fn body(job: &JobRecord, csrf: &str) -> String {
+fn body(detail: &JobDetail, csrf: &str) -> String {
+    let job = &detail.record;
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(fmt_time).unwrap_or_else(|| "—".into());
     let rows = [
         ("Kind", Esc(&job.kind).to_string()),
@@ -66,7 +70,42 @@ fn body(job: &JobRecord, csrf: &str) -> String {
              id) or discard it. {actions}</div>"
         )
     };
-    format!("{actions}{}<h2>Message</h2><pre class=\"mono\" id=\"job-payload\">{}</pre>", facts(&rows), Esc(&payload))
+    format!(
+        "{actions}{}{}<h2>Message</h2><pre class=\"mono\" id=\"job-payload\">{}</pre>",
+        facts(&rows),
+        attempts(&detail.attempts),
+        Esc(&payload)
+    )
+}
+
+/// The attempts that did not succeed, oldest first (`job_attempts`).
+fn attempts(attempts: &[Attempt]) -> String {
+    if attempts.is_empty() {
+        return "<h2>Attempts that did not succeed</h2><p class=\"sub\" id=\"job-attempts\">None.</p>".into();
+    }
+    let mut html = String::from(
+        "<h2>Attempts that did not succeed</h2><table class=\"grid\" id=\"job-attempts\"><thead><tr>\
+         <th class=\"num\">Run</th><th class=\"num\">Attempt</th><th>Outcome</th><th>Worker</th><th>Started</th>\
+         <th>Ended</th><th>Error</th></tr></thead><tbody>",
+    );
+    for a in attempts {
+        let _ = write!(
+            html,
+            "<tr data-outcome=\"{outcome}\"><td class=\"num\">{run}</td><td class=\"num\">{attempt}</td>\
+             <td><span class=\"badge j-{badge}\">{outcome}</span></td><td class=\"mono\">{worker}</td>\
+             <td>{started}</td><td>{ended}</td><td class=\"error\">{error}</td></tr>",
+            outcome = a.outcome,
+            badge = if a.outcome == ferry_store::AttemptOutcome::Failed { "retrying" } else { "dead" },
+            run = if a.replay == 0 { "first".to_owned() } else { format!("replay {}", a.replay) },
+            attempt = a.attempt,
+            worker = Esc(a.worker.as_deref().unwrap_or("—")),
+            started = a.started_at.map(fmt_time).unwrap_or_else(|| "—".into()),
+            ended = fmt_time(a.ended_at),
+            error = Esc(a.error.as_deref().unwrap_or("—")),
+        );
+    }
+    html.push_str("</tbody></table>");
+    html
 }
 
 /// `GET /admin/jobs/{id}`
@@ -76,7 +115,7 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let id = parse_id(&id)?;
-    let job = jobs::get(&state.pool.get().await?, id).await?.ok_or(UiError::NotFound("Job"))?;
+    let job = jobs::detail(&state.pool.get().await?, id).await?.ok_or(UiError::NotFound("Job"))?;
     let title = format!("Job {id}");
     let body = body(&job, &session.csrf);
     Ok(Page::admin(&title, Section::Jobs, session.signed_in(), body).render(StatusCode::OK))
@@ -85,6 +124,7 @@ pub async fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_store::jobs::JobRecord;
     use ferry_store::JobState;
     use uuid::Uuid;
 
@@ -111,17 +151,34 @@ mod tests {
         }
     }
 
+    fn detail(record: JobRecord, attempts: Vec<Attempt>) -> JobDetail {
+        JobDetail { record, attempts }
+    }
+
     #[test]
     fn shows_the_record_and_offers_replay_only_for_a_dead_letter() {
         let dead = job(JobState::Dead);
-        let html = body(&dead, "tok");
+        let failed = Attempt {
+            replay: 0,
+            attempt: 0,
+            worker: Some("vm:<41>".into()),
+            started_at: Some(chrono::Utc::now()),
+            ended_at: chrono::Utc::now(),
+            outcome: ferry_store::AttemptOutcome::Failed,
+            error: Some("rsync exited <12>".into()),
+        };
+        let html = body(&detail(dead.clone(), vec![failed]), "tok");
+        assert!(html.contains("<table class=\"grid\" id=\"job-attempts\">"), "{html}");
+        assert!(html.contains("<tr data-outcome=\"failed\"><td class=\"num\">first</td><td class=\"num\">0</td>"));
+        assert!(html.contains("vm:&lt;41&gt;") && html.contains("rsync exited &lt;12&gt;"), "{html}");
         assert!(html.contains("<span class=\"badge j-dead\" id=\"job-state\">dead</span>"), "{html}");
         assert!(html.contains("<span class=\"error\" id=\"job-error\">node 2 is &lt;disabled&gt;</span>"));
         assert!(html.contains(&format!("action=\"/admin/jobs/{}/replay\"", dead.id)));
         assert!(html.contains("replayed 1×"));
         assert!(html.contains("<a href=\"/admin/nodes/2\">2</a>"));
         assert!(html.contains("&quot;node&quot;: 2") && html.contains("&lt;/pre&gt;&lt;b&gt;"), "{html}");
-        let done = body(&job(JobState::Done), "tok");
+        let done = body(&detail(job(JobState::Done), Vec::new()), "tok");
+        assert!(done.contains("<p class=\"sub\" id=\"job-attempts\">None.</p>"), "{done}");
         assert!(!done.contains("/replay") && !done.contains("job-actions"));
         // A replayed job that then succeeded: its dead letter's reason is history.
         assert!(
