@@ -136,6 +136,11 @@ pub struct StorageConfig {
     pub write_quorum: u32,
     /// Uploads not completed within this many seconds expire.
     pub upload_expiry_secs: u64,
+    /// Uploads one user may have open (`uploading`: begun, not yet complete) at once;
+    /// the next one is refused with 429 `too_many_open_uploads` until one completes,
+    /// is terminated or expires. Each open upload is a row and a staging directory,
+    /// which the quota alone does not bound (a 1-byte upload uses 1 byte of it).
+    pub max_open_uploads_per_user: u64,
     pub max_chunk_bytes: u64,
     pub max_file_bytes: u64,
     /// Per-user quota used when a user has none of their own.
@@ -441,6 +446,7 @@ impl Default for StorageConfig {
             replication_factor: 2,
             write_quorum: 0,
             upload_expiry_secs: 86_400,
+            max_open_uploads_per_user: 1000,
             max_chunk_bytes: 256 << 20,
             max_file_bytes: 64 << 30,
             default_quota_bytes: 1 << 40,
@@ -657,9 +663,14 @@ impl Config {
                 "node.max_downloads_per_client and node.max_downloads_per_link must be at least 1".into(),
             ));
         }
-        if self.api.max_concurrent_uploads_per_user == 0 || self.api.body_min_rate_bytes_per_sec == 0 {
+        if self.api.max_concurrent_uploads_per_user == 0
+            || self.api.body_min_rate_bytes_per_sec == 0
+            || self.storage.max_open_uploads_per_user == 0
+        {
             return Err(ConfigError::Invalid(
-                "api.max_concurrent_uploads_per_user and api.body_min_rate_bytes_per_sec must be at least 1".into(),
+                "api.max_concurrent_uploads_per_user, api.body_min_rate_bytes_per_sec and \
+                 storage.max_open_uploads_per_user must be at least 1"
+                    .into(),
             ));
         }
         if self.worker.concurrency == 0 {

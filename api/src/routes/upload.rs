@@ -257,12 +257,35 @@ pub(crate) async fn insert_upload(
             limit: left,
         });
     }
+    // An upload left open takes one of the user's open slots, counted under the same
+    // lock of the user's row (so two requests cannot both take the last).
+    if upload.state == UploadState::Uploading {
+        let cap = state.config.storage.max_open_uploads_per_user;
+        let cap_db = i64::try_from(cap).unwrap_or(i64::MAX);
+        if store_uploads::open_count(&tx, user, cap_db.saturating_add(1)).await? > cap_db {
+            return Err(too_many_open_uploads(cap, state.config.storage.upload_expiry_secs));
+        }
+    }
     tx.commit().await?;
     ferry_store::wal::flush(&client).await?;
     if md5.is_some() {
         state.relay.wake();
     }
     Ok(upload)
+}
+
+/// 429 `too_many_open_uploads`: the user already has `cap` uploads begun and not
+/// completed (`storage.max_open_uploads_per_user`).
+fn too_many_open_uploads(cap: u64, expiry_secs: u64) -> ApiError {
+    ApiError::TooManyRequests {
+        code: "too_many_open_uploads",
+        detail: format!(
+            "You have {cap} uploads in progress, the most one user may have open at once: complete one, \
+             terminate it (tus DELETE), or wait for one to expire ({expiry_secs} s after it began) before \
+             starting another."
+        ),
+        retry_after: 60,
+    }
 }
 
 /// Hands the `assembling` upload `id` (md5 `md5` accepted, `total` bytes) on, in the

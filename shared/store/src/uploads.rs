@@ -396,6 +396,17 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<Upload,
     Upload::from_row(&row)
 }
 
+/// How many of `user`'s uploads are open (`uploading`), counting at most `at_most`
+/// (the caller's limit plus one is enough to tell).
+pub async fn open_count(c: &impl GenericClient, user: UserId, at_most: i64) -> Result<i64, StoreError> {
+    Ok(c.query_one_cached(
+        "SELECT count(*) FROM (SELECT 1 FROM uploads WHERE user_id = $1 AND status = $2 LIMIT $3) open",
+        &[&user.0, &UploadState::Uploading, &at_most],
+    )
+    .await?
+    .try_get(0)?)
+}
+
 /// The serialised running digests stored with an upload.
 pub type DigestState = (Option<Vec<u8>>, Option<Vec<u8>>);
 

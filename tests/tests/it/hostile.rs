@@ -457,6 +457,76 @@ async fn bad_text_bare_multipart_and_deleted_files_get_client_errors() -> Result
     Ok(())
 }
 
+/// Uploads begun and left open are capped per user (`storage.max_open_uploads_per_user`,
+/// 3 here): each is a row and a staging directory until it completes or expires, which
+/// the quota did not bound (a 1-byte upload uses 1 byte of it). Alice's fourth open
+/// upload, a first chunk or a tus creation, is refused with 429 `too_many_open_uploads`
+/// and leaves no row; a whole file with its md5 is never open, and Bob's uploads are his
+/// own; once she terminates one, she may begin another.
+#[tokio::test]
+async fn open_uploads_are_capped_per_user() -> Result<()> {
+    let cluster = Cluster::start_with(Options {
+        nodes: 0,
+        register_nodes: false,
+        env: vec![("FERRY_STORAGE__MAX_OPEN_UPLOADS_PER_USER".into(), "3".into())],
+        ..Options::default()
+    })
+    .await?;
+    let alice = cluster.client("alice", "alicealice").await?;
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    // Upload-Metadata: filename "open-tus".
+    let tus = [("Tus-Resumable", "1.0.0"), ("Upload-Length", "10"), ("Upload-Metadata", "filename b3Blbi10dXM=")];
+    let mut open = Vec::new();
+    for i in 0..2 {
+        let res =
+            alice.put_raw(&format!("/storage/tmp-upload/?filename=open-{i}.bin"), "bytes 0-9/20", vec![7; 10]).await?;
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    let res = alice.send("POST", "/files/", &tus, Vec::new()).await?;
+    assert_eq!(res.status, 201, "{}", res.text());
+    open.push(res.header("location").context("Location")?);
+
+    let res = alice.put_raw("/storage/tmp-upload/?filename=open-3.bin", "bytes 0-9/20", vec![7; 10]).await?;
+    assert_eq!((res.status, res.code().as_str()), (429, "too_many_open_uploads"), "{}", res.text());
+    assert!(res.json()["detail"].as_str().is_some_and(|d| d.contains('3')), "{}", res.text());
+    assert!(res.header("retry-after").is_some(), "429 without Retry-After");
+    let res = alice.send("POST", "/files/", &tus, Vec::new()).await?;
+    assert_eq!((res.status, res.code().as_str()), (429, "too_many_open_uploads"), "{}", res.text());
+    let db = cluster.db().await?;
+    let refused: i64 = db.query_one("SELECT count(*) FROM uploads WHERE filename = 'open-3.bin'", &[]).await?.get(0);
+    assert_eq!(refused, 0, "a refused upload left its row");
+    let open_rows: i64 =
+        db.query_one("SELECT count(*) FROM uploads u JOIN users s ON s.id = u.user_id WHERE s.username = 'alice' AND u.status = 'uploading'", &[]).await?.get(0);
+    assert_eq!(open_rows, 3);
+
+    // Bob begins his own; Alice's whole file with its md5 is complete at once (and
+    // deleted again: no node holds it here).
+    let res = bob.put_raw("/storage/tmp-upload/?filename=bob.bin", "bytes 0-9/20", vec![7; 10]).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let bytes = ferry_tests::random_bytes(100);
+    let md5 = ferry_tests::md5_hex(&bytes);
+    let res = alice
+        .post_body(
+            &format!("/storage/tmp-upload/?filename=whole.bin&md5={md5}&wait=0"),
+            "application/octet-stream",
+            bytes,
+        )
+        .await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let id = res.json()["id"].as_str().context("id")?.to_owned();
+    let res = alice.delete(&format!("/storage/files/{id}/")).await?;
+    assert!(matches!(res.status, 200 | 204), "{}", res.text());
+
+    // One terminated (tus DELETE): a slot is free again.
+    let location = open.pop().context("the tus upload")?;
+    let path = location.find("/files/").map(|at| &location[at..]).context("path")?;
+    let res = alice.send("DELETE", path, &tus[..1], Vec::new()).await?;
+    assert_eq!(res.status, 204, "{}", res.text());
+    let res = alice.put_raw("/storage/tmp-upload/?filename=open-4.bin", "bytes 0-9/20", vec![7; 10]).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    Ok(())
+}
+
 /// Item 4: a multipart chunk whose preamble, or whose first part's header, never ends
 /// is refused with 400 `multipart_limit` after a few KiB instead of being buffered.
 /// Before, ferry-api kept reading it into memory (a 256 MiB header took it from 48 to
