@@ -35,7 +35,8 @@ pub enum NodesCmd {
         #[arg(long, allow_negative_numbers = true)]
         lon: f64,
     },
-    /// List nodes with their last probe, last good heartbeat and present replicas.
+    /// List nodes with their last probe (agent and sshd), last good heartbeat and present
+    /// replicas.
     List {
         #[command(flatten)]
         format: Format,
@@ -94,7 +95,7 @@ async fn list(client: &Client, format: Format) -> anyhow::Result<()> {
         return print_json(all.iter().map(|o| o.json()));
     }
     outln!(
-        "{:>4}  {:<16} {:<9} {:<5} {:>12} {:>12} {:>8}  {:<19}  public_url / down reason",
+        "{:>4}  {:<16} {:<9} {:<5} {:>12} {:>12} {:>8}  {:<19}  public_url / why it is down, or its sshd unreachable",
         "id",
         "name",
         "state",
@@ -111,8 +112,9 @@ async fn list(client: &Client, format: Format) -> anyhow::Result<()> {
             Some(false) => "down",
             None => "?",
         };
-        let note = match (&o.probe.up, &o.probe.error) {
-            (Some(false), Some(error)) => format!("{}  {}", o.node.public_url, one_line(error)),
+        let note = match (&o.probe.up, &o.probe.error, o.probe.ssh_problem()) {
+            (Some(false), Some(error), _) => format!("{}  {}", o.node.public_url, one_line(error)),
+            (Some(true), _, Some(problem)) => format!("{}  {}", o.node.public_url, one_line(&problem)),
             _ => o.node.public_url.clone(),
         };
         outln!(

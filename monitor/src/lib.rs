@@ -107,7 +107,8 @@ async fn lead(
             }
         }
         round += 1;
-        probe_round(&config, &pool, &publisher, &http).await;
+        // An sshd is checked every 5th round: each check is a connection its sshd logs.
+        probe_round(&config, &pool, &publisher, &http, round % 5 == 1).await;
         // Bookkeeping is cheaper to do less often than probing.
         if round % 5 == 1 {
             let expired = ferry_queue::expiry::expire_uploads(&pool).await;
@@ -125,8 +126,9 @@ async fn lead(
     }
 }
 
-/// Probes all nodes concurrently, records and publishes the results.
-async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: &reqwest::Client) {
+/// Probes all nodes concurrently (their agents, and with `check_ssh` their sshds),
+/// records and publishes the results.
+async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: &reqwest::Client, check_ssh: bool) {
     let targets = match pool.get().await {
         Ok(client) => match nodes::probe_targets(&client).await {
             Ok(targets) => targets,
@@ -135,11 +137,20 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
         Err(error) => return tracing::warn!(%error, "cannot list nodes"),
     };
     let timeout = Duration::from_millis(config.monitor.probe_timeout_ms);
-    let probes =
-        targets.iter().map(|node| async move { (node.id, probe::probe(http, &node.public_url, timeout).await) });
+    let probes = targets.iter().map(|node| async move {
+        let ssh = async {
+            if check_ssh {
+                Some(probe::probe_ssh(&node.ssh_host, node.ssh_port, timeout).await)
+            } else {
+                None
+            }
+        };
+        let (agent, ssh) = futures::join!(probe::probe(http, &node.public_url, timeout), ssh);
+        (node.id, agent, ssh)
+    });
     let results = join_all(probes).await;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    for (node, result) in results {
+    for (node, result, ssh) in results {
         if let Ok(client) = pool.get().await {
             let status = Probe {
                 up: result.up,
@@ -153,6 +164,20 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
                 Ok(true) => tracing::warn!(node.id = %node, error = ?result.error, "node went down"),
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, node.id = %node, "cannot record node status"),
+            }
+            if let Some(ssh) = &ssh {
+                let check = ssh.as_deref().map_err(String::as_str);
+                match node_status::record_ssh(&client, node, check).await {
+                    Ok(true) => match ssh {
+                        Ok(ident) => tracing::info!(node.id = %node, ssh.ident = %ident, "node's sshd reachable"),
+                        Err(error) => {
+                            tracing::warn!(node.id = %node, %error, "node's sshd unreachable: no copy can be made to it")
+                        }
+                    },
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, node.id = %node, "cannot record the sshd check"),
+                }
+                ferry_shared::metrics::NODE_SSH_UP.with_label_values(&[&node.to_string()]).set(i64::from(ssh.is_ok()));
             }
             if !result.corrupt.is_empty() {
                 // The agent moved these aside: they no longer count, and the top-up

@@ -60,6 +60,11 @@ metric!(OUTBOX_BACKLOG: IntGauge = register_int_gauge!(
     "ferry_outbox_backlog", "Jobs written to the outbox and not yet confirmed by the broker (last relay look)."));
 metric!(NODE_UP: IntGaugeVec = register_int_gauge_vec!(
     "ferry_node_up", "1 when the node's last probe succeeded.", &["node"]));
+metric!(NODE_SSH_UP: IntGaugeVec = register_int_gauge_vec!(
+    "ferry_node_ssh_up",
+    "1 when the node's sshd (every copy to the node goes through it) sent an SSH identification at the monitor's \
+     last check.",
+    &["node"]));
 metric!(NODE_FREE_BYTES: IntGaugeVec = register_int_gauge_vec!(
     "ferry_node_free_bytes", "Free bytes under the node's storage root.", &["node"]));
 metric!(UNDER_REPLICATED: IntGauge = register_int_gauge!(

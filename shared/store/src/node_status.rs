@@ -28,6 +28,25 @@ pub struct Probe<'a> {
     pub error: Option<&'a str>,
 }
 
+/// Records the check of the node's sshd (`Ok` with the identification string it sent,
+/// or `Err` with why not) on its status row, which the node's first probe wrote.
+/// Returns true when its sshd changed between reachable and not (or was first checked).
+pub async fn record_ssh(c: &impl GenericClient, node: NodeId, check: Result<&str, &str>) -> Result<bool, StoreError> {
+    let (up, error) = match check {
+        Ok(_) => (true, None),
+        Err(error) => (false, Some(error)),
+    };
+    let row = c
+        .query_opt_cached(
+            "WITH prev AS (SELECT ssh_up FROM node_status WHERE node_id = $1)
+             UPDATE node_status SET ssh_up = $2, ssh_error = $3, ssh_checked_at = now() WHERE node_id = $1
+             RETURNING (SELECT ssh_up FROM prev) IS DISTINCT FROM $2 AS changed",
+            &[&node.0, &up, &error],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get("changed")).transpose()?.unwrap_or(false))
+}
+
 /// Upserts the node's status in one statement: `down_since` is set at the first failed
 /// probe and cleared by the next good one, `last_up_at` moves with every good probe; a
 /// change of up/down (or a node's first probe) is appended to `node_events` with the

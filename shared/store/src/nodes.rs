@@ -122,13 +122,23 @@ pub struct ProbeTarget {
     pub id: NodeId,
     /// Base URL of its node agent.
     pub public_url: String,
+    /// Where its sshd listens.
+    pub ssh_host: String,
+    pub ssh_port: u16,
 }
 
 /// Every node, by id (disabled ones too: their health still shows in the admin page).
 pub async fn probe_targets(c: &impl GenericClient) -> Result<Vec<ProbeTarget>, StoreError> {
-    let rows = c.query_cached("SELECT id, public_url FROM nodes ORDER BY id", &[]).await?;
+    let rows = c.query_cached("SELECT id, public_url, ssh_host, ssh_port FROM nodes ORDER BY id", &[]).await?;
     rows.iter()
-        .map(|r| Ok(ProbeTarget { id: NodeId(r.try_get("id")?), public_url: r.try_get("public_url")? }))
+        .map(|r| {
+            Ok(ProbeTarget {
+                id: NodeId(r.try_get("id")?),
+                public_url: r.try_get("public_url")?,
+                ssh_host: r.try_get("ssh_host")?,
+                ssh_port: u16::try_from(r.try_get::<_, i32>("ssh_port")?).unwrap_or(22),
+            })
+        })
         .collect()
 }
 
@@ -369,6 +379,25 @@ pub struct LastProbe {
     pub down_since: Option<DateTime<Utc>>,
     /// Why the last probe counted it down.
     pub error: Option<String>,
+    /// Whether its sshd answered the monitor's last check with an SSH identification
+    /// string (`None`: not checked yet). Every copy to the node goes through it.
+    pub ssh_up: Option<bool>,
+    /// Why the last check of its sshd failed.
+    pub ssh_error: Option<String>,
+    pub ssh_checked_at: Option<DateTime<Utc>>,
+}
+
+impl LastProbe {
+    /// Why no copy can be made to a node whose agent is up: its sshd did not answer the
+    /// last check. `None` when it did, or was not checked yet.
+    pub fn ssh_problem(&self) -> Option<String> {
+        (self.ssh_up == Some(false)).then(|| {
+            format!(
+                "sshd unreachable, no copy can be made: {}",
+                self.ssh_error.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+    }
 }
 
 /// A node with its last probe and its count of present replicas.
@@ -405,6 +434,9 @@ impl Overview {
             "last_up_at": p.last_up_at,
             "down_since": p.down_since,
             "last_error": p.error,
+            "ssh_up": p.ssh_up,
+            "ssh_error": p.ssh_error,
+            "ssh_checked_at": p.ssh_checked_at,
             "replicas": self.replicas,
         })
     }
@@ -433,6 +465,9 @@ fn overview_from_row(r: &tokio_postgres::Row) -> Result<Overview, StoreError> {
             last_up_at: r.try_get("last_up_at")?,
             down_since: r.try_get("down_since")?,
             error: r.try_get("error")?,
+            ssh_up: r.try_get("ssh_up")?,
+            ssh_error: r.try_get("ssh_error")?,
+            ssh_checked_at: r.try_get("ssh_checked_at")?,
         },
         replicas: r.try_get("replicas")?,
     })
@@ -444,6 +479,7 @@ pub async fn overview(c: &impl GenericClient, only: Option<NodeId>) -> Result<Ve
         .query_cached(
             "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
                     n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.last_up_at, s.down_since, s.error,
+                    s.ssh_up, s.ssh_error, s.ssh_checked_at,
                     (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = $2) AS replicas
              FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id
              WHERE $1::int IS NULL OR n.id = $1

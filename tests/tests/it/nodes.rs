@@ -122,3 +122,46 @@ async fn disabled_nodes_take_no_new_files_and_a_node_added_at_runtime_does() -> 
     assert_eq!(state_of(id4).as_deref(), Some("active"));
     Ok(())
 }
+
+/// The monitor checks each node's sshd as well as its agent (the operator trial of stop
+/// 27: a node whose sshd was down looked healthy while every copy to it failed). With
+/// the node's sshd stopped it stays up (its agent still serves downloads) while `ssh_up`
+/// turns false with the reason, in the admin API, `ferry nodes list`, the admin page and
+/// the monitor's `ferry_node_ssh_up`; started again, it is reachable again.
+#[tokio::test]
+async fn a_node_whose_sshd_stops_is_shown_unreachable_while_its_agent_serves() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::time::Duration;
+    let mut cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let node = cluster.nodes[0].id.context("node id")?;
+    let ssh_state = |want: bool| {
+        let admin = admin.clone();
+        move || {
+            let admin = admin.clone();
+            async move {
+                let n = admin.get(&format!("/admin/api/nodes/{node}")).await?.json();
+                Ok((n["ssh_up"] == want).then_some(n))
+            }
+        }
+    };
+    let n = ferry_tests::eventually("its sshd checked", Duration::from_secs(30), ssh_state(true)).await?;
+    assert!(n["ssh_error"].is_null() && n["ssh_checked_at"].is_string(), "{n}");
+
+    cluster.kill_sshd(0);
+    let n = ferry_tests::eventually("its sshd found unreachable", Duration::from_secs(30), ssh_state(false)).await?;
+    assert_eq!(n["up"], true, "the agent still serves: {n}");
+    assert!(n["ssh_error"].as_str().is_some_and(|e| e.contains("cannot connect")), "{n}");
+    let listing = cluster.ferry(&["nodes", "list"])?;
+    assert!(listing.contains("sshd unreachable, no copy can be made: cannot connect"), "{listing}");
+    let pages = crate::admin_page::AdminPage::new(&cluster, &admin)?;
+    let page = pages.get(&format!("/admin/nodes/{node}")).await?;
+    assert!(page.contains("id=\"ssh-problem\"") && page.contains("sshd unreachable"), "the node's page says so");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", cluster.monitor_port)).await?.text().await?;
+    assert!(metrics.contains(&format!("ferry_node_ssh_up{{node=\"{node}\"}} 0")), "{metrics}");
+
+    cluster.restart_sshd(0)?;
+    let n = ferry_tests::eventually("its sshd reachable again", Duration::from_secs(30), ssh_state(true)).await?;
+    assert!(n["ssh_error"].is_null(), "{n}");
+    Ok(())
+}

@@ -26,7 +26,8 @@ pub struct NodeView {
     /// Age of the last GOOD heartbeat (a probe that found the node up), `never` if none:
     /// a down node's probes keep coming, and their age says nothing about the node.
     pub heartbeat: String,
-    /// Why it is down (`None` while up).
+    /// Why it is down; while it is up, that its sshd did not answer the monitor's last
+    /// check (no copy can be made to it). `None` when all is well.
     pub down_reason: Option<String>,
     /// `since 3 min ago` while down.
     pub down_since: Option<String>,
@@ -82,7 +83,7 @@ impl NodeView {
             down_reason: if down {
                 Some(o.probe.error.clone().unwrap_or_else(|| "no fresh heartbeat".into()))
             } else {
-                None
+                o.probe.ssh_problem()
             },
             down_since: if down {
                 o.probe.down_since.map(|t| format!("down since {}", fmt_age(since(t))))
