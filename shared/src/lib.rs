@@ -16,7 +16,6 @@ pub mod hashing;
 pub mod health;
 pub mod metrics;
 pub mod ops;
-pub mod parse_errors;
 pub mod serve;
 pub mod shutdown;
 pub mod signing;

@@ -3,9 +3,7 @@
 //! client from holding it: a header-read timeout that also ends idle keep-alive
 //! connections, a cap on open connections and a smaller one per client address,
 //! `TCP_USER_TIMEOUT` for peers that stop acknowledging, and a write timeout for those
-//! that acknowledge but never read. hyper's own answers to requests it cannot parse
-//! get the JSON body of every other error ([`crate::parse_errors`]). See
-//! docs/SECURITY.md.
+//! that acknowledge but never read. See docs/SECURITY.md.
 //!
 //! `axum::serve` exposes none of hyper's connection settings, so this loop builds each
 //! connection with hyper's own HTTP/1.1 server (`header_read_timeout` with a Tokio
@@ -132,8 +130,7 @@ pub async fn serve(
         // client that stops reading frees its response buffers.
         let mut io = TimeoutStream::new(tcp);
         io.set_write_timeout(Some(limits.write_timeout));
-        let io = crate::parse_errors::JsonParseErrors::new(Box::pin(io));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
