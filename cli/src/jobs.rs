@@ -67,8 +67,9 @@ pub enum DlqCmd {
     },
     /// Put dead letters back in their queue under their own job id (recorded on the job).
     Replay {
-        /// Job ids; or --all with the filters.
-        ids: Vec<Uuid>,
+        /// Job ids, or enough of each one's start to name one dead letter; or --all with
+        /// the filters.
+        ids: Vec<String>,
         /// Every dead letter matching the filters (all of them: --limit and --offset
         /// do not apply).
         #[arg(long)]
@@ -78,8 +79,9 @@ pub enum DlqCmd {
     },
     /// Discard dead letters: they become `cancelled` (recorded on the job), never run.
     Discard {
-        /// Job ids; or --all with the filters.
-        ids: Vec<Uuid>,
+        /// Job ids, or enough of each one's start to name one dead letter; or --all with
+        /// the filters.
+        ids: Vec<String>,
         /// Every dead letter matching the filters (all of them: --limit and --offset
         /// do not apply).
         #[arg(long)]
@@ -242,8 +244,9 @@ fn show(job: &JobDetail) -> anyhow::Result<()> {
 }
 
 /// The job `given` names: a whole id, or the start of exactly one job's id (as `git`
-/// takes a commit's). An error for no match, several, or text that is no id's start.
-async fn resolve_id(client: &Client, given: &str) -> anyhow::Result<Uuid> {
+/// takes a commit's) among the jobs in `state` (any state: `None`). An error for no
+/// match, several, or text that is no id's start.
+async fn resolve_id(client: &Client, given: &str, state: Option<JobState>) -> anyhow::Result<Uuid> {
     if let Ok(id) = given.parse::<Uuid>() {
         return Ok(id);
     }
@@ -251,6 +254,7 @@ async fn resolve_id(client: &Client, given: &str) -> anyhow::Result<Uuid> {
         bail!("{given:?} is not a job id, nor the start of one (at least 4 hex digits)");
     }
     let filter = Filter {
+        state,
         include_discarded: true,
         search: ferry_store::search::Search { id_prefix: Some(given.to_owned()), ..Default::default() },
         ..Default::default()
@@ -258,7 +262,7 @@ async fn resolve_id(client: &Client, given: &str) -> anyhow::Result<Uuid> {
     let rows = jobs::list(client, &filter, 3).await?;
     match rows.as_slice() {
         [one] => Ok(one.id),
-        [] => bail!("no job id starts with {given}"),
+        [] => bail!("no {}job id starts with {given}", if state.is_some() { "dead letter's " } else { "" }),
         many => {
             let ids: Vec<String> = many.iter().map(|j| j.id.to_string()).collect();
             bail!(
@@ -270,9 +274,9 @@ async fn resolve_id(client: &Client, given: &str) -> anyhow::Result<Uuid> {
     }
 }
 
-/// The job `given` names ([`resolve_id`]) with its attempts.
+/// The job `given` names ([`resolve_id`] among all jobs) with its attempts.
 async fn find(client: &Client, given: &str) -> anyhow::Result<JobDetail> {
-    let id = resolve_id(client, given).await?;
+    let id = resolve_id(client, given, None).await?;
     jobs::detail(client, id).await?.with_context(|| format!("no job {id}"))
 }
 
@@ -314,9 +318,15 @@ pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
 
 /// The dead letters a replay or discard acts on: the ids given, or with --all every one
 /// matching the filters.
-async fn targets(client: &Client, ids: Vec<Uuid>, all: bool, filter: &FilterArgs) -> anyhow::Result<Vec<Uuid>> {
+async fn targets(client: &Client, ids: Vec<String>, all: bool, filter: &FilterArgs) -> anyhow::Result<Vec<Uuid>> {
     match (ids.is_empty(), all) {
-        (false, false) => Ok(ids),
+        (false, false) => {
+            let mut resolved = Vec::with_capacity(ids.len());
+            for given in &ids {
+                resolved.push(resolve_id(client, given, Some(JobState::Dead)).await?);
+            }
+            Ok(resolved)
+        }
         (true, true) => {
             // Every match as of this listing, read a page at a time: --limit and
             // --offset page a listing, they do not narrow --all (a replay of 4 with
@@ -358,7 +368,13 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             page(client, &f, paging, out, true).await?;
         }
         DlqCmd::Show { id } => {
-            let job = find(client, &id).await?;
+            // A prefix names a dead letter first; a replayed or discarded one (no
+            // longer `dead`) by a prefix unique among all jobs.
+            let id = match resolve_id(client, &id, Some(JobState::Dead)).await {
+                Ok(id) => id,
+                Err(_) => resolve_id(client, &id, None).await?,
+            };
+            let job = jobs::detail(client, id).await?.with_context(|| format!("no job {id}"))?;
             let r = &job.record;
             if r.state == JobState::Dead || r.discarded_at.is_some() || r.replays > 0 {
                 show(&job)?;

@@ -241,7 +241,9 @@ impl Start {
 }
 
 /// Marks each job `active` on `worker` at its attempt, creating the record if the
-/// message had none, all in one statement (a worker's deliveries come in bursts). One
+/// message had none, all in one statement (a worker's deliveries come in bursts). The
+/// record's `error` is cleared: it is the running attempt's now (the failed ones are in
+/// [`attempts`]). One
 /// outcome per job, in order: `None` when the record says the job is already `done`
 /// or `cancelled`: a duplicate delivery (re-enqueued by the reconciler, or
 /// republished after a relay crash) that needs no work. A job given twice (two
@@ -259,7 +261,8 @@ pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Re
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[], $6::int4[], $8::int4[])
                   AS x(id, kind, queue, payload, file_id, node_id, attempt)
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempt = EXCLUDED.attempt,
-                 worker_id = EXCLUDED.worker_id, started_at = now(), finished_at = NULL, state_at = now()
+                 worker_id = EXCLUDED.worker_id, started_at = now(), finished_at = NULL, state_at = now(),
+                 error = NULL
              WHERE jobs.state NOT IN ('done', 'cancelled')
              RETURNING id, queued_at",
             &[&ids, &kinds, &queues, &payloads, &files, &nodes, &JobState::Active, &attempts, &worker],
