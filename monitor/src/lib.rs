@@ -168,16 +168,24 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
             if let Some(ssh) = &ssh {
                 let check = ssh.as_deref().map_err(String::as_str);
                 match node_status::record_ssh(&client, node, check).await {
-                    Ok(true) => match ssh {
-                        Ok(ident) => tracing::info!(node.id = %node, ssh.ident = %ident, "node's sshd reachable"),
-                        Err(error) => {
-                            tracing::warn!(node.id = %node, %error, "node's sshd unreachable: no copy can be made to it")
+                    Ok((verdict, changed)) => {
+                        match (verdict, changed) {
+                            (Some(true), true) => {
+                                tracing::info!(node.id = %node, ssh.check = ?ssh, "node's sshd reachable")
+                            }
+                            (Some(false), true) => {
+                                tracing::warn!(node.id = %node, ssh.check = ?ssh, "node's sshd unreachable: new copies to it fail")
+                            }
+                            _ => {}
                         }
-                    },
-                    Ok(false) => {}
+                        if let Some(up) = verdict {
+                            ferry_shared::metrics::NODE_SSH_UP
+                                .with_label_values(&[&node.to_string()])
+                                .set(i64::from(up));
+                        }
+                    }
                     Err(error) => tracing::warn!(%error, node.id = %node, "cannot record the sshd check"),
                 }
-                ferry_shared::metrics::NODE_SSH_UP.with_label_values(&[&node.to_string()]).set(i64::from(ssh.is_ok()));
             }
             if !result.corrupt.is_empty() {
                 // The agent moved these aside: they no longer count, and the top-up

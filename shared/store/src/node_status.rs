@@ -28,23 +28,40 @@ pub struct Probe<'a> {
     pub error: Option<&'a str>,
 }
 
+/// Consecutive failed checks of a node's sshd before it counts as unreachable: one
+/// banner late under load (the trial of stop 28 saw a healthy sshd miss the 1.5 s
+/// timeout once, during a burst) is not an outage.
+pub const SSH_FAILURES_TO_DOWN: i32 = 2;
+
 /// Records the check of the node's sshd (`Ok` with the identification string it sent,
-/// or `Err` with why not) on its status row, which the node's first probe wrote.
-/// Returns true when its sshd changed between reachable and not (or was first checked).
-pub async fn record_ssh(c: &impl GenericClient, node: NodeId, check: Result<&str, &str>) -> Result<bool, StoreError> {
-    let (up, error) = match check {
+/// or `Err` with why not) on its status row, which the node's first probe wrote: a
+/// good check makes it reachable at once, the [`SSH_FAILURES_TO_DOWN`]th failure in a
+/// row unreachable (a failure before that keeps the last verdict, with its error).
+/// Returns the verdict (`ssh_up`: `None` while a first check's failure awaits its
+/// second) and whether this check changed it.
+pub async fn record_ssh(
+    c: &impl GenericClient,
+    node: NodeId,
+    check: Result<&str, &str>,
+) -> Result<(Option<bool>, bool), StoreError> {
+    let (ok, error) = match check {
         Ok(_) => (true, None),
         Err(error) => (false, Some(error)),
     };
     let row = c
         .query_opt_cached(
             "WITH prev AS (SELECT ssh_up FROM node_status WHERE node_id = $1)
-             UPDATE node_status SET ssh_up = $2, ssh_error = $3, ssh_checked_at = now() WHERE node_id = $1
-             RETURNING (SELECT ssh_up FROM prev) IS DISTINCT FROM $2 AS changed",
-            &[&node.0, &up, &error],
+             UPDATE node_status SET
+                 ssh_failures = CASE WHEN $2 THEN 0 ELSE ssh_failures + 1 END,
+                 ssh_up = CASE WHEN $2 THEN true WHEN ssh_failures + 1 >= $4 THEN false ELSE ssh_up END,
+                 ssh_error = $3, ssh_checked_at = now()
+             WHERE node_id = $1
+             RETURNING ssh_up, ssh_up IS DISTINCT FROM (SELECT ssh_up FROM prev) AS changed",
+            &[&node.0, &ok, &error, &SSH_FAILURES_TO_DOWN],
         )
         .await?;
-    Ok(row.map(|r| r.try_get("changed")).transpose()?.unwrap_or(false))
+    let Some(row) = row else { return Ok((None, false)) };
+    Ok((row.try_get("ssh_up")?, row.try_get("changed")?))
 }
 
 /// Upserts the node's status in one statement: `down_since` is set at the first failed

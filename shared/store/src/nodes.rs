@@ -379,23 +379,22 @@ pub struct LastProbe {
     pub down_since: Option<DateTime<Utc>>,
     /// Why the last probe counted it down.
     pub error: Option<String>,
-    /// Whether its sshd answered the monitor's last check with an SSH identification
-    /// string (`None`: not checked yet). Every copy to the node goes through it.
+    /// Whether its sshd answers the monitor's checks with an SSH identification string:
+    /// false after two failed checks in a row, true at the next good one (`None`: not
+    /// checked yet). Every copy to the node goes through it.
     pub ssh_up: Option<bool>,
-    /// Why the last check of its sshd failed.
+    /// Why the last check of its sshd failed (`None` once one succeeds).
     pub ssh_error: Option<String>,
     pub ssh_checked_at: Option<DateTime<Utc>>,
 }
 
 impl LastProbe {
-    /// Why no copy can be made to a node whose agent is up: its sshd did not answer the
-    /// last check. `None` when it did, or was not checked yet.
+    /// Why new copies to a node whose agent is up fail: its sshd did not answer the
+    /// last checks (copies already riding a worker's open ssh connection may still
+    /// finish). `None` when it answers, or was not checked yet.
     pub fn ssh_problem(&self) -> Option<String> {
         (self.ssh_up == Some(false)).then(|| {
-            format!(
-                "sshd unreachable, no copy can be made: {}",
-                self.ssh_error.as_deref().unwrap_or("no reason recorded")
-            )
+            format!("sshd unreachable, new copies fail: {}", self.ssh_error.as_deref().unwrap_or("no reason recorded"))
         })
     }
 }

@@ -153,7 +153,7 @@ async fn a_node_whose_sshd_stops_is_shown_unreachable_while_its_agent_serves() -
     assert_eq!(n["up"], true, "the agent still serves: {n}");
     assert!(n["ssh_error"].as_str().is_some_and(|e| e.contains("cannot connect")), "{n}");
     let listing = cluster.ferry(&["nodes", "list"])?;
-    assert!(listing.contains("sshd unreachable, no copy can be made: cannot connect"), "{listing}");
+    assert!(listing.contains("sshd unreachable, new copies fail: cannot connect"), "{listing}");
     let pages = crate::admin_page::AdminPage::new(&cluster, &admin)?;
     let page = pages.get(&format!("/admin/nodes/{node}")).await?;
     assert!(page.contains("id=\"ssh-problem\"") && page.contains("sshd unreachable"), "the node's page says so");

@@ -27,7 +27,7 @@ pub struct NodeView {
     /// a down node's probes keep coming, and their age says nothing about the node.
     pub heartbeat: String,
     /// Why it is down; while it is up, that its sshd did not answer the monitor's last
-    /// check (no copy can be made to it). `None` when all is well.
+    /// checks (new copies to it fail). `None` when all is well.
     pub down_reason: Option<String>,
     /// `since 3 min ago` while down.
     pub down_since: Option<String>,
