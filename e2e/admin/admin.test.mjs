@@ -551,10 +551,13 @@ try {
       await page.waitForTimeout(1000);
     }
     check(/replayed 1×/.test(await page.textContent("dl.facts")), await page.textContent("dl.facts"));
-    // The dead letter's reason is kept, as history: not shown as the done job's error.
-    const history = await page.textContent("#job-error");
-    check(history.startsWith("before it succeeded: ") && history.includes("is disabled"), history);
-    check((await page.locator("#job-error.error").count()) === 0, "a done job's earlier error shown as an error");
+    // The dead letter's reason is kept, as history (the attempt that died, with its
+    // worker), not as the done job's error.
+    check((await page.locator("#job-error").count()) === 0, "a done job shows an error");
+    const died = page.locator('#job-attempts tr[data-outcome="dead"]');
+    check((await died.count()) === 1, await page.textContent("main"));
+    const history = await died.textContent();
+    check(history.includes("is disabled") && history.includes("first"), history);
     check((await page.locator("#job-actions").count()) === 0, "Replay still offered on a done job");
     const again = await page.request.post(`${BASE}/admin/jobs/${steered.job}/replay`, { form: { csrf: await csrf() }, maxRedirects: 0 });
     check(again.status() === 409, `replaying a done job answered ${again.status()}`);
