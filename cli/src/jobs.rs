@@ -250,7 +250,7 @@ async fn resolve_id(client: &Client, given: &str, state: Option<JobState>) -> an
     if let Ok(id) = given.parse::<Uuid>() {
         return Ok(id);
     }
-    if given.len() < 4 || !given.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+    if given.len() < 4 || !ferry_store::search::is_id_prefix(given) {
         bail!("{given:?} is not a job id, nor the start of one (at least 4 hex digits)");
     }
     let filter = Filter {

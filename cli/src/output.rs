@@ -82,7 +82,7 @@ impl SearchArgs {
                 bail!("no user named {user:?} (`ferry users list` shows them)");
             }
         }
-        if self.id.as_deref().is_some_and(|id| !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')) {
+        if self.id.as_deref().is_some_and(|id| !ferry_store::search::is_id_prefix(id)) {
             bail!("--id takes the start of an id: hex digits and '-'");
         }
         if !(1..=10_000).contains(&self.limit) || self.offset < 0 {

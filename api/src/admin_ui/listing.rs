@@ -71,7 +71,7 @@ impl Listing {
             None => Raw::default(),
         };
         let id = blank_is_none(raw.id);
-        if id.as_deref().is_some_and(|i| i.len() > 36 || !i.chars().all(|c| c.is_ascii_hexdigit() || c == '-')) {
+        if id.as_deref().is_some_and(|i| i.len() > 36 || !ferry_store::search::is_id_prefix(i)) {
             return Err("id must be the start of an id: hex digits and '-'.".into());
         }
         let bounded = |v: Option<String>| blank_is_none(v).filter(|s| s.chars().count() <= 200);

@@ -83,6 +83,46 @@ pub(crate) fn intake_permit(state: &SharedState, user: UserId) -> ApiResult<Slot
     })
 }
 
+/// A new upload's bytes as one request brought them: its intake slot (held until the
+/// handler returns), its id, the guard of its staging directory, and what was received.
+struct NewIntake {
+    _permit: Slot<UserId>,
+    id: FileId,
+    guard: NewDirGuard,
+    received: Received,
+}
+
+/// Takes an intake slot for `user`, then receives `body` (framed as `headers` say,
+/// within `limits` and the configured pace) into a new upload's staging directory:
+/// the first chunk of the chunked protocol, or a whole file in one request.
+async fn receive_new(
+    state: &SharedState,
+    user: UserId,
+    headers: &HeaderMap,
+    body: Body,
+    limits: Limits,
+) -> ApiResult<NewIntake> {
+    let permit = intake_permit(state, user)?;
+    let id = FileId::new();
+    let dir = upload_dir(&state.config.storage.staging_dir, id);
+    let guard = NewDirGuard(Some(dir.clone()));
+    let received = receive(state, headers, body, &dir, limits, RunningDigest::default()).await?;
+    Ok(NewIntake { _permit: permit, id, guard, received })
+}
+
+/// Receives a request's `body` (framed as its `headers` say) into the staging `dir`,
+/// within `limits` and the configured pace, continuing `digest`.
+async fn receive(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: Body,
+    dir: &std::path::Path,
+    limits: Limits,
+    digest: RunningDigest,
+) -> ApiResult<Received> {
+    intake::receive(body, content_type(headers), dir, limits, BodyPace::of(&state.config.api), digest).await
+}
+
 /// Removes a new upload's staging directory unless the upload was recorded.
 pub(crate) struct NewDirGuard(pub(crate) Option<PathBuf>);
 
@@ -381,19 +421,7 @@ async fn create_chunk(
     }
     let limits = chunk_limit(&state, &range)?;
     check_size_within(&state, user.quota_left, range.total)?;
-    let _permit = intake_permit(&state, user.id)?;
-    let id = FileId::new();
-    let dir = upload_dir(&state.config.storage.staging_dir, id);
-    let guard = NewDirGuard(Some(dir.clone()));
-    let received = intake::receive(
-        body,
-        content_type(&headers),
-        &dir,
-        limits,
-        BodyPace::of(&state.config.api),
-        RunningDigest::default(),
-    )
-    .await?;
+    let NewIntake { _permit, id, guard, received } = receive_new(&state, user.id, &headers, body, limits).await?;
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());
     let parent = resolve_parent(&state.pool.get().await?, user.id, parent_raw.as_deref()).await?;
@@ -424,19 +452,7 @@ async fn create_whole(
     }
     let max = state.config.storage.max_file_bytes.min(user.quota_left);
     let limits = Limits { offset: 0, expected: range.map(|r| r.len()), max, max_is_limit: true };
-    let _permit = intake_permit(&state, user.id)?;
-    let id = FileId::new();
-    let dir = upload_dir(&state.config.storage.staging_dir, id);
-    let guard = NewDirGuard(Some(dir.clone()));
-    let received = intake::receive(
-        body,
-        content_type(&headers),
-        &dir,
-        limits,
-        BodyPace::of(&state.config.api),
-        RunningDigest::default(),
-    )
-    .await?;
+    let NewIntake { _permit, id, guard, received } = receive_new(&state, user.id, &headers, body, limits).await?;
     let md5 = parse_md5(received.fields.md5.clone().or(query.md5.clone()))?;
     // Checked here from the digest computed while receiving (nothing is re-read): a
     // wrong md5 records nothing and the guard releases the bytes.
@@ -501,15 +517,7 @@ async fn receive_and_record(
 ) -> ApiResult<Upload> {
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     // The digest as of this offset, which the lease keeps current.
-    let received = intake::receive(
-        body,
-        content_type(headers),
-        &dir,
-        limits,
-        BodyPace::of(&state.config.api),
-        lease.digest.clone(),
-    )
-    .await?;
+    let received = receive(state, headers, body, &dir, limits, lease.digest.clone()).await?;
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
     // One statement records the chunk, atomic on its own: no transaction around it, three

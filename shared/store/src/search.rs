@@ -27,6 +27,12 @@ pub struct Paging {
     pub offset: i64,
 }
 
+/// Whether `text` can be the start of an id as [`Search::id_prefix`] takes it: hex
+/// digits and `-` only (any case); the empty text is every id's start.
+pub fn is_id_prefix(text: &str) -> bool {
+    text.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
 impl Search {
     /// `name` as a `LIKE` pattern matching it anywhere, its wildcards escaped.
     pub(crate) fn name_pattern(&self) -> Option<String> {
