@@ -287,7 +287,7 @@ fn tus_collection() -> Value {
                 "409": error_response("`upload_failed`: the assembly of a complete upload failed."),
                 "413": error_response("`too_large`: file size, chunk size (`storage.max_chunk_bytes` per request) or quota exceeded (`limit`)."),
                 "415": error_response("`unsupported_media_type`: a body that is not `application/offset+octet-stream`."),
-                "429": error_response("`too_many_uploads`: you already have your share of uploads in progress on this server; `too_many_open_uploads`: you have `storage.max_open_uploads_per_user` uploads begun and not completed."),
+                "429": error_response("`too_many_uploads`: you already have your share of uploads in progress on this server; `too_many_open_uploads`: you have `storage.max_open_uploads_per_user` uploads begun and not completed; `Retry-After` is the time until the first of them expires (complete or terminate one to go on sooner)."),
                 "460": error_response("`checksum_mismatch`: the body does not match `Upload-Checksum`, or the file not its `md5`; nothing is recorded.")
             }))
         }
@@ -390,7 +390,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "400": error_response("Bad Content-Range, size mismatch, offset mismatch (`offset`), bad filename or parent, `multipart_limit` (preamble, part header or part count over its limit)."),
                         "408": error_response("`body_too_slow`: the body arrived below the floor (20 s, then 500 B/s by default); the connection is closed."),
                         "413": error_response("Chunk, file or quota limit exceeded (`limit`)."),
-                        "429": error_response("`too_many_uploads`: you already have your share of chunks in progress on this server; retry after `Retry-After`. `too_many_open_uploads` (a first chunk): you have `storage.max_open_uploads_per_user` uploads begun and not completed.")
+                        "429": error_response("`too_many_uploads`: you already have your share of chunks in progress on this server; retry after `Retry-After`. `too_many_open_uploads` (a first chunk): you have `storage.max_open_uploads_per_user` uploads begun and not completed; `Retry-After` is the time until the first of them expires.")
                     }))
                 },
                 "post": {

@@ -26,8 +26,9 @@ pub enum UsersCmd {
     Disable { username: String },
     /// Enable a disabled user again (they log in anew).
     Enable { username: String },
-    /// Delete a user that owns no file or upload (else disable it); their tokens die
-    /// with the account.
+    /// Delete a user with no live file, no open upload and no node copy of a deleted
+    /// file left (else disable it), with the rows of its deleted files and ended
+    /// uploads; their tokens die with the account.
     Delete { username: String },
     /// Set a user's quota in bytes (or 10GiB, 500MiB, 2TB), or `default` for the
     /// configured storage.default_quota_bytes. It bounds new uploads; stored files stay.

@@ -303,7 +303,8 @@ pub(crate) async fn insert_upload(
         let cap = state.config.storage.max_open_uploads_per_user;
         let cap_db = i64::try_from(cap).unwrap_or(i64::MAX);
         if store_uploads::open_count(&tx, user, cap_db.saturating_add(1)).await? > cap_db {
-            return Err(too_many_open_uploads(cap, state.config.storage.upload_expiry_secs));
+            let first_expiry = store_uploads::first_open_expiry(&tx, user).await?;
+            return Err(too_many_open_uploads(cap, first_expiry));
         }
     }
     tx.commit().await?;
@@ -315,16 +316,21 @@ pub(crate) async fn insert_upload(
 }
 
 /// 429 `too_many_open_uploads`: the user already has `cap` uploads begun and not
-/// completed (`storage.max_open_uploads_per_user`).
-fn too_many_open_uploads(cap: u64, expiry_secs: u64) -> ApiError {
+/// completed (`storage.max_open_uploads_per_user`). `Retry-After` (RFC 9110 §10.2.3)
+/// is the time until the first of them expires (`first_expiry`), when a slot frees
+/// without the user's help; completing or terminating one frees a slot at once.
+fn too_many_open_uploads(cap: u64, first_expiry: Option<chrono::DateTime<chrono::Utc>>) -> ApiError {
+    let now = chrono::Utc::now();
+    let wait = first_expiry.map_or(1, |at| u64::try_from((at - now).num_seconds()).unwrap_or(0).max(1));
+    let when = first_expiry.unwrap_or(now).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     ApiError::TooManyRequests {
         code: "too_many_open_uploads",
         detail: format!(
-            "You have {cap} uploads in progress, the most one user may have open at once: complete one, \
-             terminate it (tus DELETE), or wait for one to expire ({expiry_secs} s after it began) before \
-             starting another."
+            "You have {cap} uploads in progress, the most one user may have open at once: complete one or \
+             terminate it (tus DELETE) before starting another. Without that, the first of them expires at \
+             {when} (an upload expires a fixed time after its last chunk)."
         ),
-        retry_after: 60,
+        retry_after: wait,
     }
 }
 

@@ -407,6 +407,19 @@ pub async fn open_count(c: &impl GenericClient, user: UserId, at_most: i64) -> R
     .try_get(0)?)
 }
 
+/// When the first of `user`'s open (`uploading`) uploads expires, if any: each chunk
+/// moves an upload's expiry on (`storage.upload_expiry_secs` after its last chunk), so
+/// without the user's help the next open-upload slot frees then (the monitor's sweep
+/// ends it within a few seconds after).
+pub async fn first_open_expiry(c: &impl GenericClient, user: UserId) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(c.query_one_cached(
+        "SELECT min(expires_at) FROM uploads WHERE user_id = $1 AND status = $2",
+        &[&user.0, &UploadState::Uploading],
+    )
+    .await?
+    .try_get(0)?)
+}
+
 /// The serialised running digests stored with an upload.
 pub type DigestState = (Option<Vec<u8>>, Option<Vec<u8>>);
 

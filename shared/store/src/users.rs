@@ -12,7 +12,7 @@ use ferry_shared::types::{ByteSize, UserId};
 
 use crate::convert::{size_from_db, size_to_db};
 use crate::search::{Paging, Search};
-use crate::StoreError;
+use crate::{StoreError, UploadState};
 
 /// Why an account could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +22,12 @@ pub enum UserError {
     /// Another account has the same name but for letter case (`Admin` beside `admin`).
     #[error("username {0} is taken (usernames are unique whatever their letter case)")]
     Taken(String),
-    /// A user with files or uploads is disabled, not deleted: their data stays owned.
-    #[error("user {0} still has files or uploads: disable the account instead, or delete them first")]
+    /// A user with live files, open uploads, or node copies of deleted files still being
+    /// removed is disabled, not deleted: their data stays owned.
+    #[error(
+        "user {0} still has files, open uploads, or deleted files whose node copies are still being removed: \
+         disable the account instead, or delete the files and cancel the uploads first"
+    )]
     HasData(String),
     /// Disabling or deleting the last enabled administrator would leave nobody to
     /// operate Ferry from the admin page or API.
@@ -168,26 +172,61 @@ async fn refuse_last_admin(c: &impl GenericClient, username: &str) -> Result<(),
     Ok(())
 }
 
-/// Deletes `username`, which must own no file or upload (else
-/// [`UserError::HasData`]: disable it instead) and must not be the last enabled
-/// administrator ([`UserError::LastAdmin`]). Their tokens die with the row. Returns
-/// false when there is no such user.
+/// Deletes `username` with what is left of its data: the rows of its deleted files
+/// (tombstones: a deleted file keeps its row so its node copies can be removed) and
+/// of its ended uploads (complete, failed, expired), in one statement. Refused with
+/// [`UserError::HasData`] while the user holds anything more: a live file, an upload
+/// still uploading or assembling, or a deleted file whose node copies are still being
+/// removed (a replica row left; its delete job ends that within a minute or so); such
+/// an account is disabled instead. Refused with [`UserError::LastAdmin`] for the last
+/// enabled administrator. Their tokens die with the row. Returns false when there is
+/// no such user.
+///
+/// Staging bytes are not touched: an ended upload's are reclaimed by its delete job,
+/// or else by the workers' staging sweep, which removes an old directory whose upload
+/// row is gone.
 pub async fn delete(c: &impl GenericClient, username: &str) -> Result<bool, UserError> {
     refuse_last_admin(c, username).await?;
-    let owns = c
+    // One statement, one snapshot: the deletes run only if nothing holds the account.
+    // An upload begun after the snapshot is caught by the foreign keys at the end of
+    // the statement (23503), and reported the same way.
+    let row = c
         .query_one_cached(
-            "SELECT EXISTS (SELECT 1 FROM files f JOIN users u ON u.id = f.user_id WHERE u.username = $1)
-                 OR EXISTS (SELECT 1 FROM uploads p JOIN users u ON u.id = p.user_id WHERE u.username = $1) AS owns",
-            &[&username],
+            "WITH target AS (SELECT id FROM users WHERE username = $1),
+                  held AS (
+                      SELECT EXISTS (SELECT 1 FROM files f JOIN target t ON t.id = f.user_id
+                                     WHERE f.deleted_at IS NULL
+                                        OR EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = f.id))
+                          OR EXISTS (SELECT 1 FROM uploads p JOIN target t ON t.id = p.user_id
+                                     WHERE p.status = ANY($2)) AS held),
+                  gone_uploads AS (DELETE FROM uploads WHERE user_id IN (SELECT id FROM target)
+                                   AND NOT (SELECT held FROM held) RETURNING 1),
+                  gone_files AS (DELETE FROM files WHERE user_id IN (SELECT id FROM target)
+                                 AND NOT (SELECT held FROM held) RETURNING 1),
+                  gone_user AS (DELETE FROM users WHERE id IN (SELECT id FROM target)
+                                AND NOT (SELECT held FROM held) RETURNING 1)
+             SELECT EXISTS (SELECT 1 FROM target) AS found, (SELECT held FROM held) AS held,
+                    (SELECT count(*) FROM gone_files) AS files, (SELECT count(*) FROM gone_uploads) AS uploads",
+            &[&username, &[UploadState::Uploading, UploadState::Assembling].as_slice()],
         )
-        .await
-        .map_err(StoreError::from)?;
-    if owns.try_get::<_, bool>("owns").map_err(StoreError::from)? {
+        .await;
+    let row = match row {
+        Ok(row) => row,
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+            return Err(UserError::HasData(username.to_owned()));
+        }
+        Err(e) => return Err(StoreError::from(e).into()),
+    };
+    if !row.try_get::<_, bool>("found").map_err(StoreError::from)? {
+        return Ok(false);
+    }
+    if row.try_get::<_, bool>("held").map_err(StoreError::from)? {
         return Err(UserError::HasData(username.to_owned()));
     }
-    let deleted =
-        c.execute_cached("DELETE FROM users WHERE username = $1", &[&username]).await.map_err(StoreError::from)?;
-    Ok(deleted == 1)
+    let files: i64 = row.try_get("files").map_err(StoreError::from)?;
+    let uploads: i64 = row.try_get("uploads").map_err(StoreError::from)?;
+    tracing::info!(user = %username, files.deleted_rows = files, uploads.ended_rows = uploads, "user deleted");
+    Ok(true)
 }
 
 /// What a login checks.

@@ -489,10 +489,17 @@ async fn open_uploads_are_capped_per_user() -> Result<()> {
     let res = alice.put_raw("/storage/tmp-upload/?filename=open-3.bin", "bytes 0-9/20", vec![7; 10]).await?;
     assert_eq!((res.status, res.code().as_str()), (429, "too_many_open_uploads"), "{}", res.text());
     assert!(res.json()["detail"].as_str().is_some_and(|d| d.contains('3')), "{}", res.text());
-    assert!(res.header("retry-after").is_some(), "429 without Retry-After");
+    // Retry-After: until the first open upload expires (each chunk moves its expiry on).
+    let db = cluster.db().await?;
+    db.execute("UPDATE uploads SET expires_at = now() + interval '120 seconds' WHERE filename = 'open-1.bin'", &[])
+        .await?;
+    let res = alice.put_raw("/storage/tmp-upload/?filename=open-3.bin", "bytes 0-9/20", vec![7; 10]).await?;
+    assert_eq!((res.status, res.code().as_str()), (429, "too_many_open_uploads"), "{}", res.text());
+    let retry_after: u64 = res.header("retry-after").context("429 without Retry-After")?.parse()?;
+    assert!((100..=120).contains(&retry_after), "Retry-After {retry_after}, the first expiry is 120 s away");
+    assert_eq!(res.json()["retry_after"], retry_after, "{}", res.text());
     let res = alice.send("POST", "/files/", &tus, Vec::new()).await?;
     assert_eq!((res.status, res.code().as_str()), (429, "too_many_open_uploads"), "{}", res.text());
-    let db = cluster.db().await?;
     let refused: i64 = db.query_one("SELECT count(*) FROM uploads WHERE filename = 'open-3.bin'", &[]).await?.get(0);
     assert_eq!(refused, 0, "a refused upload left its row");
     let open_rows: i64 =
@@ -1188,6 +1195,69 @@ async fn tokens_and_sessions_die_with_password_changes_logouts_and_disabled_user
     assert_eq!(res.status().as_u16(), 303);
     let res = http.get(format!("{}/admin/", cluster.api)).header("cookie", &session).send().await?;
     assert_eq!(res.status().as_u16(), 303, "an admin session outlived its logout");
+    Ok(())
+}
+
+/// Deleting a user: refused while anything of theirs is live (a file, an open upload)
+/// or still being removed (a deleted file's node copies); once nothing is, the account
+/// goes with the rows of its deleted files and ended uploads. Before, any user who had
+/// ever uploaded could never be deleted: those rows stay as tombstones.
+#[tokio::test]
+async fn a_user_whose_data_is_all_gone_can_be_deleted() -> Result<()> {
+    let cluster = Cluster::start().await?;
+    let alice = cluster.client("alice", "alicealice").await?;
+    let res = alice.upload("gone.bin", &ferry_tests::random_bytes(2000), 1024, None).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let file = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    cluster.wait_replicas(&file, 2).await?;
+    let res = alice.put_raw("/storage/tmp-upload/?filename=open.bin", "bytes 0-9/100", vec![1; 10]).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let upload = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    let refused = |what: &str| -> Result<()> {
+        let (ok, out) = cluster.ferry_cli(&["users", "delete", "alice"], "")?;
+        assert!(!ok && out.contains("disable the account instead"), "deleted while {what}: {out}");
+        Ok(())
+    };
+    refused("a live file and an open upload")?;
+
+    // The file deleted, its node copies held back; the upload expired.
+    assert!(cluster.ferry(&["queues", "pause", "delete"])?.contains("paused"));
+    ferry_tests::eventually("the worker stopped consuming ferry.delete", Duration::from_secs(30), || async {
+        Ok(cluster.log_tail("worker1", 200).contains("queue paused by an operator").then_some(()))
+    })
+    .await?;
+    assert_eq!(alice.delete(&format!("/storage/files/{file}/")).await?.status, 204);
+    let db = cluster.db().await?;
+    db.execute("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id::text = $1", &[&upload]).await?;
+    assert!(cluster.ferry(&["uploads", "gc"])?.contains("expired 1 uploads"), "the upload did not expire");
+    refused("a deleted file's node copies were still there")?;
+
+    assert!(cluster.ferry(&["queues", "resume", "delete"])?.contains("resumed"));
+    ferry_tests::eventually("the copies and staging bytes removed", Duration::from_secs(30), || async {
+        let left: i64 = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM replicas WHERE file_id::text = $1)
+                      + (SELECT count(*) FROM jobs WHERE file_id::text IN ($1, $2) AND state <> 'done')",
+                &[&file, &upload],
+            )
+            .await?
+            .get(0);
+        Ok((left == 0).then_some(()))
+    })
+    .await?;
+    let (ok, out) = cluster.ferry_cli(&["users", "delete", "alice"], "")?;
+    assert!(ok, "{out}");
+    let rows: i64 = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM users WHERE username = 'alice')
+                  + (SELECT count(*) FROM files WHERE id::text = $1)
+                  + (SELECT count(*) FROM uploads WHERE id::text IN ($1, $2))",
+            &[&file, &upload],
+        )
+        .await?
+        .get(0);
+    assert_eq!(rows, 0, "rows of a deleted user left");
+    assert_eq!(alice.get("/storage/files/").await?.status, 401, "a deleted user's token still works");
     Ok(())
 }
 

@@ -177,7 +177,8 @@ pub async fn set_quota(
 
 /// `POST /admin/users/{id}/disable`, `.../enable`, `.../delete`: disabling ends the
 /// user's tokens and sessions at once (their files stay); deleting is refused while
-/// the user owns files or uploads.
+/// the user owns live files, open uploads or node copies of deleted files
+/// ([`users::delete`]).
 pub async fn account_action(
     State(state): State<SharedState>,
     session: AdminSession,
