@@ -16,6 +16,7 @@ pub mod hashing;
 pub mod health;
 pub mod metrics;
 pub mod ops;
+pub mod request_heads;
 pub mod serve;
 pub mod shutdown;
 pub mod signing;

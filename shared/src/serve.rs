@@ -3,7 +3,9 @@
 //! client from holding it: a header-read timeout that also ends idle keep-alive
 //! connections, a cap on open connections and a smaller one per client address,
 //! `TCP_USER_TIMEOUT` for peers that stop acknowledging, and a write timeout for those
-//! that acknowledge but never read. See docs/SECURITY.md.
+//! that acknowledge but never read. Each request head is checked before hyper reads it,
+//! so a head hyper would refuse with an empty body gets the JSON error of every other
+//! refusal ([`crate::request_heads`]). See docs/SECURITY.md.
 //!
 //! `axum::serve` exposes none of hyper's connection settings, so this loop builds each
 //! connection with hyper's own HTTP/1.1 server (`header_read_timeout` with a Tokio
@@ -29,6 +31,7 @@ use tower::ServiceExt;
 
 use crate::config::HttpConfig;
 use crate::metrics;
+use crate::request_heads::{self, Refusals, RequestHeads};
 use crate::slots::KeyedSlots;
 
 /// How long bytes a process sent may stay unacknowledged before the kernel drops the
@@ -122,15 +125,27 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT on a connection");
         }
         let router = router.clone();
+        let refusals = Refusals::new();
+        let seen = refusals.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            // Called in hyper's order of requests; the stand-in for a refused head is
+            // answered here, never routed.
+            let refused = seen.on_request();
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(request)
+            let routed = router.clone().oneshot(request);
+            async move {
+                match refused {
+                    Some(status) => Ok(request_heads::refusal_response(status)),
+                    None => routed.await,
+                }
+            }
         });
         // A write blocked past the timeout fails the connection (tokio-io-timeout), so a
         // client that stops reading frees its response buffers.
         let mut io = TimeoutStream::new(tcp);
         io.set_write_timeout(Some(limits.write_timeout));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service));
+        let io = RequestHeads::new(Box::pin(io), refusals);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
