@@ -93,8 +93,14 @@ pub enum DlqCmd {
 
 #[derive(Subcommand)]
 pub enum WorkersCmd {
-    /// List workers: id, host, pid, version, queues, concurrency, heartbeat, jobs in flight.
+    /// List workers: id, host, pid, version, queues, concurrency, heartbeat, jobs in
+    /// flight. Workers stopped or silent for over an hour are left out (and counted on
+    /// stderr) unless --all.
     Ls {
+        /// Also workers stopped or silent for over an hour (kept until pruned after
+        /// jobs.retention_days).
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         out: Json,
     },
@@ -419,11 +425,12 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
 }
 
 pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
-    let WorkersCmd::Ls { out } = cmd;
-    let rows = workers::list(client).await?;
+    let WorkersCmd::Ls { all, out } = cmd;
+    let rows = workers::list(client, all).await?;
     if out.json {
         return print_json(rows.iter().map(workers::WorkerRow::json));
     }
+    let older = if all { 0 } else { workers::count_older(client).await? };
     outln!(
         "{:<32} {:<8} {:<16} {:<8} {:<10} {:<26} {:>4} {:<19} {:>9} {:>9}",
         "id",
@@ -455,6 +462,9 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
         for id in &w.in_flight {
             outln!("    in flight: {id}");
         }
+    }
+    if older > 0 {
+        eprintln!("{older} worker(s) stopped or silent for over an hour not shown (--all lists them)");
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! JSON answers to request heads hyper would refuse with an empty body.
+//! JSON answers to request heads hyper would refuse with an empty body, and a
+//! lingering close.
 //!
 //! hyper answers a request head it cannot take before any of Ferry's code runs: `400`
 //! (a malformed request line or header field, a bad `Content-Length` or
@@ -25,7 +26,12 @@
 //! passes every later byte through: hyper then answers as it did before, so a mistake
 //! here can only ever leave an empty-bodied refusal, never change a request's bytes.
 //! Only the request side is read; responses (a download's bytes) pass untouched.
+//!
+//! Knowing where the request stream stands also tells when a close would cut a client
+//! off mid-send: a connection that hyper shuts down mid-request lingers ([`Linger`],
+//! RFC 9112 §9.6) so the answer already written is not lost to a reset.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -159,12 +165,45 @@ pub struct RequestHeads<T> {
     /// arriving a byte at a time costs one parse per line, not one per byte.
     scanned: usize,
     refusals: Arc<Refusals>,
+    /// The lingering close under way, once hyper shuts the connection down.
+    linger: Option<Box<Linger>>,
 }
+
+/// A lingering close (RFC 9112 §9.6): the write side is shut, and what the client still
+/// sends is read and dropped until it closes too, so the kernel does not answer those
+/// bytes with a reset that can destroy the answer before the client reads it (an early
+/// `413`, or a refused head, while the client is still sending). Bounded by
+/// [`LINGER_MAX`], [`LINGER_IDLE`] and [`LINGER_BYTES`], as nginx's `lingering_time`,
+/// `lingering_timeout` and Apache's lingering close bound theirs.
+#[derive(Debug)]
+struct Linger {
+    shut: bool,
+    until: Pin<Box<tokio::time::Sleep>>,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    left: usize,
+    scratch: Box<[u8]>,
+}
+
+/// The longest a lingering close reads (nginx's `lingering_time` is 30 s).
+pub const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a lingering close waits for more bytes (nginx's `lingering_timeout`).
+pub const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The most bytes a lingering close reads and drops.
+pub const LINGER_BYTES: usize = 64 << 20;
 
 impl<T> RequestHeads<T> {
     /// Wraps `inner`; `refusals` must be the record the connection's service consults.
     pub fn new(inner: T, refusals: Arc<Refusals>) -> RequestHeads<T> {
-        RequestHeads { inner, held: BytesMut::new(), ready: 0, at: At::Head, heads: 0, scanned: 0, refusals }
+        RequestHeads {
+            inner,
+            held: BytesMut::new(),
+            ready: 0,
+            at: At::Head,
+            heads: 0,
+            scanned: 0,
+            refusals,
+            linger: None,
+        }
     }
 
     /// Checks what `held` starts with in the current state: moves `ready` and `at` on
@@ -375,7 +414,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestHeads<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for RequestHeads<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RequestHeads<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -396,8 +435,49 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RequestHeads<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// Shuts the write side down; when the client may still be sending (hyper gave up
+    /// on a body, or a head was refused, or bytes wait unread), the close lingers
+    /// ([`Linger`]) before this returns and hyper drops the connection.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            let mid_request = !matches!(this.at, At::Head) || !this.held.is_empty();
+            if !mid_request {
+                return Pin::new(&mut this.inner).poll_shutdown(cx);
+            }
+            let now = tokio::time::Instant::now();
+            this.linger = Some(Box::new(Linger {
+                shut: false,
+                until: Box::pin(tokio::time::sleep_until(now + LINGER_MAX)),
+                idle: Box::pin(tokio::time::sleep_until(now + LINGER_IDLE)),
+                left: LINGER_BYTES,
+                scratch: vec![0; READ_STEP].into_boxed_slice(),
+            }));
+        }
+        let Some(linger) = this.linger.as_mut() else { return Poll::Ready(Ok(())) };
+        if !linger.shut {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            linger.shut = true;
+        }
+        loop {
+            if linger.until.as_mut().poll(cx).is_ready() || linger.idle.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut scratch = ReadBuf::new(&mut linger.scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut scratch) {
+                Poll::Ready(Ok(())) if !scratch.filled().is_empty() => {
+                    linger.left = linger.left.saturating_sub(scratch.filled().len());
+                    if linger.left == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    let next = tokio::time::Instant::now() + LINGER_IDLE;
+                    linger.idle.as_mut().reset(next);
+                }
+                // The client closed too (or the connection failed): done.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

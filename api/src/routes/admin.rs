@@ -257,10 +257,26 @@ async fn act_on_job(
     Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
 }
 
-/// `GET /admin/api/workers`: the worker inventory (`ferry workers ls --json`).
-async fn list_workers(State(state): State<SharedState>, _admin: AdminUser) -> ApiResult<Json<Value>> {
-    let rows = workers::list(&state.pool.get().await?).await?;
+/// `GET /admin/api/workers[?all=true]`: the worker inventory (`ferry workers ls
+/// --json [--all]`): without `all`, workers stopped or silent for over an hour are
+/// left out.
+async fn list_workers(
+    State(state): State<SharedState>,
+    _admin: AdminUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let query: AllQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+        .map_err(|_| ApiError::bad_request("invalid_query", "all must be true or false."))?;
+    let rows = workers::list(&state.pool.get().await?, query.all).await?;
     Ok(Json(Value::Array(rows.iter().map(workers::WorkerRow::json).collect())))
+}
+
+/// `?all=true`: also what a listing leaves out by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllQuery {
+    #[serde(default)]
+    all: bool,
 }
 
 /// What `PATCH /admin/api/users/<id>` may change.

@@ -13,6 +13,11 @@ use crate::StoreError;
 /// A worker silent for this long is shown as stale (workers heartbeat every 5 s).
 pub const STALE_AFTER_SECS: f64 = 30.0;
 
+/// Workers stopped or silent for longer than this (an hour) are left out of a listing
+/// unless all are asked for: replicas scaled down or restarted leave a row each until
+/// the monitor prunes it (`jobs.retention_days`).
+pub const RECENT_SECS: f64 = 3600.0;
+
 /// What a worker says about itself when it registers.
 #[derive(Debug, Clone)]
 pub struct Registration<'a> {
@@ -96,14 +101,16 @@ pub async fn stopped(c: &impl GenericClient, id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Every worker, running ones first, then by id.
-pub async fn list(c: &impl GenericClient) -> Result<Vec<WorkerRow>, StoreError> {
+/// Every worker (`all`), or those heard from within [`RECENT_SECS`]; running ones
+/// first, then by last heartbeat.
+pub async fn list(c: &impl GenericClient, all: bool) -> Result<Vec<WorkerRow>, StoreError> {
     let rows = c
         .query_cached(
             "SELECT id, host, pid, version, queues, concurrency, started_at, heartbeat_at, stopped_at, in_flight,
                     EXTRACT(EPOCH FROM now() - heartbeat_at)::float8 AS heartbeat_age_secs
-             FROM workers ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC, id",
-            &[],
+             FROM workers WHERE $1 OR heartbeat_at > now() - make_interval(secs => $2)
+             ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC, id",
+            &[&all, &RECENT_SECS],
         )
         .await?;
     rows.iter()
@@ -123,6 +130,16 @@ pub async fn list(c: &impl GenericClient) -> Result<Vec<WorkerRow>, StoreError> 
             })
         })
         .collect()
+}
+
+/// How many workers a listing without `all` leaves out ([`list`]).
+pub async fn count_older(c: &impl GenericClient) -> Result<i64, StoreError> {
+    Ok(c.query_one_cached(
+        "SELECT count(*) FROM workers WHERE heartbeat_at <= now() - make_interval(secs => $1)",
+        &[&RECENT_SECS],
+    )
+    .await?
+    .try_get(0)?)
 }
 
 /// Deletes workers stopped, or silent, for longer than `older_than_secs`.

@@ -898,6 +898,34 @@ async fn two_admin_logins_in_one_second_get_different_tokens() -> Result<()> {
     Ok(())
 }
 
+/// An answer given before the request's body was read (a `413` on a declared length)
+/// reaches a client that sends its whole body before reading, as urllib3 and many
+/// others do: the server shuts its side and reads and drops the rest before it closes
+/// (a lingering close, RFC 9112 §9.6). Before, it closed with the body unread, the
+/// kernel answered the client's next bytes with a reset, and the client saw its write
+/// fail instead of the 413.
+#[tokio::test]
+async fn an_early_answer_survives_a_client_that_sends_its_whole_body_first() -> Result<()> {
+    let cluster = Cluster::start_with(Options { nodes: 0, register_nodes: false, ..Options::default() }).await?;
+    let port: u16 =
+        cluster.api.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).context("port")?;
+    // Far more than the loopback socket buffers hold, well within the linger's bound.
+    let body = vec![b'a'; 40 << 20];
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await?;
+    let head = format!(
+        "POST /api-token-auth/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(&body).await.context("sending the body the server declined")?;
+    let said = String::from_utf8_lossy(&until_closed(&mut socket, "an early 413").await?).into_owned();
+    let json: serde_json::Value =
+        serde_json::from_str(said.split_once("\r\n\r\n").map_or("", |(_, b)| b)).unwrap_or_default();
+    anyhow::ensure!(said.starts_with("HTTP/1.1 413 ") && json["code"] == "too_large", "{said:?}");
+    Ok(())
+}
+
 /// Item 6: requests with made-up methods do not grow `/metrics` (before, each added a
 /// label set: 83 KB to 2.26 MB after 100 requests, unauthenticated); where they are
 /// counted at all, it is under `method="other"`. A standard method the operations

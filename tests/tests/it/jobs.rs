@@ -43,6 +43,25 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     let api_listed = admin.get("/admin/api/workers").await?.json();
     let worker_ids = |v: &[Value]| v.iter().filter_map(|w| w["id"].as_str().map(str::to_owned)).collect::<Vec<_>>();
     assert_eq!(worker_ids(api_listed.as_array().map_or(&[][..], Vec::as_slice)), worker_ids(&cli), "{api_listed}");
+    // A worker stopped two hours ago (a replica scaled down) is left out of the listings
+    // unless all are asked for, and counted where it is left out.
+    let db = cluster.db().await?;
+    db.execute(
+        "INSERT INTO workers (id, host, pid, version, queues, concurrency, started_at, heartbeat_at, stopped_at)
+         VALUES ('gone:1', 'gone', 1, '0.0.0', '{replicate}', 1, now() - interval '3 hours',
+                 now() - interval '2 hours', now() - interval '2 hours')",
+        &[],
+    )
+    .await?;
+    let (ok, out) = cluster.ferry_cli(&["workers", "ls"], "")?;
+    assert!(ok && !out.contains("gone:1") && out.contains("1 worker(s) stopped or silent for over an hour"), "{out}");
+    assert!(cluster.ferry(&["workers", "ls", "--all"])?.contains("gone:1 "));
+    assert!(!admin.get("/admin/api/workers").await?.text().contains("gone:1"));
+    let all = admin.get("/admin/api/workers?all=true").await?.json();
+    assert_eq!(all.as_array().map(Vec::len), Some(3), "{all}");
+    let res = admin.get("/admin/api/workers?all=maybe").await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "invalid_query"), "{}", res.text());
+    db.execute("DELETE FROM workers WHERE id = 'gone:1'", &[]).await?;
     for row in rows(&workers) {
         assert!(row.contains("assemble,replicate,delete,scrub,drop"), "{row}");
         assert!(row.contains(env!("CARGO_PKG_VERSION")), "the worker's version: {row}");

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use ferry_store::workers::{self, WorkerRow};
@@ -36,9 +36,17 @@ fn row(w: &WorkerRow) -> String {
     )
 }
 
-/// `GET /admin/workers`
-pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Result<Response, UiError> {
-    let rows = workers::list(&state.pool.get().await?).await?;
+/// `GET /admin/workers[?all=1]`: without `all`, workers stopped or silent for over an
+/// hour are left out, with a link to them.
+pub async fn page(
+    State(state): State<SharedState>,
+    session: AdminSession,
+    RawQuery(query): RawQuery,
+) -> Result<Response, UiError> {
+    let client = state.pool.get().await?;
+    let all = query.is_some_and(|q| q.split('&').any(|pair| pair == "all=1" || pair == "all=true"));
+    let rows = workers::list(&client, all).await?;
+    let older = if all { 0 } else { workers::count_older(&client).await? };
     let mut body = String::from(
         "<p>Every ferry-worker registers here and heartbeats every 5 s; one silent for 30 s is stale.</p>\
          <p class=\"live\">This page reloads every 5 s.</p>\
@@ -53,6 +61,13 @@ pub async fn page(State(state): State<SharedState>, session: AdminSession) -> Re
         let _ = write!(body, "<tr class=\"empty\"><td colspan=\"10\">No worker has registered yet.</td></tr>");
     }
     body.push_str("</tbody></table>");
+    if older > 0 {
+        let _ = write!(
+            body,
+            "<p id=\"workers-older\">{older} worker(s) stopped or silent for over an hour not shown: \
+             <a href=\"/admin/workers?all=1\">show all</a> (kept until pruned after jobs.retention_days).</p>"
+        );
+    }
     Ok(Page::admin("Workers", Section::Workers, session.signed_in(), body)
         .with_script(LIVE_RELOAD)
         .render(StatusCode::OK))
