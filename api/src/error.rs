@@ -98,6 +98,10 @@ impl From<StoreError> for ApiError {
             // Whatever field carried it (a login name, a search filter): the request's
             // text, which PostgreSQL refused; the statement carrying it wrote nothing.
             ApiError::bad_request("invalid_text", "Text values cannot contain the NUL character (U+0000).")
+        } else if e.is_owner_gone() {
+            // The account was deleted while this request was under way (its token was
+            // checked at the start): as for any request after the deletion.
+            ApiError::Unauthorized("This account no longer exists.")
         } else if e.is_unavailable() {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::Unavailable { detail: "The database is unavailable; try again shortly.", retry_after: 2 }

@@ -58,9 +58,11 @@ pub const MAX_HEADER_FIELDS: usize = 100;
 /// 65,534 bytes) does not fit in [`MAX_HEAD_BYTES`].
 pub const MAX_TARGET_BYTES: usize = 16 * 1024;
 
-/// The longest chunk-size line, chunk extensions included, this reader follows; past
-/// it the reader stops checking and hyper's own chunk decoder decides.
-const MAX_CHUNK_LINE: usize = 4096;
+/// The longest chunk-size line (extensions included) or trailer line this reader
+/// follows. hyper refuses more than 16 KiB of chunk extensions in a body or of trailers
+/// (`CHUNKED_EXTENSIONS_LIMIT`, `TRAILER_LIMIT` in `proto/h1/decode.rs`) and then ends
+/// the connection, so a longer line can only be the end of the connection anyway.
+const MAX_CHUNK_LINE: usize = 16 * 1024 + 64;
 
 /// The most read at once into the reader's own buffer (heads, chunk lines, trailers).
 const READ_STEP: usize = 16 * 1024;
@@ -591,15 +593,26 @@ fn line(bytes: &[u8], max: usize) -> Line {
     }
 }
 
-/// A chunk-size line's size (hex digits, then optional `;` extensions), or `None`
-/// when it is not one this reader follows.
+/// A chunk-size line's size, read as hyper's decoder reads it (`read_start`,
+/// `read_size`, `read_size_lws`, `read_extension`): at least one hex digit, any number
+/// of them while the value fits in 64 bits (leading zeros too), then optional spaces or
+/// tabs, then optionally `;` and extensions without a bare LF. `None` for anything
+/// hyper refuses (it then ends the connection).
 fn chunk_size(line: &[u8]) -> Option<u64> {
-    let end = line.iter().position(|&b| b == b';' || b == b' ' || b == b'\t').unwrap_or(line.len());
-    let hex = &line[..end];
-    if hex.is_empty() || hex.len() > 16 {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
         return None;
     }
-    hex.iter().try_fold(0u64, |n, &b| Some(n * 16 + u64::from(char::from(b).to_digit(16)?)))
+    let size = line[..digits]
+        .iter()
+        .try_fold(0u64, |n, &b| n.checked_mul(16)?.checked_add(u64::from(char::from(b).to_digit(16)?)))?;
+    let rest = &line[digits..];
+    let lws = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    match &rest[lws..] {
+        [] => Some(size),
+        [b';', extensions @ ..] if !extensions.contains(&b'\n') => Some(size),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -733,6 +746,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn heads_after_odd_but_valid_chunk_framing_are_still_checked() {
+        // What hyper takes (the trial of stop 29 found the checks stopped after each):
+        // a 17-digit chunk size, a 10 KiB extension, a 10 KiB trailer line.
+        let big = "a".repeat(10 * 1024);
+        let huge = format!("x-big: {}\r\n", "a".repeat(MAX_HEAD_BYTES));
+        for body in [
+            "00000000000000005\r\nhello\r\n0\r\n\r\n".to_owned(),
+            format!("5;ext={big}\r\nhello\r\n0\r\n\r\n"),
+            format!("5\r\nhello\r\n0\r\nx-trailer: {big}\r\n\r\n"),
+        ] {
+            let input =
+                format!("PUT /c HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{body}GET /h HTTP/1.1\r\n{huge}\r\n");
+            let said = serve(input.into_bytes(), 4096).await;
+            let answers = bodies(&said);
+            assert_eq!(answers.first().map(String::as_str), Some("200|PUT /c|hello"), "{said:.300}");
+            assert!(
+                answers.get(1).is_some_and(|a| a.starts_with("431|") && a.contains("header_fields_too_large")),
+                "{said:.600}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn what_it_cannot_follow_goes_through_to_hyper() {
         // A chunk-size line it does not read (not hex): hyper's own decoder decides.
         let input = "PUT /b HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
@@ -745,7 +781,10 @@ mod tests {
         assert_eq!(chunk_size(b"1A"), Some(26));
         assert_eq!(chunk_size(b"0;name=value"), Some(0));
         assert_eq!(chunk_size(b""), None);
-        assert_eq!(chunk_size(b"12345678901234567"), None);
+        assert_eq!(chunk_size(b"00000000000000000005"), Some(5), "leading zeros, as hyper");
+        assert_eq!(chunk_size(b"12345678901234567"), None, "over 64 bits");
+        assert_eq!(chunk_size(b"5 \t;a=b"), Some(5));
+        assert_eq!(chunk_size(b"5 x"), None);
         assert_eq!(digits(b"42"), Some(42));
         assert_eq!(digits(b"+4"), None);
         assert_eq!(digits(b"99999999999999999999"), None);

@@ -22,8 +22,10 @@ pub async fn run(ctx: std::sync::Arc<crate::jobs::Ctx>, shutdown: CancellationTo
     // sweep keeps `every`.
     let linger = Duration::from_secs(ctx.config.worker.staging_linger_secs);
     let tick = if linger.is_zero() { every } else { linger.clamp(Duration::from_secs(1), every) };
-    // At start-up, the scratch directories of pushes whose worker on this host was
-    // killed (a replacement usually starts on the same host).
+    // The scratch directories of pushes whose worker on this host was killed: at
+    // start-up (a replacement usually starts on the same host) and at every round (a
+    // worker killed beside this one, which the broker's redelivery makes this one's
+    // work).
     remove_abandoned_scratch(&ctx.config.storage.staging_dir).await;
     let mut nodes_swept = tokio::time::Instant::now();
     loop {
@@ -31,6 +33,7 @@ pub async fn run(ctx: std::sync::Arc<crate::jobs::Ctx>, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
+        remove_abandoned_scratch(&ctx.config.storage.staging_dir).await;
         match sweep(&ctx.config, &ctx.pool, grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(staging.removed = n, "removed unneeded staging directories"),

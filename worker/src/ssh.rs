@@ -486,8 +486,21 @@ pub fn scratch_is_abandoned(name: &str) -> bool {
         let own = scratch_owner();
         own.rsplit_once('-').is_some_and(|(own_host, _)| own_host == host)
             && pid != std::process::id()
-            && !Path::new(&format!("/proc/{pid}")).exists()
+            && !process_runs(pid)
     })
+}
+
+/// Whether process `pid` of this host still runs: it exists and is not a zombie (a
+/// killed worker stays one until its parent reaps it, e.g. a supervisor that has not
+/// yet noticed).
+fn process_runs(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)` (comm may hold one).
+        Ok(stat) => {
+            stat.rsplit_once(')').is_none_or(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+        }
+        Err(_) => false,
+    }
 }
 
 /// `(host, pid)` of a scratch directory name `.push-<host>-<pid>-<uuid>`.
@@ -555,6 +568,18 @@ fn tail(stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_does_not_run() -> std::io::Result<()> {
+        assert!(process_runs(std::process::id()));
+        assert!(!process_runs(u32::MAX));
+        // Exited and not reaped yet: a zombie, as a killed worker before its parent waits.
+        let mut child = std::process::Command::new("true").spawn()?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!process_runs(child.id()));
+        child.wait()?;
+        Ok(())
+    }
 
     /// The worker's XXH3-128 of a source is the sum the real rsync prints for it with
     /// the push's transfer checksum (a local copy: same sender, same `%C`), over sizes

@@ -51,6 +51,17 @@ impl StoreError {
             if e.code() == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE))
     }
 
+    /// True when a write for a user was refused because the user no longer exists: the
+    /// account was deleted (`users::delete`) while one of its requests was under way,
+    /// and the foreign key of `uploads` or `files` to `users` refused the new row
+    /// (SQLSTATE 23503). Nothing was written.
+    pub fn is_owner_gone(&self) -> bool {
+        matches!(self, StoreError::Postgres(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+                && e.as_db_error().and_then(|d| d.constraint())
+                    .is_some_and(|c| c == "uploads_user_id_fkey" || c == "files_user_id_fkey"))
+    }
+
     /// True when a unique constraint refused the write (e.g. a duplicate node name).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))

@@ -243,11 +243,17 @@ impl Start {
 /// Marks each job `active` on `worker` at its attempt, creating the record if the
 /// message had none, all in one statement (a worker's deliveries come in bursts). The
 /// record's `error` is cleared: it is the running attempt's now (the failed ones are in
-/// [`attempts`]). One
+/// [`attempts`]). A record still `active` belongs to an attempt whose delivery the
+/// broker gave again (its worker was killed or lost its connection before it
+/// acknowledged): that attempt is kept in [`attempts`] as `lost` ([`REDELIVERED`]). One
 /// outcome per job, in order: `None` when the record says the job is already `done`
 /// or `cancelled`: a duplicate delivery (re-enqueued by the reconciler, or
 /// republished after a relay crash) that needs no work. A job given twice (two
 /// deliveries of one message) is written once and both get its outcome.
+/// The error kept with an attempt the broker delivered again before it ended.
+pub const REDELIVERED: &str =
+    "the broker delivered the job again: the attempt's worker stopped or lost its connection before it ended";
+
 pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Result<Vec<Option<Started>>, StoreError> {
     // One row per id: `ON CONFLICT DO UPDATE` refuses to touch a row twice.
     let mut seen = std::collections::HashSet::with_capacity(starts.len());
@@ -256,7 +262,11 @@ pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Re
     let attempts: Vec<i32> = unique.iter().map(|s| s.attempt).collect();
     let rows = c
         .query_cached(
-            "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, started_at)
+            "WITH lost AS (
+                 INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
+                 SELECT id, replays, attempt, worker_id, started_at, $10, $11 FROM jobs
+                 WHERE id = ANY($1) AND state = $7)
+             INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, started_at)
              SELECT x.id, x.kind, x.queue, x.payload, x.file_id, x.node_id, $7, x.attempt, $9, now()
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[], $6::int4[], $8::int4[])
                   AS x(id, kind, queue, payload, file_id, node_id, attempt)
@@ -265,7 +275,19 @@ pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Re
                  error = NULL
              WHERE jobs.state NOT IN ('done', 'cancelled')
              RETURNING id, queued_at",
-            &[&ids, &kinds, &queues, &payloads, &files, &nodes, &JobState::Active, &attempts, &worker],
+            &[
+                &ids,
+                &kinds,
+                &queues,
+                &payloads,
+                &files,
+                &nodes,
+                &JobState::Active,
+                &attempts,
+                &worker,
+                &AttemptOutcome::Lost,
+                &REDELIVERED,
+            ],
         )
         .await?;
     let mut started = std::collections::HashMap::with_capacity(rows.len());

@@ -108,7 +108,7 @@ pub async fn list(c: &impl GenericClient, all: bool) -> Result<Vec<WorkerRow>, S
         .query_cached(
             "SELECT id, host, pid, version, queues, concurrency, started_at, heartbeat_at, stopped_at, in_flight,
                     EXTRACT(EPOCH FROM now() - heartbeat_at)::float8 AS heartbeat_age_secs
-             FROM workers WHERE $1 OR heartbeat_at > now() - make_interval(secs => $2)
+             FROM workers WHERE $1 OR GREATEST(heartbeat_at, stopped_at) > now() - make_interval(secs => $2)
              ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC, id",
             &[&all, &RECENT_SECS],
         )
@@ -135,7 +135,7 @@ pub async fn list(c: &impl GenericClient, all: bool) -> Result<Vec<WorkerRow>, S
 /// How many workers a listing without `all` leaves out ([`list`]).
 pub async fn count_older(c: &impl GenericClient) -> Result<i64, StoreError> {
     Ok(c.query_one_cached(
-        "SELECT count(*) FROM workers WHERE heartbeat_at <= now() - make_interval(secs => $1)",
+        "SELECT count(*) FROM workers WHERE GREATEST(heartbeat_at, stopped_at) <= now() - make_interval(secs => $1)",
         &[&RECENT_SECS],
     )
     .await?

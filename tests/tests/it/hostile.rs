@@ -1318,6 +1318,39 @@ async fn a_user_whose_data_is_all_gone_can_be_deleted() -> Result<()> {
     Ok(())
 }
 
+/// A user deleted while one of their uploads is still arriving: the upload's answer
+/// is `401`, as for any request after the deletion, and nothing is left of it (the
+/// trial of stop 29 got a 500 from the foreign key).
+#[tokio::test]
+async fn an_upload_of_a_user_deleted_meanwhile_is_refused_as_unauthenticated() -> Result<()> {
+    let cluster = Cluster::start_with(Options { nodes: 0, register_nodes: false, ..Options::default() }).await?;
+    let bob = cluster.client("bob", "bobbobbob").await?;
+    let token = bob.token.clone().context("token")?;
+    let port: u16 =
+        cluster.api.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).context("port")?;
+    let body = vec![b'f'; 20_000];
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await?;
+    let head = format!(
+        "PUT /storage/tmp-upload/?filename=late.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: JWT {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Range: bytes 0-19999/40000\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(&body[..10_000]).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, out) = cluster.ferry_cli(&["users", "delete", "bob"], "")?;
+    assert!(ok, "bob owns nothing yet: {out}");
+    socket.write_all(&body[10_000..]).await?;
+    let said = String::from_utf8_lossy(&until_closed(&mut socket, "the upload's answer").await?).into_owned();
+    let json: serde_json::Value =
+        serde_json::from_str(said.split_once("\r\n\r\n").map_or("", |(_, b)| b)).unwrap_or_default();
+    anyhow::ensure!(said.starts_with("HTTP/1.1 401 ") && json["code"] == "not_authenticated", "{said:?}");
+    let db = cluster.db().await?;
+    let rows: i64 = db.query_one("SELECT count(*) FROM uploads WHERE filename = 'late.bin'", &[]).await?.get(0);
+    assert_eq!(rows, 0);
+    Ok(())
+}
+
 /// Item 14 (usernames): names differing only in letter case, and names with no letter
 /// or digit (`..`), are refused (before, `Admin`, `ADMIN` and `..` coexisted with
 /// `admin`).

@@ -470,3 +470,53 @@ async fn an_operator_cancels_an_unfinished_upload_and_its_pending_jobs() -> anyh
     assert!(!ok && text.contains(&format!("no upload {unknown}")), "{text}");
     Ok(())
 }
+
+/// A worker killed while it runs a job: the broker gives the delivery to the other
+/// worker, which finishes it, and the killed worker's attempt is kept as `lost` (the
+/// trial of stop 29 found it gone without a trace: the record only named the second
+/// worker, and the killed run counted as queue wait).
+#[tokio::test]
+async fn a_job_whose_worker_is_killed_keeps_the_lost_attempt() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(Options { workers: 2, ..Default::default() }).await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    // Large enough that its copies take a while (the worker hashes the source beside
+    // rsync; a debug build here), small enough for a debug API's body pace.
+    let bytes = random_bytes(48 << 20);
+    let res = api.upload("killed.bin", &bytes, 8 << 20, None).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    let db = cluster.db().await?;
+    // A replicate job running on a worker: kill that worker outright.
+    let (job, worker): (uuid::Uuid, String) = eventually("a replicate job running", Duration::from_secs(30), || async {
+        let row = db
+            .query_opt(
+                "SELECT id, worker_id FROM jobs
+                 WHERE file_id::text = $1 AND kind = 'replicate' AND state = 'active' AND worker_id IS NOT NULL LIMIT 1",
+                &[&id],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    })
+    .await?;
+    let pid = worker.rsplit(':').next().unwrap_or_default().to_owned();
+    let killed = std::process::Command::new("kill").args(["-KILL", &pid]).status()?;
+    assert!(killed.success(), "kill -KILL {pid}");
+
+    cluster.wait_replicas(&id, 2).await?;
+    let shown = eventually("the job done with its lost attempt", Duration::from_secs(60), || async {
+        let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", &job.to_string()])?)?;
+        Ok((shown["state"] == "done").then_some(shown))
+    })
+    .await?;
+    let attempts = shown["attempts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        attempts.iter().any(|a| a["outcome"] == "lost"
+            && a["worker"] == worker.as_str()
+            && a["error"].as_str().is_some_and(|e| e.contains("delivered the job again"))),
+        "{shown}"
+    );
+    assert_ne!(shown["worker"], worker.as_str(), "another worker finished it: {shown}");
+    let downloaded = api.download(&id, None).await?;
+    assert!(downloaded.body == bytes, "the copy differs");
+    Ok(())
+}

@@ -36,7 +36,7 @@ fn row(w: &WorkerRow) -> String {
     )
 }
 
-/// `GET /admin/workers[?all=1]`: without `all`, workers stopped or silent for over an
+/// `GET /admin/workers[?all=true]`: without `all`, workers stopped or silent for over an
 /// hour are left out, with a link to them.
 pub async fn page(
     State(state): State<SharedState>,
@@ -65,7 +65,7 @@ pub async fn page(
         let _ = write!(
             body,
             "<p id=\"workers-older\">{older} worker(s) stopped or silent for over an hour not shown: \
-             <a href=\"/admin/workers?all=1\">show all</a> (kept until pruned after jobs.retention_days).</p>"
+             <a href=\"/admin/workers?all=true\">show all</a> (kept until pruned after jobs.retention_days).</p>"
         );
     }
     Ok(Page::admin("Workers", Section::Workers, session.signed_in(), body)
