@@ -240,6 +240,10 @@ impl Start {
     }
 }
 
+/// The error kept with an attempt the broker delivered again before it ended.
+pub const REDELIVERED: &str =
+    "the broker delivered the job again: the attempt's worker stopped or lost its connection before it ended";
+
 /// Marks each job `active` on `worker` at its attempt, creating the record if the
 /// message had none, all in one statement (a worker's deliveries come in bursts). The
 /// record's `error` is cleared: it is the running attempt's now (the failed ones are in
@@ -250,10 +254,6 @@ impl Start {
 /// or `cancelled`: a duplicate delivery (re-enqueued by the reconciler, or
 /// republished after a relay crash) that needs no work. A job given twice (two
 /// deliveries of one message) is written once and both get its outcome.
-/// The error kept with an attempt the broker delivered again before it ended.
-pub const REDELIVERED: &str =
-    "the broker delivered the job again: the attempt's worker stopped or lost its connection before it ended";
-
 pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Result<Vec<Option<Started>>, StoreError> {
     // One row per id: `ON CONFLICT DO UPDATE` refuses to touch a row twice.
     let mut seen = std::collections::HashSet::with_capacity(starts.len());
