@@ -28,8 +28,11 @@
 //! Only the request side is read; responses (a download's bytes) pass untouched.
 //!
 //! Knowing where the request stream stands also tells when a close would cut a client
-//! off mid-send: a connection that hyper shuts down mid-request lingers ([`Linger`],
-//! RFC 9112 §9.6) so the answer already written is not lost to a reset.
+//! off mid-send: an answer given while its request's body is still on its way says
+//! `Connection: close` ([`Refusals::announce_close`]; hyper closes such a connection
+//! after the answer but decides so only once the head is written), and a connection
+//! that hyper shuts down mid-request lingers ([`Linger`], RFC 9112 §9.6) so the answer
+//! already written is not lost to a reset.
 
 use std::future::Future;
 use std::io;
@@ -71,7 +74,8 @@ const READ_STEP: usize = 16 * 1024;
 /// once it is answered.
 const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n";
 
-/// Which request of a connection was refused, shared by its reader and its service.
+/// Which request of a connection was refused, and which one's body is still being
+/// sent, shared by its reader and its service.
 #[derive(Debug, Default)]
 pub struct Refusals {
     /// The number (from 1) of the refused request, 0 while none is.
@@ -79,6 +83,19 @@ pub struct Refusals {
     status: AtomicU16,
     /// Requests the service has been called for so far.
     dispatched: AtomicU64,
+    /// The number of the request whose body the reader has not yet read to its end,
+    /// 0 while none has (or the reader no longer follows the stream).
+    open_body: AtomicU64,
+}
+
+/// One request as the connection's service sees it ([`Refusals::on_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Its number on the connection, from 1.
+    pub number: u64,
+    /// The status to answer with when it stands in for a refused head (answer it with
+    /// [`refusal_response`], not the router).
+    pub refused: Option<StatusCode>,
 }
 
 impl Refusals {
@@ -87,15 +104,27 @@ impl Refusals {
         Arc::new(Refusals::default())
     }
 
-    /// Called by the connection's service for every request hyper dispatches, in order:
-    /// the status to answer with when this request stands in for a refused head (answer
-    /// it with [`refusal_response`], not the router), `None` otherwise.
-    pub fn on_request(&self) -> Option<StatusCode> {
+    /// Called by the connection's service for every request hyper dispatches, in order.
+    pub fn on_request(&self) -> Dispatched {
         let number = self.dispatched.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.refused.load(Ordering::Acquire) == number {
+        let refused = if self.refused.load(Ordering::Acquire) == number {
             StatusCode::from_u16(self.status.load(Ordering::Acquire)).ok()
         } else {
             None
+        };
+        Dispatched { number, refused }
+    }
+
+    /// Adds `Connection: close` to the answer to request `number` when its body has not
+    /// been read to its end (an early `413`, a refused token, a quota refusal) and the
+    /// answer names no connection option of its own: hyper then closes the connection
+    /// after the answer (it reads at most what already arrived of the rest), and RFC
+    /// 9112 §9.6 has a server that closes say so, so the client neither reuses the
+    /// connection nor takes the close for a failure. Answers to requests whose bodies
+    /// were read keep the connection open.
+    pub fn announce_close(&self, number: u64, response: &mut Response<Body>) {
+        if self.open_body.load(Ordering::Acquire) == number && !response.headers().contains_key(header::CONNECTION) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
 
@@ -208,6 +237,17 @@ impl<T> RequestHeads<T> {
         }
     }
 
+    /// Moves to `at`, and tells the service whether the request of the latest head has
+    /// body bytes still to come from the client.
+    fn set_at(&mut self, at: At) {
+        let open = matches!(at, At::Body(_) | At::ChunkSize | At::ChunkData(_) | At::ChunkEnd | At::Trailers);
+        let was = matches!(self.at, At::Body(_) | At::ChunkSize | At::ChunkData(_) | At::ChunkEnd | At::Trailers);
+        if open != was {
+            self.refusals.open_body.store(if open { self.heads } else { 0 }, Ordering::Release);
+        }
+        self.at = at;
+    }
+
     /// Checks what `held` starts with in the current state: moves `ready` and `at` on
     /// and returns true when it got further, false when it needs more bytes.
     fn advance(&mut self) -> bool {
@@ -232,22 +272,23 @@ impl<T> RequestHeads<T> {
                 }
                 let take = usize::try_from(left).unwrap_or(usize::MAX).min(pending.len());
                 self.ready += take;
-                self.at = after_data(self.at, take);
+                self.set_at(after_data(self.at, take));
                 true
             }
             At::ChunkSize => match line(pending, MAX_CHUNK_LINE) {
                 Line::Partial => false,
                 Line::Complete(end) => {
-                    self.at = match chunk_size(&pending[..end - 2]) {
+                    let next = match chunk_size(&pending[..end - 2]) {
                         Some(0) => At::Trailers,
                         Some(size) => At::ChunkData(size),
                         None => At::Through,
                     };
                     self.ready += end;
+                    self.set_at(next);
                     true
                 }
                 Line::TooLong => {
-                    self.at = At::Through;
+                    self.set_at(At::Through);
                     true
                 }
             },
@@ -255,23 +296,24 @@ impl<T> RequestHeads<T> {
                 if pending.len() < 2 {
                     return false;
                 }
-                self.at = if pending.starts_with(b"\r\n") { At::ChunkSize } else { At::Through };
-                if self.at == At::ChunkSize {
+                let next = if pending.starts_with(b"\r\n") { At::ChunkSize } else { At::Through };
+                if next == At::ChunkSize {
                     self.ready += 2;
                 }
+                self.set_at(next);
                 true
             }
             At::Trailers => match line(pending, MAX_CHUNK_LINE) {
                 Line::Partial => false,
                 Line::Complete(end) => {
                     if end == 2 {
-                        self.at = At::Head;
+                        self.set_at(At::Head);
                     }
                     self.ready += end;
                     true
                 }
                 Line::TooLong => {
-                    self.at = At::Through;
+                    self.set_at(At::Through);
                     true
                 }
             },
@@ -291,7 +333,7 @@ impl<T> RequestHeads<T> {
                 self.heads += 1;
                 self.ready += len;
                 self.scanned = 0;
-                self.at = next;
+                self.set_at(next);
                 true
             }
             Head::Refuse(status) => {
@@ -309,7 +351,7 @@ impl<T> RequestHeads<T> {
         self.ready = self.held.len();
         self.heads += 1;
         self.refusals.refuse(self.heads, status);
-        self.at = At::Refused;
+        self.set_at(At::Refused);
         self.scanned = 0;
         tracing::debug!(status = status.as_u16(), "request head refused");
     }
@@ -389,7 +431,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestHeads<T> {
                             buf.filled().len() - before
                         }
                     };
-                    this.at = after_data(this.at, got);
+                    this.set_at(after_data(this.at, got));
                     return Poll::Ready(Ok(()));
                 }
                 at => {
@@ -404,7 +446,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestHeads<T> {
                     std::task::ready!(polled)?;
                     if got == 0 {
                         // The end of the stream: give hyper what is left, then the end.
-                        this.at = At::Through;
+                        this.set_at(At::Through);
                         this.ready = before;
                         if before == 0 {
                             return Poll::Ready(Ok(()));
@@ -629,17 +671,26 @@ mod tests {
         let refusals = Refusals::new();
         let seen = refusals.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let refused = seen.on_request();
+            let dispatched = seen.on_request();
+            let seen = seen.clone();
             async move {
-                if let Some(status) = refused {
+                if let Some(status) = dispatched.refused {
                     return Ok::<_, std::convert::Infallible>(refusal_response(status));
                 }
                 let head = format!("{} {}|", request.method(), request.uri());
+                if request.uri().path() == "/early" {
+                    // Answers without reading the body, as an early 413 does.
+                    let mut response = Response::new(Body::from(head));
+                    seen.announce_close(dispatched.number, &mut response);
+                    return Ok(response);
+                }
                 let body = http_body_util::BodyExt::collect(request.into_body())
                     .await
                     .map(|b| b.to_bytes().to_vec())
                     .unwrap_or_else(|e| format!("body error: {e}").into_bytes());
-                Ok(Response::new(Body::from([head.into_bytes(), body].concat())))
+                let mut response = Response::new(Body::from([head.into_bytes(), body].concat()));
+                seen.announce_close(dispatched.number, &mut response);
+                Ok(response)
             }
         });
         let io = hyper_util::rt::TokioIo::new(RequestHeads::new(server, refusals));
@@ -766,6 +817,32 @@ mod tests {
                 "{said:.600}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_body_has_arrived_says_close() {
+        // The body's head and a quarter of it: the early answer says close, and hyper
+        // closes after it.
+        let input = "POST /early HTTP/1.1\r\ncontent-length: 400000\r\n\r\n".to_owned() + &"a".repeat(100_000);
+        let said = serve(input.into_bytes(), 4096).await;
+        assert!(
+            said.starts_with("HTTP/1.1 200 ") && said.to_ascii_lowercase().contains("connection: close\r\n"),
+            "{said:.300}"
+        );
+        assert_eq!(bodies(&said), ["200|POST /early|"], "{said:.300}");
+        // Bodies read to their end, chunked or not, keep the connection for the next
+        // request; so does a small body that had arrived whole when it was answered.
+        let input = "PUT /a HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello\
+                     PUT /b HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+                     POST /early HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello\
+                     GET /c HTTP/1.1\r\n\r\n";
+        let said = serve(input.as_bytes().to_vec(), 1 << 20).await;
+        assert!(!said.to_ascii_lowercase().contains("connection: close"), "{said}");
+        assert_eq!(
+            bodies(&said),
+            ["200|PUT /a|hello", "200|PUT /b|hello", "200|POST /early|", "200|GET /c|"],
+            "{said}"
+        );
     }
 
     #[tokio::test]

@@ -130,13 +130,18 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             // Called in hyper's order of requests; the stand-in for a refused head is
             // answered here, never routed.
-            let refused = seen.on_request();
+            let dispatched = seen.on_request();
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             let routed = router.clone().oneshot(request);
+            let seen = seen.clone();
             async move {
-                match refused {
-                    Some(status) => Ok(request_heads::refusal_response(status)),
-                    None => routed.await,
+                match dispatched.refused {
+                    Some(status) => Ok::<_, std::convert::Infallible>(request_heads::refusal_response(status)),
+                    None => {
+                        let Ok(mut response) = routed.await;
+                        seen.announce_close(dispatched.number, &mut response);
+                        Ok(response)
+                    }
                 }
             }
         });

@@ -265,18 +265,31 @@ async fn list_workers(
     _admin: AdminUser,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query: AllQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
-        .map_err(|_| ApiError::bad_request("invalid_query", "all must be true or false."))?;
-    let rows = workers::list(&state.pool.get().await?, query.all).await?;
+    let all = AllQuery::parse(query.as_deref()).map_err(|detail| ApiError::bad_request("invalid_query", detail))?;
+    let rows = workers::list(&state.pool.get().await?, all).await?;
     Ok(Json(Value::Array(rows.iter().map(workers::WorkerRow::json).collect())))
 }
 
-/// `?all=true`: also what a listing leaves out by default.
+/// `?all=true`: also what a listing leaves out by default. The admin API and the admin
+/// page's workers listing read it the same way.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AllQuery {
+pub(crate) struct AllQuery {
     #[serde(default)]
     all: bool,
+}
+
+impl AllQuery {
+    /// Whether a query string (without the `?`) asks for `all`: absent or empty is
+    /// `false`; `all=true` or `all=false` only.
+    ///
+    /// # Errors
+    /// The detail of a `400 invalid_query` for any other value or any other key.
+    pub(crate) fn parse(raw: Option<&str>) -> Result<bool, &'static str> {
+        serde_urlencoded::from_str::<AllQuery>(raw.unwrap_or_default())
+            .map(|q| q.all)
+            .map_err(|_| "all must be true or false.")
+    }
 }
 
 /// What `PATCH /admin/api/users/<id>` may change.
@@ -357,4 +370,20 @@ async fn show_file(
             "updated_at": r.updated_at,
         })).collect::<Vec<_>>(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AllQuery;
+
+    #[test]
+    fn all_is_true_false_or_absent() {
+        assert_eq!(AllQuery::parse(None), Ok(false));
+        assert_eq!(AllQuery::parse(Some("")), Ok(false));
+        assert_eq!(AllQuery::parse(Some("all=true")), Ok(true));
+        assert_eq!(AllQuery::parse(Some("all=false")), Ok(false));
+        for bad in ["all=1", "all=x", "all=", "every=true", "all=true&page=2"] {
+            assert!(AllQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

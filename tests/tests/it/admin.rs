@@ -209,6 +209,9 @@ async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin
         Ok((cli == page).then_some(()))
     })
     .await?;
+    // `?all` reads as the admin API reads it.
+    pages.get("/admin/workers?all=true").await?;
+    assert_eq!(pages.status("/admin/workers?all=maybe").await?, 400);
     // Queues: a kind paused from the page is paused for the CLI, with the rates the page
     // shows (from the management API) and when they were read.
     let html = pages.get("/admin/queues").await?;

@@ -31,6 +31,12 @@ impl AdminPage {
         Ok(res.text().await?)
     }
 
+    /// The status `path` answers with.
+    pub async fn status(&self, path: &str) -> Result<u16> {
+        let res = self.http.get(format!("{}{path}", self.base)).header("Cookie", &self.cookie).send().await?;
+        Ok(res.status().as_u16())
+    }
+
     /// Posts a form of the page with `csrf` as its only field; the answer's status.
     pub async fn post(&self, path: &str, csrf: &str) -> Result<u16> {
         let res = self

@@ -903,7 +903,7 @@ async fn two_admin_logins_in_one_second_get_different_tokens() -> Result<()> {
 /// others do: the server shuts its side and reads and drops the rest before it closes
 /// (a lingering close, RFC 9112 §9.6). Before, it closed with the body unread, the
 /// kernel answered the client's next bytes with a reset, and the client saw its write
-/// fail instead of the 413.
+/// fail instead of the 413. The answer says `Connection: close`.
 #[tokio::test]
 async fn an_early_answer_survives_a_client_that_sends_its_whole_body_first() -> Result<()> {
     let cluster = Cluster::start_with(Options { nodes: 0, register_nodes: false, ..Options::default() }).await?;
@@ -923,6 +923,10 @@ async fn an_early_answer_survives_a_client_that_sends_its_whole_body_first() -> 
     let json: serde_json::Value =
         serde_json::from_str(said.split_once("\r\n\r\n").map_or("", |(_, b)| b)).unwrap_or_default();
     anyhow::ensure!(said.starts_with("HTTP/1.1 413 ") && json["code"] == "too_large", "{said:?}");
+    // The answer says the connection closes (RFC 9112 §9.6) rather than leaving the
+    // client to find out.
+    let head = said.split_once("\r\n\r\n").map_or("", |(h, _)| h).to_ascii_lowercase();
+    anyhow::ensure!(head.contains("\r\nconnection: close"), "{said:?}");
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use ferry_store::workers::{self, WorkerRow};
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::html::{fmt_age, fmt_time, Esc, Page, Section, LIVE_RELOAD};
 use crate::admin_ui::session::AdminSession;
+use crate::routes::admin::AllQuery;
 use crate::state::SharedState;
 
 fn row(w: &WorkerRow) -> String {
@@ -43,8 +44,8 @@ pub async fn page(
     session: AdminSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
+    let all = AllQuery::parse(query.as_deref()).map_err(|detail| UiError::Invalid(detail.into()))?;
     let client = state.pool.get().await?;
-    let all = query.is_some_and(|q| q.split('&').any(|pair| pair == "all=1" || pair == "all=true"));
     let rows = workers::list(&client, all).await?;
     let older = if all { 0 } else { workers::count_older(&client).await? };
     let mut body = String::from(
