@@ -57,9 +57,10 @@ impl DeadLetterAction {
         }
     }
 
-    /// Does it to job `id`; false when the job is not a dead letter (unknown, finished,
-    /// discarded, or replayed already). A replay wakes this process's outbox relay.
-    pub async fn apply(self, state: &SharedState, id: Uuid) -> Result<bool, StoreError> {
+    /// Does it to job `id` (see [`jobs::Replay`] for what a replay may refuse; a
+    /// discard answers `Replayed` when done, `NotDead` otherwise). A replay wakes this
+    /// process's outbox relay.
+    pub async fn apply(self, state: &SharedState, id: Uuid) -> Result<jobs::Replay, StoreError> {
         let mut client = state.pool.get().await?;
         match self {
             DeadLetterAction::Replay => {
@@ -69,7 +70,13 @@ impl DeadLetterAction {
                 state.relay.wake();
                 Ok(replayed)
             }
-            DeadLetterAction::Discard => jobs::discard(&client, id).await,
+            DeadLetterAction::Discard => {
+                Ok(if jobs::discard(&client, id).await? { jobs::Replay::Replayed } else { jobs::Replay::NotDead })
+            }
         }
     }
 }
+
+/// The detail of the refusal to replay a copy or check of a deleted file.
+pub const FILE_DELETED: &str =
+    "The job's file was deleted after the job died: a replay would find nothing to do. Discard the dead letter.";

@@ -222,12 +222,15 @@ fn print_jobs(rows: &[JobRecord], with_reason: bool) {
         "duration",
         if with_reason { "reason" } else { "upload / error" }
     );
+    let now = chrono::Utc::now();
     for j in rows {
         let note = match (j.shown_error().as_deref().map(one_line), with_reason) {
             (Some(e), true) => e,
             (Some(e), false) => format!("{} {e}", j.file),
             (None, _) => j.file.to_string(),
         };
+        // While retrying: which attempt comes next, and when.
+        let note = if j.retry_at.is_some() { format!("[{}] {note}", j.attempt_text(now)) } else { note };
         outln!(
             "{:<19}  {:<36}  {:<12} {:<9} {:>3} {:>4}  {:<24} {:>7} {:>8}  {}",
             j.queued_at.format("%F %T"),
@@ -359,10 +362,11 @@ async fn targets(client: &Client, ids: Vec<String>, all: bool, filter: &FilterAr
 }
 
 /// An error (non-zero exit) when a replay or discard acted on fewer of the `given` jobs
-/// than asked: the others were unknown, finished or discarded.
+/// than asked: the others were unknown, finished or discarded, or (a replay) copies or
+/// checks of files deleted since.
 fn all_dead_letters(acted: usize, given: usize) -> anyhow::Result<()> {
     if acted < given {
-        bail!("{} of the {given} job(s) given are not dead letters (unknown, finished or discarded)", given - acted);
+        bail!("{} of the {given} job(s) given were skipped (each says why above)", given - acted);
     }
     Ok(())
 }
@@ -393,11 +397,16 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             let tx = client.transaction().await?;
             let mut replayed = 0;
             for id in &ids {
-                if jobs::replay(&tx, *id, ferry_queue::JOBS_EXCHANGE).await? {
-                    replayed += 1;
-                    outln!("replayed {id}");
-                } else {
-                    eprintln!("{id} is not a dead letter; skipped");
+                match jobs::replay(&tx, *id, ferry_queue::JOBS_EXCHANGE).await? {
+                    jobs::Replay::Replayed => {
+                        replayed += 1;
+                        outln!("replayed {id}");
+                    }
+                    jobs::Replay::NotDead => eprintln!("{id} is not a dead letter; skipped"),
+                    jobs::Replay::FileDeleted => eprintln!(
+                        "{id}: its file was deleted after it died, so a replay would find nothing to do; \
+                         skipped (discard it: ferry dlq discard {id})"
+                    ),
                 }
             }
             tx.commit().await?;
@@ -459,8 +468,11 @@ pub async fn workers(client: &Client, cmd: WorkersCmd) -> anyhow::Result<()> {
             w.heartbeat_age_secs,
             w.in_flight.len(),
         );
+        // A stale worker's list is what it last reported: its jobs go to other
+        // workers once the broker drops its connection, and may be listed there too.
+        let label = if state == "running" { "in flight" } else { "in flight at its last heartbeat" };
         for id in &w.in_flight {
-            outln!("    in flight: {id}");
+            outln!("    {label}: {id}");
         }
     }
     if older > 0 {

@@ -110,7 +110,14 @@ async fn take_in(pool: &Pool, kind: JobKind, delivery: &Delivery) -> Result<(), 
         node: job.node(),
         payload: &payload,
     };
-    let dead = DeadLetter { job: record, reason: &reason, attempt, worker: worker.as_deref() };
+    let dead = DeadLetter {
+        job: record,
+        reason: &reason,
+        attempt,
+        worker: worker.as_deref(),
+        by_worker: false,
+        max_attempts: None,
+    };
     jobs::dead(&pool.get().await?, &dead).await?;
     tracing::warn!(job.id = %id, job.kind = job.name(), file.id = %job.file(), reason, "dead letter recorded");
     Ok(())

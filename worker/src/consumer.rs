@@ -31,6 +31,15 @@ use uuid::Uuid;
 use crate::jobs::{self, Ctx, JobError};
 use ferry_store::jobs as records;
 
+/// Logged when a run ends whose job record is no longer `active` on this worker: the
+/// broker gave the job to a later delivery (this worker stalled past its connection's
+/// heartbeat, or was cut off), which owns the record and keeps this run as a `lost`
+/// attempt; or (rarely) this run's start could not be recorded, and the reconciler
+/// runs the job again later. This run's outcome is neither recorded nor acted on (no
+/// retry, no dead letter).
+const SUPERSEDED: &str =
+    "job ended after a later delivery took it over (or its start was not recorded); its outcome is left to the record";
+
 pub struct QueueConsumer {
     pub ctx: Arc<Ctx>,
     pub publisher: Arc<Publisher>,
@@ -225,39 +234,73 @@ impl QueueConsumer {
                 tracing::info!(?job, duration_ms, "job done");
                 let finished = self.ctx.finished.write(id).await;
                 match finished.map_err(|error| tracing::warn!(%error, "could not update the job record")).ok() {
-                    Some(()) => delivery.ack(BasicAckOptions::default()).await,
+                    Some(true) => delivery.ack(BasicAckOptions::default()).await,
+                    Some(false) => {
+                        tracing::warn!("{SUPERSEDED}");
+                        delivery.ack(BasicAckOptions::default()).await
+                    }
                     // The record must not stay open for work that is done: run it again
                     // (it finds its work done) once PostgreSQL answers.
                     None => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
                 }
             }
             Err(JobError::Retry(reason)) if attempt + 1 < policy.max_attempts => {
-                tracing::warn!(?job, reason, duration_ms, "job failed; will retry");
-                let next = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
-                let error = reason.as_str();
-                self.record(|c| async move { records::retrying(&c, id, next, error).await }).await;
-                match self.retry_later(&delivery, id, policy.tier(attempt + 1), attempt + 1).await {
+                let tier = policy.tier(attempt + 1);
+                tracing::warn!(?job, reason, duration_ms, retry_in = tier, "job failed; will retry");
+                let retry = records::Retry {
+                    id,
+                    attempt: i32::try_from(attempt + 1).unwrap_or(i32::MAX),
+                    error: &reason,
+                    worker: &worker.id,
+                    delay: queue::retry_delay(tier),
+                    max_attempts: i32::try_from(policy.max_attempts).unwrap_or(i32::MAX),
+                };
+                let retry = &retry;
+                let recorded = self.record(|c| async move { records::retrying(&c, retry).await });
+                if recorded.await == Some(false) {
+                    // Another delivery runs or ran the job: it decides what comes next.
+                    tracing::warn!("{SUPERSEDED}");
+                    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+                        tracing::warn!(%error, "could not settle a delivery");
+                    }
+                    return;
+                }
+                match self.retry_later(&delivery, id, tier, attempt + 1).await {
                     Ok(()) => delivery.ack(BasicAckOptions::default()).await,
                     // Could not park it: let the broker redeliver it now instead.
                     Err(_) => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
                 }
             }
-            Err(JobError::Retry(reason) | JobError::Permanent(reason)) => {
-                tracing::error!(?job, reason, duration_ms, "job failed for good; dead-lettering");
-                match jobs::give_up(&self.ctx, &job, &reason).await {
-                    Ok(()) => {
-                        let dead = records::DeadLetter {
-                            job: record.clone(),
-                            reason: &reason,
-                            attempt: attempt_db,
-                            worker: Some(&worker.id),
-                        };
-                        let dead = &dead;
-                        self.record(|c| async move { records::dead(&c, dead).await }).await;
-                        self.dead_letter(&delivery, id, Some(&job), attempt, &reason).await;
-                        return;
+            Err(error) => {
+                // Out of attempts, or an error no retry can mend.
+                let reason = match error {
+                    JobError::Retry(reason) => format!("gave up after {} attempts: {reason}", attempt + 1),
+                    JobError::Permanent(reason) => reason,
+                };
+                // The record first: a run that a later delivery superseded must not
+                // fail the replica or upload that delivery is working on.
+                let dead = records::DeadLetter {
+                    job: record.clone(),
+                    reason: &reason,
+                    attempt: attempt_db,
+                    worker: Some(&worker.id),
+                    by_worker: true,
+                    max_attempts: Some(i32::try_from(policy.max_attempts).unwrap_or(i32::MAX)),
+                };
+                let dead = &dead;
+                if self.record(|c| async move { records::dead(&c, dead).await }).await == Some(false) {
+                    tracing::warn!("{SUPERSEDED}");
+                    delivery.ack(BasicAckOptions::default()).await
+                } else {
+                    tracing::error!(?job, reason, duration_ms, "job failed for good; dead-lettering");
+                    match jobs::give_up(&self.ctx, &job, &reason).await {
+                        Ok(()) => {
+                            self.dead_letter(&delivery, id, Some(&job), attempt, &reason).await;
+                            return;
+                        }
+                        // The record says dead; the redelivery starts it again.
+                        Err(_) => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
                     }
-                    Err(_) => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
                 }
             }
         };
@@ -358,13 +401,15 @@ pub fn record_started(
 
 /// Ends job records `done` in groups ([`crate::gather`]) on the job-record pool
 /// (asynchronous commit, [`ferry_store::bookkeeping_pool`]): the jobs of one rsync
-/// batch end together, so their records take one statement.
-pub fn record_finished(records: ferry_store::Pool, max: usize) -> crate::gather::Gather<Uuid, ()> {
+/// batch end together, so their records take one statement. Each job's outcome is
+/// false when its record was not `active` on `worker` (a later delivery has it:
+/// [`records::finish`]).
+pub fn record_finished(records: ferry_store::Pool, worker: String, max: usize) -> crate::gather::Gather<Uuid, bool> {
     crate::gather::Gather::spawn(max, move |ids: Vec<Uuid>| {
-        let records = records.clone();
+        let (records, worker) = (records.clone(), worker.clone());
         async move {
-            ferry_store::jobs::finish(&records.get().await?, &ids).await?;
-            Ok(vec![(); ids.len()])
+            let done = records::finish(&records.get().await?, &ids, &worker).await?;
+            Ok(ids.iter().map(|id| done.contains(id)).collect())
         }
     })
 }

@@ -74,7 +74,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         begin: jobs::replicate::begin_copies(pool.clone(), GROUP_MAX),
         present: jobs::replicate::record_present(pool.clone(), GROUP_MAX),
         started: consumer::record_started(records.clone(), worker.id.clone(), GROUP_MAX),
-        finished: consumer::record_finished(records.clone(), GROUP_MAX),
+        finished: consumer::record_finished(records.clone(), worker.id.clone(), GROUP_MAX),
         pool: pool.clone(),
         records,
         relay: RelayWaker::default(),

@@ -232,7 +232,8 @@ async fn show_job(
 
 /// `POST /admin/api/jobs/<id>/replay` (a dead letter back in its queue, same id) and
 /// `POST /admin/api/jobs/<id>/discard` (cancelled for good): the job record after it;
-/// 409 `not_dead_letter` for a job that is not one (any more).
+/// 409 `not_dead_letter` for a job that is not one (any more), 409 `file_deleted` for a
+/// replay of a copy or check whose file was deleted since (discard it instead).
 async fn act_on_job(
     State(state): State<SharedState>,
     admin: AdminUser,
@@ -240,7 +241,15 @@ async fn act_on_job(
 ) -> ApiResult<Json<Value>> {
     let id = parse_job_id(&id)?;
     let action = DeadLetterAction::parse(&action).ok_or(ApiError::NotFound { what: "Action" })?;
-    if !action.apply(&state, id).await? {
+    let acted = action.apply(&state, id).await?;
+    if acted == jobs::Replay::FileDeleted {
+        return Err(ApiError::Conflict {
+            code: "file_deleted",
+            detail: crate::job_ops::FILE_DELETED.into(),
+            state: None,
+        });
+    }
+    if acted == jobs::Replay::NotDead {
         let exists = jobs::get(&state.pool.get().await?, id).await?.is_some();
         return Err(if exists {
             ApiError::Conflict {

@@ -464,7 +464,11 @@ async fn create_whole(
     // wrong md5 records nothing and the guard releases the bytes.
     let digest = received.digest.clone().ok_or_else(file_required)?;
     if digest.finalize().0 != md5 {
-        return Err(checksum_mismatch());
+        // Not the open upload's text: nothing is kept here to complete again.
+        return Err(ApiError::bad_request(
+            UploadFailure::ChecksumMismatch.code(),
+            "md5 checksum does not match the uploaded file. Nothing was stored: upload the file again with its md5.",
+        ));
     }
     let filename = resolve_filename(&received.fields.filename, &query, &headers)?;
     let parent_raw = received.fields.parent.clone().or(query.parent.clone());

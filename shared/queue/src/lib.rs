@@ -26,6 +26,6 @@ pub use publisher::{
     DEAD_LETTER_HEADERS, FILE_HEADER, KIND_HEADER, NODE_HEADER, REASON_HEADER, WORKER_HEADER,
 };
 pub use topology::{
-    connect, declare_heartbeat_exchange, declare_topology, retire_per_kind_retry_queues, retry_queue, DEAD_EXCHANGE,
-    DELIVERY_LIMIT, HEARTBEAT_EXCHANGE, JOBS_EXCHANGE, RETRY_TIERS,
+    connect, declare_heartbeat_exchange, declare_topology, retire_per_kind_retry_queues, retry_delay, retry_queue,
+    DEAD_EXCHANGE, DELIVERY_LIMIT, HEARTBEAT_EXCHANGE, JOBS_EXCHANGE, RETRY_TIERS,
 };

@@ -36,6 +36,12 @@ pub const RETRY_TIERS: &[(&str, Duration)] = &[
     ("2m", Duration::from_secs(120)),
 ];
 
+/// The delay of the retry tier named `tier` of [`RETRY_TIERS`] (zero for a name that
+/// is none of them).
+pub fn retry_delay(tier: &str) -> Duration {
+    RETRY_TIERS.iter().find(|(name, _)| *name == tier).map_or(Duration::ZERO, |(_, delay)| *delay)
+}
+
 /// The retry tier queue (and its fanout exchange) named `tier` of [`RETRY_TIERS`].
 pub fn retry_queue(tier: &str) -> String {
     format!("ferry.retry.{tier}")

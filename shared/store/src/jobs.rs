@@ -69,6 +69,13 @@ pub struct JobRecord {
     pub replays: i32,
     pub replayed_at: Option<DateTime<Utc>>,
     pub discarded_at: Option<DateTime<Utc>>,
+    /// While `retrying`: when the next attempt is due (the retry tier's delay from the
+    /// failure; the broker's message TTL decides to the second). `None` otherwise.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Attempts the job's kind gets before it is given up, as the worker that last
+    /// scheduled a retry or gave it up knew them (`worker.policy.<kind>.max_attempts`);
+    /// `None` before any failure.
+    pub max_attempts: Option<i32>,
 }
 
 fn state_text<S: serde::Serializer>(state: &JobState, s: S) -> Result<S::Ok, S::Error> {
@@ -100,6 +107,28 @@ impl JobRecord {
         self.started_at.map(|s| (s - self.queued_at).num_milliseconds())
     }
 
+    /// The attempt as operators read it. While `retrying`, the retry to come (the next
+    /// attempt's number counting from 0 is the retries so far, so it is also that
+    /// retry's number counting from 1) and when it is due: `retry 3 of 7 at 00:21:05
+    /// UTC, in 95 s` (`now` gives the "in"; 7 = the kind's attempts less the first).
+    /// Otherwise the attempt's number from 0, with the kind's budget once known: `3 (from
+    /// 0; 8 allowed)`.
+    pub fn attempt_text(&self, now: DateTime<Utc>) -> String {
+        match self.retry_at {
+            Some(at) if self.state == JobState::Retrying => format!(
+                "retry {}{} at {}, in {} s",
+                self.attempt,
+                self.max_attempts.map(|m| format!(" of {}", m - 1)).unwrap_or_default(),
+                at.format("%T UTC"),
+                (at - now).num_seconds().max(0)
+            ),
+            _ => match self.max_attempts {
+                Some(m) => format!("{} (from 0; {m} allowed)", self.attempt),
+                None => self.attempt.to_string(),
+            },
+        }
+    }
+
     /// Started → finished of the last attempt, in milliseconds.
     pub fn duration_ms(&self) -> Option<i64> {
         match (self.started_at, self.finished_at) {
@@ -109,6 +138,7 @@ impl JobRecord {
     }
 
     fn from_row(r: &Row) -> Result<JobRecord, StoreError> {
+        let state: JobState = r.try_get("state")?;
         Ok(JobRecord {
             id: r.try_get("id")?,
             kind: r.try_get("kind")?,
@@ -116,7 +146,7 @@ impl JobRecord {
             payload: r.try_get("payload")?,
             file: r.try_get("file_id")?,
             node: r.try_get("node_id")?,
-            state: r.try_get("state")?,
+            state,
             attempt: r.try_get("attempt")?,
             worker: r.try_get("worker_id")?,
             queued_at: r.try_get("queued_at")?,
@@ -128,12 +158,15 @@ impl JobRecord {
             replays: r.try_get("replays")?,
             replayed_at: r.try_get("replayed_at")?,
             discarded_at: r.try_get("discarded_at")?,
+            retry_at: r.try_get::<_, Option<DateTime<Utc>>>("retry_at")?.filter(|_| state == JobState::Retrying),
+            max_attempts: r.try_get("max_attempts")?,
         })
     }
 }
 
 const COLUMNS: &str = "id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, queued_at, \
-                       started_at, finished_at, state_at, error, requeues, replays, replayed_at, discarded_at";
+                       started_at, finished_at, state_at, error, requeues, replays, replayed_at, discarded_at, \
+                       retry_at, max_attempts";
 
 /// Enqueues new jobs inside the caller's transaction, in one statement whatever their
 /// number (a file's replicate jobs go together): records each as `queued` and adds its
@@ -297,31 +330,70 @@ pub async fn start(c: &impl GenericClient, starts: &[Start], worker: &str) -> Re
     Ok(starts.iter().map(|s| started.get(&s.id).copied()).collect())
 }
 
-/// Marks the jobs `done`, in one statement (the jobs of one rsync batch end together).
-/// The record's `error` goes with the attempt it described: an earlier failure stays
-/// in [`attempts`].
-pub async fn finish(c: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
-    c.execute_cached(
-        "UPDATE jobs SET state = $2, error = NULL, finished_at = now(), state_at = now() WHERE id = ANY($1)",
-        &[&ids, &JobState::Done],
-    )
-    .await?;
-    Ok(())
+/// Marks the jobs `done` that are `active` on `worker`, in one statement (the jobs of
+/// one rsync batch end together), and returns the ids it marked. The record's `error`
+/// goes with the attempt it described: an earlier failure stays in [`attempts`].
+///
+/// A record no longer `active` on `worker` is left as it is: the broker gave the job
+/// to a later delivery (this worker stalled past its connection's heartbeat, or was
+/// cut off), which started the record again and keeps this run as a `lost` attempt.
+/// An old run that ends late must not rewrite what the later one recorded.
+pub async fn finish(c: &impl GenericClient, ids: &[Uuid], worker: &str) -> Result<Vec<Uuid>, StoreError> {
+    let rows = c
+        .query_cached(
+            "UPDATE jobs SET state = $2, error = NULL, finished_at = now(), state_at = now()
+             WHERE id = ANY($1) AND state = $3 AND worker_id = $4 RETURNING id",
+            &[&ids, &JobState::Done, &JobState::Active, &worker],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
-/// Marks the job `retrying` after a failed attempt; `attempt` is the next attempt's
-/// number of earlier failures. The attempt that failed (while `active`) is kept in
-/// [`attempts`] as `failed`, with its worker, start and `error`.
-pub async fn retrying(c: &impl GenericClient, id: Uuid, attempt: i32, error: &str) -> Result<(), StoreError> {
-    c.execute_cached(
-        "WITH ended AS (
-             INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
-             SELECT id, replays, attempt, worker_id, started_at, $5, $4 FROM jobs WHERE id = $1 AND state = 'active')
-         UPDATE jobs SET state = $2, attempt = $3, error = $4, finished_at = now(), state_at = now() WHERE id = $1",
-        &[&id, &JobState::Retrying, &attempt, &error, &AttemptOutcome::Failed],
-    )
-    .await?;
-    Ok(())
+/// A failed attempt to be retried ([`retrying`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retry<'a> {
+    pub id: Uuid,
+    /// The next attempt's number, which is also the failures so far.
+    pub attempt: i32,
+    pub error: &'a str,
+    /// The worker whose attempt failed.
+    pub worker: &'a str,
+    /// How long until the next attempt (its retry tier's delay).
+    pub delay: std::time::Duration,
+    /// Attempts the job's kind gets in all.
+    pub max_attempts: i32,
+}
+
+/// Marks the job `retrying` after a failed attempt, with when the next one is due and
+/// how many its kind gets ([`JobRecord::retry_at`], [`JobRecord::max_attempts`]). The
+/// attempt that failed is kept in [`attempts`] as `failed`, with its worker, start and
+/// `error`. False when the record is not `active` on the worker (a later delivery has
+/// it, as in [`finish`]): nothing is written, and the caller must not schedule another
+/// attempt.
+pub async fn retrying(c: &impl GenericClient, r: &Retry<'_>) -> Result<bool, StoreError> {
+    let updated = c
+        .execute_cached(
+            "WITH ended AS (
+                 INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
+                 SELECT id, replays, attempt, worker_id, started_at, $5, $4 FROM jobs
+                 WHERE id = $1 AND state = $6 AND worker_id = $7)
+             UPDATE jobs SET state = $2, attempt = $3, error = $4, finished_at = now(), state_at = now(),
+                 retry_at = now() + make_interval(secs => $8), max_attempts = $9
+             WHERE id = $1 AND state = $6 AND worker_id = $7",
+            &[
+                &r.id,
+                &JobState::Retrying,
+                &r.attempt,
+                &r.error,
+                &AttemptOutcome::Failed,
+                &JobState::Active,
+                &r.worker,
+                &r.delay.as_secs_f64(),
+                &r.max_attempts,
+            ],
+        )
+        .await?;
+    Ok(updated == 1)
 }
 
 /// What is known of a dead letter.
@@ -331,42 +403,56 @@ pub struct DeadLetter<'a> {
     pub reason: &'a str,
     pub attempt: i32,
     pub worker: Option<&'a str>,
+    /// Who writes it: the worker whose run gave up (then only a record `active` on
+    /// `worker` is changed, as in [`finish`]), or the monitor taking in a dead letter
+    /// from the broker's dead-letter queues.
+    pub by_worker: bool,
+    /// Attempts the job's kind gets, when the writer knows it (a worker does).
+    pub max_attempts: Option<i32>,
 }
 
 /// Marks the job `dead` with its reason, creating the record if there was none (a
-/// broker-made dead letter of a message without one). A record already `dead` keeps
-/// the reason its worker wrote, which is more precise than the broker's. The attempt
-/// that was running (the record `active`) is kept in [`attempts`] as `dead`.
-pub async fn dead(c: &impl GenericClient, d: &DeadLetter<'_>) -> Result<(), StoreError> {
+/// broker-made dead letter of a message without one), and says whether it did. A
+/// record already `dead` keeps the reason its worker wrote, which is more precise than
+/// the broker's; a `done` or `cancelled` one stays so (the work is done, or an operator
+/// ended it). The attempt that was running (the record `active`) is kept in
+/// [`attempts`] as `dead`. Written by a worker ([`DeadLetter::by_worker`]), only a
+/// record `active` on that worker is changed: false otherwise, and the caller must not
+/// dead-letter the job (a later delivery has it).
+pub async fn dead(c: &impl GenericClient, d: &DeadLetter<'_>) -> Result<bool, StoreError> {
     let job = &d.job;
-    c.execute_cached(
-        "WITH ended AS (
+    let updated = c
+        .execute_cached(
+            "WITH ended AS (
              INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
              SELECT id, replays, GREATEST(attempt, $8), COALESCE($9, worker_id), started_at, $11, $10
-             FROM jobs WHERE id = $1 AND state = 'active')
+             FROM jobs WHERE id = $1 AND state = 'active' AND (NOT $12 OR worker_id = $9))
          INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, worker_id, error,
                            finished_at, state_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
          ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempt = GREATEST(jobs.attempt, EXCLUDED.attempt),
              worker_id = COALESCE(EXCLUDED.worker_id, jobs.worker_id), error = EXCLUDED.error,
-             finished_at = now(), state_at = now()
-         WHERE jobs.state <> 'dead'",
-        &[
-            &job.id,
-            &job.kind,
-            &job.queue,
-            job.payload,
-            &job.file.0,
-            &job.node.map(|n| n.0),
-            &JobState::Dead,
-            &d.attempt,
-            &d.worker,
-            &d.reason,
-            &AttemptOutcome::Dead,
-        ],
-    )
-    .await?;
-    Ok(())
+             finished_at = now(), state_at = now(), max_attempts = COALESCE($13, jobs.max_attempts)
+         WHERE jobs.state NOT IN ('dead', 'done', 'cancelled')
+           AND (NOT $12 OR (jobs.state = 'active' AND jobs.worker_id = $9))",
+            &[
+                &job.id,
+                &job.kind,
+                &job.queue,
+                job.payload,
+                &job.file.0,
+                &job.node.map(|n| n.0),
+                &JobState::Dead,
+                &d.attempt,
+                &d.worker,
+                &d.reason,
+                &AttemptOutcome::Dead,
+                &d.by_worker,
+                &d.max_attempts,
+            ],
+        )
+        .await?;
+    Ok(updated == 1)
 }
 
 /// Filters of a job listing; `None` matches everything.
@@ -486,19 +572,42 @@ async fn requeue(c: &impl GenericClient, id: Uuid, exchange: &str, by: Requeue) 
     Ok(true)
 }
 
-/// Replays a dead job: back in the outbox with its id, `queued`, `replays` + 1. False
-/// when there is no such dead job; a discarded one (`cancelled`) is never run again,
-/// nor is one cancelled with its upload.
-pub async fn replay(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<bool, StoreError> {
-    let state: Option<JobState> = c
-        .query_opt_cached("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", &[&id])
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-    if state != Some(JobState::Dead) {
-        return Ok(false);
+/// What [`replay`] did with a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Back in the outbox with its id.
+    Replayed,
+    /// There is no such dead job (unknown, finished, discarded, or replayed already).
+    NotDead,
+    /// A copy or check (`replicate`, `verify`) of a file deleted since the job died:
+    /// a run would find nothing to do and end `done`, which would look like a success.
+    /// Left dead; discard it.
+    FileDeleted,
+}
+
+/// Job kinds whose work is a live file's: a replay of one whose file was deleted is
+/// refused ([`Replay::FileDeleted`]).
+const FILE_BOUND_KINDS: &[&str] = &["replicate", "verify"];
+
+/// Replays a dead job: back in the outbox with its id, `queued`, `replays` + 1. A
+/// discarded one (`cancelled`) is never run again, nor is one cancelled with its
+/// upload, nor a copy or check of a file deleted since ([`Replay`]).
+pub async fn replay(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<Replay, StoreError> {
+    let row = c
+        .query_opt_cached(
+            "SELECT j.state, j.kind = ANY($2) AND (f.id IS NULL OR f.deleted_at IS NOT NULL) AS file_deleted
+             FROM jobs j LEFT JOIN files f ON f.id = j.file_id WHERE j.id = $1 FOR UPDATE OF j",
+            &[&id, &FILE_BOUND_KINDS],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(Replay::NotDead) };
+    if row.try_get::<_, JobState>("state")? != JobState::Dead {
+        return Ok(Replay::NotDead);
     }
-    requeue(c, id, exchange, Requeue::Replay).await
+    if row.try_get("file_deleted")? {
+        return Ok(Replay::FileDeleted);
+    }
+    Ok(if requeue(c, id, exchange, Requeue::Replay).await? { Replay::Replayed } else { Replay::NotDead })
 }
 
 /// Discards a dead letter: `cancelled`, with the time. False when there is no such

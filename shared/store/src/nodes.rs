@@ -52,7 +52,9 @@ pub struct Placement<'a> {
 impl<'a> Placement<'a> {
     /// Up to `count` nodes for a file of `size`, none of `exclude`, by the configured
     /// rule: room for the file plus `storage.node_reserve_bytes`, a probe younger than
-    /// `api.heartbeat_stale_secs`. What a new file's placement and the repair both ask.
+    /// `api.heartbeat_stale_secs`, and an sshd not known to be down (`ssh_up` false
+    /// after two failed checks in a row: every copy goes through it). What a new file's
+    /// placement and the repair both ask.
     pub fn configured(config: &Config, count: i64, size: ByteSize, exclude: &'a [NodeId]) -> Placement<'a> {
         Placement {
             count,
@@ -70,7 +72,7 @@ impl<'a> Placement<'a> {
 macro_rules! eligible_sql {
     () => {
         "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
-         WHERE n.state = $6 AND s.up
+         WHERE n.state = $6 AND s.up AND s.ssh_up IS NOT FALSE
            AND s.checked_at > now() - make_interval(secs => $4::float8)
            AND s.free_bytes >= $2::bigint + $3::bigint
            AND NOT (n.id = ANY($5))
@@ -389,12 +391,16 @@ pub struct LastProbe {
 }
 
 impl LastProbe {
-    /// Why new copies to a node whose agent is up fail: its sshd did not answer the
-    /// last checks (copies already riding a worker's open ssh connection may still
-    /// finish). `None` when it answers, or was not checked yet.
+    /// Why a node whose agent is up takes no new copy, and the copies bound for it
+    /// retry: its sshd did not answer the last checks (copies already riding a worker's
+    /// open ssh connection may still finish). `None` when it answers, or was not
+    /// checked yet.
     pub fn ssh_problem(&self) -> Option<String> {
         (self.ssh_up == Some(false)).then(|| {
-            format!("sshd unreachable, new copies fail: {}", self.ssh_error.as_deref().unwrap_or("no reason recorded"))
+            format!(
+                "sshd unreachable, no new copies; copies to it retry: {}",
+                self.ssh_error.as_deref().unwrap_or("no reason recorded")
+            )
         })
     }
 }

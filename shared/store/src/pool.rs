@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (18, "job_attempts", include_str!("../migrations/0018_job_attempts.sql")),
     (19, "open_uploads_per_user", include_str!("../migrations/0019_open_uploads_per_user.sql")),
     (20, "node_ssh_probe", include_str!("../migrations/0020_node_ssh_probe.sql")),
+    (21, "job_retry_at", include_str!("../migrations/0021_job_retry_at.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet). Every session

@@ -111,6 +111,8 @@ async fn malformed_chunks_are_refused_without_side_effects() -> anyhow::Result<(
         ferry_tests::client::multipart_body(&[("md5", &md5_hex(b"not these bytes")), ("filename", "whole.bin")], &data);
     let res = api.post_body(new, &ctype, body).await?;
     assert_eq!((res.status, res.code().as_str()), (400, "checksum_mismatch"), "{}", res.text());
+    // It says so (it used to tell the client to complete an upload it had no id of).
+    assert!(res.text().contains("Nothing was stored") && !res.text().contains("stays open"), "{}", res.text());
     let after: i64 = db.query_one("SELECT count(*) FROM uploads", &[]).await?.get(0);
     assert_eq!(after, before, "a refused single-request upload left a row");
     let left: Vec<_> = upload_dirs().difference(&dirs_before).cloned().collect();

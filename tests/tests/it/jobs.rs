@@ -161,6 +161,27 @@ async fn dlq_all_acts_on_every_match_and_the_admin_api_steers_dead_letters() -> 
     let res = admin.get("/admin/api/jobs?state=running").await?;
     assert_eq!((res.status, res.code().as_str()), (400, "invalid_query"), "{}", res.text());
 
+    // A copy of a file deleted since it died is not replayed (the operator trial of
+    // stop 30: the replay ended `done` with nothing done, which looked like success),
+    // through the admin API or the CLI; it is discarded instead.
+    let copy: uuid::Uuid = db
+        .query_one(
+            "INSERT INTO jobs (id, kind, queue, payload, file_id, node_id, state, attempt, error)
+             VALUES (gen_random_uuid(), 'replicate', 'replicate', '{}', gen_random_uuid(), 1, 'dead', 7, 'ssh: down')
+             RETURNING id",
+            &[],
+        )
+        .await?
+        .get(0);
+    let res = admin.post_json(&format!("/admin/api/jobs/{copy}/replay"), &json!({})).await?;
+    assert_eq!((res.status, res.code().as_str()), (409, "file_deleted"), "{}", res.text());
+    let (ok, said) = cluster.ferry_cli(&["dlq", "replay", &copy.to_string()], "")?;
+    assert!(!ok, "a refused replay exits non-zero: {said}");
+    assert!(said.contains("its file was deleted after it died") && said.contains("discard it"), "{said}");
+    let state: String = db.query_one("SELECT state FROM jobs WHERE id = $1", &[&copy]).await?.get(0);
+    assert_eq!(state, "dead");
+    cluster.ferry(&["dlq", "discard", &copy.to_string()])?;
+
     // The three left, whatever --limit says.
     let out = cluster.ferry(&["dlq", "discard", "--all", "--limit", "1", "--kind", "delete"])?;
     assert!(out.contains("3 dead letter(s) discarded"), "{out}");
@@ -168,7 +189,7 @@ async fn dlq_all_acts_on_every_match_and_the_admin_api_steers_dead_letters() -> 
         .query_one("SELECT count(*) FROM jobs WHERE state = 'cancelled' AND discarded_at IS NOT NULL", &[])
         .await?
         .get(0);
-    assert_eq!(cancelled, 4);
+    assert_eq!(cancelled, 5);
     Ok(())
 }
 
@@ -276,7 +297,7 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     // exits non-zero) and the record stays discarded.
     assert_eq!(pages.post(&format!("/admin/jobs/{third}/replay"), &csrf).await?, 409, "replaying a discarded job");
     let (ok, out) = cluster.ferry_cli(&["dlq", "replay", &third], "")?;
-    assert!(!ok && out.contains("not dead letters"), "the CLI replayed a discarded job: {out}");
+    assert!(!ok && out.contains("is not a dead letter; skipped"), "the CLI replayed a discarded job: {out}");
     let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", &third])?)?;
     assert!(shown["state"] == "cancelled" && shown["discarded_at"].is_string(), "{shown}");
     cluster.wait_replicas(&ids[2], 2).await?;
@@ -303,7 +324,7 @@ async fn dead_letters_are_listed_with_their_reason_replayed_and_complete() -> an
     assert!(rows(&cluster.ferry(&["dlq", "ls"])?).is_empty());
     // Replaying it again is refused (non-zero exit): it is no dead letter any more.
     let (ok, out) = cluster.ferry_cli(&["dlq", "replay", &dead_id], "")?;
-    assert!(!ok && out.contains("0 dead letter(s) replayed") && out.contains("not dead letters"), "{out}");
+    assert!(!ok && out.contains("0 dead letter(s) replayed") && out.contains("is not a dead letter; skipped"), "{out}");
     Ok(())
 }
 
@@ -518,5 +539,102 @@ async fn a_job_whose_worker_is_killed_keeps_the_lost_attempt() -> anyhow::Result
     assert_ne!(shown["worker"], worker.as_str(), "another worker finished it: {shown}");
     let downloaded = api.download(&id, None).await?;
     assert!(downloaded.body == bytes, "the copy differs");
+    Ok(())
+}
+
+/// A run that ends after the broker gave its job to a later delivery changes nothing
+/// (the operator trial of stop 30: a worker SIGSTOPped past its connection's heartbeat
+/// woke after another worker had finished the job and rewrote the record's end and
+/// duration). Ending, retrying and giving up apply only to a record `active` on the
+/// worker that ends it; the monitor's dead letters leave `done` records alone.
+#[tokio::test]
+async fn a_superseded_run_does_not_rewrite_the_job_record() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use ferry_store::jobs::{self, DeadLetter, NewJob, Retry, Start};
+    let cluster =
+        Cluster::start_with(Options { nodes: 0, register_nodes: false, workers: 0, ..Default::default() }).await?;
+    let c = ferry_tests::store_client(&cluster.db_url).await?;
+    let payload = json!({});
+    let job = NewJob {
+        id: uuid::Uuid::new_v4(),
+        kind: "delete",
+        queue: "delete",
+        file: ferry_shared::types::FileId(uuid::Uuid::new_v4()),
+        node: None,
+        payload: &payload,
+    };
+    type Record = (String, Option<String>, Option<chrono::DateTime<chrono::Utc>>, i32, Option<String>);
+    async fn record(c: &ferry_store::Client, id: uuid::Uuid) -> anyhow::Result<Record> {
+        let row =
+            c.query_one("SELECT state, worker_id, finished_at, attempt, error FROM jobs WHERE id = $1", &[&id]).await?;
+        Ok((row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+    }
+    // Worker "old" starts it, stalls; the broker gives it to "new", which starts it
+    // (old's run becomes a lost attempt) and finishes it.
+    jobs::start(&c, &[Start::new(&job, 0)], "old").await?;
+    jobs::start(&c, &[Start::new(&job, 0)], "new").await?;
+    assert_eq!(jobs::finish(&c, &[job.id], "new").await?, vec![job.id]);
+    let finished = record(&c, job.id).await?;
+    assert_eq!((finished.0.as_str(), finished.1.as_deref()), ("done", Some("new")));
+
+    // Old wakes: whatever it ends with, nothing changes.
+    assert!(jobs::finish(&c, &[job.id], "old").await?.is_empty(), "a superseded run ended the record");
+    let retry = |id, worker| Retry {
+        id,
+        attempt: 1,
+        error: "ssh: down",
+        worker,
+        delay: Duration::from_secs(30),
+        max_attempts: 8,
+    };
+    assert!(!jobs::retrying(&c, &retry(job.id, "old")).await?, "a superseded run scheduled a retry");
+    let late = DeadLetter {
+        job: job.clone(),
+        reason: "late give-up",
+        attempt: 0,
+        worker: Some("old"),
+        by_worker: true,
+        max_attempts: Some(8),
+    };
+    assert!(!jobs::dead(&c, &late).await?, "a superseded run dead-lettered the job");
+    assert_eq!(record(&c, job.id).await?, finished);
+    // Nor does a broker-made dead letter taken in by the monitor.
+    let broker = DeadLetter {
+        job: job.clone(),
+        reason: "delivery-limit",
+        attempt: 0,
+        worker: None,
+        by_worker: false,
+        max_attempts: None,
+    };
+    assert!(!jobs::dead(&c, &broker).await?);
+    assert_eq!(record(&c, job.id).await?, finished);
+    let attempts = jobs::attempts(&c, job.id).await?;
+    assert_eq!(attempts.len(), 1, "only old's lost attempt: {attempts:?}");
+    assert_eq!(attempts[0].worker.as_deref(), Some("old"));
+
+    // While a run is its record's own, it ends it: a failure on "new" is recorded with
+    // when the next attempt is due and how many there are, and a give-up is recorded.
+    let next = NewJob { id: uuid::Uuid::new_v4(), ..job.clone() };
+    jobs::start(&c, &[Start::new(&next, 0)], "new").await?;
+    assert!(jobs::retrying(&c, &retry(next.id, "new")).await?);
+    let shown = jobs::get(&c, next.id).await?.context("the record")?;
+    let due = shown.retry_at.context("retry_at while retrying")? - chrono::Utc::now();
+    assert!((25..=30).contains(&due.num_seconds()), "next attempt due in {due}");
+    assert_eq!((shown.attempt, shown.max_attempts), (1, Some(8)));
+    jobs::start(&c, &[Start::new(&next, 1)], "new").await?;
+    assert!(jobs::get(&c, next.id).await?.context("the record")?.retry_at.is_none(), "retry_at once running");
+    let gave_up = DeadLetter {
+        job: next.clone(),
+        reason: "gave up after 2 attempts: ssh: down",
+        attempt: 1,
+        worker: Some("new"),
+        by_worker: true,
+        max_attempts: Some(8),
+    };
+    assert!(jobs::dead(&c, &gave_up).await?);
+    let state: String = c.query_one("SELECT state FROM jobs WHERE id = $1", &[&next.id]).await?.get(0);
+    assert_eq!(state, "dead");
+    c.execute("DELETE FROM jobs WHERE id = ANY($1)", &[&vec![job.id, next.id]]).await?;
     Ok(())
 }

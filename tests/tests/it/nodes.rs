@@ -127,7 +127,8 @@ async fn disabled_nodes_take_no_new_files_and_a_node_added_at_runtime_does() -> 
 /// 27: a node whose sshd was down looked healthy while every copy to it failed). With
 /// the node's sshd stopped it stays up (its agent still serves downloads) while `ssh_up`
 /// turns false with the reason, in the admin API, `ferry nodes list`, the admin page and
-/// the monitor's `ferry_node_ssh_up`; started again, it is reachable again.
+/// the monitor's `ferry_node_ssh_up`, and no new copy is placed on it; started again,
+/// it is reachable again and takes the copy the repair places.
 #[tokio::test]
 async fn a_node_whose_sshd_stops_is_shown_unreachable_while_its_agent_serves() -> anyhow::Result<()> {
     use anyhow::Context;
@@ -153,15 +154,28 @@ async fn a_node_whose_sshd_stops_is_shown_unreachable_while_its_agent_serves() -
     assert_eq!(n["up"], true, "the agent still serves: {n}");
     assert!(n["ssh_error"].as_str().is_some_and(|e| e.contains("cannot connect")), "{n}");
     let listing = cluster.ferry(&["nodes", "list"])?;
-    assert!(listing.contains("sshd unreachable, new copies fail: cannot connect"), "{listing}");
+    assert!(listing.contains("sshd unreachable, no new copies; copies to it retry: cannot connect"), "{listing}");
     let pages = crate::admin_page::AdminPage::new(&cluster, &admin)?;
     let page = pages.get(&format!("/admin/nodes/{node}")).await?;
     assert!(page.contains("id=\"ssh-problem\"") && page.contains("sshd unreachable"), "the node's page says so");
     let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", cluster.monitor_port)).await?.text().await?;
     assert!(metrics.contains(&format!("ferry_node_ssh_up{{node=\"{node}\"}} 0")), "{metrics}");
+    // No new copy is placed on it (the operator trial of stop 30: each one retried for
+    // minutes, then dead-lettered, while its file had a copy fewer): a file uploaded
+    // now, with no other node, is served from staging and gets its copy from the
+    // repair once the sshd is back.
+    let api = cluster.client("alice", "alicealice").await?;
+    let done = api.upload("while-sshd-down.bin", &random_bytes(100_000), 64 * 1024, None).await?;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let id = done.json()["id"].as_str().unwrap_or_default().to_owned();
+    let db = cluster.db().await?;
+    let placed = db.query("SELECT node_id FROM replicas WHERE file_id = $1::text::uuid", &[&id]).await?;
+    assert!(placed.is_empty(), "a copy was placed on a node whose sshd is down: {placed:?}");
 
     cluster.restart_sshd(0)?;
     let n = ferry_tests::eventually("its sshd reachable again", Duration::from_secs(30), ssh_state(true)).await?;
     assert!(n["ssh_error"].is_null(), "{n}");
+    cluster.wait_replicas(&id, 1).await?;
+    assert_eq!(cluster.nodes_holding(&id), vec![0]);
     Ok(())
 }

@@ -42,7 +42,7 @@ pub struct Ctx {
     pub started: Gather<ferry_store::jobs::Start, Option<ferry_store::jobs::Started>>,
     /// Job records ended `done`, grouped, on [`Ctx::records`]:
     /// [`crate::consumer::record_finished`].
-    pub finished: Gather<uuid::Uuid, ()>,
+    pub finished: Gather<uuid::Uuid, bool>,
     pub relay: RelayWaker,
     /// For fetching a copy back from a node agent (repair without staging).
     pub http: reqwest::Client,

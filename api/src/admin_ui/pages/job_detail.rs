@@ -33,7 +33,7 @@ fn body(detail: &JobDetail, csrf: &str) -> String {
                 fmt_time(job.state_at)
             ),
         ),
-        ("Attempt", format!("{} (counting from 0: the last attempt's; while retrying, the next one's)", job.attempt)),
+        ("Attempt", format!("<span id=\"job-attempt\">{}</span>", Esc(&job.attempt_text(chrono::Utc::now())))),
         (
             "Upload",
             format!(
@@ -148,6 +148,8 @@ mod tests {
             replays: 1,
             replayed_at: Some(chrono::Utc::now()),
             discarded_at: None,
+            retry_at: None,
+            max_attempts: Some(8),
         }
     }
 
@@ -180,6 +182,13 @@ mod tests {
         let done = body(&detail(job(JobState::Done), Vec::new()), "tok");
         assert!(done.contains("<p class=\"sub\" id=\"job-attempts\">None.</p>"), "{done}");
         assert!(!done.contains("/replay") && !done.contains("job-actions"));
+        assert!(html.contains("<span id=\"job-attempt\">0 (from 0; 8 allowed)</span>"), "{html}");
+        // Retrying: which attempt comes next, and when.
+        let at = chrono::Utc::now() + chrono::Duration::seconds(100);
+        let retrying = JobRecord { attempt: 3, retry_at: Some(at), ..job(JobState::Retrying) };
+        let html = body(&detail(retrying, Vec::new()), "tok");
+        let next = format!("<span id=\"job-attempt\">retry 3 of 7 at {}, in ", at.format("%T UTC"));
+        assert!(html.contains(&next), "{html}");
         // A replayed job that then succeeded: its dead letter's reason is history.
         assert!(
             done.contains("<span id=\"job-error\">before it succeeded: node 2 is &lt;disabled&gt;</span>"),

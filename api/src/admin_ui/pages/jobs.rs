@@ -90,6 +90,9 @@ pub(super) fn notes(job: &JobRecord) -> String {
     if let Some(at) = job.discarded_at {
         notes.push(format!("discarded {}", fmt_time(at)));
     }
+    if job.retry_at.is_some() {
+        notes.push(job.attempt_text(chrono::Utc::now()));
+    }
     notes.join("; ")
 }
 
@@ -177,9 +180,10 @@ pub async fn act(
     let id = parse_id(&id)?;
     form::read_checked(&state, &session, body).await?;
     let action = DeadLetterAction::parse(&action).ok_or(UiError::NotFound("Action"))?;
-    let acted = action.apply(&state, id).await?;
-    if !acted {
-        return Err(UiError::Conflict("That job is not a dead letter (any more).".into()));
+    match action.apply(&state, id).await? {
+        jobs::Replay::Replayed => {}
+        jobs::Replay::NotDead => return Err(UiError::Conflict("That job is not a dead letter (any more).".into())),
+        jobs::Replay::FileDeleted => return Err(UiError::Conflict(crate::job_ops::FILE_DELETED.into())),
     }
     tracing::info!(job.id = %id, ?action, admin = %session.username, "dead letter handled from the admin page");
     let done = if action == DeadLetterAction::Replay { "replayed" } else { "discarded" };
@@ -225,6 +229,8 @@ mod tests {
             replays: 0,
             replayed_at: None,
             discarded_at: None,
+            retry_at: None,
+            max_attempts: None,
         };
         let html = row(&job, "tok");
         assert!(html.contains(&format!("action=\"/admin/jobs/{}/replay\"", job.id)));

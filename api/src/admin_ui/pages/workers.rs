@@ -33,7 +33,13 @@ fn row(w: &WorkerRow) -> String {
         concurrency = w.concurrency,
         started = fmt_time(w.started_at),
         heartbeat = fmt_age(Duration::from_secs_f64(w.heartbeat_age_secs.max(0.0))),
-        in_flight = if in_flight.is_empty() { "—".into() } else { in_flight.join("<br>") },
+        in_flight = match (in_flight.is_empty(), state) {
+            (true, _) => "—".into(),
+            (false, "running") => in_flight.join("<br>"),
+            // What it last reported: its jobs go to other workers once the broker drops
+            // its connection, and may be listed there too.
+            (false, _) => format!("<span class=\"sub\">at its last heartbeat:</span><br>{}", in_flight.join("<br>")),
+        },
     )
 }
 
