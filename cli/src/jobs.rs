@@ -41,9 +41,9 @@ pub enum JobsCmd {
     /// job removes its staging bytes. A complete upload is a file, which its owner
     /// deletes (`DELETE /storage/files/<id>/`).
     Cancel {
-        /// The upload's id.
+        /// The upload's id, or its start (at least 4 hex digits).
         #[arg(long)]
-        upload: Uuid,
+        upload: String,
         /// Recorded on the upload and its jobs (operators see it; the client sees only
         /// that an operator cancelled the upload).
         #[arg(long, default_value = "cancelled by an operator")]
@@ -108,9 +108,9 @@ pub enum WorkersCmd {
 
 #[derive(Args, Clone, Default)]
 pub struct FilterArgs {
-    /// Only jobs about this upload (= file) id.
+    /// Only jobs about this upload (= file) id, or the start of one (at least 4 hex digits).
     #[arg(long)]
-    upload: Option<Uuid>,
+    upload: Option<String>,
     /// Only jobs of this kind: assemble, replicate, verify, delete, drop_replica.
     #[arg(long, value_parser = parse_kind)]
     kind: Option<String>,
@@ -155,7 +155,10 @@ impl FilterArgs {
         };
         let (search, paging) = search.resolve(client).await?;
         let filter = Filter {
-            file: self.upload.map(FileId),
+            file: match &self.upload {
+                Some(given) => Some(crate::storage::resolve_upload_id(client, given).await?),
+                None => None,
+            },
             state,
             kind: self.kind.clone(),
             older_than_secs: self.older_than,
@@ -306,6 +309,7 @@ pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
         }
         JobsCmd::Show { id } => show(&find(client, &id).await?)?,
         JobsCmd::Cancel { upload, reason } => {
+            let upload = crate::storage::resolve_upload_id(client, &upload).await?.0;
             match ferry_queue::expiry::cancel_upload(client, FileId(upload), &reason).await? {
                 Cancelled::Done { jobs } => {
                     outln!("upload {upload} cancelled; {jobs} pending job(s) cancelled; its staging bytes are being removed");

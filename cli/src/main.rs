@@ -101,8 +101,28 @@ impl From<RoleArg> for Role {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed as one line, its causes after colons
+/// (`error: PostgreSQL at ...: connection refused`), and the exit status is 1. Not
+/// anyhow's `Debug` form, which `main` returning the error would print: that adds a
+/// stack trace whenever `RUST_BACKTRACE` is set, as it often is on operators' shells.
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let role = match &cli.command {
         Command::Config(ConfigCmd::Check { role }) => Role::from(*role),

@@ -21,8 +21,9 @@ pub enum FilesCmd {
         #[command(flatten)]
         format: Format,
     },
-    /// Show a file with its checksums and replicas (JSON).
-    Show { id: uuid::Uuid },
+    /// Show a file with its checksums and replicas (JSON). The id's start is enough
+    /// (at least 4 hex digits) when one upload's id starts so.
+    Show { id: String },
 }
 
 #[derive(Subcommand)]
@@ -39,6 +40,30 @@ pub enum UploadsCmd {
     },
     /// Expire uploads past their expiry now and queue their staging bytes for removal.
     Gc,
+}
+
+/// The upload (= file) id `given` names: a whole id, or the start of exactly one
+/// upload's id (at least 4 hex digits), as job ids are taken.
+pub async fn resolve_upload_id(client: &Client, given: &str) -> anyhow::Result<FileId> {
+    if let Ok(id) = given.parse::<uuid::Uuid>() {
+        return Ok(FileId(id));
+    }
+    if given.len() < 4 || !ferry_store::search::is_id_prefix(given) {
+        anyhow::bail!("{given:?} is not an upload or file id, nor the start of one (at least 4 hex digits)");
+    }
+    let ids = uploads::ids_starting(client, &given.to_ascii_lowercase(), 3).await?;
+    match ids.as_slice() {
+        [one] => Ok(*one),
+        [] => anyhow::bail!("no upload or file id starts with {given}"),
+        many => {
+            let ids: Vec<String> = many.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "{given} is the start of several upload ids ({}{}); give more of it",
+                ids.join(", "),
+                if many.len() > 2 { ", ..." } else { "" }
+            )
+        }
+    }
 }
 
 pub async fn files(client: &Client, cmd: FilesCmd) -> anyhow::Result<()> {
@@ -64,7 +89,7 @@ pub async fn files(client: &Client, cmd: FilesCmd) -> anyhow::Result<()> {
             footer(rows.len(), paging, total);
         }
         FilesCmd::Show { id } => {
-            let id = FileId(id);
+            let id = resolve_upload_id(client, &id).await?;
             let owned = files::get_any(client, id).await?.with_context(|| format!("no file {id}"))?;
             let replicas = replicas::of_files(client, &[id]).await?;
             let mut view = owned.json();

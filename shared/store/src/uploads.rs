@@ -396,6 +396,21 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<Upload,
     Upload::from_row(&row)
 }
 
+/// Up to `limit` upload or file ids (an upload and its file share one) whose text starts with
+/// `prefix` (lowercase hex digits and dashes), in id order: how the CLI takes the
+/// start of an id.
+pub async fn ids_starting(c: &impl GenericClient, prefix: &str, limit: i64) -> Result<Vec<FileId>, StoreError> {
+    let pattern = format!("{prefix}%");
+    let rows = c
+        .query_cached(
+            "SELECT id FROM uploads WHERE id::text LIKE $1 UNION SELECT id FROM files WHERE id::text LIKE $1
+             ORDER BY id LIMIT $2",
+            &[&pattern, &limit],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(FileId(r.try_get("id")?))).collect()
+}
+
 /// How many of `user`'s uploads are open (`uploading`), counting at most `at_most`
 /// (the caller's limit plus one is enough to tell).
 pub async fn open_count(c: &impl GenericClient, user: UserId, at_most: i64) -> Result<i64, StoreError> {

@@ -16,7 +16,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Data rows of a `ferry ... ls` table (the header line dropped).
 fn rows(table: &str) -> Vec<&str> {
-    table.lines().skip(1).filter(|l| !l.trim_start().starts_with("in flight:")).collect()
+    table.lines().skip(1).filter(|l| !l.trim_start().starts_with("in flight")).collect()
 }
 
 #[tokio::test]
@@ -27,6 +27,15 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     assert_eq!(res.status, 200, "{}", res.text());
     let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
     cluster.wait_replicas(&id, 2).await?;
+    // The start of an upload's id names it, as a job's does (the operator trial of stop
+    // 30: `files show` and `jobs ls --upload` took whole ids only); a wrong one is one
+    // line, without a stack trace even when RUST_BACKTRACE asks for one.
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["files", "show", &id[..8]])?)?;
+    assert_eq!(shown["id"].as_str(), Some(id.as_str()), "{shown}");
+    let timeline = cluster.ferry(&["jobs", "ls", "--upload", &id[..8]])?;
+    assert_eq!(rows(&timeline).len(), 2, "its two replicate jobs:\n{timeline}");
+    let (ok, said) = cluster.ferry_cli_with(&["files", "show", "0000"], "", &[("RUST_BACKTRACE", "1")])?;
+    assert!(!ok && said.trim() == "error: no upload or file id starts with 0000", "{said}");
 
     // Both workers registered, with their queues and concurrency.
     let workers = eventually("both workers in the inventory", Duration::from_secs(30), || async {
