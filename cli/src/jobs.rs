@@ -336,7 +336,14 @@ async fn targets(client: &Client, ids: Vec<String>, all: bool, filter: &FilterAr
         (false, false) => {
             let mut resolved = Vec::with_capacity(ids.len());
             for given in &ids {
-                resolved.push(resolve_id(client, given, Some(JobState::Dead)).await?);
+                // A start names a dead letter first; one that is no dead letter (any
+                // more) by a start unique among all jobs, which the action then skips
+                // saying why (replayed already, discarded, ...).
+                let id = match resolve_id(client, given, Some(JobState::Dead)).await {
+                    Ok(id) => id,
+                    Err(_) => resolve_id(client, given, None).await?,
+                };
+                resolved.push(id);
             }
             Ok(resolved)
         }
@@ -363,6 +370,20 @@ async fn targets(client: &Client, ids: Vec<String>, all: bool, filter: &FilterAr
         (false, true) => bail!("give job ids or --all, not both"),
         (true, false) => bail!("give the job ids to act on, or --all with filters"),
     }
+}
+
+/// Why job `id` is no dead letter, for a skipped replay or discard: ` (it is done,
+/// replayed 1× already)`, ` (it is cancelled: discarded)`, or ` (no such job)`.
+async fn why_not(client: &impl ferry_store::GenericClient, id: Uuid) -> anyhow::Result<String> {
+    let Some(job) = jobs::get(client, id).await? else { return Ok(" (no such job)".into()) };
+    let mut why = format!(" (it is {}", job.state);
+    if job.discarded_at.is_some() {
+        why.push_str(": discarded");
+    } else if job.replays > 0 {
+        why.push_str(&format!(", replayed {}× already", job.replays));
+    }
+    why.push(')');
+    Ok(why)
 }
 
 /// An error (non-zero exit) when a replay or discard acted on fewer of the `given` jobs
@@ -406,7 +427,9 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
                         replayed += 1;
                         outln!("replayed {id}");
                     }
-                    jobs::Replay::NotDead => eprintln!("{id} is not a dead letter; skipped"),
+                    jobs::Replay::NotDead => {
+                        eprintln!("{id} is not a dead letter{}; skipped", why_not(&tx, *id).await?)
+                    }
                     jobs::Replay::FileDeleted => eprintln!(
                         "{id}: its file was deleted after it died, so a replay would find nothing to do; \
                          skipped (discard it: ferry dlq discard {id})"
@@ -427,7 +450,7 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
                     discarded += 1;
                     outln!("discarded {id}");
                 } else {
-                    eprintln!("{id} is not a dead letter; skipped");
+                    eprintln!("{id} is not a dead letter{}; skipped", why_not(client, *id).await?);
                 }
             }
             outln!("{discarded} dead letter(s) discarded");

@@ -19,9 +19,11 @@ use crate::output::{print_json, Json};
 #[derive(Subcommand)]
 pub enum QueuesCmd {
     /// List the job queues: ready messages and consumers (read from the broker now),
-    /// messages in, delivered and acknowledged per second (the RabbitMQ management API:
-    /// sampled by the broker every 5 s, so up to 5 s old; the time of the read is
-    /// printed), paused or not.
+    /// unacknowledged messages (held by workers), dead letters not yet recorded by the
+    /// monitor (`ferry.<queue>.dead`), messages in, delivered and acknowledged per second
+    /// (unacknowledged, dead and rates from the RabbitMQ management API: sampled by the
+    /// broker every 5 s, so up to 5 s old; the time of the read is printed), paused or
+    /// not; then the jobs parked in each shared retry tier (`ferry.retry.<tier>`).
     Ls {
         #[command(flatten)]
         out: Json,
@@ -54,10 +56,19 @@ pub async fn queues(client: &Client, config: &Config, cmd: QueuesCmd) -> anyhow:
                     .ok()
                     .map(|all| all.iter().find(|q| q.name == kind.queue()).map_or((0.0, 0.0, 0.0), |q| q.rates()));
                 let pause = paused.iter().find(|p| p.queue == kind.routing_key());
+                let held = |name: &str| {
+                    stats.as_ref().ok().map(|all| {
+                        all.iter()
+                            .find(|q| q.name == name)
+                            .map_or((0, 0), |q| (q.messages_ready.unwrap_or(0), q.messages_unacknowledged.unwrap_or(0)))
+                    })
+                };
                 rows.push(serde_json::json!({
                     "queue": kind.queue(),
                     "ready": counts.map(|c| c.ready),
                     "consumers": counts.map(|c| c.consumers),
+                    "unacked": held(&kind.queue()).map(|h| h.1),
+                    "dead_letters_waiting": held(&kind.dead_queue()).map(|h| h.0 + h.1),
                     "published_per_sec": rates.map(|r| r.0),
                     "delivered_per_sec": rates.map(|r| r.1),
                     "acked_per_sec": rates.map(|r| r.2),
@@ -82,10 +93,12 @@ pub async fn queues(client: &Client, config: &Config, cmd: QueuesCmd) -> anyhow:
                 return print_json(rows);
             }
             outln!(
-                "{:<18} {:>7} {:>9} {:>7} {:>11} {:>7}  paused",
+                "{:<18} {:>7} {:>9} {:>7} {:>5} {:>7} {:>11} {:>7}  paused",
                 "queue",
                 "ready",
                 "consumers",
+                "unacked",
+                "dead",
                 "in/s",
                 "delivered/s",
                 "acked/s"
@@ -98,14 +111,28 @@ pub async fn queues(client: &Client, config: &Config, cmd: QueuesCmd) -> anyhow:
                     |p| format!("since {} by {}", p.paused_at.format("%F %T"), p.paused_by),
                 );
                 outln!(
-                    "{:<18} {:>7} {:>9} {:>7} {:>11} {:>7}  {pause}",
+                    "{:<18} {:>7} {:>9} {:>7} {:>5} {:>7} {:>11} {:>7}  {pause}",
                     kind.queue(),
                     shown("ready"),
                     shown("consumers"),
+                    shown("unacked"),
+                    shown("dead_letters_waiting"),
                     rate("published_per_sec"),
                     rate("delivered_per_sec"),
                     rate("acked_per_sec"),
                 );
+            }
+            // The retry tiers are shared by every kind: one line.
+            if let Ok(all) = &stats {
+                let tiers: Vec<String> = ferry_queue::RETRY_TIERS
+                    .iter()
+                    .map(|(tier, _)| {
+                        let name = ferry_queue::retry_queue(tier);
+                        let parked = all.iter().find(|q| q.name == name).map_or(0, |q| q.messages_ready.unwrap_or(0));
+                        format!("{tier} {parked}")
+                    })
+                    .collect();
+                outln!("parked for a retry (ferry.retry.<tier>, any kind): {}", tiers.join(", "));
             }
         }
         QueuesCmd::Pause { queue } => {

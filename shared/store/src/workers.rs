@@ -101,16 +101,18 @@ pub async fn stopped(c: &impl GenericClient, id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Every worker (`all`), or those heard from within [`RECENT_SECS`]; running ones
-/// first, then by last heartbeat.
+/// Every worker (`all`), or those heard from within [`RECENT_SECS`]: running ones first,
+/// then stale, then stopped, each by id. A stable order (not by last heartbeat, which
+/// reshuffled the rows at every heartbeat: the admin page reloads every 5 s, and the
+/// CLI and the admin API listed the same workers in different orders).
 pub async fn list(c: &impl GenericClient, all: bool) -> Result<Vec<WorkerRow>, StoreError> {
     let rows = c
         .query_cached(
             "SELECT id, host, pid, version, queues, concurrency, started_at, heartbeat_at, stopped_at, in_flight,
                     EXTRACT(EPOCH FROM now() - heartbeat_at)::float8 AS heartbeat_age_secs
              FROM workers WHERE $1 OR GREATEST(heartbeat_at, stopped_at) > now() - make_interval(secs => $2)
-             ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC, id",
-            &[&all, &RECENT_SECS],
+             ORDER BY stopped_at IS NOT NULL, heartbeat_at < now() - make_interval(secs => $3), id",
+            &[&all, &RECENT_SECS, &STALE_AFTER_SECS],
         )
         .await?;
     rows.iter()

@@ -230,11 +230,16 @@ async fn listings_filter_and_page_250_uploads_and_the_cli_json_matches_the_admin
         for key in ["published_per_sec", "delivered_per_sec", "acked_per_sec"] {
             assert!(q[key].as_f64().is_some_and(|r| r >= 0.0), "{key} in {q}");
         }
+        // What workers hold and what waits in its dead-letter queue (the operator
+        // trial of stop 30: the CLI showed neither, nor the retry tiers).
+        assert!(q["unacked"].is_u64() && q["dead_letters_waiting"].is_u64(), "{q}");
         assert_eq!(q["rates_max_age_secs"], 5, "{q}");
         assert!(q["rates_read_at"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()), "{q}");
     }
     let (ok, out) = cluster.ferry_cli(&["queues", "ls"], "")?;
     assert!(ok && out.contains("in/s") && out.contains("delivered/s") && out.contains("acked/s"), "{out}");
+    assert!(out.contains(" unacked ") && out.contains(" dead "), "{out}");
+    assert!(out.contains("parked for a retry (ferry.retry.<tier>, any kind): 1s "), "{out}");
     assert!(out.contains("sampled by the broker every 5 s, so up to 5 s older"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("ferry.scrub ") && l.contains("by admin (admin page)")), "{out}");
     let (ok, out) = cluster.ferry_cli(&["queues", "resume", "scrub"], "")?;
