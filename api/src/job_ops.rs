@@ -57,10 +57,8 @@ impl DeadLetterAction {
         }
     }
 
-    /// Does it to job `id` (see [`jobs::Replay`] for what a replay may refuse; a
-    /// discard answers `Replayed` when done, `NotDead` otherwise). A replay wakes this
-    /// process's outbox relay.
-    pub async fn apply(self, state: &SharedState, id: Uuid) -> Result<jobs::Replay, StoreError> {
+    /// Does it to job `id`. A replay wakes this process's outbox relay.
+    pub async fn apply(self, state: &SharedState, id: Uuid) -> Result<Acted, StoreError> {
         let mut client = state.pool.get().await?;
         match self {
             DeadLetterAction::Replay => {
@@ -68,13 +66,28 @@ impl DeadLetterAction {
                 let replayed = jobs::replay(&tx, id, ferry_queue::JOBS_EXCHANGE).await?;
                 tx.commit().await?;
                 state.relay.wake();
-                Ok(replayed)
+                Ok(match replayed {
+                    jobs::Replay::Replayed => Acted::Done,
+                    jobs::Replay::NotDead => Acted::NotDeadLetter,
+                    jobs::Replay::FileDeleted => Acted::FileDeleted,
+                })
             }
             DeadLetterAction::Discard => {
-                Ok(if jobs::discard(&client, id).await? { jobs::Replay::Replayed } else { jobs::Replay::NotDead })
+                Ok(if jobs::discard(&client, id).await? { Acted::Done } else { Acted::NotDeadLetter })
             }
         }
     }
+}
+
+/// What [`DeadLetterAction::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acted {
+    /// Replayed, or discarded.
+    Done,
+    /// The job is no dead letter (unknown, finished, discarded, or replayed already).
+    NotDeadLetter,
+    /// A replay refused: a copy or check of a file deleted since ([`jobs::Replay`]).
+    FileDeleted,
 }
 
 /// The detail of the refusal to replay a copy or check of a deleted file.

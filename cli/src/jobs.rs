@@ -259,11 +259,8 @@ fn show(job: &JobDetail) -> anyhow::Result<()> {
 /// takes a commit's) among the jobs in `state` (any state: `None`). An error for no
 /// match, several, or text that is no id's start.
 async fn resolve_id(client: &Client, given: &str, state: Option<JobState>) -> anyhow::Result<Uuid> {
-    if let Ok(id) = given.parse::<Uuid>() {
+    if let Some(id) = crate::output::whole_id(given, "a job id")? {
         return Ok(id);
-    }
-    if given.len() < 4 || !ferry_store::search::is_id_prefix(given) {
-        bail!("{given:?} is not a job id, nor the start of one (at least 4 hex digits)");
     }
     let filter = Filter {
         state,
@@ -271,18 +268,17 @@ async fn resolve_id(client: &Client, given: &str, state: Option<JobState>) -> an
         search: ferry_store::search::Search { id_prefix: Some(given.to_owned()), ..Default::default() },
         ..Default::default()
     };
-    let rows = jobs::list(client, &filter, 3).await?;
-    match rows.as_slice() {
-        [one] => Ok(one.id),
-        [] => bail!("no {}job id starts with {given}", if state.is_some() { "dead letter's " } else { "" }),
-        many => {
-            let ids: Vec<String> = many.iter().map(|j| j.id.to_string()).collect();
-            bail!(
-                "{given} is the start of several job ids ({}{}); give more of it",
-                ids.join(", "),
-                if many.len() > 2 { ", ..." } else { "" }
-            )
-        }
+    let ids: Vec<Uuid> = jobs::list(client, &filter, 3).await?.iter().map(|j| j.id).collect();
+    let none = if state.is_some() { "dead letter's job id" } else { "job id" };
+    crate::output::the_one(given, &ids, none, "job ids")
+}
+
+/// The job `given` names among the dead letters first, then (a replayed or discarded
+/// one, no longer `dead`) among all jobs: what `dlq show`, `replay` and `discard` act on.
+async fn resolve_dead_letter_id(client: &Client, given: &str) -> anyhow::Result<Uuid> {
+    match resolve_id(client, given, Some(JobState::Dead)).await {
+        Ok(id) => Ok(id),
+        Err(_) => resolve_id(client, given, None).await,
     }
 }
 
@@ -336,14 +332,8 @@ async fn targets(client: &Client, ids: Vec<String>, all: bool, filter: &FilterAr
         (false, false) => {
             let mut resolved = Vec::with_capacity(ids.len());
             for given in &ids {
-                // A start names a dead letter first; one that is no dead letter (any
-                // more) by a start unique among all jobs, which the action then skips
-                // saying why (replayed already, discarded, ...).
-                let id = match resolve_id(client, given, Some(JobState::Dead)).await {
-                    Ok(id) => id,
-                    Err(_) => resolve_id(client, given, None).await?,
-                };
-                resolved.push(id);
+                // One that is no dead letter (any more) the action skips, saying why.
+                resolved.push(resolve_dead_letter_id(client, given).await?);
             }
             Ok(resolved)
         }
@@ -403,12 +393,7 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             page(client, &f, paging, out, true).await?;
         }
         DlqCmd::Show { id } => {
-            // A prefix names a dead letter first; a replayed or discarded one (no
-            // longer `dead`) by a prefix unique among all jobs.
-            let id = match resolve_id(client, &id, Some(JobState::Dead)).await {
-                Ok(id) => id,
-                Err(_) => resolve_id(client, &id, None).await?,
-            };
+            let id = resolve_dead_letter_id(client, &id).await?;
             let job = jobs::detail(client, id).await?.with_context(|| format!("no job {id}"))?;
             let r = &job.record;
             if r.state == JobState::Dead || r.discarded_at.is_some() || r.replays > 0 {

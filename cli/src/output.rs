@@ -122,6 +122,37 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// `given` as a whole id, or `None` when it is an id's start to look up (at least 4
+/// hex digits, as `git` takes a commit's); an error naming `a` ("a job id") when it is
+/// neither.
+pub fn whole_id(given: &str, a: &str) -> anyhow::Result<Option<uuid::Uuid>> {
+    if let Ok(id) = given.parse::<uuid::Uuid>() {
+        return Ok(Some(id));
+    }
+    if given.len() < 4 || !ferry_store::search::is_id_prefix(given) {
+        bail!("{given:?} is not {a}, nor the start of one (at least 4 hex digits)");
+    }
+    Ok(None)
+}
+
+/// The one id among `found` (up to 3 looked up) that the start `given` names: an error
+/// for none ("no {none} starts with ...") or several ("... is the start of several
+/// {several} (...)").
+pub fn the_one<T: std::fmt::Display + Copy>(given: &str, found: &[T], none: &str, several: &str) -> anyhow::Result<T> {
+    match found {
+        [one] => Ok(*one),
+        [] => bail!("no {none} starts with {given}"),
+        many => {
+            let ids: Vec<String> = many.iter().map(ToString::to_string).collect();
+            bail!(
+                "{given} is the start of several {several} ({}{}); give more of it",
+                ids.join(", "),
+                if many.len() > 2 { ", ..." } else { "" }
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::one_line;

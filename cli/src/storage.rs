@@ -45,25 +45,11 @@ pub enum UploadsCmd {
 /// The upload (= file) id `given` names: a whole id, or the start of exactly one
 /// upload's id (at least 4 hex digits), as job ids are taken.
 pub async fn resolve_upload_id(client: &Client, given: &str) -> anyhow::Result<FileId> {
-    if let Ok(id) = given.parse::<uuid::Uuid>() {
+    if let Some(id) = crate::output::whole_id(given, "an upload or file id")? {
         return Ok(FileId(id));
     }
-    if given.len() < 4 || !ferry_store::search::is_id_prefix(given) {
-        anyhow::bail!("{given:?} is not an upload or file id, nor the start of one (at least 4 hex digits)");
-    }
     let ids = uploads::ids_starting(client, &given.to_ascii_lowercase(), 3).await?;
-    match ids.as_slice() {
-        [one] => Ok(*one),
-        [] => anyhow::bail!("no upload or file id starts with {given}"),
-        many => {
-            let ids: Vec<String> = many.iter().map(ToString::to_string).collect();
-            anyhow::bail!(
-                "{given} is the start of several upload ids ({}{}); give more of it",
-                ids.join(", "),
-                if many.len() > 2 { ", ..." } else { "" }
-            )
-        }
-    }
+    crate::output::the_one(given, &ids, "upload or file id", "upload ids")
 }
 
 pub async fn files(client: &Client, cmd: FilesCmd) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 
 use crate::admin_ui::listing::Listing;
 use crate::extract::Json as JsonBody;
-use crate::job_ops::{self, DeadLetterAction};
+use crate::job_ops::{self, Acted, DeadLetterAction};
 use ferry_shared::types::{ByteSize, FileId, NodeId, UserId};
 use ferry_store::jobs::{self, JobRecord};
 use ferry_store::nodes::{self, NodeError, NodeInput, Overview};
@@ -241,25 +241,23 @@ async fn act_on_job(
 ) -> ApiResult<Json<Value>> {
     let id = parse_job_id(&id)?;
     let action = DeadLetterAction::parse(&action).ok_or(ApiError::NotFound { what: "Action" })?;
-    let acted = action.apply(&state, id).await?;
-    if acted == jobs::Replay::FileDeleted {
-        return Err(ApiError::Conflict {
-            code: "file_deleted",
-            detail: crate::job_ops::FILE_DELETED.into(),
-            state: None,
-        });
-    }
-    if acted == jobs::Replay::NotDead {
-        let exists = jobs::get(&state.pool.get().await?, id).await?.is_some();
-        return Err(if exists {
-            ApiError::Conflict {
-                code: "not_dead_letter",
-                detail: "That job is not a dead letter (any more).".into(),
-                state: None,
-            }
-        } else {
-            ApiError::NotFound { what: "Job" }
-        });
+    match action.apply(&state, id).await? {
+        Acted::Done => {}
+        Acted::FileDeleted => {
+            return Err(ApiError::Conflict { code: "file_deleted", detail: job_ops::FILE_DELETED.into(), state: None })
+        }
+        Acted::NotDeadLetter => {
+            let exists = jobs::get(&state.pool.get().await?, id).await?.is_some();
+            return Err(if exists {
+                ApiError::Conflict {
+                    code: "not_dead_letter",
+                    detail: "That job is not a dead letter (any more).".into(),
+                    state: None,
+                }
+            } else {
+                ApiError::NotFound { what: "Job" }
+            });
+        }
     }
     tracing::info!(job.id = %id, ?action, admin.id = %admin.0.id, "dead letter handled through the admin API");
     let job = jobs::detail(&state.pool.get().await?, id).await?;

@@ -18,7 +18,7 @@ use crate::admin_ui::form;
 use crate::admin_ui::html::{csrf_field, fmt_time, notice, Esc, Page, Section, LIVE_RELOAD, LIVE_RELOAD_SECS};
 use crate::admin_ui::listing::Listing;
 use crate::admin_ui::session::AdminSession;
-use crate::job_ops::{self, DeadLetterAction};
+use crate::job_ops::{self, Acted, DeadLetterAction};
 use crate::state::SharedState;
 
 /// The page's query: the listing filters (`upload`, `state`, `kind`, `user`, `name`,
@@ -181,9 +181,9 @@ pub async fn act(
     form::read_checked(&state, &session, body).await?;
     let action = DeadLetterAction::parse(&action).ok_or(UiError::NotFound("Action"))?;
     match action.apply(&state, id).await? {
-        jobs::Replay::Replayed => {}
-        jobs::Replay::NotDead => return Err(UiError::Conflict("That job is not a dead letter (any more).".into())),
-        jobs::Replay::FileDeleted => return Err(UiError::Conflict(crate::job_ops::FILE_DELETED.into())),
+        Acted::Done => {}
+        Acted::NotDeadLetter => return Err(UiError::Conflict("That job is not a dead letter (any more).".into())),
+        Acted::FileDeleted => return Err(UiError::Conflict(job_ops::FILE_DELETED.into())),
     }
     tracing::info!(job.id = %id, ?action, admin = %session.username, "dead letter handled from the admin page");
     let done = if action == DeadLetterAction::Replay { "replayed" } else { "discarded" };
