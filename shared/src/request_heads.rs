@@ -179,6 +179,14 @@ enum At {
     Refused,
 }
 
+impl At {
+    /// Whether the client still has body bytes (data, chunk framing or trailers) of
+    /// the latest head to send.
+    fn in_body(self) -> bool {
+        matches!(self, At::Body(_) | At::ChunkSize | At::ChunkData(_) | At::ChunkEnd | At::Trailers)
+    }
+}
+
 /// A connection's reader that checks each request head before hyper reads it (see
 /// the module's documentation). Writes pass straight through.
 #[derive(Debug)]
@@ -240,9 +248,8 @@ impl<T> RequestHeads<T> {
     /// Moves to `at`, and tells the service whether the request of the latest head has
     /// body bytes still to come from the client.
     fn set_at(&mut self, at: At) {
-        let open = matches!(at, At::Body(_) | At::ChunkSize | At::ChunkData(_) | At::ChunkEnd | At::Trailers);
-        let was = matches!(self.at, At::Body(_) | At::ChunkSize | At::ChunkData(_) | At::ChunkEnd | At::Trailers);
-        if open != was {
+        let open = at.in_body();
+        if open != self.at.in_body() {
             self.refusals.open_body.store(if open { self.heads } else { 0 }, Ordering::Release);
         }
         self.at = at;
