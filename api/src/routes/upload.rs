@@ -494,12 +494,22 @@ async fn append_chunk(
     let range = content_range(&headers)?
         .ok_or_else(|| ApiError::bad_request("content_range_required", "Chunks need a Content-Range header."))?;
     let limits = chunk_limit(&state, &range)?;
-    let upload = uploads::load(&state.pool.get().await?, id, user.id, false).await?;
-    check_appendable(&upload, &range)?;
-    let _permit = intake_permit(&state, user.id)?;
     // Only the lease holder writes into the data file; a second PUT for the same
     // offset finds the lease taken and gets the offset error at once.
-    let lease = Lease::acquire(&state, id, user.id, range.start).await?;
+    let Some((lease, upload)) = Lease::take(&state, id, user.id, range.start).await? else {
+        let upload = uploads::load(&state.pool.get().await?, id, user.id, false).await?;
+        check_appendable(&upload, &range)?;
+        // Appendable at this offset, so another request is writing there.
+        return Err(ApiError::OffsetMismatch { offset: upload.offset });
+    };
+    let admitted = check_appendable(&upload, &range).and_then(|()| intake_permit(&state, user.id));
+    let _permit = match admitted {
+        Ok(permit) => permit,
+        Err(e) => {
+            lease.release().await;
+            return Err(e);
+        }
+    };
     match receive_and_record(&state, &lease, id, user.id, &range, limits, &headers, body).await {
         Ok(upload) => {
             lease.committed();
@@ -530,8 +540,8 @@ async fn receive_and_record(
     let received = receive(state, headers, body, &dir, limits, lease.digest.clone()).await?;
     let digest = received.digest.ok_or_else(file_required)?;
     let (md5_state, sha256_state) = digest.to_bytes();
-    // One statement records the chunk, atomic on its own: no transaction around it, three
-    // round trips fewer than before at the end of every chunk.
+    // One statement records the chunk and reads the upload back, atomic on its own: no
+    // transaction around it, one round trip at the end of every chunk.
     let client = state.pool.get().await?;
     let chunk = store_uploads::Chunk {
         start: ByteSize(range.start),
@@ -541,13 +551,14 @@ async fn receive_and_record(
         // Expiry slides: an upload that keeps receiving chunks never expires mid-way.
         expires_at: expires_at(state),
     };
-    let recorded = store_uploads::record_chunk(&client, id, lease.token, &chunk).await?;
-    let upload = uploads::load(&client, id, user, false).await?;
-    if !recorded {
-        // The lease ran out and another writer took over: its chunk is the one recorded.
-        return Err(ApiError::OffsetMismatch { offset: upload.offset });
+    match store_uploads::record_chunk(&client, id, lease.token, &chunk).await? {
+        Some(upload) => Ok(upload),
+        None => {
+            // The lease ran out and another writer took over: its chunk is the one recorded.
+            let upload = uploads::load(&client, id, user, false).await?;
+            Err(ApiError::OffsetMismatch { offset: upload.offset })
+        }
     }
-    Ok(upload)
 }
 
 /// The right to write the next chunk of one upload: a token in the upload row with an
@@ -566,20 +577,27 @@ pub(crate) struct Lease {
 const LEASE_SECS: f64 = 900.0;
 
 impl Lease {
-    pub(crate) async fn acquire(state: &SharedState, upload: FileId, user: UserId, offset: u64) -> ApiResult<Lease> {
+    /// Takes the lease of the caller's `uploading` upload for the chunk at `offset`, by
+    /// the statement that also reads the upload, so the checks that follow need no read
+    /// of their own; a request they refuse hands the lease back ([`Lease::release`]).
+    /// `None` when the upload is not `uploading` at `offset` or another writer holds it:
+    /// the caller reads the upload to say which.
+    pub(crate) async fn take(
+        state: &SharedState,
+        upload: FileId,
+        user: UserId,
+        offset: u64,
+    ) -> ApiResult<Option<(Lease, Upload)>> {
         let token = Uuid::new_v4();
         let client = state.pool.get().await?;
         let taken = store_uploads::take_lease(&client, upload, user, ByteSize(offset), token, LEASE_SECS).await?;
-        let Some(stored) = taken else {
-            // Someone else holds the lease for this offset, or has moved past it.
-            let current = uploads::load(&client, upload, user, false).await?;
-            return Err(ApiError::OffsetMismatch { offset: current.offset });
-        };
-        let digest = match stored {
-            (Some(md5), Some(sha)) => RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?,
-            _ => RunningDigest::default(),
-        };
-        Ok(Lease { state: state.clone(), upload, token, digest, held: true })
+        let Some((row, stored)) = taken else { return Ok(None) };
+        // Held from here: an unreadable digest state drops it, which releases it.
+        let mut lease = Lease { state: state.clone(), upload, token, digest: RunningDigest::default(), held: true };
+        if let (Some(md5), Some(sha)) = stored {
+            lease.digest = RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?;
+        }
+        Ok(Some((lease, row)))
     }
 
     pub(crate) fn committed(mut self) {

@@ -253,44 +253,30 @@ pub async fn append(
         .ok_or_else(|| ApiError::bad_request("invalid_upload_offset", "PATCH needs an Upload-Offset header."))?;
     let checksum = Checksum::from_headers(&headers)?;
     let announced = content_length(&headers)?;
-    let upload = uploads::load(&state.pool.get().await?, id, user.id, false).await?;
-    if upload.concat.as_deref().is_some_and(|c| c != PARTIAL) {
-        // tus 1.0, concatenation: a final upload takes no PATCH.
-        return Err(ApiError::Forbidden.into());
-    }
-    match uploads::effective_state(&upload) {
-        UploadState::Uploading => {}
-        UploadState::Expired | UploadState::Failed => return Err(ApiError::Expired.into()),
-        // Every byte is in: a repeated last PATCH with nothing more is answered as done.
-        UploadState::Assembling | UploadState::Complete if offset == upload.offset.bytes() && announced == Some(0) => {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            offset_headers(&mut response, offset, None);
-            return Ok(response);
-        }
-        UploadState::Assembling | UploadState::Complete => {
-            return Err(TusError::Offset { offset: upload.offset.bytes() })
-        }
-    }
-    if upload.offset.bytes() != offset {
-        return Err(TusError::Offset { offset: upload.offset.bytes() });
-    }
-    let (total, declared) = length_after(&state, &upload, &headers).await?;
-    let room = match total {
-        Some(total) => total - offset,
-        None => {
-            let left = quota_left(&state.pool.get().await?, &state, user.id).await?;
-            state.config.storage.max_file_bytes.saturating_sub(offset).min(left)
+    // The lease for this offset is taken by the statement that also reads the upload:
+    // one round trip before the body. Without it, the upload is read to say why.
+    let Some((lease, upload)) = Lease::take(&state, id, user.id, offset).await? else {
+        let upload = uploads::load(&state.pool.get().await?, id, user.id, false).await?;
+        return match admit(&state, &upload, &headers, offset, announced).await? {
+            Admit::Done(response) => Ok(response),
+            // Writable at this offset, so another request is writing there.
+            Admit::Write(_) => Err(TusError::Offset { offset }),
+        };
+    };
+    let admitted = match admit(&state, &upload, &headers, offset, announced).await {
+        Ok(Admit::Write(plan)) => intake_permit(&state, user.id).map(|permit| (plan, permit)).map_err(TusError::from),
+        Ok(Admit::Done(_)) => Err(TusError::Offset { offset }),
+        Err(e) => Err(e),
+    };
+    let (plan, _permit) = match admitted {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            lease.release().await;
+            return Err(e);
         }
     };
-    let max = room.min(state.config.storage.max_chunk_bytes);
-    check_announced(announced, max)?;
-    let limits = Limits { offset, expected: announced, max, max_is_limit: true };
-    let metadata = upload.metadata.as_deref().map(Metadata::parse).transpose()?.unwrap_or_default();
-    let md5 = client_md5(&metadata)?;
-
-    let _permit = intake_permit(&state, user.id)?;
-    let lease = Lease::acquire(&state, id, user.id, offset).await?;
     let dir = upload_dir(&state.config.storage.staging_dir, id);
+    let Plan { total, declared, limits, md5 } = plan;
     let assembles = upload.concat.is_none();
     let chunk = Chunk { id, user: user.id, offset, total, declared, md5, assembles };
     match record(&state, &lease, &dir, chunk, limits, body, checksum).await {
@@ -317,6 +303,70 @@ pub async fn append(
             Err(e)
         }
     }
+}
+
+/// What [`admit`] decided for a PATCH.
+enum Admit {
+    /// Write the body under this plan.
+    Write(Plan),
+    /// Every byte is in already and this PATCH brings none: the answer, as done.
+    Done(Response),
+}
+
+/// How a PATCH's body is written and recorded.
+struct Plan {
+    total: Option<u64>,
+    declared: bool,
+    limits: Limits,
+    md5: Option<Md5>,
+}
+
+/// Checks a PATCH at `offset` against `upload` as read (by the lease's statement, or
+/// after it was refused): 403 for a final upload of a concatenation, 410 once expired
+/// or failed, 409 when the upload stands elsewhere, then the declared length, the
+/// announced size against what the upload, the chunk limit and the quota leave (413),
+/// and the metadata's md5.
+async fn admit(
+    state: &SharedState,
+    upload: &Upload,
+    headers: &HeaderMap,
+    offset: u64,
+    announced: Option<u64>,
+) -> TusResult<Admit> {
+    if upload.concat.as_deref().is_some_and(|c| c != PARTIAL) {
+        // tus 1.0, concatenation: a final upload takes no PATCH.
+        return Err(ApiError::Forbidden.into());
+    }
+    match uploads::effective_state(upload) {
+        UploadState::Uploading => {}
+        UploadState::Expired | UploadState::Failed => return Err(ApiError::Expired.into()),
+        // Every byte is in: a repeated last PATCH with nothing more is answered as done.
+        UploadState::Assembling | UploadState::Complete if offset == upload.offset.bytes() && announced == Some(0) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            offset_headers(&mut response, offset, None);
+            return Ok(Admit::Done(response));
+        }
+        UploadState::Assembling | UploadState::Complete => {
+            return Err(TusError::Offset { offset: upload.offset.bytes() })
+        }
+    }
+    if upload.offset.bytes() != offset {
+        return Err(TusError::Offset { offset: upload.offset.bytes() });
+    }
+    let (total, declared) = length_after(state, upload, headers).await?;
+    let room = match total {
+        Some(total) => total - offset,
+        None => {
+            let left = quota_left(&state.pool.get().await?, state, upload.user).await?;
+            state.config.storage.max_file_bytes.saturating_sub(offset).min(left)
+        }
+    };
+    let max = room.min(state.config.storage.max_chunk_bytes);
+    check_announced(announced, max)?;
+    let limits = Limits { offset, expected: announced, max, max_is_limit: true };
+    let metadata = upload.metadata.as_deref().map(Metadata::parse).transpose()?.unwrap_or_default();
+    let md5 = client_md5(&metadata)?;
+    Ok(Admit::Write(Plan { total, declared, limits, md5 }))
 }
 
 /// The upload's length after this PATCH: the recorded one, or the one it declares now
@@ -406,13 +456,18 @@ async fn record(
     // is still deferred (its use is its offset then) moves the user's use, which takes
     // the user's row at the commit: released without waiting for the WAL flush, flushed
     // after (`ferry_store::wal`). Any other PATCH is recorded by one statement, atomic on
-    // its own: two round trips instead of seven (a few of the chunk's last milliseconds).
+    // its own and read back by the same statement: one round trip instead of seven (a few
+    // of the chunk's last milliseconds).
     let moves_use = completes || chunk.declared || chunk.total.is_none();
     if !moves_use {
-        if received.size > 0 && !store_uploads::record_chunk(&client, chunk.id, lease.token, &recorded).await? {
-            return Err(lost(&client, &chunk).await);
-        }
-        let upload = uploads::load(&client, chunk.id, chunk.user, false).await?;
+        let upload = if received.size == 0 {
+            uploads::load(&client, chunk.id, chunk.user, false).await?
+        } else {
+            match store_uploads::record_chunk(&client, chunk.id, lease.token, &recorded).await? {
+                Some(upload) => upload,
+                None => return Err(lost(&client, &chunk).await),
+            }
+        };
         return Ok((upload, received.size));
     }
     let tx = client.transaction().await?;
@@ -422,7 +477,7 @@ async fn record(
             return Err(lost(&tx, &chunk).await);
         }
     }
-    if received.size > 0 && !store_uploads::record_chunk(&tx, chunk.id, lease.token, &recorded).await? {
+    if received.size > 0 && store_uploads::record_chunk(&tx, chunk.id, lease.token, &recorded).await?.is_none() {
         // The lease ran out and another writer took over: its chunk is the one recorded.
         return Err(lost(&tx, &chunk).await);
     }

@@ -321,7 +321,7 @@ impl Cluster {
         let http = reqwest::Client::new();
         let pid_file = self.procs.pid_path(name);
         let program = program_of(name);
-        eventually(&format!("{url} to answer 200"), timeout, || {
+        let waited = eventually(&format!("{url} to answer 200"), timeout, || {
             let http = http.clone();
             let pid_file = pid_file.clone();
             async move {
@@ -334,8 +334,14 @@ impl Cluster {
                 Ok(None)
             }
         })
-        .await
-        .with_context(|| format!("{name}, last lines of its log:\n{}", self.log_tail(name, 30)))
+        .await;
+        // A process that ended without a word (a signal, or a clean exit on SIGTERM before
+        // it logged) is told apart by how it ended.
+        let ended = match self.procs.exit_status(name) {
+            Some(status) => format!(" ({status})"),
+            None => String::new(),
+        };
+        waited.with_context(|| format!("{name}{ended}, last lines of its log:\n{}", self.log_tail(name, 30)))
     }
 
     /// `ferry-api user-add USER --password-stdin [--admin]` (creates or updates; applies

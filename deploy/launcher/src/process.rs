@@ -211,6 +211,12 @@ impl Procs {
         log_tail(&self.log_path(name), lines)
     }
 
+    /// How child `name` ended ("exit status: 1", "signal: 15 (SIGTERM)"), once it has;
+    /// `None` while it runs, and for a process this `Procs` is not the parent of.
+    pub fn exit_status(&mut self, name: &str) -> Option<std::process::ExitStatus> {
+        self.children.get_mut(name).and_then(|(child, _)| child.try_wait().ok().flatten())
+    }
+
     /// Names of the children this `Procs` started and that still run (not for detached).
     pub fn children(&mut self) -> Vec<String> {
         self.reap();

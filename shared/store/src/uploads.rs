@@ -290,13 +290,15 @@ impl Upload {
     }
 }
 
+/// The columns [`Upload::from_row`] reads, for every statement that returns an upload.
+const UPLOAD_COLUMNS: &str = "id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, \
+     expires_at, completed_at, metadata, concat";
+
 /// The user's upload `id`, optionally locked `FOR UPDATE`; `None` when it does not
 /// exist or is another user's.
 pub async fn load(c: &impl GenericClient, id: FileId, user: UserId, lock: bool) -> Result<Option<Upload>, StoreError> {
     let sql = format!(
-        "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
-                completed_at, metadata, concat
-         FROM uploads WHERE id = $1 AND user_id = $2{}",
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 AND user_id = $2{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     let row = c.query_opt_cached(&sql, &[&id.0, &user.0]).await?;
@@ -314,9 +316,9 @@ pub async fn page(
         c.query_one_cached("SELECT count(*) AS n FROM uploads WHERE user_id = $1", &[&user.0]).await?.try_get("n")?;
     let rows = c
         .query_cached(
-            "SELECT id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at, expires_at,
-                    completed_at, metadata, concat
-             FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+            &format!(
+                "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+            ),
             &[&user.0, &limit, &offset],
         )
         .await?;
@@ -440,7 +442,8 @@ pub type DigestState = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Takes the writer lease of the user's `uploading` upload for the chunk at `offset`:
 /// sets `token` with an expiry `lease_secs` away, only if the offset is `offset` and
-/// no unexpired lease exists. Returns the stored digest state, or `None` when the
+/// no unexpired lease exists. Returns the upload and its stored digest state (the same
+/// statement reads them, so a chunk's start costs one round trip), or `None` when the
 /// lease is not to be had.
 pub async fn take_lease(
     c: &impl GenericClient,
@@ -449,17 +452,19 @@ pub async fn take_lease(
     offset: ByteSize,
     token: uuid::Uuid,
     lease_secs: f64,
-) -> Result<Option<DigestState>, StoreError> {
+) -> Result<Option<(Upload, DigestState)>, StoreError> {
     let row = c
         .query_opt_cached(
-            "UPDATE uploads SET writer = $3, writer_until = now() + make_interval(secs => $5)
-             WHERE id = $1 AND user_id = $2 AND status = $6 AND \"offset\" = $4
-               AND (writer IS NULL OR writer_until < now())
-             RETURNING md5_state, sha256_state",
+            &format!(
+                "UPDATE uploads SET writer = $3, writer_until = now() + make_interval(secs => $5)
+                 WHERE id = $1 AND user_id = $2 AND status = $6 AND \"offset\" = $4
+                   AND (writer IS NULL OR writer_until < now())
+                 RETURNING {UPLOAD_COLUMNS}, md5_state, sha256_state"
+            ),
             &[&id.0, &user.0, &token, &size_to_db("offset", offset)?, &lease_secs, &UploadState::Uploading],
         )
         .await?;
-    row.map(|r| Ok((r.try_get("md5_state")?, r.try_get("sha256_state")?))).transpose()
+    row.map(|r| Ok((Upload::from_row(&r)?, (r.try_get("md5_state")?, r.try_get("sha256_state")?)))).transpose()
 }
 
 /// Releases the writer lease if `token` still holds it.
@@ -486,22 +491,26 @@ pub struct Chunk<'a> {
 /// Records a chunk in one statement, so atomic without a transaction around it:
 /// advances the offset, stores the digest state and releases the lease (conditional on
 /// `token` still holding the lease at `chunk.start`), and inserts the chunk's row.
-/// Returns false (nothing written) when the lease was lost.
+/// Returns the upload as recorded (the same statement reads it back, so a chunk's end
+/// costs one round trip), or `None` (nothing written) when the lease was lost.
 pub async fn record_chunk(
     c: &impl GenericClient,
     id: FileId,
     token: uuid::Uuid,
     chunk: &Chunk<'_>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Upload>, StoreError> {
     let (start, size) = (size_to_db("offset", chunk.start)?, size_to_db("chunk size", chunk.size)?);
-    let inserted = c
-        .execute_cached(
-            "WITH advanced AS (
-                 UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
-                        writer = NULL, writer_until = NULL, expires_at = $8
-                 WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = $7
-                 RETURNING id)
-             INSERT INTO upload_chunks (upload_id, \"offset\", size) SELECT id, $6, $2 FROM advanced",
+    let row = c
+        .query_opt_cached(
+            &format!(
+                "WITH advanced AS (
+                     UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
+                            writer = NULL, writer_until = NULL, expires_at = $8
+                     WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = $7
+                     RETURNING {UPLOAD_COLUMNS}),
+                 recorded AS (INSERT INTO upload_chunks (upload_id, \"offset\", size) SELECT id, $6, $2 FROM advanced)
+                 SELECT {UPLOAD_COLUMNS} FROM advanced"
+            ),
             &[
                 &id.0,
                 &size,
@@ -514,7 +523,7 @@ pub async fn record_chunk(
             ],
         )
         .await?;
-    Ok(inserted == 1)
+    row.map(|r| Upload::from_row(&r)).transpose()
 }
 
 /// The stored running digest state (md5, sha256) of the upload `id`.

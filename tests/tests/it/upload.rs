@@ -394,12 +394,13 @@ async fn a_chunk_is_recorded_only_under_its_lease_and_all_at_once() -> anyhow::R
     let token = uuid::Uuid::new_v4();
     assert!(uploads::take_lease(&db, id, user, ByteSize(100), token, 60.0).await?.is_some());
     assert_eq!(recorded().await?, (100, 1, false));
-    assert!(!uploads::record_chunk(&db, id, uuid::Uuid::new_v4(), &chunk(100)).await?, "another token");
-    assert!(!uploads::record_chunk(&db, id, token, &chunk(0)).await?, "another start");
+    assert!(uploads::record_chunk(&db, id, uuid::Uuid::new_v4(), &chunk(100)).await?.is_none(), "another token");
+    assert!(uploads::record_chunk(&db, id, token, &chunk(0)).await?.is_none(), "another start");
     assert_eq!(recorded().await?, (100, 1, false), "nothing of a refused chunk is written");
-    assert!(uploads::record_chunk(&db, id, token, &chunk(100)).await?);
+    let upload = uploads::record_chunk(&db, id, token, &chunk(100)).await?;
+    assert_eq!(upload.map(|u| u.offset), Some(ByteSize(200)), "the upload as recorded comes back");
     assert_eq!(recorded().await?, (200, 2, true), "offset, chunk row and lease in one go");
-    assert!(!uploads::record_chunk(&db, id, token, &chunk(200)).await?, "the lease went with the chunk");
+    assert!(uploads::record_chunk(&db, id, token, &chunk(200)).await?.is_none(), "the lease went with the chunk");
     assert_eq!(recorded().await?, (200, 2, true));
     Ok(())
 }
