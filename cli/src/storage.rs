@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use ferry_shared::types::FileId;
 use ferry_stdout::outln;
-use ferry_store::{files, replicas, uploads, Client, Pool, UploadState};
+use ferry_store::{files, jobs, replicas, uploads, Client, Pool, UploadState};
 
 use crate::output::{footer, print_json, Format, SearchArgs};
 
@@ -21,8 +21,9 @@ pub enum FilesCmd {
         #[command(flatten)]
         format: Format,
     },
-    /// Show a file with its checksums and replicas (JSON). The id's start is enough
-    /// (at least 4 hex digits) when one upload's id starts so.
+    /// Show a file with its checksums, replicas and jobs (JSON; its first 50 jobs, oldest
+    /// first, and `jobs_total`). The id's start is enough (at least 4 hex digits) when one
+    /// upload's id starts so.
     Show { id: String },
 }
 
@@ -90,11 +91,34 @@ pub async fn files(client: &Client, cmd: FilesCmd) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
+            let filter = jobs::Filter { file: Some(id), include_discarded: true, ..Default::default() };
+            let (records, total) =
+                (jobs::list(client, &filter, SHOWN_JOBS).await?, jobs::count(client, &filter).await?);
+            view["jobs"] = records
+                .iter()
+                .map(|j| {
+                    serde_json::json!({
+                        "id": j.id,
+                        "kind": j.kind,
+                        "node": j.node,
+                        "state": j.state.as_str(),
+                        "attempt": j.attempt,
+                        "worker": j.worker,
+                        "queued_at": j.queued_at,
+                        "error": j.shown_error(),
+                    })
+                })
+                .collect();
+            view["jobs_total"] = total.into();
             outln!("{}", serde_json::to_string_pretty(&view)?);
         }
     }
     Ok(())
 }
+
+/// Jobs `files show` lists, oldest first (`jobs_total` counts all; `ferry jobs ls
+/// --upload ID --offset N` pages through them).
+const SHOWN_JOBS: i64 = 50;
 
 pub async fn uploads(pool: &Pool, client: &Client, cmd: UploadsCmd) -> anyhow::Result<()> {
     match cmd {

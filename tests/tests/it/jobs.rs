@@ -34,6 +34,16 @@ async fn job_records_show_the_worker_and_duration_and_workers_ls_lists_both_work
     assert_eq!(shown["id"].as_str(), Some(id.as_str()), "{shown}");
     let timeline = cluster.ferry(&["jobs", "ls", "--upload", &id[..8]])?;
     assert_eq!(rows(&timeline).len(), 2, "its two replicate jobs:\n{timeline}");
+    // `files show` lists the same jobs (the operator trial of stop 30: the file said
+    // nothing of its jobs), each with its node, state and worker.
+    let listed = shown["jobs"].as_array().map_or(&[][..], Vec::as_slice);
+    assert_eq!((listed.len(), shown["jobs_total"].as_i64()), (2, Some(2)), "{shown}");
+    for job in listed {
+        let job_id = job["id"].as_str().unwrap_or_default();
+        assert!(timeline.contains(job_id), "{job_id} is in jobs ls --upload:\n{timeline}");
+        assert_eq!(job["kind"].as_str(), Some("replicate"), "{job}");
+        assert!(job["node"].is_i64() && job["worker"].is_string() && job["state"].is_string(), "{job}");
+    }
     let (ok, said) = cluster.ferry_cli_with(&["files", "show", "0000"], "", &[("RUST_BACKTRACE", "1")])?;
     assert!(!ok && said.trim() == "error: no upload or file id starts with 0000", "{said}");
 

@@ -2,9 +2,9 @@
 //! jobs show` prints it (kind, queue, state, attempt, upload, node, worker, times, wait
 //! and duration, the error or dead-letter reason, re-enqueues, replays, discarding),
 //! its attempts that did not succeed (each with its worker, times and error), its
-//! message body, and Replay and Discard while it is a dead letter.
+//! message body, and Replay and Discard while it is a dead letter (both come back here).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use std::fmt::Write;
@@ -13,7 +13,7 @@ use ferry_store::jobs::{self, Attempt, JobDetail};
 use ferry_store::JobState;
 
 use super::detail::facts;
-use super::jobs::{dead_actions, millis, notes, parse_id};
+use super::jobs::{dead_actions, done_notice, millis, notes, parse_id};
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::html::{fmt_time, Esc, Page, Section};
 use crate::admin_ui::session::AdminSession;
@@ -108,16 +108,22 @@ fn attempts(attempts: &[Attempt]) -> String {
     html
 }
 
-/// `GET /admin/jobs/{id}`
+/// `GET /admin/jobs/{id}` (`?done=replayed|discarded` after those actions: a notice
+/// above the record).
 pub async fn page(
     State(state): State<SharedState>,
     session: AdminSession,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     let id = parse_id(&id)?;
     let job = jobs::detail(&state.pool.get().await?, id).await?.ok_or(UiError::NotFound("Job"))?;
     let title = format!("Job {id}");
-    let body = body(&job, &session.csrf);
+    let done: Option<String> = raw
+        .as_deref()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "done").map(|(_, v)| v));
+    let body = done_notice(done.as_deref()) + &body(&job, &session.csrf);
     Ok(Page::admin(&title, Section::Jobs, session.signed_in(), body).render(StatusCode::OK))
 }
 

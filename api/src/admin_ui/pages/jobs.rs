@@ -131,11 +131,7 @@ pub async fn page(
     let client = state.pool.get().await?;
     let rows = jobs::list(&client, &q.filter, q.listing.per_page).await?;
     let total = jobs::count(&client, &q.filter).await?;
-    let mut body = match q.done.as_deref() {
-        Some("replayed") => notice("ok", "Replayed: the job is back in its queue under its own id."),
-        Some("discarded") => notice("ok", "Discarded: the dead letter is cancelled and will not run."),
-        _ => String::new(),
-    };
+    let mut body = done_notice(q.done.as_deref());
     let intro = match q.listing.upload {
         Some(upload) => {
             format!("The jobs of upload <a class=\"mono\" href=\"/admin/uploads/{upload}\">{upload}</a>, oldest first.")
@@ -164,13 +160,24 @@ pub async fn page(
     Ok(Page::admin("Jobs", Section::Jobs, session.signed_in(), body).with_script(LIVE_RELOAD).render(StatusCode::OK))
 }
 
+/// The notice after a dead letter's Replay or Discard (`done=replayed|discarded`);
+/// empty for anything else.
+pub(super) fn done_notice(done: Option<&str>) -> String {
+    match done {
+        Some("replayed") => notice("ok", "Replayed: the job is back in its queue under its own id."),
+        Some("discarded") => notice("ok", "Discarded: the dead letter is cancelled and will not run."),
+        _ => String::new(),
+    }
+}
+
 /// A job id from the path; anything else is a 404 (no such job).
 pub(super) fn parse_id(raw: &str) -> Result<Uuid, UiError> {
     raw.parse().map_err(|_| UiError::NotFound("Job"))
 }
 
 /// `POST /admin/jobs/{id}/replay` (a dead letter back in its queue: outbox, same id)
-/// and `POST /admin/jobs/{id}/discard` (a dead letter cancelled for good).
+/// and `POST /admin/jobs/{id}/discard` (a dead letter cancelled for good); either
+/// redirects to the job's page, which shows what became of it.
 pub async fn act(
     State(state): State<SharedState>,
     session: AdminSession,
@@ -187,7 +194,7 @@ pub async fn act(
     }
     tracing::info!(job.id = %id, ?action, admin = %session.username, "dead letter handled from the admin page");
     let done = if action == DeadLetterAction::Replay { "replayed" } else { "discarded" };
-    Ok(Redirect::to(&format!("/admin/jobs?done={done}")).into_response())
+    Ok(Redirect::to(&format!("/admin/jobs/{id}?done={done}")).into_response())
 }
 
 #[cfg(test)]
