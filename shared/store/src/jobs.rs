@@ -19,7 +19,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::search::Search;
-use crate::{AttemptOutcome, JobState, StoreError};
+use crate::{AttemptOutcome, JobState, ReplicaState, StoreError};
 
 /// What a job is, as written when it is enqueued (and again by a worker that meets a
 /// message without a record: one published before records existed, or pruned).
@@ -367,16 +367,22 @@ pub struct Retry<'a> {
 /// Marks the job `retrying` after a failed attempt, with when the next one is due and
 /// how many its kind gets ([`JobRecord::retry_at`], [`JobRecord::max_attempts`]). The
 /// attempt that failed is kept in [`attempts`] as `failed`, with its worker, start and
-/// `error`. False when the record is not `active` on the worker (a later delivery has
-/// it, as in [`finish`]): nothing is written, and the caller must not schedule another
-/// attempt.
+/// `error`. A copy the job is making (its replica on the job's node still `pending` or
+/// `copying`) takes the same `error` as its `last_error`, so the replica says why it is
+/// not there yet; the copy's success clears it. False when the record is not `active`
+/// on the worker (a later delivery has it, as in [`finish`]): nothing is written, and
+/// the caller must not schedule another attempt.
 pub async fn retrying(c: &impl GenericClient, r: &Retry<'_>) -> Result<bool, StoreError> {
     let updated = c
         .execute_cached(
             "WITH ended AS (
                  INSERT INTO job_attempts (job_id, replay, attempt, worker_id, started_at, outcome, error)
                  SELECT id, replays, attempt, worker_id, started_at, $5, $4 FROM jobs
-                 WHERE id = $1 AND state = $6 AND worker_id = $7)
+                 WHERE id = $1 AND state = $6 AND worker_id = $7),
+             noted AS (
+                 UPDATE replicas r SET last_error = $4, updated_at = now() FROM jobs j
+                 WHERE j.id = $1 AND j.state = $6 AND j.worker_id = $7
+                   AND r.file_id = j.file_id AND r.node_id = j.node_id AND r.state = ANY($10))
              UPDATE jobs SET state = $2, attempt = $3, error = $4, finished_at = now(), state_at = now(),
                  retry_at = now() + make_interval(secs => $8), max_attempts = $9
              WHERE id = $1 AND state = $6 AND worker_id = $7",
@@ -390,6 +396,7 @@ pub async fn retrying(c: &impl GenericClient, r: &Retry<'_>) -> Result<bool, Sto
                 &r.worker,
                 &r.delay.as_secs_f64(),
                 &r.max_attempts,
+                &[ReplicaState::Pending, ReplicaState::Copying].as_slice(),
             ],
         )
         .await?;

@@ -87,9 +87,35 @@ async fn a_failing_file_in_the_middle_of_a_batch_fails_only_its_own_job() -> any
     for (id, _) in files.iter().filter(|(id, _)| id != middle) {
         assert!(!retried.contains(id.as_str()), "{id} was not retried:\n{retried}");
     }
+    // The copy that waits for its retry says why (the operator trial of stop 30: its
+    // last_error stayed null while only the job knew).
+    let middle_id: uuid::Uuid = middle.parse()?;
+    let why = eventually("the blocked copy's last_error", Duration::from_secs(30), || {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(
+                    "SELECT state, last_error FROM replicas WHERE file_id = $1 AND node_id = $2",
+                    &[&middle_id, &(node2 as i32)],
+                )
+                .await?;
+            let (state, error): (String, Option<String>) = (row.get(0), row.get(1));
+            Ok(error.map(|e| (state, e)))
+        }
+    })
+    .await?;
+    assert!(matches!(why.0.as_str(), "pending" | "copying") && !why.1.is_empty(), "{why:?}");
 
     std::fs::remove_dir_all(&obstacle)?;
     cluster.wait_replicas(middle, 2).await?;
+    let error: Option<String> = db
+        .query_one(
+            "SELECT last_error FROM replicas WHERE file_id = $1 AND node_id = $2",
+            &[&middle_id, &(node2 as i32)],
+        )
+        .await?
+        .get(0);
+    assert_eq!(error, None, "the copy's success clears the reason");
     for (id, bytes) in &files {
         for node in &cluster.nodes {
             assert_eq!(&std::fs::read(node.path_of(id))?, bytes, "{id} on {}", node.name);
