@@ -563,7 +563,7 @@ static SPEC: LazyLock<Value> = LazyLock::new(|| {
                         "expires": {"type": "string", "format": "date-time", "description": "When an unfinished upload expires: `storage.upload_expiry_secs` after its last accepted chunk (each chunk moves it forward)."},
                         "status": {"type": "integer", "enum": [1, 2, 3], "description": "1 uploading, 2 complete, 3 failed/expired"},
                         "state": {"type": "string", "enum": ["uploading", "assembling", "complete", "failed", "expired"]},
-                        "error": {"type": "string", "nullable": true},
+                        "error": {"type": "string", "nullable": true, "description": "Why it failed, expired or was reopened (a wrong md5): a fixed sentence; what operators recorded beside it (a cancel reason, an assembly's detail) stays with them."},
                         "completed_at": {"type": "string", "format": "date-time", "nullable": true},
                         "user": {"type": "integer"},
                         "parent": {"type": "string", "format": "uuid", "nullable": true}

@@ -38,6 +38,23 @@ pub fn effective_state(upload: &Upload) -> UploadState {
     }
 }
 
+/// What a client is told of why its upload failed, expired or was reopened: a
+/// recorded failure's fixed public text ([`UploadFailure::public_detail`]), never the
+/// stored detail beside it, which is for operators (an operator's cancel reason, an
+/// assembly's server paths and internal errors); the fixed texts the server writes
+/// itself (expiry, termination) as they are.
+fn public_error(upload: &Upload) -> Option<&str> {
+    if let Some(failure) = upload.failure() {
+        return Some(failure.public_detail());
+    }
+    let error = upload.error.as_deref()?;
+    Some(match error {
+        ferry_store::uploads::EXPIRED_TEXT | ferry_store::uploads::TERMINATED_TEXT => error,
+        _ => "The upload failed; upload the file again.",
+    })
+}
+
+/// The upload as its client sees it (the chunked protocol's answers and listings).
 pub fn to_json(upload: &Upload, base: &str) -> Value {
     let state = effective_state(upload);
     json!({
@@ -51,7 +68,7 @@ pub fn to_json(upload: &Upload, base: &str) -> Value {
         "expires": upload.expires_at,
         "status": legacy_status(state),
         "state": state.as_str(),
-        "error": upload.error,
+        "error": public_error(upload),
         "completed_at": upload.completed_at,
         "user": upload.user,
         "parent": upload.parent,

@@ -228,16 +228,24 @@ pub async fn reopen(
     Ok(())
 }
 
+/// The `uploads.error` of an upload that expired before it was completed (fixed text,
+/// shown to its client as it is).
+pub const EXPIRED_TEXT: &str = "expired before completion";
+
+/// The `uploads.error` of an upload its client terminated (tus `termination`; fixed
+/// text, shown to its client as it is).
+pub const TERMINATED_TEXT: &str = "terminated by its client";
+
 /// Marks up to `limit` uploads still `uploading` past their expiry `expired` (skipping
 /// rows another transaction holds) and returns their ids.
 pub async fn expire_due(c: &impl GenericClient, limit: i64) -> Result<Vec<FileId>, StoreError> {
     let rows = c
         .query_cached(
-            "UPDATE uploads SET status = $2, error = 'expired before completion'
+            "UPDATE uploads SET status = $2, error = $4
              WHERE id IN (SELECT id FROM uploads WHERE status = $3 AND expires_at <= now()
                           ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING id",
-            &[&limit, &UploadState::Expired, &UploadState::Uploading],
+            &[&limit, &UploadState::Expired, &UploadState::Uploading, &EXPIRED_TEXT],
         )
         .await?;
     rows.iter().map(|r| Ok(FileId(r.try_get("id")?))).collect()
@@ -567,9 +575,9 @@ pub async fn declare_length(c: &impl GenericClient, id: FileId, total: ByteSize)
 pub async fn terminate(c: &impl GenericClient, id: FileId, user: UserId) -> Result<bool, StoreError> {
     let n = c
         .execute_cached(
-            "UPDATE uploads SET status = $3, error = 'terminated by its client', writer = NULL, writer_until = NULL
+            "UPDATE uploads SET status = $3, error = $5, writer = NULL, writer_until = NULL
              WHERE id = $1 AND user_id = $2 AND status = $4",
-            &[&id.0, &user.0, &UploadState::Expired, &UploadState::Uploading],
+            &[&id.0, &user.0, &UploadState::Expired, &UploadState::Uploading, &TERMINATED_TEXT],
         )
         .await?;
     Ok(n == 1)

@@ -483,6 +483,15 @@ async fn an_operator_cancels_an_unfinished_upload_and_its_pending_jobs() -> anyh
     assert!(out.contains("1 pending job(s) cancelled"), "{out}");
     let status = api.get(&format!("/storage/tmp-upload/{id}/")).await?;
     assert_eq!(status.json()["state"], "failed", "{}", status.text());
+    // The operator's reason is for operators: the client reads only the public text
+    // (the operator trial of stop 31 found "cancelled: wrong customer" in its upload).
+    assert_eq!(
+        status.json()["error"].as_str(),
+        Some("An operator cancelled this upload; upload the file again."),
+        "{}",
+        status.text()
+    );
+    assert!(!api.get("/storage/tmp-upload/").await?.text().contains("wrong customer"), "the listing neither");
     let again = api.complete(&format!("/storage/tmp-upload/{id}/"), &ferry_tests::md5_hex(&bytes)).await?;
     assert_eq!((again.status, again.code().as_str()), (409, "upload_failed"), "{}", again.text());
     assert!(again.text().contains("An operator cancelled"), "{}", again.text());

@@ -23,15 +23,34 @@ fn ago(t: chrono::DateTime<Utc>) -> String {
     format!("{} ({})", fmt_time(t), fmt_age((Utc::now() - t).to_std().unwrap_or_default()))
 }
 
-/// Free space now, and how it moved over the samples: `-1.2 GiB/day`.
-pub fn trend(samples: &[SpaceSample]) -> String {
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+/// The shortest span a rate is given for: over a few minutes, one copy or cleanup
+/// moves free space by more than a day's trend, and the projection would say "full in
+/// about 0 days" (the operator trial of stop 31).
+const MIN_TREND_SECS: i64 = 3600;
+
+/// Free space now, and how it moved over the samples: `-1.2 GiB/day`, with when the
+/// node fills at that rate. `current` is the last good probe's reading: newer than the
+/// last sample (one is kept every 10 minutes), it is the end of the trend, so the
+/// free space and the rate beside it never disagree.
+pub fn trend(samples: &[SpaceSample], current: Option<SpaceSample>) -> String {
+    let newer = current.filter(|c| samples.last().is_none_or(|last| c.at > last.at));
+    let points: Vec<&SpaceSample> = samples.iter().chain(newer.as_ref()).collect();
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return "no samples yet (one is kept every 10 minutes while the node is up)".into();
     };
-    let hours = (last.at - first.at).num_seconds() as f64 / 3600.0;
-    if samples.len() < 2 || hours <= 0.0 {
+    let seconds = (last.at - first.at).num_seconds();
+    if points.len() < 2 || seconds <= 0 {
         return format!("{} free (one sample so far)", fmt_bytes(last.free_bytes));
     }
+    if seconds < MIN_TREND_SECS {
+        return format!(
+            "{} free; {} samples over {} min, too short a span for a rate (it needs an hour)",
+            fmt_bytes(last.free_bytes),
+            points.len(),
+            seconds / 60
+        );
+    }
+    let hours = seconds as f64 / 3600.0;
     let delta = last.free_bytes.bytes() as f64 - first.free_bytes.bytes() as f64;
     let per_day = delta / hours * 24.0;
     let sign = if per_day < 0.0 { "−" } else { "+" };
@@ -39,7 +58,7 @@ pub fn trend(samples: &[SpaceSample]) -> String {
         "{} free; {sign}{}/day over the last {hours:.1} h ({} samples)",
         fmt_bytes(last.free_bytes),
         fmt_bytes(ByteSize(per_day.abs() as u64)),
-        samples.len()
+        points.len()
     );
     if per_day < 0.0 {
         let days = last.free_bytes.bytes() as f64 / -per_day;
@@ -121,12 +140,16 @@ pub async fn sections(client: &Client, o: &Overview, csrf: &str) -> Result<Strin
         html.push_str("<tr class=\"empty\"><td colspan=\"3\">No transitions recorded yet.</td></tr>");
     }
     let samples = node_status::space(client, id, TREND_SECS).await?;
+    let current = match (p.last_up_at, p.free, p.total) {
+        (Some(at), Some(free_bytes), Some(total_bytes)) => Some(SpaceSample { at, free_bytes, total_bytes }),
+        _ => None,
+    };
     let _ = write!(
         html,
         "</tbody></table><h2>Free space</h2><p id=\"space-trend\">{}</p>\
          <table class=\"grid\" id=\"space\"><thead><tr><th>At</th><th class=\"num\">Free</th>\
          <th class=\"num\">Total</th></tr></thead><tbody>",
-        Esc(&trend(&samples))
+        Esc(&trend(&samples, current))
     );
     // The latest dozen samples, newest first.
     for s in samples.iter().rev().take(12) {
@@ -156,11 +179,34 @@ mod tests {
 
     #[test]
     fn the_trend_says_the_rate_and_when_the_node_fills() {
-        assert!(trend(&[]).contains("no samples yet"));
-        assert!(trend(&[sample(0, 10)]).contains("one sample so far"));
-        let text = trend(&[sample(12, 12), sample(0, 10)]);
+        assert!(trend(&[], None).contains("no samples yet"));
+        assert!(trend(&[sample(0, 10)], None).contains("one sample so far"));
+        let text = trend(&[sample(12, 12), sample(0, 10)], None);
         assert!(text.starts_with("10.0 GiB free; −4.0 GiB/day over the last 12.0 h"), "{text}");
         assert!(text.contains("full in about 2 days"), "{text}");
-        assert!(trend(&[sample(24, 10), sample(0, 11)]).contains("+1.0 GiB/day"));
+        assert!(trend(&[sample(24, 10), sample(0, 11)], None).contains("+1.0 GiB/day"));
+    }
+
+    /// The operator trial of stop 31: "25.8 GiB free" above "2.7 GiB free; −742.8
+    /// GiB/day ... full in about 0 days", from three samples over 20 minutes, the
+    /// newest 7 minutes old, while the disk had been freed since.
+    #[test]
+    fn the_trend_ends_at_the_current_reading_and_needs_an_hour() {
+        let minutes = |m: i64, gib: u64| SpaceSample {
+            at: Utc::now() - chrono::Duration::minutes(m),
+            free_bytes: ByteSize(gib << 30),
+            total_bytes: ByteSize(100 << 30),
+        };
+        let text = trend(&[minutes(27, 10), minutes(17, 6), minutes(7, 3)], Some(minutes(0, 26)));
+        assert!(text.starts_with("26.0 GiB free; 4 samples over 27 min, too short"), "{text}");
+        assert!(!text.contains("full in"), "{text}");
+        // Over an hour and more, the current reading is the trend's end.
+        let text = trend(&[sample(12, 20), sample(6, 16)], Some(sample(0, 12)));
+        assert!(text.starts_with("12.0 GiB free; −16.0 GiB/day over the last 12.0 h (3 samples)"), "{text}");
+        // A reading no newer than the last sample adds nothing.
+        assert_eq!(
+            trend(&[sample(12, 12), sample(0, 10)], Some(sample(1, 50))),
+            trend(&[sample(12, 12), sample(0, 10)], None)
+        );
     }
 }
