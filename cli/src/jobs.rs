@@ -111,7 +111,8 @@ pub struct FilterArgs {
     /// Only jobs about this upload (= file) id, or the start of one (at least 4 hex digits).
     #[arg(long)]
     upload: Option<String>,
-    /// Only jobs of this kind: assemble, replicate, verify, delete, drop_replica.
+    /// Only jobs of this kind: assemble, replicate, verify, delete, drop_replica (a queue's
+    /// name, scrub or drop, stands for the jobs on it).
     #[arg(long, value_parser = parse_kind)]
     kind: Option<String>,
     /// Only jobs queued longer ago than this: 90s, 15m, 2h, 3d.
@@ -180,11 +181,18 @@ async fn page(client: &Client, filter: &Filter, paging: Paging, out: Json, with_
     Ok(())
 }
 
+/// A job name (`verify`), or a queue's name (`scrub`, `ferry.scrub`) for the jobs on
+/// it: each queue carries one kind of job.
 fn parse_kind(s: &str) -> Result<String, String> {
     if ferry_queue::Job::NAMES.contains(&s) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("expected one of {}", ferry_queue::Job::NAMES.join(", ")))
+        return Ok(s.to_owned());
+    }
+    match s.parse::<ferry_queue::JobKind>() {
+        Ok(kind) => Ok(kind.job_names()[0].to_owned()),
+        Err(_) => Err(format!(
+            "expected one of {} (or a queue's name: scrub, drop, ferry.scrub, ...)",
+            ferry_queue::Job::NAMES.join(", ")
+        )),
     }
 }
 
@@ -507,6 +515,9 @@ mod tests {
         assert!(parse_age("2w").is_err());
         assert!(parse_age("h").is_err());
         assert_eq!(parse_kind("drop_replica").as_deref(), Ok("drop_replica"));
-        assert!(parse_kind("scrub").is_err());
+        // A queue's name stands for the jobs on it (the operator trial of stop 31).
+        assert_eq!(parse_kind("scrub").as_deref(), Ok("verify"));
+        assert_eq!(parse_kind("ferry.drop").as_deref(), Ok("drop_replica"));
+        assert!(parse_kind("scrubs").is_err());
     }
 }

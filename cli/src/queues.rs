@@ -28,8 +28,9 @@ pub enum QueuesCmd {
         #[command(flatten)]
         out: Json,
     },
-    /// Stop workers taking jobs from a queue (assemble, replicate, delete, scrub or drop); its
-    /// messages wait. The admin Queues page's Pause does the same.
+    /// Stop workers taking jobs from a queue (assemble, replicate, delete, scrub or drop;
+    /// `ferry.scrub` or the jobs' name `verify` also name it); its messages wait. The
+    /// admin Queues page's Pause does the same.
     Pause { queue: JobKind },
     /// Let workers take jobs from a paused queue again.
     Resume { queue: JobKind },

@@ -53,13 +53,20 @@ impl JobKind {
     }
 }
 
+/// A queue by any name an operator meets it under: its routing key (`scrub`), its
+/// RabbitMQ queue (`ferry.scrub`) or the name of the jobs on it, as job records and
+/// `--kind` show them (`verify`): the operator trial of stop 31 found `queues pause
+/// verify` and `queues pause ferry.replicate` refused.
 impl std::str::FromStr for JobKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobKind::ALL
-            .into_iter()
-            .find(|k| k.routing_key() == s)
-            .ok_or_else(|| format!("unknown queue {s:?} (expected assemble, replicate, delete, scrub or drop)"))
+        let key = s.strip_prefix("ferry.").unwrap_or(s);
+        JobKind::ALL.into_iter().find(|k| k.routing_key() == key || k.job_names().contains(&key)).ok_or_else(|| {
+            format!(
+                "unknown queue {s:?} (expected assemble, replicate, delete, scrub or drop; the queue's name \
+                 ferry.scrub or its jobs' name verify, drop_replica also do)"
+            )
+        })
     }
 }
 
@@ -170,6 +177,12 @@ mod tests {
         assert!(jobs[2].belongs_on(JobKind::Replicate) && jobs[4].belongs_on(JobKind::Delete), "queued before");
         assert!(!jobs[1].belongs_on(JobKind::Scrub) && !jobs[0].belongs_on(JobKind::Replicate));
         assert!(jobs.iter().all(|j| j.kind().job_names() == [j.name()]));
+        for kind in JobKind::ALL {
+            for name in [kind.routing_key().to_owned(), kind.queue(), kind.job_names()[0].to_owned()] {
+                assert_eq!(name.parse::<JobKind>(), Ok(kind), "{name}");
+            }
+        }
+        assert!("ferry.nothing".parse::<JobKind>().is_err() && "ferry.".parse::<JobKind>().is_err());
     }
 }
 
