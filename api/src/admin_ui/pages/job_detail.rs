@@ -13,7 +13,7 @@ use ferry_store::jobs::{self, Attempt, JobDetail};
 use ferry_store::JobState;
 
 use super::detail::facts;
-use super::jobs::{dead_actions, done_notice, millis, notes, parse_id};
+use super::jobs::{dead_actions, done_notice, done_param, millis, notes, parse_id};
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::html::{fmt_time, Esc, Page, Section};
 use crate::admin_ui::session::AdminSession;
@@ -119,11 +119,7 @@ pub async fn page(
     let id = parse_id(&id)?;
     let job = jobs::detail(&state.pool.get().await?, id).await?.ok_or(UiError::NotFound("Job"))?;
     let title = format!("Job {id}");
-    let done: Option<String> = raw
-        .as_deref()
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "done").map(|(_, v)| v));
-    let body = done_notice(done.as_deref()) + &body(&job, &session.csrf);
+    let body = done_notice(done_param(raw.as_deref()).as_deref()) + &body(&job, &session.csrf);
     Ok(Page::admin(&title, Section::Jobs, session.signed_in(), body).render(StatusCode::OK))
 }
 

@@ -34,9 +34,14 @@ struct Query {
 fn parse_query(raw: Option<&str>) -> Result<Query, UiError> {
     let listing = Listing::parse(raw).map_err(UiError::Invalid)?;
     let filter = job_ops::filter(&listing).map_err(UiError::Invalid)?;
+    Ok(Query { listing, filter, done: done_param(raw) })
+}
+
+/// The `done` parameter an action's redirect adds (`replayed`, `discarded`), if any:
+/// of the jobs list's query and of a job page's.
+pub(super) fn done_param(raw: Option<&str>) -> Option<String> {
     let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
-    let done = pairs.into_iter().find(|(k, v)| k == "done" && !v.is_empty()).map(|(_, v)| v);
-    Ok(Query { listing, filter, done })
+    pairs.into_iter().find(|(k, v)| k == "done" && !v.is_empty()).map(|(_, v)| v)
 }
 
 /// `850 ms`, `4.0 s`, or `—` when unknown.
