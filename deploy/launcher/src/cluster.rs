@@ -288,16 +288,17 @@ impl Cluster {
     pub async fn wait_node(&mut self, i: usize) -> Result<()> {
         let spec = self.nodes[i].clone();
         let what = format!("{} agent on port {}", spec.name, spec.agent_port);
-        let pid_file = self.procs.pid_path(&spec.name);
         let (port, name) = (spec.agent_port, spec.name.clone());
+        let procs = &mut self.procs;
         eventually(&what, Duration::from_secs(30), || {
-            let pid_file = pid_file.clone();
+            // Asked before the probe: a process that answers has not exited.
+            let exited = procs.exited(&name, "ferry-node");
             let name = name.clone();
             async move {
                 if tcp_open(port) {
                     return Ok(Some(()));
                 }
-                if crate::process::pid_from_file(&pid_file, "ferry-node").is_none() {
+                if exited {
                     bail!("{name} exited");
                 }
                 Ok(None)
@@ -319,16 +320,17 @@ impl Cluster {
     /// exits meanwhile.
     pub async fn wait_http(&mut self, name: &str, url: &str, timeout: Duration) -> Result<()> {
         let http = reqwest::Client::new();
-        let pid_file = self.procs.pid_path(name);
         let program = program_of(name);
+        let procs = &mut self.procs;
         let waited = eventually(&format!("{url} to answer 200"), timeout, || {
+            // Asked before the probe: a process that answers has not exited.
+            let exited = procs.exited(name, program);
             let http = http.clone();
-            let pid_file = pid_file.clone();
             async move {
                 if http_ok(&http, url).await {
                     return Ok(Some(()));
                 }
-                if crate::process::pid_from_file(&pid_file, program).is_none() {
+                if exited {
                     bail!("{name} exited");
                 }
                 Ok(None)
