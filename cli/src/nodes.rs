@@ -112,7 +112,7 @@ async fn list(client: &Client, format: Format) -> anyhow::Result<()> {
             Some(false) => "down",
             None => "?",
         };
-        let note = match (&o.probe.up, &o.probe.error, o.probe.ssh_problem()) {
+        let note = match (&o.probe.up, &o.probe.error, o.probe.copy_problem()) {
             (Some(false), Some(error), _) => format!("{}  {}", o.node.public_url, one_line(error)),
             (Some(true), _, Some(problem)) => format!("{}  {}", o.node.public_url, one_line(&problem)),
             _ => o.node.public_url.clone(),

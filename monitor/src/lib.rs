@@ -187,6 +187,27 @@ async fn probe_round(config: &Config, pool: &Pool, publisher: &Publisher, http: 
                     Err(error) => tracing::warn!(%error, node.id = %node, "cannot record the sshd check"),
                 }
             }
+            if result.up {
+                match node_status::record_write(&client, node, result.write_error.as_deref()).await {
+                    Ok((verdict, changed)) => {
+                        match (verdict, changed) {
+                            (Some(true), true) => tracing::info!(node.id = %node, "node's storage root writable"),
+                            (Some(false), true) => tracing::warn!(
+                                node.id = %node,
+                                error = ?result.write_error,
+                                "node's storage root not writable: no new copies to it"
+                            ),
+                            _ => {}
+                        }
+                        if let Some(writable) = verdict {
+                            ferry_shared::metrics::NODE_WRITABLE
+                                .with_label_values(&[&node.to_string()])
+                                .set(i64::from(writable));
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, node.id = %node, "cannot record the write check"),
+                }
+            }
             if !result.corrupt.is_empty() {
                 // The agent moved these aside: they no longer count, and the top-up
                 // copies them again from a good replica.

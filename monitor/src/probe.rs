@@ -16,6 +16,9 @@ pub struct ProbeResult {
     pub error: Option<String>,
     /// Files the agent found corrupt while serving them.
     pub corrupt: Vec<FileId>,
+    /// Why the agent could not write a file at its storage root (`None`: it could, or
+    /// did not check; always `None` for a node that is down).
+    pub write_error: Option<String>,
 }
 
 pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) -> ProbeResult {
@@ -28,6 +31,7 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
         rtt_ms: None,
         error: Some(error),
         corrupt: Vec::new(),
+        write_error: None,
     };
     let response = match http.get(&url).timeout(timeout).send().await {
         Ok(r) => r,
@@ -49,6 +53,7 @@ pub async fn probe(http: &reqwest::Client, public_url: &str, timeout: Duration) 
             rtt_ms: Some(rtt_ms),
             error: None,
             corrupt: h.corrupt,
+            write_error: h.write_error,
         },
         Err(e) => down(format!("malformed health answer: {e}")),
     }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_shared::config::NodeConfig;
 use ferry_shared::slots::{KeyedSlots, Slot};
@@ -99,6 +99,9 @@ pub struct NodeState {
     /// Downloads in flight per client address and per signed link (its signature).
     per_client: KeyedSlots<IpAddr>,
     per_link: KeyedSlots<String>,
+    /// The last write check of the root: when it ran and why it failed (`None`: passed).
+    /// Held across a check, so concurrent `/health` requests share one.
+    write_check: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
 }
 
 /// The slots one download holds while its body is being sent.
@@ -126,7 +129,35 @@ impl NodeState {
             corrupt: Mutex::new(VecDeque::new()),
             per_client: KeyedSlots::new(Semaphore::MAX_PERMITS, options.max_downloads_per_client),
             per_link: KeyedSlots::new(Semaphore::MAX_PERMITS, options.max_downloads_per_link),
+            write_check: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Why a file cannot be written at a node's root ([`crate::health::write_check`]),
+    /// `None` when it can. A check younger than [`crate::health::WRITE_CHECK_EVERY`]
+    /// answers for it. Staging is not checked (its writer is the API, which reports
+    /// its own failures to its clients): always `None` there.
+    pub async fn write_error(&self) -> Option<String> {
+        if self.layout != Layout::Node {
+            return None;
+        }
+        let mut last = self.write_check.lock().await;
+        if let Some((at, outcome)) = &*last {
+            if at.elapsed() < crate::health::WRITE_CHECK_EVERY {
+                return outcome.clone();
+            }
+        }
+        let root = self.root.clone();
+        // Blocking: on a sick disk a check may take long, and /health waits with it.
+        let outcome = match tokio::task::spawn_blocking(move || crate::health::write_check(&root)).await {
+            Ok(checked) => checked.err(),
+            Err(e) => Some(format!("write check task: {e}")),
+        };
+        if let Some(error) = &outcome {
+            tracing::warn!(%error, root = %self.root.display(), "storage root is not writable");
+        }
+        *last = Some((Instant::now(), outcome.clone()));
+        outcome
     }
 
     /// A download's share for `client` and `link` (the link's signature), or

@@ -65,6 +65,11 @@ metric!(NODE_SSH_UP: IntGaugeVec = register_int_gauge_vec!(
     "1 when the node's sshd (every copy to the node goes through it) sent an SSH identification at the monitor's \
      last check.",
     &["node"]));
+metric!(NODE_WRITABLE: IntGaugeVec = register_int_gauge_vec!(
+    "ferry_node_writable",
+    "1 when the node agent's last write check (a file created, written, fdatasynced and removed at its storage root) \
+     passed; 0 when it failed and the node takes no new copy.",
+    &["node"]));
 metric!(NODE_FREE_BYTES: IntGaugeVec = register_int_gauge_vec!(
     "ferry_node_free_bytes", "Free bytes under the node's storage root.", &["node"]));
 metric!(UNDER_REPLICATED: IntGauge = register_int_gauge!(

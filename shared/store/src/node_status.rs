@@ -64,6 +64,29 @@ pub async fn record_ssh(
     Ok((row.try_get("ssh_up")?, row.try_get("changed")?))
 }
 
+/// Records the agent's write check of its storage root (`None`: a file could be
+/// written; `Some` why not) on its status row, which the same probe's [`record`] wrote:
+/// `writable` follows each answer (a refused write is the filesystem's verdict, not a
+/// slow network's, so no second one is waited for). Returns the verdict and whether
+/// this answer changed it (`(None, false)` for a node with no status row).
+pub async fn record_write(
+    c: &impl GenericClient,
+    node: NodeId,
+    write_error: Option<&str>,
+) -> Result<(Option<bool>, bool), StoreError> {
+    let row = c
+        .query_opt_cached(
+            "WITH prev AS (SELECT writable FROM node_status WHERE node_id = $1)
+             UPDATE node_status SET writable = $2::text IS NULL, write_error = $2, write_checked_at = now()
+             WHERE node_id = $1
+             RETURNING writable, writable IS DISTINCT FROM (SELECT writable FROM prev) AS changed",
+            &[&node.0, &write_error],
+        )
+        .await?;
+    let Some(row) = row else { return Ok((None, false)) };
+    Ok((row.try_get("writable")?, row.try_get("changed")?))
+}
+
 /// Upserts the node's status in one statement: `down_since` is set at the first failed
 /// probe and cleared by the next good one, `last_up_at` moves with every good probe; a
 /// change of up/down (or a node's first probe) is appended to `node_events` with the

@@ -52,9 +52,10 @@ pub struct Placement<'a> {
 impl<'a> Placement<'a> {
     /// Up to `count` nodes for a file of `size`, none of `exclude`, by the configured
     /// rule: room for the file plus `storage.node_reserve_bytes`, a probe younger than
-    /// `api.heartbeat_stale_secs`, and an sshd not known to be down (`ssh_up` false
-    /// after two failed checks in a row: every copy goes through it). What a new file's
-    /// placement and the repair both ask.
+    /// `api.heartbeat_stale_secs`, an sshd not known to be down (`ssh_up` false after
+    /// two failed checks in a row: every copy goes through it), and a root not known to
+    /// refuse writes (`writable` false after the agent's last write check failed). What
+    /// a new file's placement and the repair both ask.
     pub fn configured(config: &Config, count: i64, size: ByteSize, exclude: &'a [NodeId]) -> Placement<'a> {
         Placement {
             count,
@@ -72,7 +73,7 @@ impl<'a> Placement<'a> {
 macro_rules! eligible_sql {
     () => {
         "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
-         WHERE n.state = $6 AND s.up AND s.ssh_up IS NOT FALSE
+         WHERE n.state = $6 AND s.up AND s.ssh_up IS NOT FALSE AND s.writable IS NOT FALSE
            AND s.checked_at > now() - make_interval(secs => $4::float8)
            AND s.free_bytes >= $2::bigint + $3::bigint
            AND NOT (n.id = ANY($5))
@@ -388,6 +389,12 @@ pub struct LastProbe {
     /// Why the last check of its sshd failed (`None` once one succeeds).
     pub ssh_error: Option<String>,
     pub ssh_checked_at: Option<DateTime<Utc>>,
+    /// Whether the agent could write a file at its storage root at its last write check
+    /// (`None`: no agent that checks has answered yet). Every copy writes there.
+    pub writable: Option<bool>,
+    /// Why the last write check failed (`None` once one passes).
+    pub write_error: Option<String>,
+    pub write_checked_at: Option<DateTime<Utc>>,
 }
 
 impl LastProbe {
@@ -402,6 +409,28 @@ impl LastProbe {
                 self.ssh_error.as_deref().unwrap_or("no reason recorded")
             )
         })
+    }
+
+    /// Why a node whose agent is up takes no new copy, and the copies bound for it
+    /// retry: its agent could not write a file at its storage root at the last check
+    /// (a filesystem remounted read-only, an immutable root, a failing disk). Its
+    /// present copies are still served. `None` when it could, or was not checked yet.
+    pub fn write_problem(&self) -> Option<String> {
+        (self.writable == Some(false)).then(|| {
+            format!(
+                "storage root not writable, no new copies; copies to it retry: {}",
+                self.write_error.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+    }
+
+    /// [`LastProbe::ssh_problem`] and [`LastProbe::write_problem`], joined with "; "
+    /// when both hold: why an up node takes no new copy.
+    pub fn copy_problem(&self) -> Option<String> {
+        match (self.ssh_problem(), self.write_problem()) {
+            (Some(ssh), Some(write)) => Some(format!("{ssh}; {write}")),
+            (ssh, write) => ssh.or(write),
+        }
     }
 }
 
@@ -442,6 +471,9 @@ impl Overview {
             "ssh_up": p.ssh_up,
             "ssh_error": p.ssh_error,
             "ssh_checked_at": p.ssh_checked_at,
+            "writable": p.writable,
+            "write_error": p.write_error,
+            "write_checked_at": p.write_checked_at,
             "replicas": self.replicas,
         })
     }
@@ -473,6 +505,9 @@ fn overview_from_row(r: &tokio_postgres::Row) -> Result<Overview, StoreError> {
             ssh_up: r.try_get("ssh_up")?,
             ssh_error: r.try_get("ssh_error")?,
             ssh_checked_at: r.try_get("ssh_checked_at")?,
+            writable: r.try_get("writable")?,
+            write_error: r.try_get("write_error")?,
+            write_checked_at: r.try_get("write_checked_at")?,
         },
         replicas: r.try_get("replicas")?,
     })
@@ -484,7 +519,7 @@ pub async fn overview(c: &impl GenericClient, only: Option<NodeId>) -> Result<Ve
         .query_cached(
             "SELECT n.id, n.name, n.ssh_host, n.ssh_port, n.ssh_user, n.root_path, n.public_url, n.region,
                     n.lat, n.lon, n.state, s.up, s.free_bytes, s.total_bytes, s.checked_at, s.last_up_at, s.down_since, s.error,
-                    s.ssh_up, s.ssh_error, s.ssh_checked_at,
+                    s.ssh_up, s.ssh_error, s.ssh_checked_at, s.writable, s.write_error, s.write_checked_at,
                     (SELECT count(*) FROM replicas r WHERE r.node_id = n.id AND r.state = $2) AS replicas
              FROM nodes n LEFT JOIN node_status s ON s.node_id = n.id
              WHERE $1::int IS NULL OR n.id = $1

@@ -1,6 +1,6 @@
 //! Nodes at runtime: added, drained and disabled through the admin API, no restart.
 
-use ferry_tests::{random_bytes, Cluster, Options};
+use ferry_tests::{random_bytes, Client, Cluster, Options};
 use serde_json::json;
 
 #[tokio::test]
@@ -136,16 +136,8 @@ async fn a_node_whose_sshd_stops_is_shown_unreachable_while_its_agent_serves() -
     let mut cluster = Cluster::start_with(Options { nodes: 1, replication: 1, ..Default::default() }).await?;
     let admin = cluster.client("admin", "adminadmin").await?;
     let node = cluster.nodes[0].id.context("node id")?;
-    let ssh_state = |want: bool| {
-        let admin = admin.clone();
-        move || {
-            let admin = admin.clone();
-            async move {
-                let n = admin.get(&format!("/admin/api/nodes/{node}")).await?.json();
-                Ok((n["ssh_up"] == want).then_some(n))
-            }
-        }
-    };
+    let admin_ref = &admin;
+    let ssh_state = |want: bool| move || node_when(admin_ref.clone(), node, "ssh_up", want);
     let n = ferry_tests::eventually("its sshd checked", Duration::from_secs(30), ssh_state(true)).await?;
     assert!(n["ssh_error"].is_null() && n["ssh_checked_at"].is_string(), "{n}");
 
@@ -177,5 +169,98 @@ async fn a_node_whose_sshd_stops_is_shown_unreachable_while_its_agent_serves() -
     assert!(n["ssh_error"].is_null(), "{n}");
     cluster.wait_replicas(&id, 1).await?;
     assert_eq!(cluster.nodes_holding(&id), vec![0]);
+    Ok(())
+}
+
+/// Node `node`'s admin JSON once its `field` is `want` (a probe for
+/// `ferry_tests::eventually`).
+async fn node_when(admin: Client, node: i64, field: &str, want: bool) -> anyhow::Result<Option<serde_json::Value>> {
+    let n = admin.get(&format!("/admin/api/nodes/{node}")).await?.json();
+    Ok((n[field] == want).then_some(n))
+}
+
+/// Makes a directory tree immutable (`chattr -R +i`: no file is created, written or
+/// removed in it, by root either) until dropped, as a filesystem remounted read-only
+/// would be for every writer.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: &std::path::Path) -> anyhow::Result<Immutable> {
+        let out = std::process::Command::new("chattr").arg("-R").arg("+i").arg(dir).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "chattr -R +i {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Immutable(dir.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        // The cluster's files must stay removable whatever the test did.
+        let _ = std::process::Command::new("chattr").arg("-R").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// The operator trial of stop 31: a node whose storage root refused writes kept its
+/// free space, so it looked healthy and kept taking new copies, each of which failed and
+/// retried. Now its agent's write check (a file created, written, fdatasynced and
+/// removed at the root) fails, and the node, still up and serving, is shown with the
+/// reason (admin API, `ferry nodes list`, the admin page, `ferry_node_writable`) and
+/// takes no new copy; writable again, it takes the copy the repair places.
+#[tokio::test]
+async fn a_node_whose_root_refuses_writes_takes_no_new_copy_until_it_accepts_them() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::time::Duration;
+    let cluster = Cluster::start_with(Options { nodes: 2, replication: 2, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let (first, node) = (cluster.nodes[0].id.context("node id")?, cluster.nodes[1].id.context("node id")?);
+    let admin_ref = &admin;
+    let writable = |want: bool| move || node_when(admin_ref.clone(), node, "writable", want);
+    let n = ferry_tests::eventually("its root checked", Duration::from_secs(30), writable(true)).await?;
+    assert!(n["write_error"].is_null() && n["write_checked_at"].is_string(), "{n}");
+
+    let immutable = Immutable::set(&cluster.nodes[1].root)?;
+    let n = ferry_tests::eventually("its root found unwritable", Duration::from_secs(30), writable(false)).await?;
+    assert_eq!(n["up"], true, "the agent still serves: {n}");
+    let error = n["write_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("cannot create a file in the storage root: Operation not permitted"), "{n}");
+    let listing = cluster.ferry(&["nodes", "list"])?;
+    assert!(
+        listing.contains("storage root not writable, no new copies; copies to it retry: cannot create"),
+        "{listing}"
+    );
+    let pages = crate::admin_page::AdminPage::new(&cluster, &admin)?;
+    let page = pages.get(&format!("/admin/nodes/{node}")).await?;
+    assert!(
+        page.contains("id=\"write-problem\"") && page.contains("storage root not writable"),
+        "the node's page says so"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", cluster.monitor_port)).await?.text().await?;
+    assert!(metrics.contains(&format!("ferry_node_writable{{node=\"{node}\"}} 0")), "{metrics}");
+    assert!(metrics.contains(&format!("ferry_node_writable{{node=\"{first}\"}} 1")), "{metrics}");
+
+    // A file uploaded now gets its one copy on the other node, none on this one.
+    let api = cluster.client("alice", "alicealice").await?;
+    let done = api.upload("while-root-immutable.bin", &random_bytes(100_000), 64 * 1024, None).await?;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let id = done.json()["id"].as_str().unwrap_or_default().to_owned();
+    cluster.wait_replicas(&id, 1).await?;
+    let db = cluster.db().await?;
+    let placed: Vec<i32> = db
+        .query("SELECT node_id FROM replicas WHERE file_id = $1::text::uuid", &[&id])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(placed, vec![i32::try_from(first)?], "a copy was placed on a node whose root refuses writes");
+
+    drop(immutable);
+    let n = ferry_tests::eventually("its root writable again", Duration::from_secs(30), writable(true)).await?;
+    assert!(n["write_error"].is_null(), "{n}");
+    cluster.wait_replicas(&id, 2).await?;
+    assert_eq!(cluster.nodes_holding(&id), vec![0, 1]);
     Ok(())
 }

@@ -83,6 +83,10 @@ pub async fn sections(client: &Client, o: &Overview, csrf: &str) -> Result<Strin
         Some(problem) => format!("{health} <span class=\"error\" id=\"ssh-problem\">{}</span>", Esc(&problem)),
         None => health,
     };
+    let health = match p.write_problem() {
+        Some(problem) => format!("{health} <span class=\"error\" id=\"write-problem\">{}</span>", Esc(&problem)),
+        None => health,
+    };
     let counts = nodes::replica_counts(client, id).await?;
     let held: i64 = counts.iter().map(|(_, n)| n).sum();
     let replicas = if counts.is_empty() {

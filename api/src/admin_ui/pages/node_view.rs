@@ -83,7 +83,7 @@ impl NodeView {
             down_reason: if down {
                 Some(o.probe.error.clone().unwrap_or_else(|| "no fresh heartbeat".into()))
             } else {
-                o.probe.ssh_problem()
+                o.probe.copy_problem()
             },
             down_since: if down {
                 o.probe.down_since.map(|t| format!("down since {}", fmt_age(since(t))))
