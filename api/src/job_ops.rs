@@ -1,6 +1,7 @@
 //! Job records as operators filter and steer them, shared by the admin page's Jobs
 //! section and the admin JSON API (`/admin/api/jobs`): the listing query as a
-//! `ferry_store::jobs::Filter`, and what can be done with a dead letter. `ferry jobs` and
+//! `ferry_store::jobs::Filter`, and what can be done with a job (a dead letter replayed
+//! or discarded, a waiting copy or check revoked). `ferry jobs` and
 //! `ferry dlq` act through the same `ferry_store::jobs` functions.
 
 use ferry_shared::types::FileId;
@@ -38,30 +39,45 @@ pub fn filter(listing: &Listing) -> Result<Filter, String> {
     })
 }
 
-/// What an operator does with a dead letter.
+/// What an operator does with a job from the admin page or the admin JSON API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterAction {
-    /// Back in its queue under its own id, through the outbox (`jobs::replay`).
+pub enum JobAction {
+    /// A dead letter back in its queue under its own id, through the outbox
+    /// (`jobs::replay`).
     Replay,
-    /// Cancelled for good, never run (`jobs::discard`).
+    /// A dead letter cancelled for good, never run (`jobs::discard`).
     Discard,
+    /// A copy or check that waits (queued, or retrying between attempts) cancelled
+    /// before it runs again (`jobs::revoke`, Celery's `revoke`).
+    Revoke,
 }
 
-impl DeadLetterAction {
-    /// `replay` or `discard` (a path segment); `None` for anything else.
-    pub fn parse(action: &str) -> Option<DeadLetterAction> {
+impl JobAction {
+    /// `replay`, `discard` or `revoke` (a path segment); `None` for anything else.
+    pub fn parse(action: &str) -> Option<JobAction> {
         match action {
-            "replay" => Some(DeadLetterAction::Replay),
-            "discard" => Some(DeadLetterAction::Discard),
+            "replay" => Some(JobAction::Replay),
+            "discard" => Some(JobAction::Discard),
+            "revoke" => Some(JobAction::Revoke),
             _ => None,
         }
     }
 
-    /// Does it to job `id`. A replay wakes this process's outbox relay.
-    pub async fn apply(self, state: &SharedState, id: Uuid) -> Result<Acted, StoreError> {
+    /// The `done` parameter of the page the admin page's action redirects to.
+    pub fn done(self) -> &'static str {
+        match self {
+            JobAction::Replay => "replayed",
+            JobAction::Discard => "discarded",
+            JobAction::Revoke => "revoked",
+        }
+    }
+
+    /// Does it to job `id`; `by` (who, from where: `admin alice, from the admin page`)
+    /// is a revoked job's reason. A replay wakes this process's outbox relay.
+    pub async fn apply(self, state: &SharedState, id: Uuid, by: &str) -> Result<Acted, StoreError> {
         let mut client = state.pool.get().await?;
         match self {
-            DeadLetterAction::Replay => {
+            JobAction::Replay => {
                 let tx = client.transaction().await?;
                 let replayed = jobs::replay(&tx, id, ferry_queue::JOBS_EXCHANGE).await?;
                 tx.commit().await?;
@@ -72,22 +88,32 @@ impl DeadLetterAction {
                     jobs::Replay::FileDeleted => Acted::FileDeleted,
                 })
             }
-            DeadLetterAction::Discard => {
+            JobAction::Discard => {
                 Ok(if jobs::discard(&client, id).await? { Acted::Done } else { Acted::NotDeadLetter })
             }
+            JobAction::Revoke => Ok(match jobs::revoke(&client, id, by).await? {
+                jobs::Revoke::Revoked => Acted::Done,
+                jobs::Revoke::Unknown => Acted::Unknown,
+                refused => Acted::NotRevoked(refused.refusal()),
+            }),
         }
     }
 }
 
-/// What [`DeadLetterAction::apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`JobAction::apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acted {
-    /// Replayed, or discarded.
+    /// Replayed, discarded or revoked.
     Done,
-    /// The job is no dead letter (unknown, finished, discarded, or replayed already).
+    /// A replay or discard of a job that is no dead letter (unknown, finished,
+    /// discarded, or replayed already).
     NotDeadLetter,
     /// A replay refused: a copy or check of a file deleted since ([`jobs::Replay`]).
     FileDeleted,
+    /// A revoke of a job that does not exist.
+    Unknown,
+    /// A revoke refused, with why in words ([`jobs::Revoke::refusal`]).
+    NotRevoked(String),
 }
 
 /// The detail of the refusal to replay a copy or check of a deleted file.

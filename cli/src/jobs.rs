@@ -49,6 +49,21 @@ pub enum JobsCmd {
         #[arg(long, default_value = "cancelled by an operator")]
         reason: String,
     },
+    /// Revoke jobs that wait (queued, or retrying between attempts), as Celery's
+    /// `revoke`: each becomes `cancelled` with the reason, and its delivery, when it
+    /// comes, is acknowledged without running. Only copies and checks (replicate,
+    /// verify): a revoked copy's replica is failed, and the monitor's repair places the
+    /// copy again wherever placement allows then (a node whose sshd or storage root
+    /// fails its checks is skipped). A job that runs, has ended or is of another kind is
+    /// skipped, saying why, and the command then exits non-zero.
+    Revoke {
+        /// Job ids, or enough of each one's start to name one job (at least 4 hex digits).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Recorded on each job as `revoked by an operator: <reason>`.
+        #[arg(long, default_value = "from the CLI")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -329,6 +344,20 @@ pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
                 Cancelled::Unknown => bail!("no upload {upload}"),
             }
         }
+        JobsCmd::Revoke { ids, reason } => {
+            let mut revoked = 0;
+            for given in &ids {
+                let id = resolve_id(client, given, None).await?;
+                match jobs::revoke(client, id, &reason).await? {
+                    jobs::Revoke::Revoked => {
+                        revoked += 1;
+                        outln!("job {id} revoked");
+                    }
+                    refused => outln!("job {id} skipped: {}", refused.refusal()),
+                }
+            }
+            all_acted(revoked, ids.len())?;
+        }
     }
     Ok(())
 }
@@ -384,10 +413,10 @@ async fn why_not(client: &impl ferry_store::GenericClient, id: Uuid) -> anyhow::
     Ok(why)
 }
 
-/// An error (non-zero exit) when a replay or discard acted on fewer of the `given` jobs
-/// than asked: the others were unknown, finished or discarded, or (a replay) copies or
-/// checks of files deleted since.
-fn all_dead_letters(acted: usize, given: usize) -> anyhow::Result<()> {
+/// An error (non-zero exit) when a replay, discard or revoke acted on fewer of the
+/// `given` jobs than asked: the others were skipped, each saying why (unknown,
+/// finished, discarded, running, or of a kind the action does not take).
+fn all_acted(acted: usize, given: usize) -> anyhow::Result<()> {
     if acted < given {
         bail!("{} of the {given} job(s) given were skipped (each says why above)", given - acted);
     }
@@ -433,7 +462,7 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
             outln!(
                 "{replayed} dead letter(s) replayed; they are published from the outbox by any running Ferry process"
             );
-            all_dead_letters(replayed, ids.len())?;
+            all_acted(replayed, ids.len())?;
         }
         DlqCmd::Discard { ids, all, filter } => {
             let ids = targets(client, ids, all, &filter).await?;
@@ -447,7 +476,7 @@ pub async fn dlq(client: &mut Client, cmd: DlqCmd) -> anyhow::Result<()> {
                 }
             }
             outln!("{discarded} dead letter(s) discarded");
-            all_dead_letters(discarded, ids.len())?;
+            all_acted(discarded, ids.len())?;
         }
     }
     Ok(())

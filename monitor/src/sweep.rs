@@ -84,6 +84,9 @@ pub async fn top_up_replicas(pool: &Pool, config: &Config, cursors: &mut Cursors
 /// lost. Both are looked for in the next slice of the sweep (`cursors`), so a round's
 /// cost and the jobs it enqueues are bounded by the slice: a draining node's copy is
 /// retired in the first pass of this sweep that finds its file's new copies present.
+/// The same slice's `failed` replica rows of files with R present copies again are
+/// deleted ([`replicas::forget_failed`]): bytes a failure left on a node become the
+/// orphan sweep's to reclaim.
 pub async fn retire_drained(pool: &Pool, config: &Config, cursors: &mut Cursors) -> Result<usize, StoreError> {
     let want = i64::from(config.storage.replication_factor);
     let mut client = pool.get().await?;
@@ -99,10 +102,14 @@ pub async fn retire_drained(pool: &Pool, config: &Config, cursors: &mut Cursors)
         // locations of the file at commit, before a worker removes the copy.
         notify::upload_event(&tx, file).await?;
     }
+    let forgotten = replicas::forget_failed(&tx, want, range).await?;
     tx.commit().await?;
     cursors.surplus = if range.reaches_end() { Uuid::nil() } else { range.through };
     if !rows.is_empty() {
         tracing::info!(replicas.retired = rows.len(), "retiring replicas from draining nodes");
+    }
+    if forgotten > 0 {
+        tracing::info!(replicas.forgotten = forgotten, "failed copies of files with R present copies forgotten");
     }
     Ok(rows.len())
 }

@@ -465,6 +465,23 @@ impl Cluster {
         .context("replication")
     }
 
+    /// Waits (60 s) until `file` has no `failed` replica row: the monitor's sweep forgets
+    /// one once the file has R present copies again.
+    pub async fn wait_failed_forgotten(&self, file: &str) -> Result<()> {
+        let db = self.db().await?;
+        eventually(&format!("the failed copies of {file} forgotten"), Duration::from_secs(60), || async {
+            let failed: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM replicas WHERE file_id = $1::text::uuid AND state = 'failed'",
+                    &[&file],
+                )
+                .await?
+                .get(0);
+            Ok((failed == 0).then_some(()))
+        })
+        .await
+    }
+
     /// Declares leftovers this test leaves on purpose (fault injection), which the
     /// clean-end check on drop then tolerates.
     pub fn expect_leftovers(&mut self, leftovers: Leftovers) {

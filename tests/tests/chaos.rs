@@ -357,8 +357,8 @@ async fn fault_suite() -> Result<()> {
     // Corrupt bytes of one replica on disk: the scrub finds it, moves it aside, and the
     // file is copied again from the good replica.
     let mut c = fresh_cluster(&[("FERRY_MONITOR__SCRUB_INTERVAL_SECS", "5")]).await?;
-    // The corrupt copy's replica row stays `failed` (with its reason) when the repair
-    // chose another node; that is the record of the fault, not unfinished work.
+    // The corrupt copy's replica row is `failed` (with its reason) until the repair's
+    // copy elsewhere is present and the sweep forgets it, which may come after the end.
     c.expect_leftovers(ferry_tests::Leftovers { failed_replicas: true, ..Default::default() });
     rows.push(
         scenario("corrupt bytes of a replica on disk", &mut c, async |c| {

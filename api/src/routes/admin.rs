@@ -12,7 +12,7 @@ use axum::{Json, Router};
 
 use crate::admin_ui::listing::Listing;
 use crate::extract::Json as JsonBody;
-use crate::job_ops::{self, Acted, DeadLetterAction};
+use crate::job_ops::{self, Acted, JobAction};
 use ferry_shared::types::{ByteSize, FileId, NodeId, UserId};
 use ferry_store::jobs::{self, JobRecord};
 use ferry_store::nodes::{self, NodeError, NodeInput, Overview};
@@ -230,19 +230,26 @@ async fn show_job(
     Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
 }
 
-/// `POST /admin/api/jobs/<id>/replay` (a dead letter back in its queue, same id) and
-/// `POST /admin/api/jobs/<id>/discard` (cancelled for good): the job record after it;
-/// 409 `not_dead_letter` for a job that is not one (any more), 409 `file_deleted` for a
-/// replay of a copy or check whose file was deleted since (discard it instead).
+/// `POST /admin/api/jobs/<id>/replay` (a dead letter back in its queue, same id),
+/// `POST /admin/api/jobs/<id>/discard` (cancelled for good) and
+/// `POST /admin/api/jobs/<id>/revoke` (a copy or check that waits, cancelled before it
+/// runs again; `ferry jobs revoke`): the job record after it. 409 `not_dead_letter` for
+/// a replay or discard of a job that is not one (any more), 409 `file_deleted` for a
+/// replay of a copy or check whose file was deleted since (discard it instead), 409
+/// `not_revocable` for a revoke of a job that runs, has ended, or is no copy or check
+/// (the detail says which and what to do instead).
 async fn act_on_job(
     State(state): State<SharedState>,
     admin: AdminUser,
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_job_id(&id)?;
-    let action = DeadLetterAction::parse(&action).ok_or(ApiError::NotFound { what: "Action" })?;
-    match action.apply(&state, id).await? {
+    let action = JobAction::parse(&action).ok_or(ApiError::NotFound { what: "Action" })?;
+    let by = format!("admin {}, through the admin API", admin.0.username);
+    match action.apply(&state, id, &by).await? {
         Acted::Done => {}
+        Acted::Unknown => return Err(ApiError::NotFound { what: "Job" }),
+        Acted::NotRevoked(detail) => return Err(ApiError::Conflict { code: "not_revocable", detail, state: None }),
         Acted::FileDeleted => {
             return Err(ApiError::Conflict { code: "file_deleted", detail: job_ops::FILE_DELETED.into(), state: None })
         }
@@ -259,7 +266,7 @@ async fn act_on_job(
             });
         }
     }
-    tracing::info!(job.id = %id, ?action, admin.id = %admin.0.id, "dead letter handled through the admin API");
+    tracing::info!(job.id = %id, ?action, admin.id = %admin.0.id, "job steered through the admin API");
     let job = jobs::detail(&state.pool.get().await?, id).await?;
     Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
 }

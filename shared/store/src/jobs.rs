@@ -617,6 +617,98 @@ pub async fn replay(c: &impl GenericClient, id: Uuid, exchange: &str) -> Result<
     Ok(if requeue(c, id, exchange, Requeue::Replay).await? { Replay::Replayed } else { Replay::NotDead })
 }
 
+/// What [`revoke`] did with a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoke {
+    /// `cancelled`; a copy's replica `failed`, a check's replica free to be scrubbed
+    /// again.
+    Revoked,
+    /// There is no such job.
+    Unknown,
+    /// A worker runs it now (`active`): it ends by itself, or dies with its time limit.
+    Running,
+    /// It no longer waits: `done`, `dead` (discard it instead) or `cancelled`.
+    Ended(JobState),
+    /// A job of this kind is not revoked: `assemble` ends an upload (cancel the upload),
+    /// `delete` and `drop_replica` finish a removal already recorded.
+    NotRevocable(String),
+}
+
+impl Revoke {
+    /// What an operator is told: what the job is doing, and what to do instead (the
+    /// admin page, the admin API's 409 `not_revocable` and `ferry jobs revoke` alike).
+    pub fn refusal(&self) -> String {
+        match self {
+            Revoke::Revoked => "Revoked.".into(),
+            Revoke::Unknown => "There is no such job.".into(),
+            Revoke::Running => "That job is running on a worker now: it ends by itself, or with its time limit; \
+                                only a job that waits (queued, or retrying between attempts) is revoked."
+                .into(),
+            Revoke::Ended(JobState::Dead) => "That job is a dead letter: discard it instead.".into(),
+            Revoke::Ended(state) => format!("That job is {state}: only a job that waits is revoked."),
+            Revoke::NotRevocable(kind) if kind == "assemble" => {
+                "An assemble job ends its upload: cancel the upload instead (ferry jobs cancel --upload).".into()
+            }
+            Revoke::NotRevocable(kind) => format!(
+                "A {kind} job finishes a removal already recorded and is not revoked; only copies and checks \
+                 (replicate, verify) are."
+            ),
+        }
+    }
+}
+
+/// The job kinds [`revoke`] accepts: work on one replica that the monitor redoes or
+/// reschedules by itself once it is given up.
+pub const REVOCABLE_KINDS: &[&str] = &["replicate", "verify"];
+
+/// Revokes a job that waits (`queued`, or `retrying` between attempts), in one
+/// statement: `cancelled` with `revoked by an operator: <reason>`, so the delivery it
+/// waits for is acknowledged without running ([`start`] skips a `cancelled` record),
+/// as a Celery worker skips a revoked task id when it arrives. A copy's (`replicate`)
+/// replica in flight becomes `failed` with that reason, which the repair replaces
+/// wherever the placement rule allows then (a broken node's checks keep it off); a
+/// check's (`verify`) replica is free for its next scrub. Only [`REVOCABLE_KINDS`].
+pub async fn revoke(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<Revoke, StoreError> {
+    let error = format!("revoked by an operator: {reason}");
+    let row = c
+        .query_opt_cached(
+            "WITH j AS (
+                 UPDATE jobs SET state = $3, error = $2, finished_at = now(), state_at = now()
+                 WHERE id = $1 AND state = ANY($4) AND kind = ANY($5)
+                 RETURNING kind, file_id, node_id),
+             copy AS (
+                 UPDATE replicas r SET state = $6, last_error = $2, updated_at = now()
+                 FROM j WHERE j.kind = 'replicate' AND r.file_id = j.file_id AND r.node_id = j.node_id
+                   AND r.state = ANY($7)
+                 RETURNING r.node_id),
+             scrub AS (
+                 UPDATE replicas r SET scrub_queued_at = NULL
+                 FROM j WHERE j.kind = 'verify' AND r.file_id = j.file_id AND r.node_id = j.node_id
+                 RETURNING r.node_id)
+             -- Data-modifying CTEs run whether or not the query reads them.
+             SELECT kind FROM j",
+            &[
+                &id,
+                &error,
+                &JobState::Cancelled,
+                &[JobState::Queued, JobState::Retrying].as_slice(),
+                &REVOCABLE_KINDS,
+                &ReplicaState::Failed,
+                &[ReplicaState::Pending, ReplicaState::Copying].as_slice(),
+            ],
+        )
+        .await?;
+    if row.is_some() {
+        return Ok(Revoke::Revoked);
+    }
+    let Some(job) = get(c, id).await? else { return Ok(Revoke::Unknown) };
+    Ok(match job.state {
+        JobState::Active => Revoke::Running,
+        JobState::Queued | JobState::Retrying => Revoke::NotRevocable(job.kind),
+        ended => Revoke::Ended(ended),
+    })
+}
+
 /// Discards a dead letter: `cancelled`, with the time. False when there is no such
 /// dead job.
 pub async fn discard(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError> {

@@ -538,6 +538,24 @@ pub async fn retire_surplus(
     pairs(&rows)
 }
 
+/// Deletes the `failed` replica rows, among the files of `range`, of files that have at
+/// least `want` present replicas on active nodes again; returns how many. Such a row
+/// records a copy given up (failed for good, revoked, or found corrupt) that the repair
+/// has since made elsewhere: its history is in the job records. Kept, it marked
+/// whatever bytes the failure left on its node as accounted for, so the orphan sweep
+/// never reclaimed them ([`unaccounted`]), and a later replay of its dead copy made a
+/// copy beyond R. A file still short keeps its failed rows (the repair reads them).
+pub async fn forget_failed(c: &impl GenericClient, want: i64, range: FileRange) -> Result<u64, StoreError> {
+    Ok(c.execute_cached(
+        "DELETE FROM replicas r
+         WHERE r.file_id > $2 AND r.file_id <= $3 AND r.state = $4
+           AND (SELECT count(*) FROM replicas r2 JOIN nodes n2 ON n2.id = r2.node_id
+                WHERE r2.file_id = r.file_id AND r2.state = $5 AND n2.state = $6) >= $1",
+        &[&want, &range.after, &range.through, &ReplicaState::Failed, &ReplicaState::Present, &NodeState::Active],
+    )
+    .await?)
+}
+
 /// Claims present replicas (on nodes that are up) not verified within `interval_secs`
 /// and not already queued within `lease_secs`, at most `max_queued` queued at once,
 /// stamping `scrub_queued_at`; returns them for scrub jobs.

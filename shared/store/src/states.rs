@@ -136,7 +136,8 @@ state_enum!(
         Done => "done",
         /// Given up and dead-lettered (`jobs.error` says why); replayable.
         Dead => "dead",
-        /// A dead letter an operator discarded.
+        /// Ended by an operator, never run again: a dead letter discarded, a job
+        /// cancelled with its upload, or one revoked while it waited.
         Cancelled => "cancelled",
     }
 );

@@ -442,6 +442,101 @@ async fn a_paused_queue_waits_until_resumed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A copy that waits (here in a paused queue; as well between attempts, retrying
+/// against a broken node) is revoked, as Celery's `revoke` (the operator trial of stop
+/// 31: no way to stop one job short of cancelling its whole upload): from the CLI, the
+/// admin page and the admin API. Each job becomes `cancelled` with the reason, its
+/// replica `failed` with it, and the repair places the copies again under new jobs; on
+/// resume the revoked messages are acked unrun (no worker, no attempt) and the file ends
+/// with R present copies. Revoking a job that has ended, or twice, is refused with why.
+#[tokio::test]
+async fn a_waiting_copy_is_revoked_and_the_repair_places_it_again() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(Options { nodes: 3, replication: 2, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    assert!(cluster.ferry(&["queues", "pause", "replicate"])?.contains("ferry.replicate paused"));
+    eventually("the worker stopped consuming ferry.replicate", Duration::from_secs(30), || async {
+        Ok(cluster.log_tail("worker1", 200).contains("queue paused by an operator").then_some(()))
+    })
+    .await?;
+    let res = api.upload("revoked.bin", &random_bytes(30_000), 30_000, None).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let id = res.json()["id"].as_str().unwrap_or_default().to_owned();
+    let queued = |table: String| {
+        rows(&table).iter().filter_map(|r| r.split_whitespace().nth(2)).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let first_jobs =
+        queued(cluster.ferry(&["jobs", "ls", "--upload", &id, "--kind", "replicate", "--state", "queued"])?);
+    assert_eq!(first_jobs.len(), 2, "both copies wait: {first_jobs:?}");
+    let (cli_job, page_job) = (&first_jobs[0], &first_jobs[1]);
+
+    // From the CLI, by the start of its id.
+    let out = cluster.ferry(&["jobs", "revoke", &cli_job[..8], "--reason", "node being replaced"])?;
+    assert_eq!(out.trim(), format!("job {cli_job} revoked"));
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", cli_job])?)?;
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    assert_eq!(shown["error"], "revoked by an operator: node being replaced", "{shown}");
+    let node = shown["node"].as_i64().unwrap_or_default();
+    let db = cluster.db().await?;
+    let replica = db
+        .query_one(
+            "SELECT state, last_error FROM replicas WHERE file_id = $1::text::uuid AND node_id = $2",
+            &[&id, &(node as i32)],
+        )
+        .await?;
+    assert_eq!(replica.get::<_, String>(0), "failed");
+    assert_eq!(replica.get::<_, Option<String>>(1).as_deref(), Some("revoked by an operator: node being replaced"));
+    // Twice is refused, saying why, and the CLI exits non-zero.
+    let (ok, out) = cluster.ferry_cli(&["jobs", "revoke", cli_job], "")?;
+    assert!(!ok && out.contains("skipped: That job is cancelled: only a job that waits is revoked."), "{out}");
+
+    // From the job's page: its Revoke button.
+    let pages = AdminPage::new(&cluster, &admin)?;
+    let page = pages.get(&format!("/admin/jobs/{page_job}")).await?;
+    assert!(page.contains(&format!("action=\"/admin/jobs/{page_job}/revoke\"")), "the page offers Revoke");
+    assert_eq!(pages.post(&format!("/admin/jobs/{page_job}/revoke"), &csrf(&page)).await?, 303);
+    let page = pages.get(&format!("/admin/jobs/{page_job}?done=revoked")).await?;
+    assert!(
+        page.contains("Revoked: the job is cancelled") && page.contains("admin admin, from the admin page"),
+        "{page}"
+    );
+    assert!(!page.contains("/revoke\""), "no Revoke for a cancelled job");
+
+    // The repair places both copies again under new jobs, which wait in the paused queue.
+    let new_jobs = eventually("the repair's new copies", Duration::from_secs(60), || async {
+        let jobs =
+            queued(cluster.ferry(&["jobs", "ls", "--upload", &id, "--kind", "replicate", "--state", "queued"])?);
+        Ok((jobs.len() == 2).then_some(jobs))
+    })
+    .await?;
+    assert!(new_jobs.iter().all(|j| !first_jobs.contains(j)), "{new_jobs:?} {first_jobs:?}");
+
+    assert!(cluster.ferry(&["queues", "resume", "replicate"])?.contains("ferry.replicate resumed"));
+    cluster.wait_replicas(&id, 2).await?;
+    // The revoked messages, ahead of the new ones in the queue, are acked unrun: still
+    // cancelled, never started by a worker.
+    for job in &first_jobs {
+        let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", job])?)?;
+        assert_eq!((shown["state"].as_str(), shown["worker"].as_str()), (Some("cancelled"), None), "{shown}");
+        assert_eq!(shown["attempts"], json!([]), "{shown}");
+    }
+    // The revoked copy's failed row is forgotten once the file has its R copies again.
+    cluster.wait_failed_forgotten(&id).await?;
+    // A job that has ended is not revoked: the admin API says why.
+    let done_job = &new_jobs[0];
+    eventually("the new copy done", Duration::from_secs(30), || async {
+        let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", done_job])?)?;
+        Ok((shown["state"] == "done").then_some(()))
+    })
+    .await?;
+    let res = admin.post_json(&format!("/admin/api/jobs/{done_job}/revoke"), &json!({})).await?;
+    assert_eq!((res.status, res.json()["code"].as_str()), (409, Some("not_revocable")), "{}", res.text());
+    assert!(res.json()["detail"].as_str().is_some_and(|d| d.contains("That job is done")), "{}", res.text());
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(admin.post_json(&format!("/admin/api/jobs/{unknown}/revoke"), &json!({})).await?.status, 404);
+    Ok(())
+}
+
 /// Issue 11 (control): an operator cancels an unfinished upload and its pending jobs.
 /// The waiting client is told the upload failed (409 `upload_failed`, "an operator
 /// cancelled"), the queued assemble job is recorded `cancelled`, and when a worker

@@ -13,7 +13,7 @@ use ferry_store::jobs::{self, Attempt, JobDetail};
 use ferry_store::JobState;
 
 use super::detail::facts;
-use super::jobs::{dead_actions, done_notice, done_param, millis, notes, parse_id};
+use super::jobs::{done_notice, done_param, job_actions, millis, notes, parse_id};
 use crate::admin_ui::error::UiError;
 use crate::admin_ui::html::{fmt_time, Esc, Page, Section};
 use crate::admin_ui::session::AdminSession;
@@ -61,14 +61,17 @@ fn body(detail: &JobDetail, csrf: &str) -> String {
         ("Notes", Esc(&notes(job)).to_string()),
     ];
     let payload = serde_json::to_string_pretty(&job.payload).unwrap_or_default();
-    let actions = dead_actions(job, csrf);
-    let actions = if actions.is_empty() {
-        String::new()
-    } else {
-        format!(
+    let actions = job_actions(job, csrf);
+    let actions = match (actions.is_empty(), job.state) {
+        (true, _) => String::new(),
+        (false, JobState::Dead) => format!(
             "<div id=\"job-actions\" class=\"notice error\">A dead letter: fix its cause, then replay it (same job \
              id) or discard it. {actions}</div>"
-        )
+        ),
+        (false, _) => format!(
+            "<div id=\"job-actions\" class=\"notice\">This job waits for a worker. Revoked, it never runs (a \
+             copy's replica is failed and the repair places the copy again where it can). {actions}</div>"
+        ),
     };
     format!(
         "{actions}{}{}<h2>Message</h2><pre class=\"mono\" id=\"job-payload\">{}</pre>",

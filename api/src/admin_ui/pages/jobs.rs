@@ -18,7 +18,7 @@ use crate::admin_ui::form;
 use crate::admin_ui::html::{csrf_field, fmt_time, notice, Esc, Page, Section, LIVE_RELOAD, LIVE_RELOAD_SECS};
 use crate::admin_ui::listing::Listing;
 use crate::admin_ui::session::AdminSession;
-use crate::job_ops::{self, Acted, DeadLetterAction};
+use crate::job_ops::{self, Acted, JobAction};
 use crate::state::SharedState;
 
 /// The page's query: the listing filters (`upload`, `state`, `kind`, `user`, `name`,
@@ -68,8 +68,18 @@ fn filter_form(q: &Query) -> String {
     q.listing.filter_form("/admin/jobs", "File name", &states, &kinds)
 }
 
-/// Replay and Discard of a dead letter (nothing for any other job).
-pub(super) fn dead_actions(job: &JobRecord, csrf: &str) -> String {
+/// Replay and Discard of a dead letter, Revoke of a copy or check that waits (nothing
+/// for any other job).
+pub(super) fn job_actions(job: &JobRecord, csrf: &str) -> String {
+    let waits = matches!(job.state, JobState::Queued | JobState::Retrying);
+    if waits && jobs::REVOCABLE_KINDS.contains(&job.kind.as_str()) {
+        return format!(
+            "<form method=\"post\" action=\"/admin/jobs/{id}/revoke\" class=\"inline\">{csrf}\
+             <button type=\"submit\" class=\"link revoke\">Revoke</button></form>",
+            id = job.id,
+            csrf = csrf_field(csrf),
+        );
+    }
     if job.state != JobState::Dead {
         return String::new();
     }
@@ -102,7 +112,7 @@ pub(super) fn notes(job: &JobRecord) -> String {
 }
 
 fn row(job: &JobRecord, csrf: &str) -> String {
-    let actions = dead_actions(job, csrf);
+    let actions = job_actions(job, csrf);
     format!(
         "<tr data-job=\"{id}\" data-state=\"{state}\"><td>{queued}</td>\
          <td class=\"mono\"><a href=\"/admin/jobs/{id}\" class=\"job-id\">{id}</a></td><td>{kind}</td>\
@@ -171,6 +181,11 @@ pub(super) fn done_notice(done: Option<&str>) -> String {
     match done {
         Some("replayed") => notice("ok", "Replayed: the job is back in its queue under its own id."),
         Some("discarded") => notice("ok", "Discarded: the dead letter is cancelled and will not run."),
+        Some("revoked") => notice(
+            "ok",
+            "Revoked: the job is cancelled and will not run; a revoked copy's replica is failed, and the monitor's \
+             repair places the copy again where it can.",
+        ),
         _ => String::new(),
     }
 }
@@ -180,9 +195,10 @@ pub(super) fn parse_id(raw: &str) -> Result<Uuid, UiError> {
     raw.parse().map_err(|_| UiError::NotFound("Job"))
 }
 
-/// `POST /admin/jobs/{id}/replay` (a dead letter back in its queue: outbox, same id)
-/// and `POST /admin/jobs/{id}/discard` (a dead letter cancelled for good); either
-/// redirects to the job's page, which shows what became of it.
+/// `POST /admin/jobs/{id}/replay` (a dead letter back in its queue: outbox, same id),
+/// `POST /admin/jobs/{id}/discard` (a dead letter cancelled for good) and
+/// `POST /admin/jobs/{id}/revoke` (a copy or check that waits, cancelled before it runs
+/// again); each redirects to the job's page, which shows what became of it.
 pub async fn act(
     State(state): State<SharedState>,
     session: AdminSession,
@@ -191,15 +207,17 @@ pub async fn act(
 ) -> Result<Response, UiError> {
     let id = parse_id(&id)?;
     form::read_checked(&state, &session, body).await?;
-    let action = DeadLetterAction::parse(&action).ok_or(UiError::NotFound("Action"))?;
-    match action.apply(&state, id).await? {
+    let action = JobAction::parse(&action).ok_or(UiError::NotFound("Action"))?;
+    let by = format!("admin {}, from the admin page", session.username);
+    match action.apply(&state, id, &by).await? {
         Acted::Done => {}
         Acted::NotDeadLetter => return Err(UiError::Conflict("That job is not a dead letter (any more).".into())),
         Acted::FileDeleted => return Err(UiError::Conflict(job_ops::FILE_DELETED.into())),
+        Acted::Unknown => return Err(UiError::NotFound("Job")),
+        Acted::NotRevoked(detail) => return Err(UiError::Conflict(detail)),
     }
-    tracing::info!(job.id = %id, ?action, admin = %session.username, "dead letter handled from the admin page");
-    let done = if action == DeadLetterAction::Replay { "replayed" } else { "discarded" };
-    Ok(Redirect::to(&format!("/admin/jobs/{id}?done={done}")).into_response())
+    tracing::info!(job.id = %id, ?action, admin = %session.username, "job steered from the admin page");
+    Ok(Redirect::to(&format!("/admin/jobs/{id}?done={}", action.done())).into_response())
 }
 
 #[cfg(test)]
