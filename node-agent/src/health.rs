@@ -31,9 +31,14 @@ pub fn space(root: &Path) -> nix::Result<(u64, u64)> {
 /// leaves nothing it would misread.
 pub const WRITE_CHECK_FILE: &str = ".ferry-write-check";
 
-/// How long a write check's outcome answers `/health`: the route is public, so whatever
-/// the request rate the root sees at most one check per this period.
+/// How long a write check's outcome answers `/health` before the next check starts: the
+/// route is public, so whatever the request rate the root sees at most one check per
+/// this period.
 pub const WRITE_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// A write check still running after this long is reported as the failure itself (a
+/// disk that does not finish a one-line write and its `fdatasync` takes no copies).
+pub const WRITE_CHECK_STALL: Duration = Duration::from_secs(10);
 
 /// Creates [`WRITE_CHECK_FILE`] at `root`, writes a line to it, `fdatasync`s and removes
 /// it: what a copy needs of the filesystem, short of its space. Blocking.
@@ -67,7 +72,7 @@ pub async fn health(State(state): State<Arc<NodeState>>) -> Result<Json<NodeHeal
             free_bytes: ByteSize(free_bytes),
             total_bytes: ByteSize(total_bytes),
             corrupt: state.corrupt(),
-            write_error: state.write_error().await,
+            write_error: state.write_error(),
         })),
         Ok(Err(errno)) => {
             tracing::warn!(error = %errno, root = %state.root().display(), "statvfs of the storage root failed");

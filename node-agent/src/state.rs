@@ -99,9 +99,16 @@ pub struct NodeState {
     /// Downloads in flight per client address and per signed link (its signature).
     per_client: KeyedSlots<IpAddr>,
     per_link: KeyedSlots<String>,
-    /// The last write check of the root: when it ran and why it failed (`None`: passed).
-    /// Held across a check, so concurrent `/health` requests share one.
-    write_check: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
+    /// The root's write checks ([`NodeState::write_error`]).
+    write_check: Mutex<WriteCheck>,
+}
+
+/// The root's write checks: the last one's end and outcome (`None`: passed), and since
+/// when one runs.
+#[derive(Debug, Default)]
+struct WriteCheck {
+    last: Option<(Instant, Option<String>)>,
+    running: Option<Instant>,
 }
 
 /// The slots one download holds while its body is being sent.
@@ -129,35 +136,44 @@ impl NodeState {
             corrupt: Mutex::new(VecDeque::new()),
             per_client: KeyedSlots::new(Semaphore::MAX_PERMITS, options.max_downloads_per_client),
             per_link: KeyedSlots::new(Semaphore::MAX_PERMITS, options.max_downloads_per_link),
-            write_check: tokio::sync::Mutex::new(None),
+            write_check: Mutex::new(WriteCheck::default()),
         }
     }
 
     /// Why a file cannot be written at a node's root ([`crate::health::write_check`]),
-    /// `None` when it can. A check younger than [`crate::health::WRITE_CHECK_EVERY`]
-    /// answers for it. Staging is not checked (its writer is the API, which reports
-    /// its own failures to its clients): always `None` there.
-    pub async fn write_error(&self) -> Option<String> {
+    /// `None` when it can, as the last check found; a check older than
+    /// [`crate::health::WRITE_CHECK_EVERY`] starts the next one on a blocking thread,
+    /// which this call does not wait for: a `/health` answer never waits on the disk (a
+    /// busy disk's `fdatasync` must not make the monitor's probe time out). A check
+    /// still running after [`crate::health::WRITE_CHECK_STALL`] is itself the answer:
+    /// the disk does not finish a small write. `None` before the first check ends, and
+    /// always for staging (its writer is the API, which reports its own failures).
+    pub fn write_error(self: &Arc<Self>) -> Option<String> {
+        use crate::health::{WRITE_CHECK_EVERY, WRITE_CHECK_STALL};
         if self.layout != Layout::Node {
             return None;
         }
-        let mut last = self.write_check.lock().await;
-        if let Some((at, outcome)) = &*last {
-            if at.elapsed() < crate::health::WRITE_CHECK_EVERY {
-                return outcome.clone();
+        let mut check = self.write_check.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(started) = check.running {
+            if started.elapsed() >= WRITE_CHECK_STALL {
+                return Some(format!(
+                    "a write to the storage root has not finished in {} s",
+                    started.elapsed().as_secs()
+                ));
             }
+        } else if check.last.as_ref().is_none_or(|(at, _)| at.elapsed() >= WRITE_CHECK_EVERY) {
+            check.running = Some(Instant::now());
+            let state = Arc::clone(self);
+            tokio::task::spawn_blocking(move || {
+                let outcome = crate::health::write_check(&state.root).err();
+                if let Some(error) = &outcome {
+                    tracing::warn!(%error, root = %state.root.display(), "storage root is not writable");
+                }
+                let mut check = state.write_check.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                *check = WriteCheck { last: Some((Instant::now(), outcome)), running: None };
+            });
         }
-        let root = self.root.clone();
-        // Blocking: on a sick disk a check may take long, and /health waits with it.
-        let outcome = match tokio::task::spawn_blocking(move || crate::health::write_check(&root)).await {
-            Ok(checked) => checked.err(),
-            Err(e) => Some(format!("write check task: {e}")),
-        };
-        if let Some(error) = &outcome {
-            tracing::warn!(%error, root = %self.root.display(), "storage root is not writable");
-        }
-        *last = Some((Instant::now(), outcome.clone()));
-        outcome
+        check.last.as_ref().and_then(|(_, outcome)| outcome.clone())
     }
 
     /// A download's share for `client` and `link` (the link's signature), or
@@ -221,6 +237,36 @@ impl NodeState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `write_error` answers at once from the last check and runs the next one in the
+    /// background: nothing before the first check ends, then that check's outcome.
+    async fn settled_write_error(state: &Arc<NodeState>) -> Option<String> {
+        assert_eq!(state.write_error(), None, "nothing is known before the first check ends");
+        for _ in 0..500 {
+            let done = state.write_check.lock().map(|c| c.last.is_some()).unwrap_or(false);
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        state.write_error()
+    }
+
+    #[tokio::test]
+    async fn a_writable_root_passes_and_an_unusable_one_says_why() -> Result<(), std::io::Error> {
+        let dir = tempfile::tempdir()?;
+        let state = Arc::new(NodeState::new(dir.path().to_owned(), b"k"));
+        assert_eq!(settled_write_error(&state).await, None);
+        let gone = Arc::new(NodeState::new(dir.path().join("gone"), b"k"));
+        let error = settled_write_error(&gone).await.unwrap_or_default();
+        assert!(error.starts_with("cannot create a file in the storage root: "), "{error}");
+        // Staging is not checked.
+        let options = Options { layout: Layout::Staging, ..Options::default() };
+        let staging = Arc::new(NodeState::with_options(dir.path().join("gone"), b"k", &options));
+        assert_eq!(staging.write_error(), None);
+        assert!(staging.write_check.lock().map(|c| c.running.is_none() && c.last.is_none()).unwrap_or(false));
+        Ok(())
+    }
 
     #[test]
     fn corrupt_reports_are_bounded_and_deduplicated() {
