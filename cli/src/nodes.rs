@@ -95,7 +95,7 @@ async fn list(client: &Client, format: Format) -> anyhow::Result<()> {
         return print_json(all.iter().map(|o| o.json()));
     }
     outln!(
-        "{:>4}  {:<16} {:<9} {:<5} {:>12} {:>12} {:>8}  {:<19}  public_url / why it is down, or its sshd unreachable",
+        "{:>4}  {:<16} {:<9} {:<5} {:>12} {:>12} {:>8}  {:<19}  public_url / why it is down or takes no new copy",
         "id",
         "name",
         "state",
