@@ -166,10 +166,16 @@ impl NodeState {
             let state = Arc::clone(self);
             tokio::task::spawn_blocking(move || {
                 let outcome = crate::health::write_check(&state.root).err();
-                if let Some(error) = &outcome {
-                    tracing::warn!(%error, root = %state.root.display(), "storage root is not writable");
-                }
                 let mut check = state.write_check.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Logged when the verdict changes, not at every check.
+                let before = check.last.as_ref().map(|(_, outcome)| outcome.is_none());
+                match (&outcome, before) {
+                    (Some(error), None | Some(true)) => {
+                        tracing::warn!(%error, root = %state.root.display(), "storage root is not writable")
+                    }
+                    (None, Some(false)) => tracing::info!(root = %state.root.display(), "storage root writable again"),
+                    _ => {}
+                }
                 *check = WriteCheck { last: Some((Instant::now(), outcome)), running: None };
             });
         }
