@@ -72,7 +72,7 @@ impl JobAction {
         }
     }
 
-    /// Does it to job `id`; `by` (who, from where: `admin alice, from the admin page`)
+    /// Does it to job `id`; `by` (who, from where: `alice, from the admin page`)
     /// is a revoked job's reason. A replay wakes this process's outbox relay.
     pub async fn apply(self, state: &SharedState, id: Uuid, by: &str) -> Result<Acted, StoreError> {
         let mut client = state.pool.get().await?;

@@ -35,8 +35,9 @@ pub enum NodesCmd {
         #[arg(long, allow_negative_numbers = true)]
         lon: f64,
     },
-    /// List nodes with their last probe (agent and sshd), last good heartbeat and present
-    /// replicas.
+    /// List nodes with their last probe (agent, sshd and the agent's write check of its
+    /// root), last good heartbeat and present replicas; the last column says why a node
+    /// is down or takes no new copy.
     List {
         #[command(flatten)]
         format: Format,

@@ -245,7 +245,7 @@ async fn act_on_job(
 ) -> ApiResult<Json<Value>> {
     let id = parse_job_id(&id)?;
     let action = JobAction::parse(&action).ok_or(ApiError::NotFound { what: "Action" })?;
-    let by = format!("admin {}, through the admin API", admin.0.username);
+    let by = format!("{}, through the admin API", admin.0.username);
     match action.apply(&state, id, &by).await? {
         Acted::Done => {}
         Acted::Unknown => return Err(ApiError::NotFound { what: "Job" }),

@@ -673,7 +673,10 @@ pub async fn revoke(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<Re
     let row = c
         .query_opt_cached(
             "WITH j AS (
-                 UPDATE jobs SET state = $3, error = $2, finished_at = now(), state_at = now()
+                 UPDATE jobs SET state = $3, error = $2, state_at = now(),
+                     -- A retrying job's last attempt ended when it failed: its duration
+                     -- must not grow by the wait for the retry it will not have.
+                     finished_at = CASE WHEN state = $8 THEN finished_at ELSE now() END
                  WHERE id = $1 AND state = ANY($4) AND kind = ANY($5)
                  RETURNING kind, file_id, node_id),
              copy AS (
@@ -695,6 +698,7 @@ pub async fn revoke(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<Re
                 &REVOCABLE_KINDS,
                 &ReplicaState::Failed,
                 &[ReplicaState::Pending, ReplicaState::Copying].as_slice(),
+                &JobState::Retrying,
             ],
         )
         .await?;

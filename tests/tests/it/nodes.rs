@@ -264,3 +264,54 @@ async fn a_node_whose_root_refuses_writes_takes_no_new_copy_until_it_accepts_the
     assert_eq!(cluster.nodes_holding(&id), vec![0, 1]);
     Ok(())
 }
+
+/// The operator trial of stop 32: copies bound for a node whose root refuses writes
+/// stayed `pending` while their jobs retried (8 attempts, minutes), and counted as live:
+/// 148 files sat at one copy for 9 minutes with `ferry_under_replicated_files` at 0 and
+/// no repair. Such a copy no longer counts while its node is known to refuse writes (nor
+/// while its sshd is down); it counts again once the node can take it.
+#[tokio::test]
+async fn a_copy_bound_for_a_node_that_refuses_writes_does_not_count_as_live() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use ferry_store::replicas::{self, FileRange};
+    use std::time::Duration;
+    let cluster = Cluster::start_with(Options { nodes: 2, replication: 2, ..Default::default() }).await?;
+    let admin = cluster.client("admin", "adminadmin").await?;
+    let node = cluster.nodes[1].id.context("node id")?;
+    let admin_ref = &admin;
+    let writable = |want: bool| move || node_when(admin_ref.clone(), node, "writable", want);
+    ferry_tests::eventually("its root checked", Duration::from_secs(30), writable(true)).await?;
+    // Both copies wait in the paused queue: pending, and live.
+    assert!(cluster.ferry(&["queues", "pause", "replicate"])?.contains("ferry.replicate paused"));
+    ferry_tests::eventually("the worker stopped consuming ferry.replicate", Duration::from_secs(30), || async {
+        Ok(cluster.log_tail("worker1", 200).contains("queue paused by an operator").then_some(()))
+    })
+    .await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let done = api.upload("bound-for-a-sick-node.bin", &random_bytes(50_000), 50_000, None).await?;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let id = done.json()["id"].as_str().unwrap_or_default().to_owned();
+    let db = ferry_tests::store_client(&cluster.db_url).await?;
+    let short = || async {
+        let files = replicas::under_replicated(&db, 2, 300.0, FileRange::ALL, 100).await?;
+        anyhow::Ok(files.iter().any(|f| f.file.0.to_string() == id))
+    };
+    assert!(!short().await?, "two pending copies on nodes that can take them count as live");
+
+    let immutable = Immutable::set(&cluster.nodes[1].root)?;
+    ferry_tests::eventually("its root found unwritable", Duration::from_secs(30), writable(false)).await?;
+    assert!(short().await?, "a copy bound for a node that refuses writes counted as live");
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", cluster.monitor_port);
+    ferry_tests::eventually("ferry_under_replicated_files says so", Duration::from_secs(30), || async {
+        let metrics = reqwest::get(&metrics_url).await?.text().await?;
+        Ok(metrics.lines().any(|l| l == "ferry_under_replicated_files 1").then_some(()))
+    })
+    .await?;
+
+    drop(immutable);
+    ferry_tests::eventually("its root writable again", Duration::from_secs(30), writable(true)).await?;
+    assert!(!short().await?, "the copy counts again once its node can take it");
+    assert!(cluster.ferry(&["queues", "resume", "replicate"])?.contains("ferry.replicate resumed"));
+    cluster.wait_replicas(&id, 2).await?;
+    Ok(())
+}

@@ -68,7 +68,7 @@ async fn job_timeline(client: &Client, id: FileId) -> Result<String, UiError> {
     let rows = jobs::list(client, &filter, MAX_JOBS).await?;
     let ms = |v: Option<i64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "—".into());
     let mut html = format!(
-        "<p><a href=\"/admin/jobs?upload={}\">On the jobs page</a> (replay and discard of dead letters).</p>\
+        "<p><a href=\"/admin/jobs?upload={}\">On the jobs page</a> (replay and discard of dead letters, revoke of a waiting copy or check).</p>\
          <table class=\"grid\" id=\"timeline\"><thead><tr><th>Queued</th><th>Kind</th><th>State</th>\
          <th class=\"num\">Attempt</th><th class=\"num\">Node</th><th>Worker</th><th class=\"num\">Wait</th>\
          <th class=\"num\">Duration</th><th>Error</th></tr></thead><tbody>",

@@ -1,7 +1,7 @@
 //! The jobs page: job records filtered by upload, state and kind (an upload's jobs are
-//! its timeline, oldest first), with replay and discard for dead letters. Records and
-//! actions are `ferry_store::jobs`, the same the `ferry jobs` and `ferry dlq` commands
-//! use.
+//! its timeline, oldest first), with replay and discard for dead letters and revoke for
+//! a copy or check that waits. Records and actions are `ferry_store::jobs`, the same the
+//! `ferry jobs` and `ferry dlq` commands use.
 
 use std::fmt::Write as _;
 
@@ -208,7 +208,7 @@ pub async fn act(
     let id = parse_id(&id)?;
     form::read_checked(&state, &session, body).await?;
     let action = JobAction::parse(&action).ok_or(UiError::NotFound("Action"))?;
-    let by = format!("admin {}, from the admin page", session.username);
+    let by = format!("{}, from the admin page", session.username);
     match action.apply(&state, id, &by).await? {
         Acted::Done => {}
         Acted::NotDeadLetter => return Err(UiError::Conflict("That job is not a dead letter (any more).".into())),
