@@ -67,18 +67,33 @@ impl<'a> Placement<'a> {
     }
 }
 
+/// A node whose last checks leave it able to take a new copy: its sshd not known to be
+/// down (`ssh_up` false) and its root not known to refuse writes (`writable` false). SQL
+/// over `node_status s`; what placement (`eligible_sql`) and the repair's count of
+/// copies still being made (`crate::replicas`) both ask.
+macro_rules! takes_copies_sql {
+    () => {
+        "s.ssh_up IS NOT FALSE AND s.writable IS NOT FALSE"
+    };
+}
+pub(crate) use takes_copies_sql;
+
 /// The placement rule as one `SELECT n.id ...` (see [`eligible`]), with parameters
 /// `$1`-`$6` as [`Placement::params`] gives them; shared with
 /// [`crate::replicas::place`], which inserts the rows of the nodes it picks.
 macro_rules! eligible_sql {
     () => {
-        "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
-         WHERE n.state = $6 AND s.up AND s.ssh_up IS NOT FALSE AND s.writable IS NOT FALSE
+        concat!(
+            "SELECT n.id FROM nodes n JOIN node_status s ON s.node_id = n.id
+         WHERE n.state = $6 AND s.up AND ",
+            $crate::nodes::takes_copies_sql!(),
+            "
            AND s.checked_at > now() - make_interval(secs => $4::float8)
            AND s.free_bytes >= $2::bigint + $3::bigint
            AND NOT (n.id = ANY($5))
          ORDER BY s.free_bytes::float8 * (0.9 + random() * 0.2) DESC
          LIMIT $1"
+        )
     };
 }
 pub(crate) use eligible_sql;

@@ -451,13 +451,13 @@ async fn examine(
 }
 
 /// A replica still being made (`pending`, `copying`) counts as live only while its node
-/// can take it: not known to refuse writes (`writable` false) nor to have its sshd down
-/// (`ssh_up` false). Copies bound for such a node retry until their jobs give up (8
-/// attempts, minutes); counted live meanwhile, their files looked whole to the repair
-/// and to `ferry_under_replicated_files` (the operator trial of stop 32: 148 files at
-/// one copy for 9 minutes, the metric at 0). A present copy there is still served and
+/// can take it, as placement asks (`nodes::takes_copies_sql`: not known to refuse writes
+/// nor to have its sshd down). Copies bound for such a node retry until their jobs give
+/// up (8 attempts, minutes); counted live meanwhile, their files looked whole to the
+/// repair and to `ferry_under_replicated_files` (the operator trial of stop 32: 148
+/// files at one copy for 9 minutes, the metric at 0). A present copy there is still served and
 /// still counts. SQL over `replicas r` and `node_status s`.
-const COPY_CAN_LAND: &str = "(r.state = 'present' OR (s.writable IS NOT FALSE AND s.ssh_up IS NOT FALSE))";
+const COPY_CAN_LAND: &str = concat!("(r.state = 'present' OR (", crate::nodes::takes_copies_sql!(), "))");
 
 /// States that count as a live copy (made or being made).
 const LIVE: [ReplicaState; 3] = [ReplicaState::Pending, ReplicaState::Copying, ReplicaState::Present];
