@@ -1,9 +1,11 @@
 //! md5 + sha256 of an upload, computed while its bytes arrive.
 //!
 //! Chunks of one upload may reach different API replicas, so the running state is
-//! serialised into the upload's row after each chunk (in the same transaction that
-//! advances the offset) and resumed by whichever process takes the next chunk. At
-//! completion the digests are known without re-reading the file.
+//! serialised into the upload's row after each chunk (in the same statement that
+//! advances the offset) and resumed by whichever process takes the next chunk: the
+//! sha256 of every byte recorded, the md5 as far as it got (the API runs it behind the
+//! chunks, `api/src/upload/running_md5.rs`). At completion the digests are known
+//! without re-reading the file, save the md5's lag when the chunks changed process.
 //!
 //! md5 is OpenSSL's ([`openssl_md5`]: the costliest step per byte, and its assembly is
 //! the fastest md5 measured here), sha256 the sha2 crate's (SHA-NI when the CPU has it,
@@ -37,15 +39,13 @@ impl RunningDigest {
 
     /// The state as two byte strings (md5, sha256) for the database.
     pub fn to_bytes(&self) -> (Vec<u8>, Vec<u8>) {
-        (self.md5.serialize(), self.sha256.serialize().to_vec())
+        let (md5, sha256) = self.clone().split();
+        (md5.to_bytes(), sha256.to_bytes())
     }
 
     /// Resumes from the two states of [`RunningDigest::to_bytes`].
     pub fn from_bytes(md5_state: &[u8], sha256_state: &[u8]) -> Result<RunningDigest, CorruptState> {
-        let md5 = openssl_md5::Md5::deserialize(md5_state).ok_or(CorruptState)?;
-        let sha256 =
-            sha2::Sha256::deserialize(sha256_state.try_into().map_err(|_| CorruptState)?).map_err(|_| CorruptState)?;
-        Ok(RunningDigest { md5, sha256 })
+        Ok(RunningDigest::join(Md5Part::from_bytes(md5_state)?, Sha256Part::from_bytes(sha256_state)?))
     }
 
     /// The two hashes apart, to be advanced on separate threads (md5 cannot be
@@ -66,9 +66,11 @@ impl RunningDigest {
 }
 
 /// The md5 half of a [`RunningDigest`].
+#[derive(Clone, Default)]
 pub struct Md5Part(openssl_md5::Md5);
 
 /// The sha256 half of a [`RunningDigest`].
+#[derive(Clone, Default)]
 pub struct Sha256Part(sha2::Sha256);
 
 impl Md5Part {
@@ -76,12 +78,33 @@ impl Md5Part {
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
+
+    /// The state for the database (the md5 half of [`RunningDigest::to_bytes`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.serialize()
+    }
+
+    /// Resumes from [`Md5Part::to_bytes`].
+    pub fn from_bytes(state: &[u8]) -> Result<Md5Part, CorruptState> {
+        openssl_md5::Md5::deserialize(state).map(Md5Part).ok_or(CorruptState)
+    }
 }
 
 impl Sha256Part {
     /// Hashes `bytes` on.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+
+    /// The state for the database (the sha256 half of [`RunningDigest::to_bytes`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.serialize().to_vec()
+    }
+
+    /// Resumes from [`Sha256Part::to_bytes`].
+    pub fn from_bytes(state: &[u8]) -> Result<Sha256Part, CorruptState> {
+        let state = state.try_into().map_err(|_| CorruptState)?;
+        sha2::Sha256::deserialize(state).map(Sha256Part).map_err(|_| CorruptState)
     }
 }
 

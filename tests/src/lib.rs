@@ -251,6 +251,16 @@ impl Cluster {
         }
     }
 
+    /// Stops the API (SIGTERM, a clean exit) and starts it again, ready: what an upload
+    /// sees when its next request reaches another API process, with none of this one's
+    /// memory.
+    pub async fn restart_api(&mut self) -> Result<()> {
+        self.terminate("api")?;
+        self.spawn("api", "ferry-api", &[], &[])?;
+        let url = format!("http://127.0.0.1:{}/readyz", self.api_port);
+        self.launcher.wait_http("api", &url, Duration::from_secs(30)).await
+    }
+
     /// SIGTERM to node `i`'s agent; its exit code.
     pub fn terminate_agent(&mut self, i: usize) -> Result<Option<i32>> {
         let name = self.nodes[i].name.clone();

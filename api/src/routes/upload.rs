@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use ferry_queue::completion;
 use ferry_queue::outbox;
 use ferry_queue::Job;
-use ferry_shared::hashing::RunningDigest;
+use ferry_shared::hashing::{RunningDigest, Sha256Part};
 use ferry_shared::slots::{Refused, Slot};
 use ferry_shared::types::{ByteSize, FileId, FileName, Md5, Sha256, UserId};
 use ferry_store::uploads::{self as store_uploads, Upload, UploadFailure};
@@ -34,7 +34,8 @@ use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, file_required, Limits, Received};
 use crate::upload::pace::BodyPace;
-use crate::upload::staging::{data_path, upload_dir};
+use crate::upload::running_md5::{self, StoredMd5};
+use crate::upload::staging::{data_path, upload_dir, DigestStart};
 use crate::uploads;
 
 pub fn router() -> Router<SharedState> {
@@ -106,21 +107,21 @@ async fn receive_new(
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let received = receive(state, headers, body, &dir, limits, RunningDigest::default()).await?;
+    let received = receive(state, headers, body, &dir, limits, DigestStart::fresh()).await?;
     Ok(NewIntake { _permit: permit, id, guard, received })
 }
 
 /// Receives a request's `body` (framed as its `headers` say) into the staging `dir`,
-/// within `limits` and the configured pace, continuing `digest`.
+/// within `limits` and the configured pace, continuing the upload's digests from `start`.
 async fn receive(
     state: &SharedState,
     headers: &HeaderMap,
     body: Body,
     dir: &std::path::Path,
     limits: Limits,
-    digest: RunningDigest,
+    start: DigestStart,
 ) -> ApiResult<Received> {
-    intake::receive(body, content_type(headers), dir, limits, BodyPace::of(&state.config.api), digest).await
+    intake::receive(body, content_type(headers), dir, limits, BodyPace::of(&state.config.api), start).await
 }
 
 /// Removes a new upload's staging directory unless the upload was recorded.
@@ -230,14 +231,17 @@ pub(crate) async fn insert_upload(
     md5: Option<Md5>,
     tus: TusFields<'_>,
 ) -> ApiResult<Upload> {
-    let digest = received.digest.ok_or_else(file_required)?;
-    let (md5_state, sha256_state) = digest.to_bytes();
+    let written = received.written.as_ref().ok_or_else(file_required)?;
     // The whole file with its md5, and the bytes give it: the upload is recorded
     // `complete` with its file, in this transaction.
     let verified = match md5 {
-        Some(md5) => verified_bytes(state, id, received.size, digest.finalize(), md5).await,
+        Some(md5) => {
+            let digest = written.digest().await.map_err(ApiError::internal)?;
+            verified_bytes(state, id, received.size, digest.finalize(), md5).await
+        }
         None => None,
     };
+    let states = written.states();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     // The quota check below holds the user's row until the commit: committed without
@@ -253,8 +257,8 @@ pub(crate) async fn insert_upload(
         received: ByteSize(received.size),
         md5: md5.map(|m| m.to_string()),
         expires_at: expires_at(state),
-        md5_state: &md5_state,
-        sha256_state: &sha256_state,
+        md5_state: states.md5.as_ref().map(|(md5, at)| (md5.as_slice(), ByteSize(*at))),
+        sha256_state: &states.sha256,
         metadata: tus.metadata,
         concat: tus.concat,
         verified: verified.is_some(),
@@ -311,6 +315,8 @@ pub(crate) async fn insert_upload(
     ferry_store::wal::flush(&client).await?;
     if md5.is_some() {
         state.relay.wake();
+    } else {
+        written.recorded(id);
     }
     Ok(upload)
 }
@@ -399,12 +405,31 @@ fn checksum_mismatch() -> ApiError {
     ApiError::bad_request(failure.code(), failure.public_detail())
 }
 
-/// The running digest stored with the upload's last chunk, if any.
-async fn stored_digest(client: &impl GenericClient, id: FileId) -> ApiResult<Option<RunningDigest>> {
-    Ok(match store_uploads::digest_state(client, id).await? {
-        (Some(md5), Some(sha)) => Some(RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?),
-        _ => None,
-    })
+/// How many bytes the `uploading` upload `id` has received and their md5 and sha256: the
+/// sha256 stored with its last chunk, the md5 from this process's chain or caught up
+/// from the stored state (`running_md5`). Computed before the completing transaction, so
+/// no row lock waits for it. `None` for an upload in another state or without a sha256
+/// state, or when the staging file cannot be read here (the assemble job then hashes
+/// the bytes itself).
+async fn received_digest(state: &SharedState, id: FileId, user: UserId) -> ApiResult<Option<(u64, RunningDigest)>> {
+    let client = state.pool.get().await?;
+    if uploads::load(&client, id, user, false).await?.state != UploadState::Uploading {
+        return Ok(None);
+    }
+    let (offset, stored) = store_uploads::digest_state(&client, id).await?;
+    drop(client);
+    let Some(sha256) = stored.sha256_state.as_deref() else { return Ok(None) };
+    let sha256 = Sha256Part::from_bytes(sha256).map_err(ApiError::internal)?;
+    let md5 =
+        StoredMd5::from_row(stored.md5_state.as_deref(), stored.md5_offset.bytes()).map_err(ApiError::internal)?;
+    let data = data_path(&upload_dir(&state.config.storage.staging_dir, id));
+    match running_md5::md5_of_upload(id, offset.bytes(), md5, &data).await {
+        Ok(md5) => Ok(Some((offset.bytes(), RunningDigest::join(md5, sha256)))),
+        Err(e) => {
+            tracing::warn!(upload.id = %id, error = %e, "md5 of the received bytes not computed here; the assemble job hashes them");
+            Ok(None)
+        }
+    }
 }
 
 /// The md5 a completing POST already handed to the workers, if any.
@@ -462,8 +487,8 @@ async fn create_whole(
     let md5 = parse_md5(received.fields.md5.clone().or(query.md5.clone()))?;
     // Checked here from the digest computed while receiving (nothing is re-read): a
     // wrong md5 records nothing and the guard releases the bytes.
-    let digest = received.digest.clone().ok_or_else(file_required)?;
-    if digest.finalize().0 != md5 {
+    let written = received.written.as_ref().ok_or_else(file_required)?;
+    if written.digest().await.map_err(ApiError::internal)?.finalize().0 != md5 {
         // Not the open upload's text: nothing is kept here to complete again.
         return Err(ApiError::bad_request(
             UploadFailure::ChecksumMismatch.code(),
@@ -536,23 +561,26 @@ async fn receive_and_record(
     body: Body,
 ) -> ApiResult<Upload> {
     let dir = upload_dir(&state.config.storage.staging_dir, id);
-    // The digest as of this offset, which the lease keeps current.
-    let received = receive(state, headers, body, &dir, limits, lease.digest.clone()).await?;
-    let digest = received.digest.ok_or_else(file_required)?;
-    let (md5_state, sha256_state) = digest.to_bytes();
+    // The digests as of this offset, which the lease read.
+    let received = receive(state, headers, body, &dir, limits, lease.digest_start()?).await?;
+    let written = received.written.ok_or_else(file_required)?;
+    let states = written.states();
     // One statement records the chunk and reads the upload back, atomic on its own: no
     // transaction around it, one round trip at the end of every chunk.
     let client = state.pool.get().await?;
     let chunk = store_uploads::Chunk {
         start: ByteSize(range.start),
         size: ByteSize(received.size),
-        md5_state: &md5_state,
-        sha256_state: &sha256_state,
+        md5_state: states.md5.as_ref().map(|(md5, at)| (md5.as_slice(), ByteSize(*at))),
+        sha256_state: &states.sha256,
         // Expiry slides: an upload that keeps receiving chunks never expires mid-way.
         expires_at: expires_at(state),
     };
     match store_uploads::record_chunk(&client, id, lease.token, &chunk).await? {
-        Some(upload) => Ok(upload),
+        Some(upload) => {
+            written.recorded(id);
+            Ok(upload)
+        }
         None => {
             // The lease ran out and another writer took over: its chunk is the one recorded.
             let upload = uploads::load(&client, id, user, false).await?;
@@ -568,8 +596,10 @@ async fn receive_and_record(
 pub(crate) struct Lease {
     state: SharedState,
     upload: FileId,
+    offset: u64,
     pub(crate) token: Uuid,
-    pub(crate) digest: RunningDigest,
+    /// The digest states stored with the upload, as the lease's statement read them.
+    digests: store_uploads::DigestState,
     held: bool,
 }
 
@@ -591,13 +621,16 @@ impl Lease {
         let token = Uuid::new_v4();
         let client = state.pool.get().await?;
         let taken = store_uploads::take_lease(&client, upload, user, ByteSize(offset), token, LEASE_SECS).await?;
-        let Some((row, stored)) = taken else { return Ok(None) };
-        // Held from here: an unreadable digest state drops it, which releases it.
-        let mut lease = Lease { state: state.clone(), upload, token, digest: RunningDigest::default(), held: true };
-        if let (Some(md5), Some(sha)) = stored {
-            lease.digest = RunningDigest::from_bytes(&md5, &sha).map_err(ApiError::internal)?;
-        }
-        Ok(Some((lease, row)))
+        let Some((row, digests)) = taken else { return Ok(None) };
+        Ok(Some((Lease { state: state.clone(), upload, offset, token, digests, held: true }, row)))
+    }
+
+    /// Where the chunk's digests start (`running_md5` for the md5's). An unreadable
+    /// stored state is a 500, and dropping the lease releases it.
+    pub(crate) fn digest_start(&self) -> ApiResult<DigestStart> {
+        let d = &self.digests;
+        let md5 = d.md5_state.as_deref().map(|state| (state, d.md5_offset.bytes()));
+        DigestStart::resume(self.upload, self.offset, d.sha256_state.as_deref(), md5).map_err(ApiError::internal)
     }
 
     pub(crate) fn committed(mut self) {
@@ -715,6 +748,7 @@ async fn complete(
     let id = parse_id(&id)?;
     let form = small_form(body, content_type(&headers), BodyPace::of(&state.config.api)).await?;
     let md5 = parse_md5(form.get("md5").cloned().or(query.md5.clone()))?;
+    let received = received_digest(&state, id, user.id).await?;
 
     // The connection goes back to the pool before the (long) wait for the verdict.
     {
@@ -733,10 +767,11 @@ async fn complete(
                         format!("Only {} of {} bytes have been received.", upload.offset.bytes(), total.bytes()),
                     ));
                 }
-                // The md5 of what was received, from the digest state stored with the
-                // last chunk (nothing is re-read). A wrong md5 is answered here and leaves
-                // the upload open, as drf-chunked-upload does: the client may retry.
-                let stored = stored_digest(&tx, id).await?.map(RunningDigest::finalize);
+                // The md5 of what was received (computed on the way in: nothing is
+                // re-read here unless the chunks went to another process). A wrong md5 is
+                // answered here and leaves the upload open, as drf-chunked-upload does: the
+                // client may retry.
+                let stored = received.filter(|(at, _)| *at == total.bytes()).map(|(_, digest)| digest.finalize());
                 if stored.is_some_and(|(stored_md5, _)| stored_md5 != md5) {
                     return Err(checksum_mismatch());
                 }
@@ -744,6 +779,7 @@ async fn complete(
                 complete_or_assemble(&state, &tx, id, total.bytes(), stored, md5).await?;
                 tx.commit().await?;
                 ferry_store::wal::flush(&client).await?;
+                running_md5::end(id);
                 state.relay.wake();
                 tracing::info!(upload.id = %id, "upload completing");
             }

@@ -16,7 +16,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use ferry_queue::{outbox, Job};
-use ferry_shared::hashing::RunningDigest;
 use ferry_shared::types::{FileId, UserId};
 use ferry_store::uploads as store_uploads;
 use ferry_store::UploadState;
@@ -30,7 +29,7 @@ use crate::routes::upload::{
 };
 use crate::state::SharedState;
 use crate::upload::intake::{Fields, Received};
-use crate::upload::staging::{data_path, upload_dir, ChunkWriter};
+use crate::upload::staging::{data_path, upload_dir, ChunkWriter, DigestStart, Written};
 use crate::uploads;
 
 /// Bytes read from a part per step (the writer's budgets bound what is in flight).
@@ -83,9 +82,9 @@ pub async fn create_final(
     let id = FileId::new();
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
-    let digest = copy_parts(state, &dir, &sizes).await?;
-    let md5 = completion_md5(Some(&digest), md5, 0)?;
-    let received = Received { digest: Some(digest), size: total, fields: Fields::default() };
+    let written = copy_parts(state, &dir, &sizes).await?;
+    let md5 = completion_md5(Some(&written), md5, 0).await?;
+    let received = Received { written: Some(written), size: total, fields: Fields::default() };
     let concat = Concat::final_header(parts);
     let tus = TusFields { metadata: metadata.raw.as_deref(), concat: Some(&concat) };
     let upload = insert_upload(state, id, user, &filename, parent, received, Some(total), Some(md5), tus).await?;
@@ -103,8 +102,8 @@ pub async fn create_final(
 
 /// Copies the parts' recorded bytes, in order, into a new data file in `dir` through
 /// the chunk writer (fsynced, digests computed on the way).
-async fn copy_parts(state: &SharedState, dir: &std::path::Path, parts: &[(FileId, u64)]) -> TusResult<RunningDigest> {
-    let mut writer = ChunkWriter::open(dir, 0, RunningDigest::default()).await.map_err(ApiError::internal)?;
+async fn copy_parts(state: &SharedState, dir: &std::path::Path, parts: &[(FileId, u64)]) -> TusResult<Written> {
+    let mut writer = ChunkWriter::open(dir, DigestStart::fresh()).await.map_err(ApiError::internal)?;
     for (part, size) in parts {
         let path = data_path(&upload_dir(&state.config.storage.staging_dir, *part));
         let mut file = tokio::fs::File::open(&path).await.map_err(ApiError::internal)?;

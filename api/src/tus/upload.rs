@@ -13,7 +13,6 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferry_queue::{outbox, Job};
-use ferry_shared::hashing::RunningDigest;
 use ferry_shared::types::{ByteSize, FileId, FileName, Md5, UserId};
 use ferry_store::uploads::{self as store_uploads, Upload};
 use ferry_store::{files, UploadState};
@@ -29,7 +28,8 @@ use crate::routes::upload::{
 use crate::state::SharedState;
 use crate::upload::intake::{self, Limits, Received};
 use crate::upload::pace::BodyPace;
-use crate::upload::staging::{data_path, upload_dir};
+use crate::upload::running_md5;
+use crate::upload::staging::{data_path, upload_dir, DigestStart, Written};
 use crate::uploads;
 
 pub(super) type TusResult<T> = Result<T, TusError>;
@@ -64,12 +64,12 @@ pub(super) fn client_md5(metadata: &Metadata) -> TusResult<Option<Md5>> {
         .transpose()
 }
 
-/// The md5 the assembly will check: the received bytes' own (from the running digest,
-/// nothing re-read), which must equal the client's when it gave one. A mismatch is a
-/// 460 before the last chunk is recorded, so the upload stays at `offset`.
-pub(super) fn completion_md5(digest: Option<&RunningDigest>, client: Option<Md5>, offset: u64) -> TusResult<Md5> {
-    let digest = digest.cloned().ok_or_else(intake::file_required)?;
-    let actual = digest.finalize().0;
+/// The md5 the assembly will check: the received bytes' own (from the running md5,
+/// waited for, nothing re-read), which must equal the client's when it gave one. A
+/// mismatch is a 460 before the last chunk is recorded, so the upload stays at `offset`.
+pub(super) async fn completion_md5(written: Option<&Written>, client: Option<Md5>, offset: u64) -> TusResult<Md5> {
+    let written = written.ok_or_else(intake::file_required)?;
+    let actual = written.digest().await.map_err(ApiError::internal)?.finalize().0;
     match client {
         Some(client) if client != actual => Err(TusError::Checksum { what: "file", offset }),
         _ => Ok(actual),
@@ -103,10 +103,10 @@ async fn receive(
     offset: u64,
     limits: Limits,
     body: Body,
-    digest: RunningDigest,
+    start: DigestStart,
     checksum: Option<Checksum>,
 ) -> TusResult<Received> {
-    let received = intake::receive(body, None, dir, limits, BodyPace::of(&state.config.api), digest).await?;
+    let received = intake::receive(body, None, dir, limits, BodyPace::of(&state.config.api), start).await?;
     if let Some(checksum) = checksum {
         let (path, size) = (data_path(dir), received.size);
         let matches = tokio::task::spawn_blocking(move || checksum.matches_file(&path, offset, size))
@@ -183,11 +183,11 @@ pub async fn create(
     let dir = upload_dir(&state.config.storage.staging_dir, id);
     let guard = NewDirGuard(Some(dir.clone()));
     let body = if with_body { body } else { Body::empty() };
-    let received = receive(&state, &dir, 0, limits, body, RunningDigest::default(), checksum).await?;
+    let received = receive(&state, &dir, 0, limits, body, DigestStart::fresh(), checksum).await?;
     let size = received.size;
     // A part is never a file by itself: its last byte starts no assembly.
     let completes = !partial && length == Some(size);
-    let md5 = if completes { Some(completion_md5(received.digest.as_ref(), md5, 0)?) } else { None };
+    let md5 = if completes { Some(completion_md5(received.written.as_ref(), md5, 0).await?) } else { None };
     let tus = TusFields { metadata: metadata.raw.as_deref(), concat: partial.then_some(PARTIAL) };
     let upload = insert_upload(&state, id, user.id, &filename, parent, received, length, md5, tus).await?;
     guard.keep();
@@ -438,17 +438,18 @@ async fn record(
     body: Body,
     checksum: Option<Checksum>,
 ) -> TusResult<(Upload, u64)> {
-    let received = receive(state, dir, chunk.offset, limits, body, lease.digest.clone(), checksum).await?;
+    let received = receive(state, dir, chunk.offset, limits, body, lease.digest_start()?, checksum).await?;
     let end = chunk.offset + received.size;
     let completes = chunk.assembles && chunk.total == Some(end);
-    let md5 = if completes { Some(completion_md5(received.digest.as_ref(), chunk.md5, chunk.offset)?) } else { None };
-    let digest = received.digest.ok_or_else(intake::file_required)?;
-    let (md5_state, sha256_state) = digest.to_bytes();
+    let written = received.written.ok_or_else(intake::file_required)?;
+    let md5 = if completes { Some(completion_md5(Some(&written), chunk.md5, chunk.offset).await?) } else { None };
+    // Known now for a completing chunk (just waited for), else what is known so far.
+    let states = written.states();
     let recorded = store_uploads::Chunk {
         start: ByteSize(chunk.offset),
         size: ByteSize(received.size),
-        md5_state: &md5_state,
-        sha256_state: &sha256_state,
+        md5_state: states.md5.as_ref().map(|(md5, at)| (md5.as_slice(), ByteSize(*at))),
+        sha256_state: &states.sha256,
         expires_at: expires_at(state),
     };
     let mut client = state.pool.get().await?;
@@ -464,7 +465,10 @@ async fn record(
             uploads::load(&client, chunk.id, chunk.user, false).await?
         } else {
             match store_uploads::record_chunk(&client, chunk.id, lease.token, &recorded).await? {
-                Some(upload) => upload,
+                Some(upload) => {
+                    written.recorded(chunk.id);
+                    upload
+                }
                 None => return Err(lost(&client, &chunk).await),
             }
         };
@@ -483,12 +487,17 @@ async fn record(
     }
     if let Some(md5) = md5 {
         store_uploads::start_assembly(&tx, chunk.id, &md5.to_string()).await?;
+        let digest = written.digest().await.map_err(ApiError::internal)?;
         complete_or_assemble(state, &tx, chunk.id, end, Some(digest.finalize()), md5).await?;
     }
     let upload = uploads::load(&tx, chunk.id, chunk.user, false).await?;
     tx.commit().await?;
     ferry_store::wal::flush(&client).await?;
+    if !completes && received.size > 0 {
+        written.recorded(chunk.id);
+    }
     if completes {
+        running_md5::end(chunk.id);
         state.relay.wake();
         tracing::info!(upload.id = %chunk.id, upload.total_bytes = end, "tus upload received in full");
     }
@@ -540,6 +549,7 @@ pub async fn terminate(
             store_uploads::terminate(&tx, id, user.id).await?;
             outbox::enqueue(&tx, &Job::Delete { file: id }).await?;
             tx.commit().await?;
+            running_md5::end(id);
             state.relay.wake();
             tracing::info!(upload.id = %id, "tus upload terminated");
         }

@@ -8,12 +8,11 @@ use std::path::Path;
 
 use axum::body::Body;
 use bytes::Bytes;
-use ferry_shared::hashing::RunningDigest;
 use futures::{Stream, StreamExt};
 
 use super::framing::{Framed, FramingError};
 use super::pace::{BodyPace, Paced, PacedError};
-use super::staging::ChunkWriter;
+use super::staging::{ChunkWriter, DigestStart, Written};
 use crate::error::ApiError;
 
 /// Cap on a text field (filename, parent, md5).
@@ -30,9 +29,9 @@ pub struct Fields {
 }
 
 /// The received chunk: written at its offset and fsynced, not yet recorded, with the
-/// upload's running digest advanced over it (None: the body had no file part).
+/// upload's digests advanced over it (None: the body had no file part).
 pub struct Received {
-    pub digest: Option<RunningDigest>,
+    pub written: Option<Written>,
     pub size: u64,
     pub fields: Fields,
 }
@@ -59,7 +58,7 @@ pub async fn receive(
     dir: &Path,
     limits: Limits,
     pace: BodyPace,
-    digest: RunningDigest,
+    start: DigestStart,
 ) -> Result<Received, ApiError> {
     let boundary = super::framing::boundary(content_type)?;
     let stream = Paced::new(body.into_data_stream(), pace);
@@ -67,10 +66,10 @@ pub async fn receive(
     let received = match boundary {
         Some(boundary) => {
             let framed = Framed::new(stream, &boundary);
-            receive_multipart(multer::Multipart::new(framed, boundary), dir, limits, digest).await
+            receive_multipart(multer::Multipart::new(framed, boundary), dir, limits, start).await
         }
-        None => write_stream(stream, dir, limits, digest).await.map(|(digest, size)| Received {
-            digest: Some(digest),
+        None => write_stream(stream, dir, limits, start).await.map(|(written, size)| Received {
+            written: Some(written),
             size,
             fields: Fields::default(),
         }),
@@ -85,22 +84,22 @@ async fn receive_multipart(
     mut multipart: multer::Multipart<'static>,
     dir: &Path,
     limits: Limits,
-    digest: RunningDigest,
+    start: DigestStart,
 ) -> Result<Received, ApiError> {
-    let mut digest = Some(digest);
-    let mut received = Received { digest: None, size: 0, fields: Fields::default() };
+    let mut start = Some(start);
+    let mut received = Received { written: None, size: 0, fields: Fields::default() };
     for _ in 0..MAX_FIELDS {
         let Some(field) = multipart.next_field().await.map_err(malformed)? else {
             return Ok(received);
         };
         match field.name().unwrap_or_default() {
             "file" => {
-                let Some(digest) = digest.take() else {
+                let Some(start) = start.take() else {
                     return Err(ApiError::bad_request("duplicate_file", "Send exactly one 'file' field."));
                 };
-                let (digest, size) =
-                    write_stream(field.map(|frame| frame.map_err(malformed)), dir, limits, digest).await?;
-                received.digest = Some(digest);
+                let (written, size) =
+                    write_stream(field.map(|frame| frame.map_err(malformed)), dir, limits, start).await?;
+                received.written = Some(written);
                 received.size = size;
             }
             name => {
@@ -136,13 +135,13 @@ async fn write_stream<S, E>(
     mut stream: S,
     dir: &Path,
     limits: Limits,
-    digest: RunningDigest,
-) -> Result<(RunningDigest, u64), ApiError>
+    start: DigestStart,
+) -> Result<(Written, u64), ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Into<ApiError>,
 {
-    let mut writer = ChunkWriter::open(dir, limits.offset, digest).await.map_err(ApiError::internal)?;
+    let mut writer = ChunkWriter::open(dir, start).await.map_err(ApiError::internal)?;
     let mut size: u64 = 0;
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(Into::into)?;
@@ -170,8 +169,8 @@ where
             return Err(if size == 0 { file_required() } else { size_mismatch(expected) });
         }
     }
-    let digest = writer.finish().await.map_err(ApiError::internal)?;
-    Ok((digest, size))
+    let written = writer.finish().await.map_err(ApiError::internal)?;
+    Ok((written, size))
 }
 
 /// `400 file_required`: the request carried no chunk (no multipart `file` field, or an

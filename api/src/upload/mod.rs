@@ -5,4 +5,5 @@ pub mod content_range;
 pub mod framing;
 pub mod intake;
 pub mod pace;
+pub mod running_md5;
 pub mod staging;

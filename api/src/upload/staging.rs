@@ -8,10 +8,12 @@
 //!
 //! A chunk's bytes are copied, as they arrive, into buffers of [`BLOCK_BYTES`] taken
 //! from a small pool of reused ones, and each full buffer goes to two blocking threads
-//! through bounded channels: one advances the md5, the other the sha256 and writes the
+//! through channels: one advances the upload's md5, the other the sha256 and writes the
 //! bytes. md5 is inherently serial and the costliest step per byte (about twice sha256
-//! with SHA-NI, four times the copy into the page cache), so it gets a thread of its own
-//! and the chunk's critical path is the md5 alone; the network side (hyper, on the
+//! with SHA-NI, four times the copy into the page cache), so it gets a thread of its
+//! own, and the chunk does not wait for it: the chunk is done once its bytes are
+//! durable and its sha256 advanced, while its md5 goes on behind it, chained to the
+//! upload's next chunk ([`super::running_md5`]). The network side (hyper, on the
 //! runtime) overlaps both. Neither disk latency nor hashing stalls the runtime.
 //!
 //! The copy (of memory the CPU just wrote, so cheap) buys three things over handing on
@@ -22,12 +24,13 @@
 //! fresh pages were 5-6 % of a multipart upload's samples); and the pool's buffers stay
 //! mapped between uploads, so their pages are faulted in once, not per frame.
 //!
-//! Memory is bounded in buffers: a request holds at most [`REQUEST_BLOCKS`] of them
-//! (filled or being filled) and all requests together [`PROCESS_BLOCKS`], so however many
-//! uploads run at once the bytes read off the network and not yet on disk stay under
-//! the process budget, and a request that finds it spent simply reads more slowly (TCP
-//! back-pressure on its client). The pool keeps at most [`KEPT_BLOCKS`] free buffers
-//! for the next request and frees the rest.
+//! Memory is bounded in buffers: one upload's chunks hold at most
+//! [`running_md5::UPLOAD_BLOCKS`] of them (filled, being filled, or waiting for the
+//! md5, which is how far the md5 may lag) and all uploads together [`PROCESS_BLOCKS`],
+//! so however many uploads run at once the bytes read off the network and not yet on
+//! disk and hashed stay under the process budget, and a request that finds it spent
+//! simply reads more slowly (TCP back-pressure on its client). The pool keeps at most
+//! [`KEPT_BLOCKS`] free buffers for the next request and frees the rest.
 //!
 //! Writeback is started every [`WRITEBACK_STEP`] bytes (`sync_file_range`), so the
 //! fdatasync that ends the chunk finds most of it on its way to the disk already
@@ -49,28 +52,25 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use ferry_shared::hashing::{Md5Part, RunningDigest, Sha256Part};
+use ferry_shared::hashing::{RunningDigest, Sha256Part};
+use ferry_shared::types::FileId;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 
+use super::running_md5::{self, Chain, Md5Receiver, PendingMd5, StoredMd5};
 pub use ferry_shared::staging::{data_path, upload_dir};
 
 /// Bytes in one buffer: the unit handed to the two threads. Large enough that a thread
-/// wakes a few thousand times per GiB, small enough that the md5 left to do after a
-/// chunk's last byte arrives is a fraction of a millisecond.
+/// wakes a few thousand times per GiB, small enough that the sha256 and write left to
+/// do after a chunk's last byte arrives is a fraction of a millisecond.
 pub const BLOCK_BYTES: usize = 256 << 10;
 
-/// Buffers one request may hold (1 MiB): enough that the two threads never starve
-/// while the next buffer fills.
-const REQUEST_BLOCKS: u32 = 4;
+/// Buffers all uploads together may hold (32 MiB: four uploads with their md5 lagging
+/// by a whole budget each; more uploads at once share it).
+const PROCESS_BLOCKS: usize = 128;
 
-/// Buffers all requests together may hold (16 MiB; so 32 uploads at once hold no more
-/// than 16 at full speed would).
-const PROCESS_BLOCKS: usize = 64;
-
-/// Free buffers the pool keeps mapped for the next request (4 MiB: four uploads at
-/// full speed); a buffer freed beyond that goes back to the allocator.
-const KEPT_BLOCKS: usize = 16;
+/// Free buffers the pool keeps mapped for the next request (8 MiB: one upload's budget);
+/// a buffer freed beyond that goes back to the allocator.
+const KEPT_BLOCKS: usize = 32;
 
 /// The process-wide budget behind [`PROCESS_BLOCKS`] and the free buffers.
 struct Pool {
@@ -81,12 +81,13 @@ struct Pool {
 static POOL: LazyLock<Pool> =
     LazyLock::new(|| Pool { budget: Arc::new(Semaphore::new(PROCESS_BLOCKS)), free: Mutex::new(Vec::new()) });
 
-/// A buffer on its way through the two threads, holding its share of both budgets until
-/// the last of them drops it; it then goes back to the pool.
+/// A buffer on its way through the two threads, holding its share of both budgets (its
+/// upload's and the process's) until the last of them drops it; it then goes back to the
+/// pool.
 struct Block {
     bytes: Option<Box<[u8]>>,
     len: usize,
-    _request: OwnedSemaphorePermit,
+    _upload: OwnedSemaphorePermit,
     _process: OwnedSemaphorePermit,
 }
 
@@ -129,27 +130,104 @@ const WRITEBACK_STEP: u64 = 2 << 20;
 /// comment).
 const DROP_BEHIND_MIN: u64 = WRITEBACK_STEP;
 
+/// Where a chunk's digests start: the upload's sha256 at the chunk's offset and its md5
+/// chain ([`running_md5`]).
+pub struct DigestStart {
+    sha256: Sha256Part,
+    chain: Chain,
+}
+
+impl DigestStart {
+    /// A new upload's first chunk, at offset 0.
+    pub fn fresh() -> DigestStart {
+        DigestStart { sha256: Sha256Part::default(), chain: Chain::fresh() }
+    }
+
+    /// The chunk at `offset` of upload `id`, from the states stored with its row: the
+    /// sha256 of its first `offset` bytes (none for an upload without bytes yet) and
+    /// an md5 state with the bytes it covers.
+    ///
+    /// # Errors
+    /// A stored state that does not parse, or an md5 state beyond `offset`.
+    pub fn resume(
+        id: FileId,
+        offset: u64,
+        sha256: Option<&[u8]>,
+        md5: Option<(&[u8], u64)>,
+    ) -> std::io::Result<DigestStart> {
+        let sha256 = sha256.map(Sha256Part::from_bytes).transpose().map_err(std::io::Error::other)?;
+        let stored = StoredMd5::from_row(md5.map(|(state, _)| state), md5.map_or(0, |(_, at)| at))?;
+        let sha256 = sha256.unwrap_or_default();
+        Ok(DigestStart { sha256, chain: Chain::at(id, offset, stored)? })
+    }
+}
+
+/// A chunk on disk (fdatasynced): its sha256 advanced over it and its md5 on its way.
+pub struct Written {
+    sha256: Sha256Part,
+    md5: PendingMd5,
+    chain: Chain,
+}
+
+/// The digest states to record with a chunk.
+pub struct States {
+    /// The sha256 of the upload's bytes up to the chunk's end.
+    pub sha256: Vec<u8>,
+    /// The newest md5 state known now and how many bytes it covers (at or before the
+    /// chunk's end); `None`: none newer than the row's.
+    pub md5: Option<(Vec<u8>, u64)>,
+}
+
+impl Written {
+    /// The upload's md5 and sha256 up to the chunk's end, once its md5 thread (and the
+    /// chain before it) is done.
+    ///
+    /// # Errors
+    /// The md5 thread's, see [`PendingMd5::wait`].
+    pub async fn digest(&self) -> std::io::Result<RunningDigest> {
+        Ok(RunningDigest::join(self.md5.wait().await?, self.sha256.clone()))
+    }
+
+    /// What to record with the chunk now, without waiting for its md5.
+    pub fn states(&self) -> States {
+        let md5 = match self.md5.now() {
+            Some(md5) => Some(StoredMd5 { md5, at: self.md5.at() }),
+            None => self.chain.known(),
+        };
+        States { sha256: self.sha256.to_bytes(), md5: md5.map(|m| (m.md5.to_bytes(), m.at)) }
+    }
+
+    /// The chunk is recorded as upload `id`'s: its next chunk starts from this one's md5.
+    pub fn recorded(&self, id: FileId) {
+        self.chain.extend(id, self.md5.clone());
+    }
+}
+
 /// Writes one chunk at `offset` of an upload's data file, hashing it on the way
-/// (continuing the upload's running digest).
+/// (continuing the upload's sha256 and md5).
 pub struct ChunkWriter {
     budget: Arc<Semaphore>,
     /// The buffer being filled.
     current: Option<Block>,
-    md5_tx: mpsc::Sender<Arc<Block>>,
-    write_tx: mpsc::Sender<Arc<Block>>,
-    md5: JoinHandle<Md5Part>,
+    md5_tx: mpsc::UnboundedSender<Arc<Block>>,
+    write_tx: mpsc::UnboundedSender<Arc<Block>>,
+    md5: Md5Receiver,
+    chain: Chain,
+    /// Where the chunk ends so far.
+    end: u64,
     /// The write thread's outcome, sent once the chunk is durable (before it drops the
     /// chunk's pages, which nobody waits for).
     written: oneshot::Receiver<std::io::Result<Sha256Part>>,
 }
 
 impl ChunkWriter {
-    /// Opens (creating if needed) the data file in `dir` for writing at `offset`.
+    /// Opens (creating if needed) the data file in `dir` for writing at `start`'s
+    /// offset.
     ///
     /// A new upload's directory and data file are made durable with the chunk: after the
     /// fdatasync, the directory and its parent are fsynced too (fsync(2) of a new file
     /// does not persist its name), so a recorded first chunk survives a power loss.
-    pub async fn open(dir: &Path, offset: u64, digest: RunningDigest) -> std::io::Result<ChunkWriter> {
+    pub async fn open(dir: &Path, start: DigestStart) -> std::io::Result<ChunkWriter> {
         let fresh = match tokio::fs::create_dir(dir).await {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
@@ -167,14 +245,22 @@ impl ChunkWriter {
             .await?
             .into_std()
             .await;
-        let (mut md5, mut sha256) = digest.split();
-        let (md5_tx, mut md5_rx) = mpsc::channel::<Arc<Block>>(REQUEST_BLOCKS as usize);
-        let (write_tx, mut write_rx) = mpsc::channel::<Arc<Block>>(REQUEST_BLOCKS as usize);
-        let md5 = tokio::task::spawn_blocking(move || {
-            while let Some(block) = md5_rx.blocking_recv() {
-                md5.update(block.filled());
-            }
-            md5
+        let DigestStart { mut sha256, chain } = start;
+        let offset = chain.offset();
+        // Unbounded channels, bounded by the blocks' budgets: a block exists only with
+        // its permits.
+        let (md5_tx, mut md5_rx) = mpsc::unbounded_channel::<Arc<Block>>();
+        let (write_tx, mut write_rx) = mpsc::unbounded_channel::<Arc<Block>>();
+        let (md5_sender, md5) = running_md5::channel();
+        let (md5_chain, data) = (chain.clone(), data_path(&dir));
+        tokio::task::spawn_blocking(move || {
+            let outcome = md5_chain.start_blocking(&data).map(|mut md5| {
+                while let Some(block) = md5_rx.blocking_recv() {
+                    md5.update(block.filled());
+                }
+                md5
+            });
+            md5_sender.send(outcome);
         });
         let (written_tx, written) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -208,8 +294,8 @@ impl ChunkWriter {
                 drop_behind(&file, offset, at - offset);
             }
         });
-        let budget = Arc::new(Semaphore::new(REQUEST_BLOCKS as usize));
-        Ok(ChunkWriter { budget, current: None, md5_tx, write_tx, md5, written })
+        let budget = chain.budget().clone();
+        Ok(ChunkWriter { budget, current: None, md5_tx, write_tx, md5, chain, end: offset, written })
     }
 
     /// Copies `bytes` into the writer's buffers, handing each full one to the two
@@ -232,37 +318,37 @@ impl ChunkWriter {
     /// A free buffer, once both budgets have room for one.
     async fn take_block(&self) -> std::io::Result<Block> {
         let closed = |_| std::io::Error::other("upload buffer closed");
-        let request = self.budget.clone().acquire_owned().await.map_err(closed)?;
+        let upload = self.budget.clone().acquire_owned().await.map_err(closed)?;
         let process = POOL.budget.clone().acquire_owned().await.map_err(closed)?;
         let kept = POOL.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
         let bytes = kept.unwrap_or_else(|| vec![0u8; BLOCK_BYTES].into_boxed_slice());
-        Ok(Block { bytes: Some(bytes), len: 0, _request: request, _process: process })
+        Ok(Block { bytes: Some(bytes), len: 0, _upload: upload, _process: process })
     }
 
     /// Hands the buffer being filled (if it holds anything) to both threads.
     async fn send_current(&mut self) -> std::io::Result<()> {
         let Some(block) = self.current.take().filter(|block| block.len > 0) else { return Ok(()) };
+        self.end += block.len as u64;
         let block = Arc::new(block);
         // A closed channel means the thread stopped: the writer's error comes out of
-        // `finish` (the md5 thread only stops when its channel closes).
-        let sent = self.md5_tx.send(block.clone()).await.is_ok() && self.write_tx.send(block).await.is_ok();
+        // `finish`, the md5 thread's out of the chunk's md5.
+        let sent = self.md5_tx.send(block.clone()).is_ok() && self.write_tx.send(block).is_ok();
         if !sent {
             return Err(std::io::Error::other("staging writer stopped"));
         }
         Ok(())
     }
 
-    /// Waits for every byte to be on disk (fdatasync) and returns the digest advanced
-    /// over the chunk.
-    pub async fn finish(mut self) -> std::io::Result<RunningDigest> {
+    /// Waits for every byte to be on disk (fdatasync) and returns the chunk's sha256,
+    /// with its md5 still on its way.
+    pub async fn finish(mut self) -> std::io::Result<Written> {
         // A stopped writer shows its own error below.
         let _ = self.send_current().await;
-        let ChunkWriter { md5_tx, write_tx, md5, written, .. } = self;
+        let ChunkWriter { md5_tx, write_tx, md5, chain, end, written, .. } = self;
         drop((md5_tx, write_tx));
         // No outcome means the thread panicked.
         let sha256 = written.await.map_err(|_| std::io::Error::other("staging writer stopped"))??;
-        let md5 = md5.await.map_err(std::io::Error::other)?;
-        Ok(RunningDigest::join(md5, sha256))
+        Ok(Written { sha256, md5: md5.covering(end), chain })
     }
 }
 
@@ -300,20 +386,25 @@ mod tests {
     use super::*;
 
     /// Frames of every size around a buffer's, written at an offset after earlier bytes:
-    /// the file holds exactly the bytes sent, and the digest continued over them equals
-    /// one pass over the whole.
+    /// the file holds exactly the bytes sent, and the digests continued over them (the
+    /// md5 through the upload's chain, the sha256 from its stored state) equal one pass
+    /// over the whole.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_of_any_size_land_in_place_with_the_running_digest() {
         let scratch = tempfile::tempdir().expect("temp dir");
         let dir = scratch.path().join("upload");
+        let id = FileId::new();
         let head: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         let body: Vec<u8> = (0..3 * BLOCK_BYTES as u32 + 12_345).map(|i| (i * 7 % 253) as u8).collect();
 
-        let mut first = ChunkWriter::open(&dir, 0, RunningDigest::default()).await.expect("open");
+        let mut first = ChunkWriter::open(&dir, DigestStart::fresh()).await.expect("open");
         first.write(&head).await.expect("write");
-        let digest = first.finish().await.expect("finish");
+        let first = first.finish().await.expect("finish");
+        first.recorded(id);
+        let states = first.states();
 
-        let mut writer = ChunkWriter::open(&dir, head.len() as u64, digest).await.expect("open");
+        let start = DigestStart::resume(id, head.len() as u64, Some(&states.sha256), None).expect("resume");
+        let mut writer = ChunkWriter::open(&dir, start).await.expect("open");
         let sizes = [1, 7, BLOCK_BYTES - 8, BLOCK_BYTES, 1, BLOCK_BYTES + 1, 65_536];
         let mut rest = body.as_slice();
         for size in sizes.iter().cycle() {
@@ -324,12 +415,16 @@ mod tests {
             writer.write(frame).await.expect("write");
             rest = more;
         }
-        let digest = writer.finish().await.expect("finish");
+        let written = writer.finish().await.expect("finish");
+        let digest = written.digest().await.expect("digest");
 
         let whole = [head.as_slice(), &body].concat();
         assert_eq!(std::fs::read(data_path(&dir)).expect("data file"), whole);
         let mut one_pass = RunningDigest::default();
         one_pass.update(&whole);
         assert_eq!(digest.finalize(), one_pass.finalize());
+        let md5 = written.states().md5.expect("known once waited for");
+        assert_eq!(md5.1, whole.len() as u64);
+        running_md5::end(id);
     }
 }

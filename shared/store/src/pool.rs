@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (20, "node_ssh_probe", include_str!("../migrations/0020_node_ssh_probe.sql")),
     (21, "job_retry_at", include_str!("../migrations/0021_job_retry_at.sql")),
     (22, "node_write_check", include_str!("../migrations/0022_node_write_check.sql")),
+    (23, "md5_offset", include_str!("../migrations/0023_md5_offset.sql")),
 ];
 
 /// Parses the URL into a driver config (no connection is made yet). Every session

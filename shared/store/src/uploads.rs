@@ -17,7 +17,8 @@ pub struct AssemblyInput {
     /// The md5 the client sent (hex).
     pub md5: Option<String>,
     pub total_size: Option<ByteSize>,
-    /// Serialised running md5 and sha256 (see `ferry_shared::hashing`).
+    /// Serialised running md5 and sha256 (see `ferry_shared::hashing`); the md5 only
+    /// when it covers every byte received (it may lag: `uploads.md5_offset`).
     pub md5_state: Option<Vec<u8>>,
     pub sha256_state: Option<Vec<u8>>,
 }
@@ -25,7 +26,9 @@ pub struct AssemblyInput {
 pub async fn assembly_input(c: &impl GenericClient, id: FileId) -> Result<Option<AssemblyInput>, StoreError> {
     let row = c
         .query_opt_cached(
-            "SELECT status, md5, total_size, md5_state, sha256_state FROM uploads WHERE id = $1",
+            "SELECT status, md5, total_size, CASE WHEN md5_offset = \"offset\" THEN md5_state END AS md5_state,
+                    sha256_state
+             FROM uploads WHERE id = $1",
             &[&id.0],
         )
         .await?;
@@ -354,7 +357,9 @@ pub struct NewUpload<'a> {
     /// row no update; inserted `assembling` and completed after, it cost three.
     pub verified: bool,
     pub expires_at: DateTime<Utc>,
-    pub md5_state: &'a [u8],
+    /// The newest md5 state known and how many bytes it covers (`None`: none yet).
+    pub md5_state: Option<(&'a [u8], ByteSize)>,
+    /// The sha256 state of the bytes received.
     pub sha256_state: &'a [u8],
     /// The tus `Upload-Metadata` header, stored to be echoed by HEAD.
     pub metadata: Option<&'a str>,
@@ -377,9 +382,10 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<Upload,
         .query_one_cached(
             "WITH upload AS (
                  INSERT INTO uploads (id, user_id, filename, parent_id, total_size, \"offset\", md5, status,
-                                      expires_at, md5_state, sha256_state, metadata, concat, completed_at)
+                                      expires_at, md5_state, sha256_state, metadata, concat, completed_at,
+                                      md5_offset)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                         CASE WHEN $14 THEN now() END)
+                         CASE WHEN $14 THEN now() END, $15)
                  RETURNING id, user_id, filename, parent_id, total_size, \"offset\", status, error, created_at,
                            expires_at, completed_at, metadata, concat),
              chunk AS (
@@ -395,11 +401,12 @@ pub async fn insert(c: &impl GenericClient, u: &NewUpload<'_>) -> Result<Upload,
                 &u.md5,
                 &state,
                 &u.expires_at,
-                &u.md5_state,
+                &u.md5_state.map(|(state, _)| state),
                 &u.sha256_state,
                 &u.metadata,
                 &u.concat,
                 &(state == UploadState::Complete),
+                &size_to_db("md5 offset", u.md5_state.map_or(ByteSize::ZERO, |(_, at)| at))?,
             ],
         )
         .await?;
@@ -446,7 +453,26 @@ pub async fn first_open_expiry(c: &impl GenericClient, user: UserId) -> Result<O
 }
 
 /// The serialised running digests stored with an upload.
-pub type DigestState = (Option<Vec<u8>>, Option<Vec<u8>>);
+#[derive(Debug, Clone, Default)]
+pub struct DigestState {
+    /// The newest md5 state recorded (none before the first one is known).
+    pub md5_state: Option<Vec<u8>>,
+    /// The bytes `md5_state` covers: at most the offset, behind it while the API's md5
+    /// chain works (`api/src/upload/running_md5.rs`).
+    pub md5_offset: ByteSize,
+    /// The sha256 state of every byte received.
+    pub sha256_state: Option<Vec<u8>>,
+}
+
+impl DigestState {
+    fn from_row(r: &tokio_postgres::Row) -> Result<DigestState, StoreError> {
+        Ok(DigestState {
+            md5_state: r.try_get("md5_state")?,
+            md5_offset: size_from_db("uploads.md5_offset", r.try_get("md5_offset")?)?,
+            sha256_state: r.try_get("sha256_state")?,
+        })
+    }
+}
 
 /// Takes the writer lease of the user's `uploading` upload for the chunk at `offset`:
 /// sets `token` with an expiry `lease_secs` away, only if the offset is `offset` and
@@ -467,12 +493,12 @@ pub async fn take_lease(
                 "UPDATE uploads SET writer = $3, writer_until = now() + make_interval(secs => $5)
                  WHERE id = $1 AND user_id = $2 AND status = $6 AND \"offset\" = $4
                    AND (writer IS NULL OR writer_until < now())
-                 RETURNING {UPLOAD_COLUMNS}, md5_state, sha256_state"
+                 RETURNING {UPLOAD_COLUMNS}, md5_state, md5_offset, sha256_state"
             ),
             &[&id.0, &user.0, &token, &size_to_db("offset", offset)?, &lease_secs, &UploadState::Uploading],
         )
         .await?;
-    row.map(|r| Ok((Upload::from_row(&r)?, (r.try_get("md5_state")?, r.try_get("sha256_state")?)))).transpose()
+    row.map(|r| Ok((Upload::from_row(&r)?, DigestState::from_row(&r)?))).transpose()
 }
 
 /// Releases the writer lease if `token` still holds it.
@@ -490,14 +516,18 @@ pub async fn release_lease(c: &impl GenericClient, id: FileId, token: uuid::Uuid
 pub struct Chunk<'a> {
     pub start: ByteSize,
     pub size: ByteSize,
-    pub md5_state: &'a [u8],
+    /// The newest md5 state known and how many bytes it covers, stored when it covers
+    /// more than the row's (`None`: the row's stays).
+    pub md5_state: Option<(&'a [u8], ByteSize)>,
+    /// The sha256 state of the upload's bytes up to the chunk's end.
     pub sha256_state: &'a [u8],
     /// The upload's new expiry (it slides with each accepted chunk).
     pub expires_at: DateTime<Utc>,
 }
 
 /// Records a chunk in one statement, so atomic without a transaction around it:
-/// advances the offset, stores the digest state and releases the lease (conditional on
+/// advances the offset, stores the digest states (the md5's only when newer than the
+/// row's) and releases the lease (conditional on
 /// `token` still holding the lease at `chunk.start`), and inserts the chunk's row.
 /// Returns the upload as recorded (the same statement reads it back, so a chunk's end
 /// costs one round trip), or `None` (nothing written) when the lease was lost.
@@ -508,11 +538,14 @@ pub async fn record_chunk(
     chunk: &Chunk<'_>,
 ) -> Result<Option<Upload>, StoreError> {
     let (start, size) = (size_to_db("offset", chunk.start)?, size_to_db("chunk size", chunk.size)?);
+    let md5_offset = chunk.md5_state.map(|(_, at)| size_to_db("md5 offset", at)).transpose()?.unwrap_or(-1);
     let row = c
         .query_opt_cached(
             &format!(
                 "WITH advanced AS (
-                     UPDATE uploads SET \"offset\" = \"offset\" + $2, md5_state = $3, sha256_state = $4,
+                     UPDATE uploads SET \"offset\" = \"offset\" + $2, sha256_state = $4,
+                            md5_state = CASE WHEN $9 > md5_offset THEN $3 ELSE md5_state END,
+                            md5_offset = GREATEST(md5_offset, $9),
                             writer = NULL, writer_until = NULL, expires_at = $8
                      WHERE id = $1 AND writer = $5 AND \"offset\" = $6 AND status = $7
                      RETURNING {UPLOAD_COLUMNS}),
@@ -522,22 +555,25 @@ pub async fn record_chunk(
             &[
                 &id.0,
                 &size,
-                &chunk.md5_state,
+                &chunk.md5_state.map(|(state, _)| state),
                 &chunk.sha256_state,
                 &token,
                 &start,
                 &UploadState::Uploading,
                 &chunk.expires_at,
+                &md5_offset,
             ],
         )
         .await?;
     row.map(|r| Upload::from_row(&r)).transpose()
 }
 
-/// The stored running digest state (md5, sha256) of the upload `id`.
-pub async fn digest_state(c: &impl GenericClient, id: FileId) -> Result<DigestState, StoreError> {
-    let row = c.query_one_cached("SELECT md5_state, sha256_state FROM uploads WHERE id = $1", &[&id.0]).await?;
-    Ok((row.try_get("md5_state")?, row.try_get("sha256_state")?))
+/// The offset of the upload `id` and its stored running digest states, read together.
+pub async fn digest_state(c: &impl GenericClient, id: FileId) -> Result<(ByteSize, DigestState), StoreError> {
+    let row = c
+        .query_one_cached("SELECT \"offset\", md5_state, md5_offset, sha256_state FROM uploads WHERE id = $1", &[&id.0])
+        .await?;
+    Ok((size_from_db("uploads.offset", row.try_get("offset")?)?, DigestState::from_row(&row)?))
 }
 
 /// The md5 (hex) a completing POST handed to the workers, if any.

@@ -2,7 +2,8 @@
 //! chunks with per-request checksums become ordinary Ferry files (listed, versioned,
 //! downloadable byte-identical through the redirect as soon as the request that completed
 //! them answers, with no wait: read-after-write; deleted); an interrupted PATCH and a
-//! checksum mismatch leave the upload resumable where it was; deferred length,
+//! checksum mismatch leave the upload resumable where it was; the md5 the API runs behind
+//! the chunks catches up after a restart; deferred length,
 //! termination, expiry headers and CORS for configured origins only.
 
 use anyhow::Context;
@@ -232,6 +233,8 @@ async fn an_interrupted_or_corrupt_patch_leaves_the_upload_resumable_where_it_wa
     let id = id_of(&url);
     // Read-after-write, as above: no wait between the last 204 and the download.
     assert!(api.download(&id, None).await?.body == bytes, "not downloadable right after the last PATCH");
+    // The md5 the API ran behind the chunks left out the refused and the broken chunk.
+    assert_eq!(api.get(&format!("/storage/files/{id}/")).await?.json()["md5"], md5_hex(&bytes));
 
     // A whole-file md5 that the bytes do not have: the last chunk gets 460 and is not
     // recorded, so the upload is still open at the offset before it.
@@ -403,5 +406,46 @@ async fn partial_uploads_concatenate_into_one_ordinary_file() -> anyhow::Result<
         assert_eq!(api.send("HEAD", part, &[TUS], Vec::new()).await?.status, 410);
     }
     assert_eq!(api.send("DELETE", &unfinished, &[TUS], Vec::new()).await?.status, 204);
+    Ok(())
+}
+
+/// The API's md5 runs behind an upload's chunks, chained in its memory
+/// (`api/src/upload/running_md5.rs`). An upload whose next request reaches a process
+/// without that chain (here the API restarted between two requests) starts from the md5
+/// state stored with the upload and reads the bytes after it back from the staging file:
+/// a tus PATCH and the chunked protocol's completing POST alike. A wrong md5 is still
+/// refused, the right one completes, and the file records the bytes' md5.
+#[tokio::test]
+async fn an_upload_whose_md5_chain_is_lost_catches_up_from_the_staging_file() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let bytes = random_bytes(3_000_000);
+    let md5 = md5_hex(&bytes);
+    let url = location(&create(&api, Some(bytes.len()), &[("filename", "tus.bin"), ("md5", &md5)]).await?)?;
+    assert_eq!(patch(&api, &url, 0, &bytes[..1_000_000], &[]).await?.status, 204);
+    assert_eq!(patch(&api, &url, 1_000_000, &bytes[1_000_000..2_000_000], &[]).await?.status, 204);
+    let mut chunked = "/storage/tmp-upload/?filename=chunked.bin".to_owned();
+    for start in (0..bytes.len()).step_by(1_000_000) {
+        let range = format!("bytes {start}-{}/{}", start + 999_999, bytes.len());
+        let res = api.put_raw(&chunked, &range, bytes[start..start + 1_000_000].to_vec()).await?;
+        assert_eq!(res.status, 200, "{}", res.text());
+        chunked = res.json()["url"].as_str().context("url")?.to_owned();
+    }
+
+    cluster.restart_api().await?;
+    let api = cluster.client("alice", "alicealice").await?;
+    let res = patch(&api, &url, 2_000_000, &bytes[2_000_000..], &[]).await?;
+    assert_eq!(res.status, 204, "{}", res.text());
+    let tus = id_of(&url);
+    assert_eq!(api.get(&format!("/storage/files/{tus}/")).await?.json()["md5"], md5);
+    assert!(api.download(&tus, None).await?.body == bytes);
+
+    let res = api.complete(&chunked, &md5_hex(b"other bytes")).await?;
+    assert_eq!((res.status, res.code().as_str()), (400, "checksum_mismatch"), "{}", res.text());
+    let res = api.complete_patiently(&chunked, &md5).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let file = res.json()["id"].as_str().context("id")?.to_owned();
+    assert_eq!(api.get(&format!("/storage/files/{file}/")).await?.json()["md5"], md5);
+    assert!(api.download(&file, None).await?.body == bytes);
     Ok(())
 }
