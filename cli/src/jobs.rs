@@ -54,14 +54,16 @@ pub enum JobsCmd {
     /// comes, is acknowledged without running. Only copies and checks (replicate,
     /// verify): a revoked copy's replica is failed, and the monitor's repair places the
     /// copy again wherever placement allows then (a node whose sshd or storage root
-    /// fails its checks is skipped). A job that runs, has ended or is of another kind is
-    /// skipped, saying why, and the command then exits non-zero.
+    /// fails its checks is skipped). Every id is looked up before anything is revoked:
+    /// one that names no job (or several) stops the command with nothing changed. A job
+    /// that runs, has ended or is of another kind is skipped, saying why, and the
+    /// command then exits non-zero.
     Revoke {
         /// Job ids, or enough of each one's start to name one job (at least 4 hex digits).
         #[arg(required = true)]
         ids: Vec<String>,
-        /// Recorded on each job as `revoked by an operator: <reason>`.
-        #[arg(long, default_value = "from the CLI")]
+        /// Recorded on each job as `revoked by an operator: <reason>` (not empty).
+        #[arg(long, default_value = "from the CLI", value_parser = non_empty)]
         reason: String,
     },
 }
@@ -296,6 +298,24 @@ async fn resolve_id(client: &Client, given: &str, state: Option<JobState>) -> an
     crate::output::the_one(given, &ids, none, "job ids")
 }
 
+/// A reason as given, refused when blank: a record that says why says something.
+fn non_empty(reason: &str) -> Result<String, String> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err("give a reason (it is recorded on each job)".into());
+    }
+    Ok(reason.to_owned())
+}
+
+/// The job `given` names ([`resolve_id`]); a whole id too must name a job that exists.
+async fn resolve_existing(client: &Client, given: &str) -> anyhow::Result<Uuid> {
+    let id = resolve_id(client, given, None).await?;
+    if jobs::get(client, id).await?.is_none() {
+        bail!("no job {id}");
+    }
+    Ok(id)
+}
+
 /// The job `given` names among the dead letters first, then (a replayed or discarded
 /// one, no longer `dead`) among all jobs: what `dlq show`, `replay` and `discard` act on.
 async fn resolve_dead_letter_id(client: &Client, given: &str) -> anyhow::Result<Uuid> {
@@ -345,9 +365,13 @@ pub async fn jobs(client: &mut Client, cmd: JobsCmd) -> anyhow::Result<()> {
             }
         }
         JobsCmd::Revoke { ids, reason } => {
-            let mut revoked = 0;
+            // All looked up first, so a typo changes nothing.
+            let mut resolved = Vec::with_capacity(ids.len());
             for given in &ids {
-                let id = resolve_id(client, given, None).await?;
+                resolved.push(resolve_existing(client, given).await?);
+            }
+            let mut revoked = 0;
+            for id in resolved {
                 match jobs::revoke(client, id, &reason).await? {
                     jobs::Revoke::Revoked => {
                         revoked += 1;

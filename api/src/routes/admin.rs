@@ -237,15 +237,29 @@ async fn show_job(
 /// a replay or discard of a job that is not one (any more), 409 `file_deleted` for a
 /// replay of a copy or check whose file was deleted since (discard it instead), 409
 /// `not_revocable` for a revoke of a job that runs, has ended, or is no copy or check
-/// (the detail says which and what to do instead).
+/// (the detail says which and what to do instead). A revoke may say why in its body,
+/// `{"reason": "..."}` (recorded after who revoked it, as `ferry jobs revoke --reason`
+/// does); no body, or `{}`, records who alone. A reason for a replay or discard, which
+/// record none, is a 400 `reason_not_recorded` rather than dropped unsaid.
 async fn act_on_job(
     State(state): State<SharedState>,
     admin: AdminUser,
     Path((id, action)): Path<(String, String)>,
+    body: axum::body::Body,
 ) -> ApiResult<Json<Value>> {
     let id = parse_job_id(&id)?;
     let action = JobAction::parse(&action).ok_or(ApiError::NotFound { what: "Action" })?;
-    let by = format!("{}, through the admin API", admin.0.username);
+    let reason = ActionBody::read(&state, body).await?.reason()?;
+    if reason.is_some() && action != JobAction::Revoke {
+        return Err(ApiError::bad_request(
+            "reason_not_recorded",
+            "Only a revoke records a reason; send no reason with a replay or discard.",
+        ));
+    }
+    let by = match reason {
+        Some(reason) => format!("{}, through the admin API: {reason}", admin.0.username),
+        None => format!("{}, through the admin API", admin.0.username),
+    };
     match action.apply(&state, id, &by).await? {
         Acted::Done => {}
         Acted::Unknown => return Err(ApiError::NotFound { what: "Job" }),
@@ -269,6 +283,43 @@ async fn act_on_job(
     tracing::info!(job.id = %id, ?action, admin.id = %admin.0.id, "job steered through the admin API");
     let job = jobs::detail(&state.pool.get().await?, id).await?;
     Ok(Json(job.ok_or(ApiError::NotFound { what: "Job" })?.json()))
+}
+
+/// The optional JSON body of a job action: why (a revoke's reason).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    reason: Option<String>,
+}
+
+/// Longest reason recorded, in characters.
+const MAX_REASON_CHARS: usize = 500;
+
+impl ActionBody {
+    /// The body as sent: empty is no reason; anything else must be the JSON object
+    /// (400 `invalid_json`), at most [`MAX_JSON_BYTES`], read under the body pace floor.
+    async fn read(state: &SharedState, body: axum::body::Body) -> ApiResult<ActionBody> {
+        let pace = crate::upload::pace::BodyPace::of(&state.config.api);
+        let bytes = crate::upload::pace::read_whole(body, MAX_JSON_BYTES, pace).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ActionBody::default());
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
+    }
+
+    /// The reason, trimmed; 400 `invalid_reason` when blank or over
+    /// [`MAX_REASON_CHARS`].
+    fn reason(self) -> ApiResult<Option<String>> {
+        let Some(reason) = self.reason else { return Ok(None) };
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+            return Err(ApiError::bad_request(
+                "invalid_reason",
+                format!("A reason is 1 to {MAX_REASON_CHARS} characters (or leave it out)."),
+            ));
+        }
+        Ok(Some(reason.to_owned()))
+    }
 }
 
 /// `GET /admin/api/workers[?all=true]`: the worker inventory (`ferry workers ls

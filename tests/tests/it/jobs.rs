@@ -489,6 +489,17 @@ async fn a_waiting_copy_is_revoked_and_the_repair_places_it_again() -> anyhow::R
     // Twice is refused, saying why, and the CLI exits non-zero.
     let (ok, out) = cluster.ferry_cli(&["jobs", "revoke", cli_job], "")?;
     assert!(!ok && out.contains("skipped: That job is cancelled: only a job that waits is revoked."), "{out}");
+    // Every id is looked up first: one that names no job, by its start or whole, stops
+    // the command before anything is revoked; a blank reason is refused.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    for typo in ["ffff0000", unknown.as_str()] {
+        let (ok, out) = cluster.ferry_cli(&["jobs", "revoke", page_job, typo], "")?;
+        assert!(!ok && out.contains("no job"), "{out}");
+    }
+    let (ok, out) = cluster.ferry_cli(&["jobs", "revoke", page_job, "--reason", "  "], "")?;
+    assert!(!ok && out.contains("give a reason"), "{out}");
+    let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", page_job])?)?;
+    assert_eq!(shown["state"], "queued", "nothing revoked: {shown}");
 
     // From the job's page: its Revoke button.
     let pages = AdminPage::new(&cluster, &admin)?;
@@ -544,7 +555,14 @@ async fn a_waiting_copy_is_revoked_and_the_repair_places_it_again() -> anyhow::R
         &[&done_job.as_str()],
     )
     .await?;
-    assert_eq!(cluster.ferry(&["jobs", "revoke", done_job])?.trim(), format!("job {done_job} revoked"));
+    // The admin API records a reason after who revoked (and refuses one for a replay).
+    let res = admin.post_json(&format!("/admin/api/jobs/{done_job}/replay"), &json!({"reason": "x"})).await?;
+    assert_eq!((res.status, res.json()["code"].as_str()), (400, Some("reason_not_recorded")), "{}", res.text());
+    let res = admin.post_json(&format!("/admin/api/jobs/{done_job}/revoke"), &json!({"reason": ""})).await?;
+    assert_eq!((res.status, res.json()["code"].as_str()), (400, Some("invalid_reason")), "{}", res.text());
+    let res = admin.post_json(&format!("/admin/api/jobs/{done_job}/revoke"), &json!({"reason": "disk swap"})).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["error"], "revoked by an operator: admin, through the admin API: disk swap");
     let shown: Value = serde_json::from_str(&cluster.ferry(&["jobs", "show", done_job])?)?;
     assert_eq!((shown["state"].as_str(), shown["duration_ms"].as_i64()), (Some("cancelled"), Some(1000)), "{shown}");
     Ok(())
