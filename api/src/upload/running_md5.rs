@@ -32,7 +32,7 @@
 //! The chains themselves are small (an md5 state each) and dropped with the upload's
 //! completion or termination, or after [`IDLE`] without a chunk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -87,6 +87,13 @@ impl PendingMd5 {
     pub fn new(at: u64) -> (PendingMd5, Md5Sender) {
         let (sender, receiver) = channel();
         (receiver.covering(at), sender)
+    }
+
+    /// An md5 known already.
+    fn known(at: u64, md5: Md5Part) -> PendingMd5 {
+        let (pending, sender) = PendingMd5::new(at);
+        sender.send(Ok(md5));
+        pending
     }
 
     /// How many of the upload's bytes it covers.
@@ -163,6 +170,8 @@ pub const IDLE: Duration = Duration::from_secs(900);
 /// staging file.
 #[derive(Clone)]
 pub struct Chain {
+    /// The upload's (`None` for a new upload's first chunk, which starts from nothing).
+    id: Option<FileId>,
     /// The chunk's offset.
     offset: u64,
     stored: StoredMd5,
@@ -172,9 +181,42 @@ pub struct Chain {
 
 /// One upload's chain in this process.
 struct Link {
-    last: PendingMd5,
+    /// The md5s after the upload's recorded chunks (or caught up to a recorded offset),
+    /// oldest first, at most [`KEPT_LINKS`]: the last is where the next chunk starts,
+    /// the newest one known is what the row gets. When the md5 lags by several small
+    /// chunks, the one before the chunk is not known yet but an older one is, so the
+    /// row's state keeps up with the lag instead of waiting for a chunk whose previous
+    /// md5 happens to be done.
+    recorded: VecDeque<PendingMd5>,
     budget: Arc<Semaphore>,
     touched: Instant,
+}
+
+/// Recorded md5s kept per chain (the md5 lags by at most [`UPLOAD_BLOCKS`] buffers, so
+/// by fewer chunks than this unless they are under 128 KiB, which come too slowly to
+/// outrun the md5).
+const KEPT_LINKS: usize = 64;
+
+impl Link {
+    fn new(first: PendingMd5, budget: Arc<Semaphore>) -> Link {
+        Link { recorded: VecDeque::from([first]), budget, touched: Instant::now() }
+    }
+
+    fn push(&mut self, md5: PendingMd5) {
+        self.recorded.push_back(md5);
+        if self.recorded.len() > KEPT_LINKS {
+            self.recorded.pop_front();
+        }
+        self.touched = Instant::now();
+    }
+
+    /// The newest md5 known now; the older ones it supersedes are dropped.
+    fn known(&mut self) -> Option<StoredMd5> {
+        let newest = self.recorded.iter().rposition(|p| p.now().is_some())?;
+        self.recorded.drain(..newest);
+        let pending = self.recorded.front()?;
+        pending.now().map(|md5| StoredMd5 { md5, at: pending.at })
+    }
 }
 
 static CHAINS: LazyLock<Mutex<HashMap<FileId, Link>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -187,6 +229,7 @@ impl Chain {
     /// A new upload's: its first chunk starts at 0 from the empty md5.
     pub fn fresh() -> Chain {
         Chain {
+            id: None,
             offset: 0,
             stored: StoredMd5::default(),
             previous: None,
@@ -208,12 +251,12 @@ impl Chain {
         let (previous, budget) = match link {
             Some(link) => {
                 link.touched = Instant::now();
-                let usable = link.last.at == offset && !link.last.failed();
-                (usable.then(|| link.last.clone()), link.budget.clone())
+                let last = link.recorded.back().filter(|last| last.at == offset && !last.failed());
+                (last.cloned(), link.budget.clone())
             }
             None => (None, Arc::new(Semaphore::new(UPLOAD_BLOCKS))),
         };
-        Ok(Chain { offset, stored, previous, budget })
+        Ok(Chain { id: Some(id), offset, stored, previous, budget })
     }
 
     /// The upload's buffer budget, shared by its chunks in this process.
@@ -235,25 +278,55 @@ impl Chain {
         if let Some(md5) = self.previous.as_ref().and_then(|p| p.wait_blocking().ok()) {
             return Ok(md5);
         }
-        catch_up(&self.stored, self.offset, data)
+        let md5 = catch_up(&self.stored, self.offset, data)?;
+        if let Some(id) = self.id {
+            // The bytes up to the offset are recorded, so this md5 is the upload's
+            // whatever becomes of the chunk: a retry after a failed chunk starts here
+            // instead of catching up again.
+            self.remember(id, PendingMd5::known(self.offset, md5.clone()));
+        }
+        Ok(md5)
     }
 
-    /// The newest md5 state known now at or before the chunk's offset, with the bytes it
+    /// `md5` as the chain's end when it is newer than what the chain has.
+    fn remember(&self, id: FileId, md5: PendingMd5) {
+        let mut chains = chains();
+        match chains.get_mut(&id) {
+            Some(link) => {
+                if link.recorded.back().is_none_or(|last| last.at < md5.at || last.failed()) {
+                    link.push(md5);
+                }
+            }
+            None => {
+                chains.insert(id, Link::new(md5, self.budget.clone()));
+            }
+        }
+    }
+
+    /// The newest md5 state known now of the upload's recorded bytes, with the bytes it
     /// covers: for the row, which keeps its own when this is not newer.
     pub fn known(&self) -> Option<StoredMd5> {
-        let previous = self.previous.as_ref()?;
-        previous.now().map(|md5| StoredMd5 { md5, at: previous.at })
+        chains().get_mut(&self.id?)?.known()
     }
 
     /// After the chunk was recorded: the upload's next chunk starts from `md5`.
     pub fn extend(&self, id: FileId, md5: PendingMd5) {
         let mut chains = chains();
-        if chains.len() >= 1024 {
+        if chains.len() >= MAX_CHAINS {
             chains.retain(|_, link| link.touched.elapsed() < IDLE);
         }
-        chains.insert(id, Link { last: md5, budget: self.budget.clone(), touched: Instant::now() });
+        match chains.get_mut(&id) {
+            Some(link) => link.push(md5),
+            None => {
+                chains.insert(id, Link::new(md5, self.budget.clone()));
+            }
+        }
     }
 }
+
+/// Chains kept before the idle ones are dropped (each is a few md5 states; the uploads
+/// active within [`IDLE`] are bounded by the per-user open-upload cap).
+const MAX_CHAINS: usize = 1024;
 
 /// Forgets upload `id`'s chain: it completed or ended.
 pub fn end(id: FileId) {
@@ -339,7 +412,9 @@ mod tests {
 
     /// A recorded chunk's md5 is where the next chunk starts, before it is even known;
     /// one that failed is not used (the stored state is), and a chain at another offset
-    /// is not either.
+    /// is not either. What the row gets is the newest md5 known of recorded bytes, also
+    /// when the one just before the chunk is not known yet, and a catch-up is kept for
+    /// the next chunk (a retry does not catch up again).
     #[tokio::test]
     async fn the_next_chunk_starts_from_the_recorded_one_and_only_from_it() {
         let scratch = tempfile::tempdir().expect("temp dir");
@@ -347,28 +422,47 @@ mod tests {
         let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 253) as u8).collect();
         std::fs::write(&data, &bytes).expect("write");
         let id = FileId::new();
+        let md5_to = |n: usize| {
+            let mut md5 = Md5Part::default();
+            md5.update(&bytes[..n]);
+            md5
+        };
 
         // The first chunk, 4000 bytes, recorded while its md5 is still running.
         let (first, sender) = PendingMd5::new(4000);
         Chain::fresh().extend(id, first);
         let chain = Chain::at(id, 4000, StoredMd5::default()).expect("chain");
         assert!(chain.known().is_none(), "not known before its thread ends");
-        let mut md5 = Md5Part::default();
-        md5.update(&bytes[..4000]);
-        sender.send(Ok(md5.clone()));
+        sender.send(Ok(md5_to(4000)));
         assert_eq!(md5_hex(chain.known().expect("known now").md5), md5_of(&bytes[..4000]));
         assert_eq!(md5_hex(chain.start_blocking(&data).expect("md5")), md5_of(&bytes[..4000]));
 
-        // A chain at another offset is not this chunk's: the file is read instead.
-        let elsewhere = Chain::at(id, 6000, StoredMd5::default()).expect("chain");
-        assert!(elsewhere.known().is_none());
-        assert_eq!(md5_hex(elsewhere.start_blocking(&data).expect("md5")), md5_of(&bytes[..6000]));
+        // Two more recorded, the md5 lagging behind both: the row gets the first's.
+        let (second, second_sender) = PendingMd5::new(5000);
+        chain.extend(id, second);
+        let (third, third_sender) = PendingMd5::new(6000);
+        chain.extend(id, third);
+        let next = Chain::at(id, 6000, StoredMd5::default()).expect("chain");
+        assert_eq!(next.known().map(|k| k.at), Some(4000));
+        second_sender.send(Ok(md5_to(5000)));
+        assert_eq!(next.known().map(|k| k.at), Some(5000));
+        third_sender.send(Ok(md5_to(6000)));
+        assert_eq!(md5_hex(next.start_blocking(&data).expect("md5")), md5_of(&bytes[..6000]));
+
+        // A chain at another offset is not this chunk's: the file is read instead, and
+        // what was caught up is where the next chunk at that offset starts.
+        let elsewhere = Chain::at(id, 7000, StoredMd5::default()).expect("chain");
+        assert!(elsewhere.previous.is_none());
+        assert_eq!(md5_hex(elsewhere.start_blocking(&data).expect("md5")), md5_of(&bytes[..7000]));
+        let retry = Chain::at(id, 7000, StoredMd5::default()).expect("chain");
+        assert_eq!(retry.previous.as_ref().map(PendingMd5::at), Some(7000), "the catch-up is kept");
 
         // A chain whose thread failed is passed over.
         let (broken, sender) = PendingMd5::new(8000);
         chain.extend(id, broken);
         sender.send(Err(io::Error::other("disk")));
         let after = Chain::at(id, 8000, StoredMd5::default()).expect("chain");
+        assert!(after.previous.is_none());
         assert_eq!(md5_hex(after.start_blocking(&data).expect("md5")), md5_of(&bytes[..8000]));
 
         end(id);
