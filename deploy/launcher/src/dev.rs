@@ -46,8 +46,10 @@ pub const ADMIN_PASSWORD: &str = "adminadmin";
 const MARKER: &str = ".ferry-dev-state";
 
 /// The ports of a dev cluster, by their `ports.env` key, with defaults. Node N listens
-/// on `SSH_BASE_PORT + N` and `AGENT_BASE_PORT + N`.
-const PORTS: [(&str, u16); 7] = [
+/// on `SSH_BASE_PORT + N` and `AGENT_BASE_PORT + N`; the monitor's operations listener
+/// (`/metrics`, `/healthz`, `/readyz`) on `OPS_BASE_PORT + 1`, worker N's on
+/// `OPS_BASE_PORT + 1 + N`.
+const PORTS: [(&str, u16); 8] = [
     ("PG_PORT", 5433),
     ("AMQP_PORT", 5673),
     ("MGMT_PORT", 15673),
@@ -55,7 +57,18 @@ const PORTS: [(&str, u16); 7] = [
     ("API_PORT", 8000),
     ("SSH_BASE_PORT", 2200),
     ("AGENT_BASE_PORT", 9000),
+    ("OPS_BASE_PORT", 9100),
 ];
+
+/// How many ports after a `_BASE_PORT` key's base are used: one per node, or the
+/// monitor's and each worker's operations listener.
+fn block_len(key: &str) -> usize {
+    if key == "OPS_BASE_PORT" {
+        WORKERS.len() + 1
+    } else {
+        NODES.len()
+    }
+}
 
 /// `HH:MM:SS message` on stderr (local time, as deploy/dev's own lines).
 pub fn log(message: &str) {
@@ -124,9 +137,9 @@ impl Dev {
             if ports[key] != 0 {
                 continue;
             }
-            let port =
-                if key.ends_with("_BASE_PORT") { free_block(NODES.len(), &taken)? } else { crate::free_port(&taken)? };
-            taken.extend(port..=port + if key.ends_with("_BASE_PORT") { NODES.len() as u16 } else { 0 });
+            let len = block_len(key);
+            let port = if key.ends_with("_BASE_PORT") { free_block(len, &taken)? } else { crate::free_port(&taken)? };
+            taken.extend(port..=port + if key.ends_with("_BASE_PORT") { len as u16 } else { 0 });
             ports.insert(key.to_owned(), port);
         }
         let id = state_id(&state);
@@ -142,6 +155,12 @@ impl Dev {
     /// The port saved under `key` (see [`PORTS`]).
     pub fn port(&self, key: &str) -> u16 {
         self.ports.get(key).copied().unwrap_or_default()
+    }
+
+    /// The operations listener's port of `monitor` or `workerN` (see [`PORTS`]).
+    fn ops_port(&self, name: &str) -> u16 {
+        let n = name.strip_prefix("worker").and_then(|n| n.parse::<u16>().ok()).unwrap_or(0);
+        self.port("OPS_BASE_PORT") + 1 + n
     }
 
     fn api_url(&self) -> String {
@@ -405,9 +424,11 @@ pub async fn up(dev: &Dev) -> Result<()> {
     cluster.user_add(ADMIN_USER, ADMIN_PASSWORD, true)?;
     note("api", cluster.spawn("api", "ferry-api", &[], &[])?);
     for name in WORKERS {
-        note(name, cluster.spawn(name, "ferry-worker", &[], &[("FERRY_WORKER__LISTEN", "127.0.0.1:0".into())])?);
+        let listen = format!("127.0.0.1:{}", dev.ops_port(name));
+        note(name, cluster.spawn(name, "ferry-worker", &[], &[("FERRY_WORKER__LISTEN", listen)])?);
     }
-    note("monitor", cluster.spawn("monitor", "ferry-monitor", &[], &[])?);
+    let listen = format!("127.0.0.1:{}", dev.ops_port("monitor"));
+    note("monitor", cluster.spawn("monitor", "ferry-monitor", &[], &[("FERRY_MONITOR__LISTEN", listen)])?);
     let api = dev.api_url();
     cluster.wait_http("api", &format!("{api}/readyz"), Duration::from_secs(60)).await?;
 
@@ -487,6 +508,11 @@ fn summary(dev: &Dev, cluster: &Cluster, took: Duration, rabbit_note: &str, rabb
             s.root.display()
         );
     }
+    let ops = |name: &str| format!("http://127.0.0.1:{}/metrics", dev.ops_port(name));
+    outln!("  Metrics              {api}/metrics, monitor {}, {}", ops("monitor"), {
+        let workers: Vec<String> = WORKERS.iter().map(|w| format!("{w} {}", ops(w))).collect();
+        workers.join(", ")
+    });
     outln!("  State dir            {}   (service env: {}/env)\n", dev.state.display(), dev.state.display());
     outln!("  deploy/dev status | deploy/dev logs [-f] [name] | deploy/dev down [--purge]\n");
 }
@@ -573,9 +599,9 @@ pub fn status(dev: &Dev) -> Result<bool> {
     }
     line("api", pid("api"), dev.port("API_PORT").to_string());
     for name in WORKERS {
-        line(name, pid(name), "- (ops endpoint on a random port)".into());
+        line(name, pid(name), format!("{} (operations: /metrics, /healthz)", dev.ops_port(name)));
     }
-    line("monitor", pid("monitor"), "-".into());
+    line("monitor", pid("monitor"), format!("{} (operations: /metrics, /healthz)", dev.ops_port("monitor")));
     outln!("\nstate dir: {}", dev.state.display());
     Ok(all)
 }
