@@ -160,7 +160,10 @@ impl StoredMd5 {
 }
 
 /// Buffers of one upload that its chunks' writes and md5 threads may hold at once.
-pub const UPLOAD_BLOCKS: usize = 32;
+///
+/// 16 (4 MiB, about 5 ms of md5 here): in interleaved runs 16, 24 and 32 ingested alike
+/// (docs/PROFILE-INGEST.md, fifth step), so the smallest.
+pub const UPLOAD_BLOCKS: usize = 16;
 
 /// How long a chain is kept without a chunk (then a next chunk catches up from the row).
 pub const IDLE: Duration = Duration::from_secs(900);
@@ -193,7 +196,7 @@ struct Link {
 }
 
 /// Recorded md5s kept per chain (the md5 lags by at most [`UPLOAD_BLOCKS`] buffers, so
-/// by fewer chunks than this unless they are under 128 KiB, which come too slowly to
+/// by fewer chunks than this unless they are under 64 KiB, which come too slowly to
 /// outrun the md5).
 const KEPT_LINKS: usize = 64;
 

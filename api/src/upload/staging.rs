@@ -64,13 +64,16 @@ pub use ferry_shared::staging::{data_path, upload_dir};
 /// do after a chunk's last byte arrives is a fraction of a millisecond.
 pub const BLOCK_BYTES: usize = 256 << 10;
 
-/// Buffers all uploads together may hold (32 MiB: four uploads with their md5 lagging
-/// by a whole budget each; more uploads at once share it).
-const PROCESS_BLOCKS: usize = 128;
+/// Buffers all uploads together may hold (16 MiB: four uploads with their md5 lagging
+/// by a whole budget each; more uploads at once share it). The bench's burst (32
+/// clients each sending a 64 MiB chunk at once) holds ferry-api under 100 MiB of RSS
+/// with this; at twice as many it measured 112 (docs/PROFILE-INGEST.md, fifth step).
+const PROCESS_BLOCKS: usize = 64;
 
-/// Free buffers the pool keeps mapped for the next request (8 MiB: one upload's budget);
-/// a buffer freed beyond that goes back to the allocator.
-const KEPT_BLOCKS: usize = 32;
+/// Free buffers the pool keeps mapped for the next request (4 MiB: one upload's whole
+/// budget, so one upload at full speed takes no fresh buffer); a buffer freed beyond
+/// that goes back to the allocator.
+const KEPT_BLOCKS: usize = 16;
 
 /// The process-wide budget behind [`PROCESS_BLOCKS`] and the free buffers.
 struct Pool {
