@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use ferry_queue::completion;
 use ferry_queue::outbox;
 use ferry_queue::Job;
-use ferry_shared::hashing::{RunningDigest, Sha256Part};
+use ferry_shared::hashing::RunningDigest;
 use ferry_shared::slots::{Refused, Slot};
 use ferry_shared::types::{ByteSize, FileId, FileName, Md5, Sha256, UserId};
 use ferry_store::uploads::{self as store_uploads, Upload, UploadFailure};
@@ -34,8 +34,8 @@ use crate::state::SharedState;
 use crate::upload::content_range::{self, ChunkRange};
 use crate::upload::intake::{self, file_required, Limits, Received};
 use crate::upload::pace::BodyPace;
-use crate::upload::running_md5::{self, StoredMd5};
-use crate::upload::staging::{data_path, upload_dir, DigestStart};
+use crate::upload::running_md5;
+use crate::upload::staging::{data_path, stored_states, upload_dir, DigestStart};
 use crate::uploads;
 
 pub fn router() -> Router<SharedState> {
@@ -412,16 +412,9 @@ fn checksum_mismatch() -> ApiError {
 /// state, or when the staging file cannot be read here (the assemble job then hashes
 /// the bytes itself).
 async fn received_digest(state: &SharedState, id: FileId, user: UserId) -> ApiResult<Option<(u64, RunningDigest)>> {
-    let client = state.pool.get().await?;
-    if uploads::load(&client, id, user, false).await?.state != UploadState::Uploading {
-        return Ok(None);
-    }
-    let (offset, stored) = store_uploads::digest_state(&client, id).await?;
-    drop(client);
-    let Some(sha256) = stored.sha256_state.as_deref() else { return Ok(None) };
-    let sha256 = Sha256Part::from_bytes(sha256).map_err(ApiError::internal)?;
-    let md5 =
-        StoredMd5::from_row(stored.md5_state.as_deref(), stored.md5_offset.bytes()).map_err(ApiError::internal)?;
+    let stored = store_uploads::digest_state(&state.pool.get().await?, id, user).await?;
+    let Some((offset, stored)) = stored else { return Ok(None) };
+    let (Some(sha256), md5) = stored_states(&stored).map_err(ApiError::internal)? else { return Ok(None) };
     let data = data_path(&upload_dir(&state.config.storage.staging_dir, id));
     match running_md5::md5_of_upload(id, offset.bytes(), md5, &data).await {
         Ok(md5) => Ok(Some((offset.bytes(), RunningDigest::join(md5, sha256)))),
@@ -628,9 +621,7 @@ impl Lease {
     /// Where the chunk's digests start (`running_md5` for the md5's). An unreadable
     /// stored state is a 500, and dropping the lease releases it.
     pub(crate) fn digest_start(&self) -> ApiResult<DigestStart> {
-        let d = &self.digests;
-        let md5 = d.md5_state.as_deref().map(|state| (state, d.md5_offset.bytes()));
-        DigestStart::resume(self.upload, self.offset, d.sha256_state.as_deref(), md5).map_err(ApiError::internal)
+        DigestStart::resume(self.upload, self.offset, &self.digests).map_err(ApiError::internal)
     }
 
     pub(crate) fn committed(mut self) {

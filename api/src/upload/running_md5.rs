@@ -293,10 +293,19 @@ impl Chain {
 
     /// `md5` as the chain's end when it is newer than what the chain has.
     fn remember(&self, id: FileId, md5: PendingMd5) {
+        self.attach(id, md5, |last, md5| last.at < md5.at || last.failed());
+    }
+
+    /// `md5` as the end of upload `id`'s chain (a new one with this chunk's budget), if
+    /// the chain has no end yet or `replaces(end, md5)`.
+    fn attach(&self, id: FileId, md5: PendingMd5, replaces: impl Fn(&PendingMd5, &PendingMd5) -> bool) {
         let mut chains = chains();
+        if chains.len() >= MAX_CHAINS {
+            chains.retain(|_, link| link.touched.elapsed() < IDLE);
+        }
         match chains.get_mut(&id) {
             Some(link) => {
-                if link.recorded.back().is_none_or(|last| last.at < md5.at || last.failed()) {
+                if link.recorded.back().is_none_or(|last| replaces(last, &md5)) {
                     link.push(md5);
                 }
             }
@@ -314,16 +323,7 @@ impl Chain {
 
     /// After the chunk was recorded: the upload's next chunk starts from `md5`.
     pub fn extend(&self, id: FileId, md5: PendingMd5) {
-        let mut chains = chains();
-        if chains.len() >= MAX_CHAINS {
-            chains.retain(|_, link| link.touched.elapsed() < IDLE);
-        }
-        match chains.get_mut(&id) {
-            Some(link) => link.push(md5),
-            None => {
-                chains.insert(id, Link::new(md5, self.budget.clone()));
-            }
-        }
+        self.attach(id, md5, |_, _| true);
     }
 }
 
@@ -343,13 +343,8 @@ pub fn end(id: FileId) {
 /// Reading the data file; a stored state beyond `offset`.
 pub async fn md5_of_upload(id: FileId, offset: u64, stored: StoredMd5, data: &Path) -> io::Result<Md5Part> {
     let chain = Chain::at(id, offset, stored)?;
-    if let Some(previous) = &chain.previous {
-        if let Ok(md5) = previous.wait().await {
-            return Ok(md5);
-        }
-    }
     let data = data.to_owned();
-    tokio::task::spawn_blocking(move || catch_up(&chain.stored, chain.offset, &data)).await.map_err(io::Error::other)?
+    tokio::task::spawn_blocking(move || chain.start_blocking(&data)).await.map_err(io::Error::other)?
 }
 
 /// Bytes read back at a time.

@@ -54,6 +54,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use ferry_shared::hashing::{RunningDigest, Sha256Part};
 use ferry_shared::types::FileId;
+use ferry_store::uploads::DigestState;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::running_md5::{self, Chain, Md5Receiver, PendingMd5, StoredMd5};
@@ -146,23 +147,28 @@ impl DigestStart {
         DigestStart { sha256: Sha256Part::default(), chain: Chain::fresh() }
     }
 
-    /// The chunk at `offset` of upload `id`, from the states stored with its row: the
-    /// sha256 of its first `offset` bytes (none for an upload without bytes yet) and
-    /// an md5 state with the bytes it covers.
+    /// The chunk at `offset` of upload `id`, from the states stored with its row
+    /// ([`stored_states`]; no sha256 yet is the empty one).
     ///
     /// # Errors
     /// A stored state that does not parse, or an md5 state beyond `offset`.
-    pub fn resume(
-        id: FileId,
-        offset: u64,
-        sha256: Option<&[u8]>,
-        md5: Option<(&[u8], u64)>,
-    ) -> std::io::Result<DigestStart> {
-        let sha256 = sha256.map(Sha256Part::from_bytes).transpose().map_err(std::io::Error::other)?;
-        let stored = StoredMd5::from_row(md5.map(|(state, _)| state), md5.map_or(0, |(_, at)| at))?;
-        let sha256 = sha256.unwrap_or_default();
-        Ok(DigestStart { sha256, chain: Chain::at(id, offset, stored)? })
+    pub fn resume(id: FileId, offset: u64, stored: &DigestState) -> std::io::Result<DigestStart> {
+        let (sha256, md5) = stored_states(stored)?;
+        Ok(DigestStart { sha256: sha256.unwrap_or_default(), chain: Chain::at(id, offset, md5)? })
     }
+}
+
+/// The digest states stored with an upload's row, parsed: the sha256 of every byte
+/// recorded (`None` for an upload without one yet) and the md5 state with the bytes it
+/// covers.
+///
+/// # Errors
+/// A state that does not parse.
+pub fn stored_states(stored: &DigestState) -> std::io::Result<(Option<Sha256Part>, StoredMd5)> {
+    let sha256 =
+        stored.sha256_state.as_deref().map(Sha256Part::from_bytes).transpose().map_err(std::io::Error::other)?;
+    let md5 = StoredMd5::from_row(stored.md5_state.as_deref(), stored.md5_offset.bytes())?;
+    Ok((sha256, md5))
 }
 
 /// A chunk on disk (fdatasynced): its sha256 advanced over it and its md5 on its way.
@@ -216,11 +222,9 @@ pub struct ChunkWriter {
     write_tx: mpsc::UnboundedSender<Arc<Block>>,
     md5: Md5Receiver,
     chain: Chain,
-    /// Where the chunk ends so far.
-    end: u64,
-    /// The write thread's outcome, sent once the chunk is durable (before it drops the
-    /// chunk's pages, which nobody waits for).
-    written: oneshot::Receiver<std::io::Result<Sha256Part>>,
+    /// The write thread's outcome (the sha256 and where the chunk ends), sent once the
+    /// chunk is durable (before it drops the chunk's pages, which nobody waits for).
+    written: oneshot::Receiver<std::io::Result<(Sha256Part, u64)>>,
 }
 
 impl ChunkWriter {
@@ -292,13 +296,13 @@ impl ChunkWriter {
             let dropping = durable.is_ok() && at - offset >= DROP_BEHIND_MIN;
             // The chunk is answered from here on; the drop (up to a millisecond for 8
             // MiB, strace) runs meanwhile instead of in every chunk's critical path.
-            let _ = written_tx.send(durable);
+            let _ = written_tx.send(durable.map(|sha256| (sha256, at)));
             if dropping {
                 drop_behind(&file, offset, at - offset);
             }
         });
         let budget = chain.budget().clone();
-        Ok(ChunkWriter { budget, current: None, md5_tx, write_tx, md5, chain, end: offset, written })
+        Ok(ChunkWriter { budget, current: None, md5_tx, write_tx, md5, chain, written })
     }
 
     /// Copies `bytes` into the writer's buffers, handing each full one to the two
@@ -331,7 +335,6 @@ impl ChunkWriter {
     /// Hands the buffer being filled (if it holds anything) to both threads.
     async fn send_current(&mut self) -> std::io::Result<()> {
         let Some(block) = self.current.take().filter(|block| block.len > 0) else { return Ok(()) };
-        self.end += block.len as u64;
         let block = Arc::new(block);
         // A closed channel means the thread stopped: the writer's error comes out of
         // `finish`, the md5 thread's out of the chunk's md5.
@@ -347,10 +350,10 @@ impl ChunkWriter {
     pub async fn finish(mut self) -> std::io::Result<Written> {
         // A stopped writer shows its own error below.
         let _ = self.send_current().await;
-        let ChunkWriter { md5_tx, write_tx, md5, chain, end, written, .. } = self;
+        let ChunkWriter { md5_tx, write_tx, md5, chain, written, .. } = self;
         drop((md5_tx, write_tx));
         // No outcome means the thread panicked.
-        let sha256 = written.await.map_err(|_| std::io::Error::other("staging writer stopped"))??;
+        let (sha256, end) = written.await.map_err(|_| std::io::Error::other("staging writer stopped"))??;
         Ok(Written { sha256, md5: md5.covering(end), chain })
     }
 }
@@ -406,7 +409,8 @@ mod tests {
         first.recorded(id);
         let states = first.states();
 
-        let start = DigestStart::resume(id, head.len() as u64, Some(&states.sha256), None).expect("resume");
+        let stored = DigestState { sha256_state: Some(states.sha256), ..Default::default() };
+        let start = DigestStart::resume(id, head.len() as u64, &stored).expect("resume");
         let mut writer = ChunkWriter::open(&dir, start).await.expect("open");
         let sizes = [1, 7, BLOCK_BYTES - 8, BLOCK_BYTES, 1, BLOCK_BYTES + 1, 65_536];
         let mut rest = body.as_slice();

@@ -568,12 +568,21 @@ pub async fn record_chunk(
     row.map(|r| Upload::from_row(&r)).transpose()
 }
 
-/// The offset of the upload `id` and its stored running digest states, read together.
-pub async fn digest_state(c: &impl GenericClient, id: FileId) -> Result<(ByteSize, DigestState), StoreError> {
+/// The offset of the user's `uploading` upload `id` and its stored running digest
+/// states, read together; `None` when it is not `uploading` (or not the user's).
+pub async fn digest_state(
+    c: &impl GenericClient,
+    id: FileId,
+    user: UserId,
+) -> Result<Option<(ByteSize, DigestState)>, StoreError> {
     let row = c
-        .query_one_cached("SELECT \"offset\", md5_state, md5_offset, sha256_state FROM uploads WHERE id = $1", &[&id.0])
+        .query_opt_cached(
+            "SELECT \"offset\", md5_state, md5_offset, sha256_state FROM uploads
+             WHERE id = $1 AND user_id = $2 AND status = $3",
+            &[&id.0, &user.0, &UploadState::Uploading],
+        )
         .await?;
-    Ok((size_from_db("uploads.offset", row.try_get("offset")?)?, DigestState::from_row(&row)?))
+    row.map(|r| Ok((size_from_db("uploads.offset", r.try_get("offset")?)?, DigestState::from_row(&r)?))).transpose()
 }
 
 /// The md5 (hex) a completing POST handed to the workers, if any.
